@@ -1,0 +1,59 @@
+// @signet/client: HTTP Message Signatures as specified in RFC 9421, with the
+// Content-Digest field of RFC 9530, for Node.js 18+.
+//
+// Entry points: sign, verify, createSignedFetch; contentDigest and
+// generateNonce; importKey for keys. Lower-level pieces: signatureBase,
+// parseSignatures, serializeSignatures, parseAcceptSignature, and the RFC 8941
+// structured-field codec as sf. See index.d.ts for the documented API.
+
+import { buildBase, parseComponent, serializeSignatureParams } from './lib/components.js';
+import { toMessage } from './lib/message.js';
+import { parseSignatureFields } from './lib/signatures.js';
+import * as sfCodec from './lib/sf.js';
+
+export { sign, generateNonce } from './lib/sign.js';
+export { verify } from './lib/verify.js';
+export { createSignedFetch, readProblem } from './lib/fetch.js';
+export { contentDigest, verifyContentDigest, DIGEST_ALGORITHMS } from './lib/digest.js';
+export { Key, importKey, generateKeyPair, generateSecret, ALGORITHMS } from './lib/keys.js';
+export { SignatureError, Reason } from './lib/errors.js';
+export { parseSignatures, serializeSignatures, parseAcceptSignature } from './lib/signatures.js';
+
+/** The RFC 8941 structured-field parser and serializer. */
+export const sf = Object.freeze({ ...sfCodec });
+
+/**
+ * Builds the signature base of a message for one signature, without signing
+ * or verifying anything: for debugging, and for comparing with the base a
+ * server reports.
+ *
+ * `signature` is a Signature-Input member value (`("@method" …);created=…`),
+ * a whole Signature-Input field value (`sig1=(…);…`; with several members,
+ * options.label picks one), or { components, params }.
+ * @param {any} message
+ * @param {string | { components: string[], params?: object }} signature
+ * @param {{ label?: string, request?: any, scheme?: string, structuredFields?: Record<string, string> }} [options]
+ * @returns {string}
+ */
+export function signatureBase(message, signature, options = {}) {
+  const m = toMessage(message, { scheme: options.scheme });
+  const request = options.request === undefined ? undefined : toMessage(options.request, { scheme: options.scheme });
+  let components;
+  let signatureParams;
+  if (typeof signature === 'string') {
+    const text = signature.trimStart().startsWith('(') ? `x=${signature.trim()}` : signature;
+    const all = parseSignatureFields(text, undefined);
+    const chosen = options.label === undefined ? all : all.filter((s) => s.label === options.label);
+    if (chosen.length !== 1) throw new TypeError('signet: signatureBase needs exactly one signature; pass options.label');
+    ({ components, signatureParams } = chosen[0]);
+  } else if (signature && Array.isArray(signature.components)) {
+    components = signature.components.map(parseComponent);
+    const params = signature.params instanceof Map || Array.isArray(signature.params)
+      ? [...signature.params]
+      : Object.entries(signature.params || {}).filter(([, v]) => v !== undefined);
+    signatureParams = serializeSignatureParams(components, params);
+  } else {
+    throw new TypeError('signet: signatureBase needs a Signature-Input value or { components, params }');
+  }
+  return buildBase(m, components, signatureParams, { request, structuredFields: options.structuredFields });
+}

@@ -1,0 +1,47 @@
+// Reason codes and the error type of a refused (or unsignable) message.
+
+/**
+ * The stable reason codes of DESIGN.md. A Signet server puts one at the end
+ * of the `type` of its problem+json answer; `verify` puts one in
+ * `SignatureError.reason`.
+ */
+export const Reason = Object.freeze({
+  MissingSignature: 'missing-signature',
+  MalformedSignature: 'malformed-signature',
+  UnknownKey: 'unknown-key',
+  KeyRevoked: 'key-revoked',
+  KeyExpired: 'key-expired',
+  AlgorithmMismatch: 'algorithm-mismatch',
+  MissingComponent: 'missing-component',
+  Expired: 'expired',
+  NotYetValid: 'not-yet-valid',
+  Replayed: 'replayed',
+  DigestMismatch: 'digest-mismatch',
+  BadSignature: 'bad-signature',
+  InsufficientScope: 'insufficient-scope',
+});
+
+/**
+ * The error of a message that was refused, or that could not be signed
+ * because it lacks a component. `reason` holds one reason code; `label` names
+ * the signature concerned, if any. The message never holds key material.
+ */
+export class SignatureError extends Error {
+  /**
+   * @param {string} reason
+   * @param {string} detail
+   * @param {{ label?: string, cause?: unknown }} [options]
+   */
+  constructor(reason, detail, options = {}) {
+    const where = options.label ? ` (${options.label})` : '';
+    super(`signet: ${reason}${where}: ${detail}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SignatureError';
+    this.reason = reason;
+    this.label = options.label;
+  }
+}
+
+/** Shorthand used throughout the package. */
+export function refuse(reason, detail, options) {
+  return new SignatureError(reason, detail, options);
+}

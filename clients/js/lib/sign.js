@@ -1,0 +1,165 @@
+// Signing (RFC 9421 §3.1) with the Signet default profile.
+
+import { randomFillSync } from 'node:crypto';
+import { buildBase, parseComponent, serializeSignatureParams } from './components.js';
+import { contentDigestOf } from './digest.js';
+import { importKey } from './keys.js';
+import { bodyBytesSync, isStream, messageBody, readBody, toMessage } from './message.js';
+import * as sf from './sf.js';
+
+const noncePool = Buffer.alloc(4096);
+let noncePos = noncePool.length;
+
+/**
+ * A fresh nonce: 16 random bytes, base64url without padding.
+ * @returns {string}
+ */
+export function generateNonce() {
+  // Random bytes are drawn in batches (one system call per 256 nonces); each
+  // byte of the pool is used once.
+  if (noncePos + 16 > noncePool.length) {
+    randomFillSync(noncePool);
+    noncePos = 0;
+  }
+  const nonce = noncePool.toString('base64url', noncePos, noncePos + 16);
+  noncePos += 16;
+  return nonce;
+}
+
+/** Converts a Date or Unix seconds to Unix seconds. */
+function unixSeconds(t, what) {
+  const s = t instanceof Date ? Math.floor(t.getTime() / 1000) : t;
+  if (typeof s !== 'number' || !Number.isInteger(s) || s < 0) {
+    throw new TypeError(`signet: ${what} must be a Date or a non-negative integer of Unix seconds`);
+  }
+  return s;
+}
+
+/**
+ * The signature base as bytes. Field values are byte strings (one char per
+ * octet, as node:http and fetch hold them), so the base is encoded as Latin-1.
+ * @param {string} base
+ */
+export function baseBytes(base) {
+  if (/[^\x00-\xff]/.test(base)) throw new TypeError('signet: a component value has a character above U+00FF; field values must be byte strings');
+  return Buffer.from(base, 'latin1');
+}
+
+/**
+ * The components of the default profile, in order: "@method" "@authority"
+ * "@path", "@query" when the query is non-empty, "content-type" when
+ * present, "content-digest" when there is content (or a Content-Digest
+ * field). For a response: "@status", then the same two fields.
+ * @param {import('./message.js').Message} message
+ * @param {boolean} hasContent
+ */
+export function defaultComponents(message, hasContent) {
+  const names = message.kind === 'response' ? ['@status'] : ['@method', '@authority', '@path'];
+  if (message.kind === 'request' && message.query) names.push('@query');
+  if (message.fields.has('content-type')) names.push('content-type');
+  if (hasContent) names.push('content-digest');
+  return names.map((n) => DEFAULTS.get(n));
+}
+
+const DEFAULTS = new Map(
+  ['@method', '@authority', '@path', '@query', '@status', 'content-type', 'content-digest'].map((n) => [n, Object.freeze(parseComponent(n))]),
+);
+
+function toComponents(list) {
+  if (!Array.isArray(list)) throw new TypeError('signet: components must be an array of component identifiers');
+  return list.map((c) => {
+    if (typeof c !== 'string') throw new TypeError('signet: components must be strings');
+    return parseComponent(c);
+  });
+}
+
+async function signingBody(message, options) {
+  if (options.body !== undefined) return readBody(options.body);
+  if (message.source === 'whatwg') return messageBody(message);
+  const sync = bodyBytesSync(message.body);
+  if (sync !== undefined) return sync;
+  // A stream cannot be read without consuming it: the caller must have set
+  // Content-Digest, and we sign that value as it is.
+  if (isStream(message.body)) return undefined;
+  return readBody(message.body);
+}
+
+function mergeSignatureField(existing, label, ours, name) {
+  if (!existing) return ours;
+  const combined = existing.join(', ');
+  let dict;
+  try {
+    dict = sf.parseDictionary(combined);
+  } catch (err) {
+    throw new TypeError(`signet: the message's ${name} field is malformed: ${err.message}`);
+  }
+  if (dict.has(label)) throw new TypeError(`signet: the message already has a signature labelled ${label}`);
+  return dict.size === 0 ? ours : `${combined}, ${ours}`;
+}
+
+/**
+ * Signs a request (or a response) and returns the fields to set on it.
+ * @param {any} input
+ * @param {object} options  see SignOptions in index.d.ts
+ */
+export async function sign(input, options = {}) {
+  if (options.keyId === undefined || options.keyId === null) throw new TypeError('signet: sign needs keyId');
+  if (options.key === undefined || options.key === null) throw new TypeError('signet: sign needs key');
+  const key = importKey(options.key, options.alg);
+  if (!key.canSign) throw new TypeError('signet: sign needs a secret or private key, not a public key');
+  const label = options.label === undefined ? 'sig1' : options.label;
+  if (!sf.isKey(label)) throw new TypeError(`signet: invalid label ${JSON.stringify(label)} (lower-case letters, digits, "_", "-", ".", "*")`);
+
+  let message = toMessage(input, { scheme: options.scheme });
+  const request = options.request === undefined ? undefined : toMessage(options.request, { scheme: options.scheme });
+  const body = await signingBody(message, options);
+  if (body === undefined && options.components === undefined && !message.fields.has('content-digest')) {
+    throw new TypeError('signet: cannot digest a stream body without consuming it; set Content-Digest first (see contentDigest) or pass the bytes');
+  }
+  const hasContent = body !== undefined && body !== null && body.length > 0;
+
+  /** @type {Record<string, string>} */
+  const headers = {};
+  if (hasContent) {
+    // Content always gets a fresh Content-Digest (replacing one the message
+    // may carry), whether or not the components cover it.
+    const value = contentDigestOf(body, options.digestAlgorithm || 'sha-256');
+    headers['Content-Digest'] = value;
+    const fields = new Map(message.fields);
+    fields.set('content-digest', [value]);
+    message = { ...message, fields };
+  }
+  const components = options.components === undefined
+    ? defaultComponents(message, hasContent || message.fields.has('content-digest'))
+    : toComponents(options.components);
+
+  const params = [];
+  if (options.created !== false && options.created !== null) {
+    params.push(['created', options.created === undefined ? Math.floor(Date.now() / 1000) : unixSeconds(options.created, 'created')]);
+  }
+  params.push(['keyid', String(options.keyId)]);
+  if (options.includeAlg !== false) params.push(['alg', key.alg]);
+  if (options.nonce !== false && options.nonce !== null) {
+    params.push(['nonce', options.nonce === undefined ? generateNonce() : String(options.nonce)]);
+  }
+  if (options.expires !== undefined && options.expires !== null) {
+    params.push(['expires', unixSeconds(options.expires, 'expires')]);
+  } else if (options.expiresIn !== undefined && options.expiresIn !== null) {
+    const created = params.find(([k]) => k === 'created');
+    const from = created ? created[1] : Math.floor(Date.now() / 1000);
+    params.push(['expires', unixSeconds(from + options.expiresIn, 'expiresIn')]);
+  }
+  if (options.tag !== undefined && options.tag !== null) params.push(['tag', String(options.tag)]);
+
+  let signatureParams;
+  try {
+    signatureParams = serializeSignatureParams(components, params);
+  } catch (err) {
+    throw new TypeError(`signet: ${err.message}`);
+  }
+  const base = buildBase(message, components, signatureParams, { request, structuredFields: options.structuredFields });
+  const signature = key.sign(baseBytes(base));
+  headers['Signature-Input'] = mergeSignatureField(message.fields.get('signature-input'), label, `${label}=${signatureParams}`, 'Signature-Input');
+  headers.Signature = mergeSignatureField(message.fields.get('signature'), label, `${label}=:${signature.toString('base64')}:`, 'Signature');
+  return { headers, base, label, signatureParams, signature: new Uint8Array(signature) };
+}

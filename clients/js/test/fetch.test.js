@@ -1,0 +1,213 @@
+// createSignedFetch against a local node:http server on 127.0.0.1 that
+// verifies with this package, as a Signet server would: 401 problem+json
+// with Date and Accept-Signature on refusal.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { createHash } from 'node:crypto';
+import { createSignedFetch, generateKeyPair, parseAcceptSignature, readProblem, verify } from '../index.js';
+
+const SECRET = Buffer.alloc(32, 7).toString('base64');
+const ED = generateKeyPair('ed25519');
+const KEYS = {
+  sk_test_abc: { alg: 'hmac-sha256', key: SECRET },
+  pk_test_ed: { alg: 'ed25519', key: ED.publicKey },
+  sk_expired: { alg: 'hmac-sha256', key: SECRET },
+};
+
+let server;
+let origin;
+let serverSkewMs = 0; // the server's clock minus the real one
+const log = [];
+const nonces = new Set();
+
+function problem(res, reason, status = 401) {
+  res.writeHead(status, {
+    'content-type': 'application/problem+json',
+    date: new Date(Date.now() + serverSkewMs).toUTCString(),
+    'accept-signature': 'sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest");created',
+  });
+  res.end(JSON.stringify({ type: `https://signet.example/problems/${reason}`, title: reason, status }));
+}
+
+before(async () => {
+  server = http.createServer(async (req, res) => {
+    try {
+      const entry = { method: req.method, url: req.url };
+      log.push(entry);
+      if (req.headers['signature-input'] && /keyid="sk_expired"/.test(req.headers['signature-input'])) {
+        problem(res, 'key-expired');
+        return;
+      }
+      // Read the body through verify itself when asked to, else pass it in.
+      const readItself = req.headers['x-test-read-itself'] === '1';
+      let body;
+      if (!readItself) {
+        const chunks = [];
+        for await (const c of req) chunks.push(c);
+        body = Buffer.concat(chunks);
+      }
+      const result = await verify(req, {
+        keys: KEYS,
+        body,
+        now: new Date(Date.now() + serverSkewMs),
+        rememberNonce: (keyId, nonce) => {
+          const k = `${keyId}/${nonce}`;
+          if (nonces.has(k)) return false;
+          nonces.add(k);
+          return true;
+        },
+      });
+      entry.ok = true;
+      entry.nonce = result.nonce;
+      entry.created = result.created;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keyId: result.keyId, body: Buffer.from(result.body || []).toString() }));
+    } catch (err) {
+      if (!err.reason) {
+        res.writeHead(500);
+        res.end(String(err.stack));
+        return;
+      }
+      log[log.length - 1].reason = err.reason;
+      problem(res, err.reason);
+    }
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  origin = `http://127.0.0.1:${server.address().port}`;
+});
+
+after(() => new Promise((resolve) => server.close(resolve)));
+
+const fresh = () => {
+  log.length = 0;
+  serverSkewMs = 0;
+};
+
+test('signs GET and POST requests the server accepts; a fresh nonce each time', async () => {
+  fresh();
+  const fetch = createSignedFetch({ keyId: 'sk_test_abc', key: SECRET, alg: 'hmac-sha256' });
+  const r1 = await fetch(`${origin}/v1/orders?customer=42&expand=items`);
+  assert.equal(r1.status, 200, await r1.clone().text());
+  const body = JSON.stringify({ customer: 42, note: 'x'.repeat(1000) });
+  const r2 = await fetch(`${origin}/v1/orders`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body });
+  assert.equal(r2.status, 200, await r2.clone().text());
+  assert.equal((await r2.json()).body, body);
+  const r3 = await fetch(new Request(`${origin}/v1/x`, { method: 'PUT', body: new TextEncoder().encode('bytes') }));
+  assert.equal(r3.status, 200, await r3.clone().text());
+  const r4 = await fetch(`${origin}/v1/y`, { method: 'POST', body: new URLSearchParams({ a: '1 2' }), headers: { 'x-test-read-itself': '1' } });
+  assert.equal(r4.status, 200, await r4.clone().text());
+  assert.equal(log.length, 4);
+  assert.equal(new Set(log.map((e) => e.nonce)).size, 4);
+  assert.equal(fetch.clockOffset, 0);
+});
+
+test('the Ed25519 key works the same', async () => {
+  fresh();
+  const fetch = createSignedFetch({ keyId: 'pk_test_ed', key: ED.privateKey });
+  const res = await fetch(`${origin}/ed`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+  assert.equal(res.status, 200, await res.clone().text());
+});
+
+test('a client clock running ahead: corrected from Date, retried once, remembered', async () => {
+  fresh();
+  let local = Date.now() + 3600_000;
+  const fetch = createSignedFetch({ keyId: 'sk_test_abc', key: SECRET, clock: () => local });
+  const res = await fetch(`${origin}/v1/orders`, { method: 'POST', body: '{"a":1}', headers: { 'content-type': 'application/json' } });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.deepEqual(log.map((e) => e.reason || 'ok'), ['not-yet-valid', 'ok']);
+  assert.ok(Math.abs(fetch.clockOffset + 3600) <= 2, `offset ${fetch.clockOffset}`);
+  assert.notEqual(log[0].nonce, log[1].nonce);
+
+  // The correction is kept: the next request passes at once.
+  log.length = 0;
+  local += 1000;
+  assert.equal((await fetch(`${origin}/again`)).status, 200);
+  assert.deepEqual(log.map((e) => e.reason || 'ok'), ['ok']);
+});
+
+test('a client clock running behind: "expired", corrected and retried', async () => {
+  fresh();
+  serverSkewMs = 1000_000;
+  const fetch = createSignedFetch({ keyId: 'sk_test_abc', key: SECRET });
+  const res = await fetch(`${origin}/late`, { method: 'PUT', body: new Uint8Array([1, 2, 3]) });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.deepEqual(log.map((e) => e.reason || 'ok'), ['expired', 'ok']);
+  assert.ok(Math.abs(fetch.clockOffset - 1000) <= 2, `offset ${fetch.clockOffset}`);
+});
+
+test('a retry happens once only, and never for other reasons', async () => {
+  fresh();
+  const fetch = createSignedFetch({ keyId: 'sk_expired', key: SECRET });
+  const res = await fetch(`${origin}/k`);
+  assert.equal(res.status, 401);
+  const p = await readProblem(res);
+  assert.equal(p.reason, 'key-expired', '"key-expired" must not be taken for "expired"');
+  assert.equal(log.length, 1);
+  assert.equal(fetch.clockOffset, 0);
+  assert.equal(parseAcceptSignature(res.headers.get('accept-signature'))[0].components.length, 6);
+  assert.deepEqual(await res.json(), { type: 'https://signet.example/problems/key-expired', title: 'key-expired', status: 401 });
+
+  // A server whose clock keeps moving away: one retry, then the 401 is returned.
+  fresh();
+  let calls = 0;
+  const drifting = createSignedFetch({
+    keyId: 'sk_test_abc',
+    key: SECRET,
+    fetch: async (request) => {
+      calls++;
+      serverSkewMs += 3600_000;
+      return globalThis.fetch(request);
+    },
+  });
+  const r = await drifting(`${origin}/drift`);
+  assert.equal(r.status, 401);
+  assert.equal(calls, 2);
+  assert.equal((await readProblem(r)).reason, 'expired');
+
+  fresh();
+  const noRetry = createSignedFetch({ keyId: 'sk_test_abc', key: SECRET, retry: false, clock: () => Date.now() + 3600_000 });
+  assert.equal((await noRetry(`${origin}/x`)).status, 401);
+  assert.equal(log.length, 1);
+  assert.ok(noRetry.clockOffset < -3000, 'the offset is learnt even without a retry');
+  assert.equal((await noRetry(`${origin}/x`)).status, 200);
+});
+
+test('a stream body with its Content-Digest set is sent as a stream and not retried', async () => {
+  fresh();
+  const text = '{"streamed":true}';
+  const digest = `sha-256=:${createHash('sha256').update(text).digest('base64')}:`;
+  const stream = () => new ReadableStream({
+    start(c) {
+      c.enqueue(new TextEncoder().encode(text.slice(0, 5)));
+      c.enqueue(new TextEncoder().encode(text.slice(5)));
+      c.close();
+    },
+  });
+  const fetch = createSignedFetch({ keyId: 'sk_test_abc', key: SECRET });
+  const res = await fetch(`${origin}/stream`, { method: 'POST', body: stream(), duplex: 'half', headers: { 'content-digest': digest, 'content-type': 'application/json' } });
+  assert.equal(res.status, 200, await res.clone().text());
+  assert.equal((await res.json()).body, text);
+
+  const ahead = createSignedFetch({ keyId: 'sk_test_abc', key: SECRET, clock: () => Date.now() + 3600_000 });
+  log.length = 0;
+  const refused = await ahead(`${origin}/stream`, { method: 'POST', body: stream(), duplex: 'half', headers: { 'content-digest': digest } });
+  assert.equal(refused.status, 401);
+  assert.equal(log.length, 1, 'a stream cannot be replayed');
+
+  // Without Content-Digest the stream is read first, so it can be retried.
+  log.length = 0;
+  const buffered = await ahead(`${origin}/stream`, { method: 'POST', body: stream(), duplex: 'half' });
+  assert.equal(buffered.status, 200, await buffered.clone().text());
+  assert.deepEqual(log.map((e) => e.reason || 'ok'), ['ok'], 'the offset learnt above applies');
+});
+
+test('options are checked up front', () => {
+  assert.throws(() => createSignedFetch({ key: SECRET }), /keyId/);
+  assert.throws(() => createSignedFetch({ keyId: 'k', key: ED.publicKey, alg: 'hmac-sha256' }), TypeError);
+  const f = createSignedFetch({ keyId: 'k', key: SECRET });
+  assert.throws(() => { f.clockOffset = 1.5; }, TypeError);
+  f.clockOffset = -3;
+  assert.equal(f.clockOffset, -3);
+});

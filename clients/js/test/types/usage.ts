@@ -1,0 +1,102 @@
+// Type-checked (tsc --noEmit, part of npm test) against index.d.ts through
+// the package's own exports map. Never run.
+
+import {
+  ALGORITHMS,
+  Reason,
+  SignatureError,
+  contentDigest,
+  createSignedFetch,
+  generateKeyPair,
+  generateNonce,
+  importKey,
+  parseAcceptSignature,
+  parseSignatures,
+  readProblem,
+  sf,
+  sign,
+  signatureBase,
+  verify,
+  verifyContentDigest,
+  type Algorithm,
+  type Key,
+  type ReasonCode,
+  type SignResult,
+  type VerifyResult,
+} from '@signet/client';
+import http from 'node:http';
+
+export async function examples(): Promise<void> {
+  const secret = 'uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==';
+
+  // Signing a plain request; repeated fields as pairs.
+  const out: SignResult = await sign(
+    {
+      method: 'POST',
+      url: 'https://api.example.com/v1/orders?customer=42&expand=items',
+      headers: [['Content-Type', 'application/json'], ['Accept', 'application/json'], ['Accept', '*/*']],
+      body: JSON.stringify({ customer: 42 }),
+    },
+    { keyId: 'sk_test_abc', key: secret, alg: 'hmac-sha256', tag: 'orders', expiresIn: 60 },
+  );
+  const sigInput: string = out.headers['Signature-Input'];
+  const digest: string | undefined = out.headers['Content-Digest'];
+  console.log(sigInput, digest, out.base);
+
+  // Signing a WHATWG Request with an Ed25519 key; explicit components.
+  const { privateKey, publicKey } = generateKeyPair('ed25519');
+  const request = new Request('https://api.example.com/v1/items', { method: 'GET' });
+  await sign(request, { keyId: 'pk_1', key: privateKey, components: ['@method', '@path', '"@query-param";name="id"'], nonce: generateNonce() });
+
+  // Verifying, with a key resolver and a nonce store.
+  const key: Key = importKey(publicKey, 'ed25519');
+  const alg: Algorithm = key.alg;
+  const seen = new Set<string>();
+  try {
+    const result: VerifyResult = await verify(request, {
+      keys: async (keyId) => (keyId === 'pk_1' ? key : keyId === 'sk_test_abc' ? { alg: 'hmac-sha256', key: secret } : null),
+      maxAge: 300,
+      clockSkew: 30,
+      requiredParams: ['created', 'keyid', 'nonce'],
+      algorithms: ['ed25519', 'hmac-sha256'],
+      label: ['sig1'],
+      rememberNonce: (keyId, nonce) => !seen.has(`${keyId}:${nonce}`) && !!seen.add(`${keyId}:${nonce}`),
+    });
+    console.log(result.keyId, result.signatures.length, alg);
+  } catch (err) {
+    if (err instanceof SignatureError) {
+      const reason: ReasonCode = err.reason;
+      console.log(reason === Reason.BadSignature, err.label);
+    }
+  }
+
+  // A node:http server verifying its requests.
+  http.createServer(async (req, res) => {
+    try {
+      await verify(req, { keys: { sk_test_abc: { alg: 'hmac-sha256', key: secret } } });
+      res.end('ok');
+    } catch (err) {
+      res.statusCode = 401;
+      res.end(err instanceof SignatureError ? err.reason : 'error');
+    }
+  });
+
+  // The fetch wrapper.
+  const signedFetch = createSignedFetch({ keyId: 'sk_test_abc', key: secret });
+  const res = await signedFetch('https://api.example.com/v1/orders', { method: 'POST', body: '{}' });
+  if (res.status === 401) {
+    const problem = await readProblem(res);
+    console.log(problem?.reason, parseAcceptSignature(res.headers.get('accept-signature') ?? ''), signedFetch.clockOffset);
+  }
+
+  // Digests, fields, the base, structured fields.
+  const d: string = await contentDigest('{"hello": "world"}', 'sha-512');
+  await verifyContentDigest(d, new Uint8Array([1, 2]));
+  const parsed = parseSignatures(sigInput, out.headers.Signature);
+  const created: number | undefined = parsed[0]?.params.created;
+  console.log(created, signatureBase({ method: 'GET', url: 'https://e.example/' }, { components: ['@method'], params: { created: 1 } }));
+  const dict = sf.parseDictionary('a=1, b=(x y);p=?0');
+  const first = dict.get('a');
+  if (first && !Array.isArray(first.value)) console.log(sf.serializeItem(first), new sf.Token('t').value);
+  console.log(ALGORITHMS.includes('ed25519'));
+}

@@ -1,0 +1,319 @@
+package httpsig
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+	"math/big"
+	"sync"
+)
+
+// Algorithm names an entry of the HTTP Signature Algorithms registry
+// (RFC 9421 §6.2), as it appears in the alg signature parameter.
+type Algorithm string
+
+// The algorithms of RFC 9421 §3.3.
+const (
+	AlgHMACSHA256       Algorithm = "hmac-sha256"
+	AlgEd25519          Algorithm = "ed25519"
+	AlgECDSAP256SHA256  Algorithm = "ecdsa-p256-sha256"
+	AlgECDSAP384SHA384  Algorithm = "ecdsa-p384-sha384"
+	AlgRSAPSSSHA512     Algorithm = "rsa-pss-sha512"
+	AlgRSAV1_5SHA256    Algorithm = "rsa-v1_5-sha256"
+	minHMACSecretLength           = 32
+	minRSABits                    = 2048
+)
+
+// Algorithms lists every algorithm this package signs and verifies.
+var Algorithms = []Algorithm{AlgHMACSHA256, AlgEd25519, AlgECDSAP256SHA256, AlgECDSAP384SHA384, AlgRSAPSSSHA512, AlgRSAV1_5SHA256}
+
+// ParseAlgorithm returns the Algorithm named s, or an error if this package
+// does not implement it.
+func ParseAlgorithm(s string) (Algorithm, error) {
+	for _, a := range Algorithms {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("httpsig: unknown algorithm %q (known: hmac-sha256, ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256)", s)
+}
+
+// Symmetric reports whether a signs and verifies with one shared secret.
+func (a Algorithm) Symmetric() bool { return a == AlgHMACSHA256 }
+
+var errBadSignature = errors.New("httpsig: signature does not verify")
+
+// NewSigningKey returns a key that signs with alg. key is a []byte secret
+// for hmac-sha256, an ed25519.PrivateKey, an *ecdsa.PrivateKey on the curve
+// alg names, or an *rsa.PrivateKey of at least 2048 bits. A key of the wrong
+// kind for alg is an error: a key is bound to one algorithm.
+func NewSigningKey(alg Algorithm, key any) (SigningKey, error) {
+	switch alg {
+	case AlgHMACSHA256:
+		secret, ok := key.([]byte)
+		if !ok {
+			return nil, keyKindError(alg, key)
+		}
+		return NewHMACKey(secret)
+	case AlgEd25519:
+		priv, ok := key.(ed25519.PrivateKey)
+		if !ok || len(priv) != ed25519.PrivateKeySize {
+			return nil, keyKindError(alg, key)
+		}
+		return ed25519Signer{priv}, nil
+	case AlgECDSAP256SHA256, AlgECDSAP384SHA384:
+		priv, ok := key.(*ecdsa.PrivateKey)
+		if !ok || priv.Curve != curveOf(alg) {
+			return nil, keyKindError(alg, key)
+		}
+		return ecdsaSigner{alg, priv}, nil
+	case AlgRSAPSSSHA512, AlgRSAV1_5SHA256:
+		priv, ok := key.(*rsa.PrivateKey)
+		if !ok {
+			return nil, keyKindError(alg, key)
+		}
+		if priv.N.BitLen() < minRSABits {
+			return nil, fmt.Errorf("httpsig: %s key has %d bits, need at least %d", alg, priv.N.BitLen(), minRSABits)
+		}
+		return rsaSigner{alg, priv}, nil
+	}
+	_, err := ParseAlgorithm(string(alg))
+	return nil, err
+}
+
+// NewVerifyingKey returns a key that verifies signatures made with alg. key
+// is a []byte secret for hmac-sha256, or a public key (ed25519.PublicKey,
+// *ecdsa.PublicKey, *rsa.PublicKey) of the kind alg needs; a private key is
+// accepted too and its public half used.
+func NewVerifyingKey(alg Algorithm, key any) (VerifyingKey, error) {
+	if s, ok := key.(crypto.Signer); ok {
+		key = s.Public()
+	}
+	switch alg {
+	case AlgHMACSHA256:
+		secret, ok := key.([]byte)
+		if !ok {
+			return nil, keyKindError(alg, key)
+		}
+		return NewHMACKey(secret)
+	case AlgEd25519:
+		pub, ok := key.(ed25519.PublicKey)
+		if !ok || len(pub) != ed25519.PublicKeySize {
+			return nil, keyKindError(alg, key)
+		}
+		return ed25519Verifier{pub}, nil
+	case AlgECDSAP256SHA256, AlgECDSAP384SHA384:
+		pub, ok := key.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != curveOf(alg) {
+			return nil, keyKindError(alg, key)
+		}
+		return ecdsaVerifier{alg, pub}, nil
+	case AlgRSAPSSSHA512, AlgRSAV1_5SHA256:
+		pub, ok := key.(*rsa.PublicKey)
+		if !ok {
+			return nil, keyKindError(alg, key)
+		}
+		if pub.N.BitLen() < minRSABits {
+			return nil, fmt.Errorf("httpsig: %s key has %d bits, need at least %d", alg, pub.N.BitLen(), minRSABits)
+		}
+		return rsaVerifier{alg, pub}, nil
+	}
+	_, err := ParseAlgorithm(string(alg))
+	return nil, err
+}
+
+func keyKindError(alg Algorithm, key any) error {
+	return fmt.Errorf("httpsig: a %s key cannot be used with algorithm %s", describeKey(key), alg)
+}
+
+// describeKey names the kind of a key for error messages, never its value.
+func describeKey(key any) string {
+	switch k := key.(type) {
+	case []byte:
+		return "shared-secret"
+	case ed25519.PrivateKey, ed25519.PublicKey:
+		return "Ed25519"
+	case *ecdsa.PrivateKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *rsa.PrivateKey, *rsa.PublicKey:
+		return "RSA"
+	case nil:
+		return "missing"
+	}
+	return fmt.Sprintf("%T", key)
+}
+
+func curveOf(alg Algorithm) elliptic.Curve {
+	if alg == AlgECDSAP384SHA384 {
+		return elliptic.P384()
+	}
+	return elliptic.P256()
+}
+
+// HMACKey signs and verifies hmac-sha256 signatures with a shared secret.
+type HMACKey struct {
+	secret []byte
+	pool   sync.Pool // of *hmacState; hmac.New costs more than a Reset
+}
+
+type hmacState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+// NewHMACKey returns an hmac-sha256 key. The secret must be at least 32
+// bytes (256 bits); it is copied.
+func NewHMACKey(secret []byte) (*HMACKey, error) {
+	if len(secret) < minHMACSecretLength {
+		return nil, fmt.Errorf("httpsig: hmac-sha256 secret is %d bytes, need at least %d", len(secret), minHMACSecretLength)
+	}
+	k := &HMACKey{secret: append([]byte(nil), secret...)}
+	k.pool.New = func() any { return &hmacState{h: hmac.New(sha256.New, k.secret)} }
+	return k, nil
+}
+
+// Algorithm returns hmac-sha256.
+func (k *HMACKey) Algorithm() Algorithm { return AlgHMACSHA256 }
+
+// Sign returns the HMAC-SHA256 of base.
+func (k *HMACKey) Sign(base []byte) ([]byte, error) {
+	st := k.pool.Get().(*hmacState)
+	st.h.Reset()
+	st.h.Write(base)
+	mac := st.h.Sum(make([]byte, 0, sha256.Size))
+	k.pool.Put(st)
+	return mac, nil
+}
+
+// Verify compares the HMAC-SHA256 of base with sig in constant time.
+func (k *HMACKey) Verify(base, sig []byte) error {
+	st := k.pool.Get().(*hmacState)
+	st.h.Reset()
+	st.h.Write(base)
+	ok := hmac.Equal(st.h.Sum(st.sum[:0]), sig)
+	k.pool.Put(st)
+	if !ok {
+		return errBadSignature
+	}
+	return nil
+}
+
+type ed25519Signer struct{ priv ed25519.PrivateKey }
+
+func (ed25519Signer) Algorithm() Algorithm { return AlgEd25519 }
+func (s ed25519Signer) Sign(base []byte) ([]byte, error) {
+	return ed25519.Sign(s.priv, base), nil
+}
+
+type ed25519Verifier struct{ pub ed25519.PublicKey }
+
+func (ed25519Verifier) Algorithm() Algorithm { return AlgEd25519 }
+func (v ed25519Verifier) Verify(base, sig []byte) error {
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(v.pub, base, sig) {
+		return errBadSignature
+	}
+	return nil
+}
+
+type ecdsaSigner struct {
+	alg  Algorithm
+	priv *ecdsa.PrivateKey
+}
+
+func (s ecdsaSigner) Algorithm() Algorithm { return s.alg }
+
+// Sign returns r‖s, each zero-padded to the curve size, as RFC 9421 §3.3.4
+// requires (not the ASN.1 DER of crypto/ecdsa).
+func (s ecdsaSigner) Sign(base []byte) ([]byte, error) {
+	r, ss, err := ecdsa.Sign(rand.Reader, s.priv, digestFor(s.alg, base))
+	if err != nil {
+		return nil, fmt.Errorf("httpsig: %s: %w", s.alg, err)
+	}
+	size := (s.priv.Curve.Params().BitSize + 7) / 8
+	out := make([]byte, 2*size)
+	r.FillBytes(out[:size])
+	ss.FillBytes(out[size:])
+	return out, nil
+}
+
+type ecdsaVerifier struct {
+	alg Algorithm
+	pub *ecdsa.PublicKey
+}
+
+func (v ecdsaVerifier) Algorithm() Algorithm { return v.alg }
+func (v ecdsaVerifier) Verify(base, sig []byte) error {
+	size := (v.pub.Curve.Params().BitSize + 7) / 8
+	if len(sig) != 2*size {
+		return errBadSignature
+	}
+	r := new(big.Int).SetBytes(sig[:size])
+	s := new(big.Int).SetBytes(sig[size:])
+	if !ecdsa.Verify(v.pub, digestFor(v.alg, base), r, s) {
+		return errBadSignature
+	}
+	return nil
+}
+
+type rsaSigner struct {
+	alg  Algorithm
+	priv *rsa.PrivateKey
+}
+
+func (s rsaSigner) Algorithm() Algorithm { return s.alg }
+func (s rsaSigner) Sign(base []byte) ([]byte, error) {
+	var sig []byte
+	var err error
+	if s.alg == AlgRSAPSSSHA512 {
+		sig, err = rsa.SignPSS(rand.Reader, s.priv, crypto.SHA512, digestFor(s.alg, base), &rsa.PSSOptions{SaltLength: sha512.Size, Hash: crypto.SHA512})
+	} else {
+		sig, err = rsa.SignPKCS1v15(rand.Reader, s.priv, crypto.SHA256, digestFor(s.alg, base))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("httpsig: %s: %w", s.alg, err)
+	}
+	return sig, nil
+}
+
+type rsaVerifier struct {
+	alg Algorithm
+	pub *rsa.PublicKey
+}
+
+func (v rsaVerifier) Algorithm() Algorithm { return v.alg }
+func (v rsaVerifier) Verify(base, sig []byte) error {
+	var err error
+	if v.alg == AlgRSAPSSSHA512 {
+		err = rsa.VerifyPSS(v.pub, crypto.SHA512, digestFor(v.alg, base), sig, &rsa.PSSOptions{SaltLength: sha512.Size, Hash: crypto.SHA512})
+	} else {
+		err = rsa.VerifyPKCS1v15(v.pub, crypto.SHA256, digestFor(v.alg, base), sig)
+	}
+	if err != nil {
+		return errBadSignature
+	}
+	return nil
+}
+
+func digestFor(alg Algorithm, base []byte) []byte {
+	switch alg {
+	case AlgECDSAP384SHA384:
+		d := sha512.Sum384(base)
+		return d[:]
+	case AlgRSAPSSSHA512:
+		d := sha512.Sum512(base)
+		return d[:]
+	}
+	d := sha256.Sum256(base)
+	return d[:]
+}

@@ -1,0 +1,356 @@
+package httpsig
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/signet-dev/signet/httpsig/internal/sf"
+)
+
+// The derived components of RFC 9421 §2.2.
+const (
+	Method        = "@method"
+	TargetURI     = "@target-uri"
+	Authority     = "@authority"
+	Scheme        = "@scheme"
+	RequestTarget = "@request-target"
+	Path          = "@path"
+	Query         = "@query"
+	QueryParam    = "@query-param"
+	Status        = "@status"
+	// SignatureParams names the last line of every signature base; it is
+	// never a covered component.
+	SignatureParams = "@signature-params"
+)
+
+// Component identifies a message component (RFC 9421 §2): a derived
+// component such as @method, or an HTTP field by its lower-case name, with
+// the parameters that say how to take its value.
+//
+// Parameters keep the order they were parsed in, because the signature base
+// repeats them verbatim; set by hand, they serialise in the order req, tr,
+// name, key, sf, bs.
+type Component struct {
+	Name string
+	// Key selects one member of a Dictionary field (the key parameter).
+	Key string
+	// Param is the encoded name of the query parameter of @query-param
+	// (the name parameter).
+	Param string
+	// SF asks for the strict re-serialisation of a structured field.
+	SF bool
+	// BS wraps each field line in a Byte Sequence.
+	BS bool
+	// Req takes the value from the request a response answers.
+	Req bool
+	// Tr takes the field from the trailers instead of the header.
+	Tr bool
+
+	order string // parameter keys as parsed, one letter each
+	// checked is Name once validated, so that serialising a parsed
+	// component skips checking the name again (and notices a change).
+	checked string
+}
+
+// Component parameter letters used in Component.order.
+const (
+	pKey   = 'k'
+	pName  = 'n'
+	pSF    = 's'
+	pBS    = 'b'
+	pReq   = 'r'
+	pTr    = 't'
+	pOrder = "rtnksb" // default order
+)
+
+// ParseComponent parses a component identifier as it appears in a
+// Signature-Input field, such as "content-type" or
+// `"@query-param";name="id"`. A bare name without quotes is accepted too.
+func ParseComponent(s string) (Component, error) {
+	if !strings.HasPrefix(s, `"`) {
+		name, params, found := strings.Cut(s, ";")
+		s = `"` + name + `"`
+		if found {
+			s += ";" + params
+		}
+	}
+	var p sf.Parser
+	it, err := p.ParseItem(s)
+	if err != nil {
+		return Component{}, fmt.Errorf("httpsig: component %s: %w", s, err)
+	}
+	if p.Duplicate {
+		return Component{}, fmt.Errorf("httpsig: component %s repeats a parameter", s)
+	}
+	c, err := componentFromItem(it)
+	if err != nil {
+		return Component{}, err
+	}
+	return c, nil
+}
+
+// ParseComponents parses a space- or comma-separated list of component
+// identifiers, such as `@method @path "content-type"`.
+func ParseComponents(s string) ([]Component, error) {
+	var out []Component
+	for _, f := range splitOutsideQuotes(s) {
+		c, err := ParseComponent(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if err := checkDuplicates(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// splitOutsideQuotes splits s at spaces, tabs and commas that are not
+// inside a quoted string.
+func splitOutsideQuotes(s string) []string {
+	var out []string
+	start, quoted := -1, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && (c == ' ' || c == ',' || c == '\t'):
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+var errComponentItem = errors.New("httpsig: a component identifier must be a String")
+
+func componentFromItem(it sf.Item) (Component, error) {
+	if it.Value.Kind != sf.String {
+		return Component{}, errComponentItem
+	}
+	c := Component{Name: it.Value.Str}
+	if len(it.Params) > len(pOrder) {
+		return Component{}, fmt.Errorf("httpsig: component %q has too many parameters", c.Name)
+	}
+	var order [len(pOrder)]byte
+	for i, prm := range it.Params {
+		v := prm.Value
+		switch prm.Key {
+		case "key", "name":
+			if v.Kind != sf.String {
+				return Component{}, fmt.Errorf("httpsig: component %q: parameter %s must be a String", c.Name, prm.Key)
+			}
+			if prm.Key == "key" {
+				c.Key, order[i] = v.Str, pKey
+			} else {
+				c.Param, order[i] = v.Str, pName
+			}
+			continue
+		}
+		if !v.True() {
+			return Component{}, fmt.Errorf("httpsig: component %q: parameter %s must be the Boolean true", c.Name, prm.Key)
+		}
+		switch prm.Key {
+		case "sf":
+			c.SF, order[i] = true, pSF
+		case "bs":
+			c.BS, order[i] = true, pBS
+		case "req":
+			c.Req, order[i] = true, pReq
+		case "tr":
+			c.Tr, order[i] = true, pTr
+		default:
+			return Component{}, fmt.Errorf("httpsig: component %q: unknown parameter %q", c.Name, prm.Key)
+		}
+	}
+	if len(it.Params) > 0 {
+		c.order = orderString(order[:len(it.Params)])
+	}
+	if err := c.validate(); err != nil {
+		return Component{}, err
+	}
+	c.checked = c.Name
+	return c, nil
+}
+
+// orderString interns the common parameter orders so that parsing them
+// allocates nothing.
+func orderString(b []byte) string {
+	if len(b) == 1 {
+		i := strings.IndexByte(pOrder, b[0])
+		return pOrder[i : i+1]
+	}
+	return string(b)
+}
+
+// fieldNameChars marks the bytes of a lower-case field name: tchar of
+// RFC 9110 §5.6.2 without upper-case letters.
+var fieldNameChars = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// validate checks the name and that the parameters apply to it and to each
+// other (RFC 9421 §2.5: unknown or incompatible parameters are errors).
+func (c *Component) validate() error {
+	if c.Name == "" {
+		return errors.New("httpsig: empty component name")
+	}
+	if c.Name[0] == '@' {
+		switch c.Name {
+		case Method, TargetURI, Authority, Scheme, RequestTarget, Path, Query, Status:
+			if c.Param != "" {
+				return fmt.Errorf("httpsig: component %q takes no name parameter", c.Name)
+			}
+		case QueryParam:
+			if c.Param == "" {
+				return errors.New(`httpsig: component "@query-param" needs a name parameter`)
+			}
+		case SignatureParams:
+			return errors.New(`httpsig: "@signature-params" cannot be a covered component`)
+		default:
+			return fmt.Errorf("httpsig: unknown derived component %q", c.Name)
+		}
+		if c.Key != "" || c.SF || c.BS || c.Tr {
+			return fmt.Errorf("httpsig: component %q takes only the req parameter", c.Name)
+		}
+		if c.Name == Status && c.Req {
+			return errors.New(`httpsig: "@status";req names nothing: a request has no status`)
+		}
+		return nil
+	}
+	for i := 0; i < len(c.Name); i++ {
+		if !fieldNameChars[c.Name[i]] {
+			return fmt.Errorf("httpsig: component %q is not a lower-case field name", c.Name)
+		}
+	}
+	if c.Param != "" {
+		return fmt.Errorf("httpsig: field component %q takes no name parameter", c.Name)
+	}
+	if c.BS && (c.SF || c.Key != "") {
+		return fmt.Errorf("httpsig: component %q: bs cannot be combined with sf or key", c.Name)
+	}
+	return nil
+}
+
+// equal reports whether two identifiers name the same component; the order
+// of parameters does not matter (RFC 9421 §2).
+func (c *Component) equal(d *Component) bool {
+	return c.Name == d.Name && c.Key == d.Key && c.Param == d.Param &&
+		c.SF == d.SF && c.BS == d.BS && c.Req == d.Req && c.Tr == d.Tr
+}
+
+func checkDuplicates(cs []Component) error {
+	for i := range cs {
+		for j := i + 1; j < len(cs); j++ {
+			if cs[i].equal(&cs[j]) {
+				return fmt.Errorf("httpsig: component %s is covered twice", cs[i].String())
+			}
+		}
+	}
+	return nil
+}
+
+// String returns the serialised component identifier, as in a signature
+// base line or a Signature-Input field.
+func (c Component) String() string {
+	return string(c.appendTo(nil))
+}
+
+// appendTo appends the serialised identifier. Names and string parameters
+// were validated or parsed as sf Strings, so serialising cannot fail, except
+// for a hand-built Component with unprintable bytes, which are dropped by
+// the error path of AppendString.
+func (c *Component) appendTo(dst []byte) []byte {
+	if c.order == "" && c.plain() && (c.checked == c.Name || isPlainName(c.Name)) {
+		dst = append(dst, '"')
+		dst = append(dst, c.Name...)
+		return append(dst, '"')
+	}
+	dst, _ = sf.AppendString(dst, c.Name)
+	order := c.order
+	if order == "" {
+		order = pOrder
+	}
+	var done [len(pOrder)]bool
+	emit := func(p byte) {
+		i := strings.IndexByte(pOrder, p)
+		if done[i] {
+			return
+		}
+		done[i] = true
+		switch p {
+		case pKey:
+			if c.Key != "" {
+				dst = append(dst, ";key="...)
+				dst, _ = sf.AppendString(dst, c.Key)
+			}
+		case pName:
+			if c.Param != "" {
+				dst = append(dst, ";name="...)
+				dst, _ = sf.AppendString(dst, c.Param)
+			}
+		case pSF:
+			if c.SF {
+				dst = append(dst, ";sf"...)
+			}
+		case pBS:
+			if c.BS {
+				dst = append(dst, ";bs"...)
+			}
+		case pReq:
+			if c.Req {
+				dst = append(dst, ";req"...)
+			}
+		case pTr:
+			if c.Tr {
+				dst = append(dst, ";tr"...)
+			}
+		}
+	}
+	for i := 0; i < len(order); i++ {
+		emit(order[i])
+	}
+	for i := 0; i < len(pOrder); i++ {
+		emit(pOrder[i])
+	}
+	return dst
+}
+
+// plain reports whether c has no parameters.
+func (c *Component) plain() bool {
+	return c.Key == "" && c.Param == "" && !c.SF && !c.BS && !c.Req && !c.Tr
+}
+
+// isPlainName reports whether name serialises as a String without escapes,
+// as every valid component name does.
+func isPlainName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c != '@' && !fieldNameChars[c] {
+			return false
+		}
+	}
+	return true
+}

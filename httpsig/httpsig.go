@@ -1,0 +1,70 @@
+// Package httpsig implements HTTP Message Signatures as specified in RFC 9421,
+// with the Content-Digest field of RFC 9530 for message content.
+//
+// A [Signer] adds the Signature-Input, Signature and Content-Digest fields to
+// a request; a [Verifier] checks them against a [Policy], resolving keys by
+// their keyid through a [KeyResolver] and rejecting replayed nonces through a
+// [NonceStore]. Every refusal is a [*VerifyError] carrying a [Reason].
+//
+// Keys are bound to one [Algorithm]: see [NewSigningKey], [NewVerifyingKey]
+// and [ParseKey] for PEM, JWK and base64 key files. The lower-level pieces
+// are exported too: [ParseSignatures], [SignatureBase], [Component],
+// [ContentDigest], [ParseAcceptSignature].
+//
+// The package uses only the standard library.
+package httpsig
+
+import (
+	"context"
+	"time"
+)
+
+// A SigningKey makes signatures with one algorithm. Implementations must be
+// safe for concurrent use.
+type SigningKey interface {
+	Algorithm() Algorithm
+	// Sign returns the signature of the signature base.
+	Sign(base []byte) ([]byte, error)
+}
+
+// A VerifyingKey checks signatures made with one algorithm. Implementations
+// must be safe for concurrent use.
+type VerifyingKey interface {
+	Algorithm() Algorithm
+	// Verify returns nil if sig is a valid signature of base, and an error
+	// otherwise. MACs are compared in constant time.
+	Verify(base, sig []byte) error
+}
+
+// A KeyResolver finds the verifying key for a keyid. Implementations must be
+// safe for concurrent use.
+//
+// ResolveKey returns an error wrapping [ErrUnknownKey], [ErrKeyRevoked] or
+// [ErrKeyExpired] when the key cannot be used, and any other error when it
+// could not find out (a database that is down, say); the verifier then fails
+// closed.
+type KeyResolver interface {
+	ResolveKey(ctx context.Context, keyID string) (VerifyingKey, error)
+}
+
+// A NonceStore remembers the nonces of accepted signatures so that a replayed
+// message is refused. Implementations must be safe for concurrent use.
+//
+// Remember atomically records the pair (keyID, nonce) until the given time
+// and returns nil, or returns [ErrReplayed] if the pair is already recorded.
+// Any other error means the store could not answer; the verifier then fails
+// closed.
+type NonceStore interface {
+	Remember(ctx context.Context, keyID, nonce string, until time.Time) error
+}
+
+// KeyMap is a [KeyResolver] over a fixed set of keys, by keyid.
+type KeyMap map[string]VerifyingKey
+
+// ResolveKey returns the key for keyID, or [ErrUnknownKey].
+func (m KeyMap) ResolveKey(_ context.Context, keyID string) (VerifyingKey, error) {
+	if k, ok := m[keyID]; ok {
+		return k, nil
+	}
+	return nil, ErrUnknownKey
+}

@@ -1,0 +1,621 @@
+// Package sf parses and serialises Structured Field Values for HTTP as
+// specified in RFC 8941: Items, Lists, Dictionaries, Inner Lists and
+// Parameters over the bare item types Integer, Decimal, String, Token, Byte
+// Sequence and Boolean.
+//
+// Parsing is strict: what the RFC 8941 grammar rejects is an error. A
+// [Parser] keeps its results in arenas it reuses, so that parsing a field in
+// steady state allocates nothing; results stay valid until the next Reset.
+package sf
+
+import (
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+)
+
+// Kind is the type of a bare item.
+type Kind uint8
+
+// The bare item types of RFC 8941 §3.3.
+const (
+	Integer Kind = iota + 1
+	Decimal
+	String
+	Token
+	ByteSeq
+	Boolean
+)
+
+// Limits a parser enforces; RFC 8941 §3 asks parsers to support at least as
+// many, and bounding them bounds the work a hostile field can cause.
+const (
+	MaxMembers    = 1024
+	MaxInnerItems = 256
+	MaxParams     = 256
+)
+
+// Bare is a bare item.
+type Bare struct {
+	Kind Kind
+	// Int is the value of an Integer, a Decimal in thousandths, or a
+	// Boolean as 0 or 1.
+	Int int64
+	// Str is the value of a String (unescaped) or Token, or the base64 text
+	// of a Byte Sequence as received (see [DecodeByteSeq]).
+	Str string
+}
+
+// Bool returns a Boolean bare item.
+func Bool(b bool) Bare {
+	if b {
+		return Bare{Kind: Boolean, Int: 1}
+	}
+	return Bare{Kind: Boolean}
+}
+
+// True reports whether b is the Boolean true.
+func (b Bare) True() bool { return b.Kind == Boolean && b.Int == 1 }
+
+// Param is one parameter of an item or inner list.
+type Param struct {
+	Key   string
+	Value Bare
+}
+
+// Item is a bare item with parameters.
+type Item struct {
+	Value  Bare
+	Params []Param
+}
+
+// Member is a member of a List or Dictionary: an Item, or an Inner List when
+// Inner is set. Key is empty for List members.
+type Member struct {
+	Key    string
+	Inner  bool
+	Item   Item   // when !Inner
+	Items  []Item // when Inner
+	Params []Param
+	// Raw is the member's value as it appeared in the field, without the
+	// key and "="; empty for a Dictionary member written as a bare key.
+	// Unless the parser reports NonCanonical, a non-empty Raw is exactly
+	// what AppendMemberValue writes.
+	Raw string
+}
+
+// SyntaxError reports where and why parsing failed.
+type SyntaxError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string {
+	return "sf: " + e.Msg + " at offset " + strconv.Itoa(e.Offset)
+}
+
+// Parser parses structured fields into arenas it reuses. The zero value is
+// ready to use. A Parser is not safe for concurrent use.
+type Parser struct {
+	in      string
+	pos     int
+	params  []Param
+	items   []Item
+	members []Member
+	// Duplicate is set when a Dictionary or Parameters held the same key
+	// twice; RFC 8941 keeps the last value, but some callers must refuse.
+	Duplicate bool
+	// NonCanonical is set when some member value was not written as
+	// RFC 8941 serialises it (extra spaces, leading zeros, unpadded
+	// base64, an explicit ?1 parameter, a repeated key...).
+	NonCanonical bool
+}
+
+// Reset forgets earlier results, keeping the arenas' memory.
+func (p *Parser) Reset() {
+	p.params = p.params[:0]
+	p.items = p.items[:0]
+	p.members = p.members[:0]
+	p.Duplicate = false
+	p.NonCanonical = false
+}
+
+func (p *Parser) fail(msg string) error {
+	return &SyntaxError{Offset: p.pos, Msg: msg}
+}
+
+func (p *Parser) start(s string) {
+	p.in, p.pos = s, 0
+	p.skipSP()
+}
+
+func (p *Parser) finish() error {
+	p.skipSP()
+	if p.pos != len(p.in) {
+		return p.fail("unexpected character")
+	}
+	return nil
+}
+
+// skipSP skips spaces and says how many there were.
+func (p *Parser) skipSP() int {
+	start := p.pos
+	for p.pos < len(p.in) && p.in[p.pos] == ' ' {
+		p.pos++
+	}
+	return p.pos - start
+}
+
+func (p *Parser) skipOWS() {
+	for p.pos < len(p.in) && (p.in[p.pos] == ' ' || p.in[p.pos] == '\t') {
+		p.pos++
+	}
+}
+
+// ParseItem parses an Item field value.
+func (p *Parser) ParseItem(s string) (Item, error) {
+	p.start(s)
+	it, err := p.item()
+	if err != nil {
+		return Item{}, err
+	}
+	return it, p.finish()
+}
+
+// ParseList parses a List field value. The members have no Key.
+func (p *Parser) ParseList(s string) ([]Member, error) {
+	p.start(s)
+	first := len(p.members)
+	for p.pos < len(p.in) {
+		if len(p.members)-first == MaxMembers {
+			return nil, p.fail("too many list members")
+		}
+		start := p.pos
+		m, err := p.itemOrInner()
+		if err != nil {
+			return nil, err
+		}
+		m.Raw = p.in[start:p.pos]
+		p.members = append(p.members, m)
+		if done, err := p.nextMember(); done || err != nil {
+			return p.members[first:], err
+		}
+	}
+	return p.members[first:], p.finish()
+}
+
+// ParseDictionary parses a Dictionary field value. A key given twice keeps
+// its first position and its last value, and sets p.Duplicate.
+func (p *Parser) ParseDictionary(s string) ([]Member, error) {
+	p.start(s)
+	first := len(p.members)
+	for p.pos < len(p.in) {
+		key, err := p.key()
+		if err != nil {
+			return nil, err
+		}
+		var m Member
+		if p.pos < len(p.in) && p.in[p.pos] == '=' {
+			p.pos++
+			start := p.pos
+			if m, err = p.itemOrInner(); err != nil {
+				return nil, err
+			}
+			m.Raw = p.in[start:p.pos]
+			if !m.Inner && m.Item.Value.True() {
+				p.NonCanonical = true // written "key=?1"
+			}
+		} else {
+			m.Item.Value = Bool(true)
+			if m.Item.Params, err = p.parameters(); err != nil {
+				return nil, err
+			}
+		}
+		m.Key = key
+		if i := indexMember(p.members[first:], key); i >= 0 {
+			p.members[first+i] = m
+			p.Duplicate, p.NonCanonical = true, true
+		} else {
+			if len(p.members)-first == MaxMembers {
+				return nil, p.fail("too many dictionary members")
+			}
+			p.members = append(p.members, m)
+		}
+		if done, err := p.nextMember(); done || err != nil {
+			return p.members[first:], err
+		}
+	}
+	return p.members[first:], p.finish()
+}
+
+// nextMember consumes the separator after a member and reports whether the
+// field ended.
+func (p *Parser) nextMember() (bool, error) {
+	p.skipOWS()
+	if p.pos == len(p.in) {
+		return true, nil
+	}
+	if p.in[p.pos] != ',' {
+		return false, p.fail("expected comma")
+	}
+	p.pos++
+	p.skipOWS()
+	if p.pos == len(p.in) {
+		return false, p.fail("trailing comma")
+	}
+	return false, nil
+}
+
+func indexMember(ms []Member, key string) int {
+	for i := range ms {
+		if ms[i].Key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func (p *Parser) itemOrInner() (Member, error) {
+	if p.pos < len(p.in) && p.in[p.pos] == '(' {
+		return p.innerList()
+	}
+	it, err := p.item()
+	return Member{Item: it}, err
+}
+
+func (p *Parser) innerList() (Member, error) {
+	p.pos++ // '('
+	first := len(p.items)
+	for {
+		if spaces := p.skipSP(); spaces != 0 && (spaces > 1 || len(p.items) == first || p.pos < len(p.in) && p.in[p.pos] == ')') {
+			p.NonCanonical = true // only single spaces between items
+		}
+		if p.pos == len(p.in) {
+			return Member{}, p.fail("unterminated inner list")
+		}
+		if p.in[p.pos] == ')' {
+			p.pos++
+			items := p.items[first:len(p.items):len(p.items)]
+			params, err := p.parameters()
+			return Member{Inner: true, Items: items, Params: params}, err
+		}
+		if len(p.items)-first == MaxInnerItems {
+			return Member{}, p.fail("too many inner list items")
+		}
+		it, err := p.item()
+		if err != nil {
+			return Member{}, err
+		}
+		p.items = append(p.items, it)
+		if p.pos < len(p.in) && p.in[p.pos] != ' ' && p.in[p.pos] != ')' {
+			return Member{}, p.fail("expected space or ')' in inner list")
+		}
+	}
+}
+
+func (p *Parser) item() (Item, error) {
+	v, err := p.bare()
+	if err != nil {
+		return Item{}, err
+	}
+	params, err := p.parameters()
+	return Item{Value: v, Params: params}, err
+}
+
+func (p *Parser) parameters() ([]Param, error) {
+	first := len(p.params)
+	for p.pos < len(p.in) && p.in[p.pos] == ';' {
+		p.pos++
+		if p.skipSP() != 0 {
+			p.NonCanonical = true
+		}
+		key, err := p.key()
+		if err != nil {
+			return nil, err
+		}
+		v := Bool(true)
+		if p.pos < len(p.in) && p.in[p.pos] == '=' {
+			p.pos++
+			if v, err = p.bare(); err != nil {
+				return nil, err
+			}
+			if v.True() {
+				p.NonCanonical = true // written ";key=?1"
+			}
+		}
+		if i := indexParam(p.params[first:], key); i >= 0 {
+			p.params[first+i].Value = v
+			p.Duplicate, p.NonCanonical = true, true
+			continue
+		}
+		if len(p.params)-first == MaxParams {
+			return nil, p.fail("too many parameters")
+		}
+		p.params = append(p.params, Param{Key: key, Value: v})
+	}
+	// The cap stops a later append through this slice from reaching into
+	// the arena beyond it.
+	return p.params[first:len(p.params):len(p.params)], nil
+}
+
+func indexParam(ps []Param, key string) int {
+	for i := range ps {
+		if ps[i].Key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// Character classes, as tables for the parser's inner loops.
+var (
+	keyChars    [256]bool // lcalpha / DIGIT / "_" / "-" / "." / "*"
+	tokenChars  [256]bool // tchar / ":" / "/"
+	stringChars [256]bool // printable ASCII but DQUOTE and "\"
+	b64Chars    [256]bool // ALPHA / DIGIT / "+" / "/"
+)
+
+func init() {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		keyChars[c] = isLCAlpha(b) || isDigit(b) || strings.IndexByte("_-.*", b) >= 0
+		tokenChars[c] = isTChar(b) || b == ':' || b == '/'
+		stringChars[c] = b >= 0x20 && b <= 0x7e && b != '"' && b != '\\'
+		b64Chars[c] = isAlpha(b) || isDigit(b) || b == '+' || b == '/'
+	}
+}
+
+func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }
+func isAlpha(c byte) bool   { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isDigit(c byte) bool   { return '0' <= c && c <= '9' }
+
+// isTChar reports whether c is a tchar of RFC 9110 §5.6.2.
+func isTChar(c byte) bool {
+	if isAlpha(c) || isDigit(c) {
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
+		return true
+	}
+	return false
+}
+
+func (p *Parser) key() (string, error) {
+	if p.pos == len(p.in) || !(isLCAlpha(p.in[p.pos]) || p.in[p.pos] == '*') {
+		return "", p.fail("expected key")
+	}
+	start := p.pos
+	for p.pos < len(p.in) && keyChars[p.in[p.pos]] {
+		p.pos++
+	}
+	return p.in[start:p.pos], nil
+}
+
+// IsKey reports whether s is a valid key.
+func IsKey(s string) bool {
+	if s == "" || !(isLCAlpha(s[0]) || s[0] == '*') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !keyChars[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// IsToken reports whether s is a valid Token.
+func IsToken(s string) bool {
+	if s == "" || !(isAlpha(s[0]) || s[0] == '*') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !tokenChars[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Parser) bare() (Bare, error) {
+	if p.pos == len(p.in) {
+		return Bare{}, p.fail("expected item")
+	}
+	switch c := p.in[p.pos]; {
+	case c == '-' || isDigit(c):
+		return p.number()
+	case c == '"':
+		return p.str()
+	case c == ':':
+		return p.byteSeq()
+	case c == '?':
+		return p.boolean()
+	case isAlpha(c) || c == '*':
+		start := p.pos
+		p.pos++
+		for p.pos < len(p.in) && tokenChars[p.in[p.pos]] {
+			p.pos++
+		}
+		return Bare{Kind: Token, Str: p.in[start:p.pos]}, nil
+	}
+	return Bare{}, p.fail("unexpected character")
+}
+
+func (p *Parser) number() (Bare, error) {
+	neg := false
+	if p.in[p.pos] == '-' {
+		neg = true
+		p.pos++
+	}
+	start := p.pos
+	if p.pos == len(p.in) || !isDigit(p.in[p.pos]) {
+		return Bare{}, p.fail("expected digit")
+	}
+	var ip, fp int64
+	intDigits, fracDigits, dot := 0, 0, false
+	for ; p.pos < len(p.in); p.pos++ {
+		c := p.in[p.pos]
+		switch {
+		case isDigit(c) && !dot:
+			if intDigits == 15 {
+				return Bare{}, p.fail("integer too long")
+			}
+			ip = ip*10 + int64(c-'0')
+			intDigits++
+			continue
+		case isDigit(c):
+			if fracDigits == 3 {
+				return Bare{}, p.fail("decimal has too many fractional digits")
+			}
+			fp = fp*10 + int64(c-'0')
+			fracDigits++
+			continue
+		case c == '.' && !dot:
+			if intDigits > 12 {
+				return Bare{}, p.fail("decimal too long")
+			}
+			dot = true
+			continue
+		}
+		break
+	}
+	sign := int64(1)
+	if neg {
+		sign = -1
+	}
+	if (intDigits > 1 && p.in[start] == '0') || (neg && ip == 0 && fp == 0) || (dot && fracDigits > 1 && fp%10 == 0) {
+		p.NonCanonical = true // leading zeros, negative zero, trailing zeros
+	}
+	if !dot {
+		return Bare{Kind: Integer, Int: sign * ip}, nil
+	}
+	if fracDigits == 0 {
+		return Bare{}, p.fail("decimal ends with '.'")
+	}
+	for i := fracDigits; i < 3; i++ {
+		fp *= 10
+	}
+	return Bare{Kind: Decimal, Int: sign * (ip*1000 + fp)}, nil
+}
+
+func (p *Parser) str() (Bare, error) {
+	p.pos++ // '"'
+	start := p.pos
+	escaped := false
+	for {
+		for p.pos < len(p.in) && stringChars[p.in[p.pos]] {
+			p.pos++
+		}
+		if p.pos == len(p.in) {
+			return Bare{}, p.fail("unterminated string")
+		}
+		switch p.in[p.pos] {
+		case '"':
+			s := p.in[start:p.pos]
+			p.pos++
+			if escaped {
+				s = unescape(s)
+			}
+			return Bare{Kind: String, Str: s}, nil
+		case '\\':
+			if p.pos+1 == len(p.in) || (p.in[p.pos+1] != '"' && p.in[p.pos+1] != '\\') {
+				return Bare{}, p.fail("bad escape in string")
+			}
+			escaped = true
+			p.pos += 2
+		default:
+			return Bare{}, p.fail("invalid character in string")
+		}
+	}
+}
+
+func unescape(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' {
+			i++
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func (p *Parser) byteSeq() (Bare, error) {
+	p.pos++ // ':'
+	start := p.pos
+	for p.pos < len(p.in) && b64Chars[p.in[p.pos]] {
+		p.pos++
+	}
+	data := p.pos
+	for p.pos < len(p.in) && p.in[p.pos] == '=' && p.pos-data < 2 {
+		p.pos++
+	}
+	if p.pos == len(p.in) || p.in[p.pos] != ':' {
+		return Bare{}, p.fail("bad byte sequence")
+	}
+	// Padding is optional (RFC 8941 §4.2.7 asks parsers not to insist), but
+	// what is there must make whole quanta.
+	n, pad := data-start, p.pos-data
+	if n%4 == 1 || (pad > 0 && (n+pad)%4 != 0) {
+		return Bare{}, p.fail("bad byte sequence length")
+	}
+	s := p.in[start:p.pos]
+	p.pos++
+	if (n+pad)%4 != 0 || !canonicalTail(s) {
+		p.NonCanonical = true
+	}
+	return Bare{Kind: ByteSeq, Str: s}, nil
+}
+
+func (p *Parser) boolean() (Bare, error) {
+	if p.pos+1 < len(p.in) && (p.in[p.pos+1] == '0' || p.in[p.pos+1] == '1') {
+		b := Bool(p.in[p.pos+1] == '1')
+		p.pos += 2
+		return b, nil
+	}
+	return Bare{}, p.fail("bad boolean")
+}
+
+// ErrByteSeq is returned by DecodeByteSeq for text that is not base64.
+var ErrByteSeq = errors.New("sf: byte sequence is not valid base64")
+
+// DecodeByteSeq appends the bytes of a Byte Sequence's base64 text (as in
+// Bare.Str) to dst.
+func DecodeByteSeq(dst []byte, s string) ([]byte, error) {
+	for len(s) > 0 && s[len(s)-1] == '=' {
+		s = s[:len(s)-1]
+	}
+	n := base64.RawStdEncoding.DecodedLen(len(s))
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	m, err := base64.RawStdEncoding.Decode(dst[len(dst):len(dst)+n], []byte(s))
+	if err != nil {
+		return dst, ErrByteSeq
+	}
+	return dst[:len(dst)+m], nil
+}
+
+var base64Index = func() (t [256]byte) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range alphabet {
+		t[alphabet[i]] = byte(i)
+	}
+	return t
+}()
+
+// canonicalTail reports whether padded base64 text has zero bits where its
+// last quantum pads, as a canonical encoder writes.
+func canonicalTail(s string) bool {
+	switch {
+	case strings.HasSuffix(s, "=="):
+		return base64Index[s[len(s)-3]]&0x0f == 0
+	case strings.HasSuffix(s, "="):
+		return base64Index[s[len(s)-2]]&0x03 == 0
+	}
+	return true
+}

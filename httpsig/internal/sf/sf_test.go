@@ -1,0 +1,252 @@
+package sf
+
+import (
+	"testing"
+)
+
+func TestParseSerialize(t *testing.T) {
+	tests := []struct {
+		name, kind, in, want string // want "" means a parse error
+	}{
+		{"integer", "item", "42", "42"},
+		{"negative integer", "item", "-42", "-42"},
+		{"leading zeros", "item", "0042", "42"},
+		{"max integer", "item", "999999999999999", "999999999999999"},
+		{"integer too long", "item", "1000000000000000", ""},
+		{"decimal", "item", "1.5", "1.5"},
+		{"decimal trailing zeros", "item", "1.500", "1.5"},
+		{"decimal negative zero", "item", "-0.0", "0.0"},
+		{"decimal too many fraction digits", "item", "1.1234", ""},
+		{"decimal integer part too long", "item", "1234567890123.1", ""},
+		{"decimal ends with dot", "item", "1.", ""},
+		{"minus alone", "item", "-", ""},
+		{"string", "item", `"hello world"`, `"hello world"`},
+		{"string escapes", "item", `"a\"b\\c"`, `"a\"b\\c"`},
+		{"string bad escape", "item", `"a\nb"`, ""},
+		{"string unterminated", "item", `"abc`, ""},
+		{"string control char", "item", "\"a\tb\"", ""},
+		{"string non-ascii", "item", "\"caf\xc3\xa9\"", ""},
+		{"token", "item", "foo/bar:baz", "foo/bar:baz"},
+		{"token star", "item", "*foo", "*foo"},
+		{"byte sequence", "item", ":aGVsbG8=:", ":aGVsbG8=:"},
+		{"byte sequence unpadded", "item", ":aGVsbG8:", ":aGVsbG8=:"},
+		{"byte sequence empty", "item", "::", "::"},
+		{"byte sequence bad char", "item", ":aGV*bG8=:", ""},
+		{"byte sequence bad length", "item", ":aGVsb:", ""},
+		{"byte sequence unterminated", "item", ":aGVs", ""},
+		{"boolean true", "item", "?1", "?1"},
+		{"boolean false", "item", "?0", "?0"},
+		{"boolean bad", "item", "?2", ""},
+		{"item params", "item", `1;a;b=?0;c="x"`, `1;a;b=?0;c="x"`},
+		{"param true explicit", "item", "1;a=?1", "1;a"},
+		{"param space after semicolon", "item", "1; a=2", "1;a=2"},
+		{"param space before semicolon", "item", "1 ;a=2", ""},
+		{"param uppercase key", "item", "1;A=2", ""},
+		{"duplicate params keep first position", "item", "1;a=1;b=2;a=3", "1;a=3;b=2"},
+		{"leading and trailing spaces", "item", "  1  ", "1"},
+		{"leading tab", "item", "\t1", ""},
+		{"date is not RFC 8941", "item", "@1659578233", ""},
+		{"display string is not RFC 8941", "item", `%"x"`, ""},
+		{"empty item", "item", "", ""},
+		{"list", "list", "a, b,c", "a, b, c"},
+		{"list tabs", "list", "a\t,\tb", "a, b"},
+		{"list trailing comma", "list", "a, b,", ""},
+		{"list empty", "list", "", ""},
+		{"list inner", "list", `("a"  "b");x=1, c`, `("a" "b");x=1, c`},
+		{"inner list leading space", "list", `( "a" "b" )`, `("a" "b")`},
+		{"inner list no space", "list", `("a""b")`, ""},
+		{"inner list unterminated", "list", `("a" "b"`, ""},
+		{"inner list empty", "list", `()`, `()`},
+		{"dictionary", "dict", "a=1, b=2;x=1;y=2, c=(a   b   c), d", "a=1, b=2;x=1;y=2, c=(a b c), d"},
+		{"dictionary bare true params", "dict", "a;x=1", "a;x=1"},
+		{"dictionary explicit true", "dict", "a=?1", "a"},
+		{"dictionary false", "dict", "a=?0", "a=?0"},
+		{"dictionary duplicate", "dict", "a=1,b=2,a=3", "a=3, b=2"},
+		{"dictionary bad key", "dict", "A=1", ""},
+		{"dictionary space before equals", "dict", "a =1", ""},
+		{"dictionary numeric key", "dict", "1a=1", ""},
+		{"dictionary key chars", "dict", "a_b-c.d*=1", "a_b-c.d*=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p Parser
+			var got []byte
+			var err error
+			switch tt.kind {
+			case "item":
+				var it Item
+				if it, err = p.ParseItem(tt.in); err == nil {
+					got, err = AppendItem(nil, it)
+				}
+			case "list":
+				var ms []Member
+				if ms, err = p.ParseList(tt.in); err == nil {
+					got, err = AppendList(nil, ms)
+				}
+			case "dict":
+				var ms []Member
+				if ms, err = p.ParseDictionary(tt.in); err == nil {
+					got, err = AppendDictionary(nil, ms)
+				}
+			}
+			if tt.want == "" {
+				if err == nil && !(tt.kind == "list" && tt.in == "") {
+					t.Fatalf("parse(%q) = %q, want an error", tt.in, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parse(%q): %v", tt.in, err)
+			}
+			if string(got) != tt.want {
+				t.Fatalf("parse(%q) serialised = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	for in, canonical := range map[string]bool{
+		`a=("x" "y");n=1;s="t"`: true,
+		`a=( "x" "y")`:          false,
+		`a=("x"  "y")`:          false,
+		`a=("x" "y" )`:          false,
+		`a=("x");n=01`:          false,
+		`a=("x");n=-0`:          false,
+		`a=("x");b=?1`:          false,
+		`a=("x"); b`:            false,
+		`a=1.50`:                false,
+		`a=1.05`:                true,
+		`a=:aGVsbG8:`:           false,
+		`a=:aGVsbG8=:`:          true,
+		`a=:aGVsbG9=:`:          false,
+		`a=?1`:                  false,
+		`a;x=1`:                 true,
+		`a=1, a=2`:              false,
+	} {
+		var p Parser
+		ms, err := p.ParseDictionary(in)
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if p.NonCanonical == canonical {
+			t.Errorf("%s: NonCanonical = %v", in, p.NonCanonical)
+		}
+		if canonical && ms[0].Raw != "" {
+			want, _ := AppendMemberValue(nil, ms[0])
+			if ms[0].Raw != string(want) {
+				t.Errorf("%s: Raw %q, serialised %q", in, ms[0].Raw, want)
+			}
+		}
+	}
+}
+
+func TestDuplicateFlag(t *testing.T) {
+	var p Parser
+	if _, err := p.ParseDictionary("a=1, b=2"); err != nil || p.Duplicate {
+		t.Fatalf("no duplicate: err=%v dup=%v", err, p.Duplicate)
+	}
+	p.Reset()
+	if _, err := p.ParseDictionary("a=1, a=2"); err != nil || !p.Duplicate {
+		t.Fatalf("duplicate: err=%v dup=%v", err, p.Duplicate)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	var p Parser
+	big := make([]byte, 0, 8*MaxMembers)
+	for i := 0; i <= MaxMembers; i++ {
+		if i > 0 {
+			big = append(big, ", "...)
+		}
+		big = append(big, 'a')
+	}
+	if _, err := p.ParseList(string(big)); err == nil {
+		t.Fatal("a list over MaxMembers parsed")
+	}
+}
+
+func TestDecodeByteSeq(t *testing.T) {
+	for in, want := range map[string]string{"aGVsbG8=": "hello", "aGVsbG8": "hello", "": ""} {
+		got, err := DecodeByteSeq(nil, in)
+		if err != nil || string(got) != want {
+			t.Errorf("DecodeByteSeq(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestParseAllocs(t *testing.T) {
+	var p Parser
+	in := `sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest");created=1618884473;keyid="test-key";alg="hmac-sha256";nonce="abc"`
+	allocs := testing.AllocsPerRun(100, func() {
+		p.Reset()
+		if _, err := p.ParseDictionary(in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("ParseDictionary allocates %v times in steady state, want 0", allocs)
+	}
+}
+
+// FuzzParse checks that parsing never panics and that serialising a parsed
+// value and parsing it again gives the same serialisation.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		`sig1=("@method" "@authority");created=1618884473;keyid="k"`,
+		`sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:, sha-512=:YQ==:`,
+		`a=1, b=2;x=1;y=2, c=(a   b   c), d`, `1.5;a=?0`, `"a\"b"`, `("a" "b");x`, `*tok/en:x`, `:aGVsbG8:`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, kind := range []string{"item", "list", "dict"} {
+			var p Parser
+			var out []byte
+			var err error
+			parse := func(s string) ([]byte, error) {
+				p.Reset()
+				switch kind {
+				case "item":
+					it, err := p.ParseItem(s)
+					if err != nil {
+						return nil, err
+					}
+					return AppendItem(nil, it)
+				case "list":
+					ms, err := p.ParseList(s)
+					if err != nil {
+						return nil, err
+					}
+					return AppendList(nil, ms)
+				}
+				ms, err := p.ParseDictionary(s)
+				if err != nil {
+					return nil, err
+				}
+				return AppendDictionary(nil, ms)
+			}
+			if out, err = parse(in); err != nil {
+				continue
+			}
+			if kind != "item" && !p.NonCanonical {
+				for _, m := range p.members {
+					if m.Raw == "" {
+						continue
+					}
+					want, _ := AppendMemberValue(nil, m)
+					if m.Raw != string(want) {
+						t.Fatalf("%s %q: canonical member %q serialises as %q", kind, in, m.Raw, want)
+					}
+				}
+			}
+			again, err := parse(string(out))
+			if err != nil {
+				t.Fatalf("%s %q serialised to %q, which does not parse: %v", kind, in, out, err)
+			}
+			if string(again) != string(out) {
+				t.Fatalf("%s %q: serialisation not stable: %q then %q", kind, in, out, again)
+			}
+		}
+	})
+}

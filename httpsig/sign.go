@@ -1,0 +1,221 @@
+package httpsig
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/signet-dev/signet/httpsig/internal/sf"
+)
+
+// DefaultLabel is the label a [Signer] gives its signature.
+const DefaultLabel = "sig1"
+
+// Signer signs requests with one key in the default profile, or with the
+// components it is given. Its fields are read-only once it is in use; it is
+// then safe for concurrent use.
+type Signer struct {
+	Key   SigningKey // required
+	KeyID string     // required
+	// Label of the signature; empty means DefaultLabel.
+	Label string
+	// Components to cover, in order. Nil means the default profile:
+	// @method, @authority, @path, then @query, content-type and
+	// content-digest when the request has them.
+	Components []Component
+	// Tag, if set, is sent as the tag parameter.
+	Tag string
+	// Expires, if positive, adds an expires parameter this long after
+	// created.
+	Expires time.Duration
+	// NoNonce leaves out the nonce parameter, which is otherwise 128
+	// random bits, fresh for each signature.
+	NoNonce bool
+	// NoAlg leaves out the alg parameter.
+	NoAlg bool
+	// Digest is the algorithm for Content-Digest; empty means sha-256.
+	Digest DigestAlgorithm
+	// Scheme and Structured are as in [Message].
+	Scheme     string
+	Structured map[string]FieldType
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewNonce returns 128 random bits in unpadded base64url: the nonce a
+// Signer sends.
+func NewNonce() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// SignRequest signs r. If body is not nil it is r's content, and
+// SignRequest first sets Content-Digest for it (an empty body gets no
+// Content-Digest). A request that has content (ContentLength > 0) but
+// neither a body nor a Content-Digest field is an error: the signature
+// would not protect the content.
+func (s *Signer) SignRequest(r *http.Request, body []byte) error {
+	if len(body) > 0 {
+		d, err := ContentDigest(s.Digest, body)
+		if err != nil {
+			return err
+		}
+		r.Header.Set("Content-Digest", d)
+	}
+	_, hasDigest := contentDigestField(r.Header)
+	if r.ContentLength > 0 && !hasDigest && s.Components == nil {
+		return errors.New("httpsig: the request has content but no Content-Digest; pass its body to SignRequest")
+	}
+	p := s.params()
+	if p.Components == nil {
+		p.Components = defaultProfile(r, len(body) > 0, hasDigest)
+	}
+	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
+	return SignMessage(&m, s.label(), &p, s.Key)
+}
+
+// SignResponse signs resp, setting Content-Digest for body first if it is
+// not nil. With no Components, it covers @status, content-type and
+// content-digest when present.
+func (s *Signer) SignResponse(resp *http.Response, body []byte) error {
+	if len(body) > 0 {
+		d, err := ContentDigest(s.Digest, body)
+		if err != nil {
+			return err
+		}
+		resp.Header.Set("Content-Digest", d)
+	}
+	p := s.params()
+	if p.Components == nil {
+		p.Components = []Component{{Name: Status}}
+		if len(resp.Header["Content-Type"]) > 0 {
+			p.Components = append(p.Components, compContentType)
+		}
+		if _, ok := contentDigestField(resp.Header); ok {
+			p.Components = append(p.Components, compContentDigest)
+		}
+	}
+	m := Message{Request: resp.Request, Response: resp, Scheme: s.Scheme, Structured: s.Structured}
+	return SignMessage(&m, s.label(), &p, s.Key)
+}
+
+func (s *Signer) label() string {
+	if s.Label == "" {
+		return DefaultLabel
+	}
+	return s.Label
+}
+
+func (s *Signer) params() Params {
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	created := time.Unix(now().Unix(), 0)
+	p := Params{Components: s.Components, Created: created, KeyID: s.KeyID, Tag: s.Tag}
+	if !s.NoAlg {
+		p.Alg = s.Key.Algorithm()
+	}
+	if !s.NoNonce {
+		p.Nonce = NewNonce()
+	}
+	if s.Expires > 0 {
+		p.Expires = created.Add(s.Expires)
+	}
+	return p
+}
+
+var baseBuffers = sync.Pool{New: func() any { return new(signScratch) }}
+
+type signScratch struct {
+	base []byte
+	sp   sf.Parser
+}
+
+// SignMessage signs m for p with key and adds the signature under label to
+// the Signature-Input and Signature fields of the message's header, next
+// to any signatures already there. p is used as given: its components in
+// their order, its parameters as set. If p.Alg is set it must be the key's.
+func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
+	if !sf.IsKey(label) {
+		return fmt.Errorf("httpsig: %q is not a valid signature label (lower-case letters, digits, _-.*)", label)
+	}
+	if p.Alg != "" && p.Alg != key.Algorithm() {
+		return fmt.Errorf("httpsig: the key is for %s, the parameters say %s", key.Algorithm(), p.Alg)
+	}
+	for i := range p.Components {
+		if err := p.Components[i].validate(); err != nil {
+			return err
+		}
+	}
+	if err := checkDuplicates(p.Components); err != nil {
+		return err
+	}
+	h := m.Request.Header
+	if m.Response != nil {
+		h = m.Response.Header
+	}
+	if h == nil {
+		return errors.New("httpsig: the message has no header map")
+	}
+	sc := baseBuffers.Get().(*signScratch)
+	defer baseBuffers.Put(sc)
+	var err error
+	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.sp); err != nil {
+		return err
+	}
+	sig, err := key.Sign(sc.base)
+	if err != nil {
+		return err
+	}
+	if err := checkLabelFree(h, label); err != nil {
+		return err
+	}
+	// The serialised parameters are the tail of the base, after the
+	// "@signature-params" line's prefix.
+	paramsStart := len(sc.base)
+	for paramsStart > 0 && sc.base[paramsStart-1] != '\n' {
+		paramsStart--
+	}
+	paramsText := sc.base[paramsStart+len(`"@signature-params": `):]
+	input := make([]byte, 0, len(label)+1+len(paramsText))
+	input = append(append(append(input, label...), '='), paramsText...)
+	value := make([]byte, 0, len(label)+3+base64.StdEncoding.EncodedLen(len(sig)))
+	value = sf.AppendBareByteSeq(append(append(value, label...), '='), sig)
+	addMember(h, "Signature-Input", string(input))
+	addMember(h, "Signature", string(value))
+	return nil
+}
+
+// checkLabelFree refuses a label already used by a signature of h.
+func checkLabelFree(h http.Header, label string) error {
+	lines := h["Signature-Input"]
+	if len(lines) == 0 {
+		return nil
+	}
+	var sp sf.Parser
+	members, err := sp.ParseDictionary(joinField(lines))
+	if err != nil {
+		return fmt.Errorf("httpsig: the message's Signature-Input is malformed: %w", err)
+	}
+	if slices.ContainsFunc(members, func(m sf.Member) bool { return m.Key == label }) {
+		return fmt.Errorf("httpsig: the message already has a signature labelled %q", label)
+	}
+	return nil
+}
+
+// addMember adds a Dictionary member to the field name, at the end of its
+// last line if it has one.
+func addMember(h http.Header, name, member string) {
+	if v := h[name]; len(v) > 0 {
+		v[len(v)-1] += ", " + member
+		return
+	}
+	h[name] = []string{member}
+}

@@ -1,0 +1,102 @@
+package httpsig
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/signet-dev/signet/httpsig/internal/sf"
+)
+
+// parsedSig is one signature read from a message. Its storage is reused
+// from one message to the next.
+type parsedSig struct {
+	label  string
+	params Params
+	value  []byte
+	// raw is the Signature-Input member as received when that is its
+	// canonical serialisation, which @signature-params then reuses.
+	raw string
+}
+
+// sigSet holds the signatures of one message; the zero value is ready.
+type sigSet struct {
+	sp   sf.Parser
+	sigs []parsedSig
+}
+
+// joinField returns the value of a field, with several field lines
+// combined as RFC 9110 §5.3 says.
+func joinField(lines []string) string {
+	if len(lines) == 1 {
+		return lines[0]
+	}
+	return strings.Join(lines, ", ")
+}
+
+func (st *sigSet) parse(h http.Header) error {
+	st.sp.Reset()
+	st.sigs = st.sigs[:0]
+	inputLines, sigLines := h["Signature-Input"], h["Signature"]
+	if len(inputLines) == 0 {
+		if len(sigLines) == 0 {
+			return refuse(ReasonMissingSignature, "", "the request has no Signature-Input and Signature fields")
+		}
+		return refuse(ReasonMalformedSignature, "", "the request has a Signature field but no Signature-Input field")
+	}
+	if len(sigLines) == 0 {
+		return refuse(ReasonMalformedSignature, "", "the request has a Signature-Input field but no Signature field")
+	}
+	inputs, err := st.sp.ParseDictionary(joinField(inputLines))
+	if err != nil {
+		return &VerifyError{Reason: ReasonMalformedSignature, Detail: "Signature-Input is not a valid Dictionary: " + err.Error(), Err: err}
+	}
+	if st.sp.Duplicate {
+		return refuse(ReasonMalformedSignature, "", "Signature-Input repeats a label or parameter")
+	}
+	canonical := !st.sp.NonCanonical
+	values, err := st.sp.ParseDictionary(joinField(sigLines))
+	if err != nil {
+		return &VerifyError{Reason: ReasonMalformedSignature, Detail: "Signature is not a valid Dictionary: " + err.Error(), Err: err}
+	}
+	if st.sp.Duplicate {
+		return refuse(ReasonMalformedSignature, "", "Signature repeats a label or parameter")
+	}
+	for _, in := range inputs {
+		var val *sf.Member
+		for j := range values {
+			if values[j].Key == in.Key {
+				val = &values[j]
+				break
+			}
+		}
+		if val == nil {
+			return refuse(ReasonMalformedSignature, in.Key, "Signature has no member for this label")
+		}
+		if val.Inner || val.Item.Value.Kind != sf.ByteSeq {
+			return refuse(ReasonMalformedSignature, in.Key, "the Signature member is not a Byte Sequence")
+		}
+		if len(st.sigs) < cap(st.sigs) {
+			// Reuse the storage of an earlier message's signature.
+			st.sigs = st.sigs[:len(st.sigs)+1]
+		} else {
+			st.sigs = append(st.sigs, parsedSig{})
+		}
+		s := &st.sigs[len(st.sigs)-1]
+		s.label = in.Key
+		s.raw = ""
+		if canonical {
+			s.raw = in.Raw
+		}
+		if s.value, err = sf.DecodeByteSeq(s.value[:0], val.Item.Value.Str); err != nil {
+			return refuse(ReasonMalformedSignature, in.Key, "the signature is not valid base64")
+		}
+		if err := paramsFromMember(in, s.params.Components[:0], &s.params); err != nil {
+			return &VerifyError{Reason: ReasonMalformedSignature, Label: in.Key, Detail: "Signature-Input: " + trimPkg(err.Error()), Err: err}
+		}
+	}
+	return nil
+}
+
+// trimPkg drops a leading "httpsig: " from a message that is about to be
+// wrapped in another of this package's errors.
+func trimPkg(s string) string { return strings.TrimPrefix(s, "httpsig: ") }

@@ -1,0 +1,410 @@
+package httpsig
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/signet-dev/signet/httpsig/internal/sf"
+)
+
+// Defaults of a zero [Policy].
+const (
+	DefaultMaxAge  = 300 * time.Second
+	DefaultMaxSkew = 30 * time.Second
+	// MaxSignatures bounds how many signatures of one message are checked.
+	MaxSignatures = 8
+	// unboundedNonceTTL is how long a nonce is remembered when neither
+	// a maximum age nor an expires parameter bounds its signature.
+	unboundedNonceTTL = 24 * time.Hour
+)
+
+// DefaultRequiredParams are the signature parameters a zero Policy demands.
+var DefaultRequiredParams = []string{"created", "keyid", "nonce"}
+
+// Policy says what a verifier demands of a signature beyond its being
+// valid. The zero value is the default profile of Signet.
+type Policy struct {
+	// Required lists the components each signature must cover. Nil means
+	// the default profile: @method, @authority and @path; @query when the
+	// request has a query; content-type when the request has that field;
+	// content-digest when it has content.
+	Required []Component
+	// RequiredParams lists the signature parameters each signature must
+	// carry. Nil means DefaultRequiredParams (created, keyid, nonce).
+	RequiredParams []string
+	// MaxAge is how old a signature's created time may be. Zero means
+	// DefaultMaxAge; negative means no limit.
+	MaxAge time.Duration
+	// MaxSkew is how far in the future a created time may be, for clocks
+	// that run fast. Zero means DefaultMaxSkew; negative means none.
+	MaxSkew time.Duration
+	// Algorithms, if set, lists the only algorithms accepted.
+	Algorithms []Algorithm
+	// Tag, if set, selects the signatures whose tag parameter has this
+	// value; the others are not examined.
+	Tag string
+	// Labels, if set, selects the signatures with these labels, which must
+	// all be present. If nil, every signature of the message is checked
+	// (at most MaxSignatures): a message is accepted only if all pass, so
+	// a bad signature never rides on a good one.
+	Labels []string
+}
+
+func (p *Policy) maxAge() time.Duration {
+	if p.MaxAge == 0 {
+		return DefaultMaxAge
+	}
+	return p.MaxAge
+}
+
+func (p *Policy) maxSkew() time.Duration {
+	switch {
+	case p.MaxSkew == 0:
+		return DefaultMaxSkew
+	case p.MaxSkew < 0:
+		return 0
+	}
+	return p.MaxSkew
+}
+
+// RequiredFor returns the components the policy demands of a signature on
+// r, which has content if hasContent is set.
+func (p *Policy) RequiredFor(r *http.Request, hasContent bool) []Component {
+	if p.Required != nil {
+		return p.Required
+	}
+	return defaultProfile(r, hasContent, r.Header.Get("Content-Digest") != "")
+}
+
+var (
+	compMethod        = Component{Name: Method}
+	compAuthority     = Component{Name: Authority}
+	compPath          = Component{Name: Path}
+	compQuery         = Component{Name: Query}
+	compContentType   = Component{Name: "content-type"}
+	compContentDigest = Component{Name: "content-digest"}
+)
+
+// DefaultComponents returns the components of Signet's default profile
+// that apply to r, in signing order: @method, @authority, @path, then
+// @query if r has a query, content-type if r has that field, and
+// content-digest if r has content or a Content-Digest field.
+func DefaultComponents(r *http.Request, hasContent bool) []Component {
+	_, hasDigest := contentDigestField(r.Header)
+	return defaultProfile(r, hasContent, hasDigest)
+}
+
+func defaultProfile(r *http.Request, hasContent, hasDigest bool) []Component {
+	hasQuery := splitTarget(r).query != ""
+	return appendDefaultProfile(make([]Component, 0, 6), hasQuery, len(r.Header["Content-Type"]) > 0, hasContent || hasDigest)
+}
+
+func appendDefaultProfile(out []Component, hasQuery, hasContentType, hasContent bool) []Component {
+	out = append(out, compMethod, compAuthority, compPath)
+	if hasQuery {
+		out = append(out, compQuery)
+	}
+	if hasContentType {
+		out = append(out, compContentType)
+	}
+	if hasContent {
+		out = append(out, compContentDigest)
+	}
+	return out
+}
+
+// Verifier checks the signatures of messages. Its fields are read-only once
+// it is in use; it is then safe for concurrent use.
+type Verifier struct {
+	Policy Policy
+	// Keys resolves keyids. Required.
+	Keys KeyResolver
+	// Nonces, if set, remembers nonces so that replays are refused.
+	Nonces NonceStore
+	// Scheme overrides the scheme of requests, as [Message.Scheme] does.
+	Scheme string
+	// Structured adds structured-field types, as [Message.Structured] does.
+	Structured map[string]FieldType
+	// Debug keeps the signature base in results and errors, to explain
+	// failures to the people debugging a client. Never set it where
+	// signatures cross a trust boundary you do not control: it tells a
+	// caller what the server would have signed.
+	Debug bool
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Result describes a verified message: the first of its checked signatures,
+// and how many were checked.
+type Result struct {
+	Label   string
+	KeyID   string
+	Key     VerifyingKey
+	Created time.Time
+	Expires time.Time
+	Nonce   string
+	Tag     string
+	// Signatures is how many signatures were checked; all verified.
+	Signatures int
+	// Base is the signature base of the first signature, when
+	// Verifier.Debug is set.
+	Base string
+}
+
+type verifyState struct {
+	sigSet
+	fp       sf.Parser // structured fields and Content-Digest
+	selected []int
+	required []Component
+	base     []byte
+}
+
+var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
+
+// Verify checks the signatures on r, whose content (already read, and
+// possibly empty) is body. A refusal is a [*VerifyError]; any other error
+// means a key resolver or nonce store could not answer, and the request
+// must be refused all the same (fail closed).
+func (v *Verifier) Verify(r *http.Request, body []byte) (Result, error) {
+	m := Message{Request: r, Scheme: v.Scheme, Structured: v.Structured}
+	return v.verify(r.Context(), &m, r.Header, body, len(body) > 0 || r.ContentLength > 0)
+}
+
+// VerifyResponse checks the signatures on resp, whose content is body.
+// resp.Request, if set, serves components with the req parameter.
+func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body []byte) (Result, error) {
+	m := Message{Request: resp.Request, Response: resp, Scheme: v.Scheme, Structured: v.Structured}
+	return v.verify(ctx, &m, resp.Header, body, len(body) > 0 || resp.ContentLength > 0)
+}
+
+func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body []byte, hasContent bool) (Result, error) {
+	st := verifyStates.Get().(*verifyState)
+	defer verifyStates.Put(st)
+	if err := st.parse(h); err != nil {
+		return Result{}, err
+	}
+	if err := v.selectSignatures(st); err != nil {
+		return Result{}, err
+	}
+	var now time.Time
+	if v.Now != nil {
+		now = v.Now()
+	} else {
+		now = time.Now()
+	}
+	st.required = st.required[:0]
+	switch {
+	case v.Policy.Required != nil:
+		st.required = append(st.required, v.Policy.Required...)
+	case m.Response == nil:
+		_, hasDigest := contentDigestField(h)
+		hasQuery := m.targetOf(m.Request).query != ""
+		st.required = appendDefaultProfile(st.required, hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
+	}
+	var res Result
+	for n, i := range st.selected {
+		s := &st.sigs[i]
+		key, err := v.checkOne(ctx, m, h, body, now, st, s)
+		if err != nil {
+			return Result{}, err
+		}
+		if n == 0 {
+			p := &s.params
+			res = Result{Label: s.label, KeyID: p.KeyID, Key: key, Created: p.Created, Expires: p.Expires, Nonce: p.Nonce, Tag: p.Tag}
+			if v.Debug {
+				res.Base = string(st.base)
+			}
+		}
+	}
+	// Nonces are spent only once every signature has verified, so that a
+	// forged companion signature cannot burn a genuine nonce.
+	if v.Nonces != nil {
+		for _, i := range st.selected {
+			s := &st.sigs[i]
+			if s.params.Nonce == "" {
+				continue
+			}
+			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, v.nonceUntil(&s.params, now))
+			if errors.Is(err, ErrReplayed) {
+				return Result{}, &VerifyError{Reason: ReasonReplayed, Label: s.label, Detail: "this nonce was already used", Err: err}
+			}
+			if err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	res.Signatures = len(st.selected)
+	return res, nil
+}
+
+// selectSignatures picks the signatures the policy asks for.
+func (v *Verifier) selectSignatures(st *verifyState) error {
+	st.selected = st.selected[:0]
+	if v.Policy.Labels != nil {
+		for _, l := range v.Policy.Labels {
+			i := slices.IndexFunc(st.sigs, func(s parsedSig) bool { return s.label == l })
+			if i < 0 {
+				return refuse(ReasonMissingSignature, l, "the message has no signature with this label")
+			}
+			st.selected = append(st.selected, i)
+		}
+	} else {
+		for i := range st.sigs {
+			st.selected = append(st.selected, i)
+		}
+	}
+	if v.Policy.Tag != "" {
+		st.selected = slices.DeleteFunc(st.selected, func(i int) bool { return st.sigs[i].params.Tag != v.Policy.Tag })
+		if len(st.selected) == 0 {
+			return refuse(ReasonMissingSignature, "", "the message has no signature with tag "+strconv.Quote(v.Policy.Tag))
+		}
+	}
+	if len(st.selected) == 0 {
+		// An empty Signature-Input field holds no signature at all.
+		return refuse(ReasonMissingSignature, "", "the Signature-Input field holds no signature")
+	}
+	if len(st.selected) > MaxSignatures {
+		return refuse(ReasonMalformedSignature, "", "the message carries more than "+strconv.Itoa(MaxSignatures)+" signatures")
+	}
+	return nil
+}
+
+func (v *Verifier) nonceUntil(p *Params, now time.Time) time.Time {
+	var until time.Time
+	if maxAge := v.Policy.maxAge(); maxAge > 0 && !p.Created.IsZero() {
+		until = p.Created.Add(maxAge)
+	}
+	if !p.Expires.IsZero() && (until.IsZero() || p.Expires.Before(until)) {
+		until = p.Expires
+	}
+	if until.IsZero() {
+		until = now.Add(unboundedNonceTTL)
+	}
+	return until
+}
+
+// checkOne verifies one signature: policy first (cheap, and needs no key),
+// then the key, the signature base, the signature and the content digest.
+func (v *Verifier) checkOne(ctx context.Context, m *Message, h http.Header, body []byte, now time.Time, st *verifyState, s *parsedSig) (VerifyingKey, error) {
+	p := &s.params
+	if err := v.checkParams(p, s.label, now); err != nil {
+		return nil, err
+	}
+	for i := range st.required {
+		// Signers usually cover the required components in the same
+		// order, so look at the same position first.
+		if !(i < len(p.Components) && p.Components[i].equal(&st.required[i])) && !covers(p.Components, &st.required[i]) {
+			return nil, refuse(ReasonMissingComponent, s.label, "the signature must cover "+st.required[i].String())
+		}
+	}
+	if p.KeyID == "" {
+		return nil, refuse(ReasonUnknownKey, s.label, "the signature has no keyid parameter")
+	}
+	key, err := v.Keys.ResolveKey(ctx, p.KeyID)
+	switch {
+	case errors.Is(err, ErrUnknownKey):
+		return nil, &VerifyError{Reason: ReasonUnknownKey, Label: s.label, Detail: "no key has this keyid", Err: err}
+	case errors.Is(err, ErrKeyRevoked):
+		return nil, &VerifyError{Reason: ReasonKeyRevoked, Label: s.label, Detail: "the key was revoked", Err: err}
+	case errors.Is(err, ErrKeyExpired):
+		return nil, &VerifyError{Reason: ReasonKeyExpired, Label: s.label, Detail: "the key has expired", Err: err}
+	case err != nil:
+		return nil, err
+	}
+	alg := key.Algorithm()
+	if p.Alg != "" && p.Alg != alg {
+		return nil, refuse(ReasonAlgorithmMismatch, s.label, "the key is bound to "+string(alg)+", the signature says "+strconv.Quote(string(p.Alg)))
+	}
+	if v.Policy.Algorithms != nil && !slices.Contains(v.Policy.Algorithms, alg) {
+		return nil, refuse(ReasonAlgorithmMismatch, s.label, "algorithm "+string(alg)+" is not accepted here")
+	}
+	st.base, err = appendBase(st.base[:0], m, p, s.raw, &st.fp)
+	if err != nil {
+		var ce *componentError
+		if errors.As(err, &ce) && ce.absent {
+			return nil, v.withBase(&VerifyError{Reason: ReasonMissingComponent, Label: s.label, Detail: trimPkg(err.Error()), Err: err}, st)
+		}
+		return nil, &VerifyError{Reason: ReasonMalformedSignature, Label: s.label, Detail: trimPkg(err.Error()), Err: err}
+	}
+	if err := key.Verify(st.base, s.value); err != nil {
+		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Label: s.label, Detail: "the signature does not match the message", Err: err}, st)
+	}
+	if covers(p.Components, &compContentDigest) {
+		field, _ := contentDigestField(h)
+		if err := checkDigest(&st.fp, field, body); err != nil {
+			err.(*VerifyError).Label = s.label
+			return nil, err
+		}
+	}
+	return key, nil
+}
+
+func (v *Verifier) withBase(e *VerifyError, st *verifyState) *VerifyError {
+	if v.Debug {
+		e.Base = string(st.base)
+	}
+	return e
+}
+
+func (v *Verifier) checkParams(p *Params, label string, now time.Time) error {
+	required := v.Policy.RequiredParams
+	if required == nil {
+		required = DefaultRequiredParams
+	}
+	for _, name := range required {
+		if !p.has(name) {
+			return refuse(ReasonMalformedSignature, label, "the signature has no "+name+" parameter, which this server requires")
+		}
+	}
+	if p.Alg != "" {
+		if _, err := ParseAlgorithm(string(p.Alg)); err != nil {
+			return refuse(ReasonAlgorithmMismatch, label, "unknown algorithm "+strconv.Quote(string(p.Alg)))
+		}
+	}
+	if !p.Created.IsZero() {
+		if p.Created.After(now.Add(v.Policy.maxSkew())) {
+			return refuse(ReasonNotYetValid, label, "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
+		}
+		if maxAge := v.Policy.maxAge(); maxAge > 0 && now.Sub(p.Created) > maxAge {
+			return refuse(ReasonExpired, label, "created is "+now.Sub(p.Created).Truncate(time.Second).String()+" ago, more than the "+maxAge.String()+" allowed")
+		}
+	}
+	if !p.Expires.IsZero() && !now.Before(p.Expires) {
+		return refuse(ReasonExpired, label, "the signature expired "+now.Sub(p.Expires).Truncate(time.Second).String()+" ago")
+	}
+	return nil
+}
+
+// has reports whether the named signature parameter is present.
+func (p *Params) has(name string) bool {
+	switch name {
+	case "created":
+		return !p.Created.IsZero()
+	case "expires":
+		return !p.Expires.IsZero()
+	case "keyid":
+		return p.KeyID != ""
+	case "alg":
+		return p.Alg != ""
+	case "nonce":
+		return p.Nonce != ""
+	case "tag":
+		return p.Tag != ""
+	}
+	return slices.ContainsFunc(p.extra, func(x sf.Param) bool { return x.Key == name })
+}
+
+// covers reports whether cs holds a component equal to c.
+func covers(cs []Component, c *Component) bool {
+	for i := range cs {
+		if cs[i].equal(c) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,526 @@
+package httpsig
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var testNow = time.Unix(1700000000, 0)
+
+func fixedNow() time.Time { return testNow }
+
+type testKey struct {
+	alg    Algorithm
+	signer SigningKey
+	verify VerifyingKey
+}
+
+func testKeys(t testing.TB) []testKey {
+	t.Helper()
+	hk, err := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	keys := []testKey{{AlgHMACSHA256, hk, hk}}
+	for _, k := range []struct {
+		alg  Algorithm
+		priv any
+	}{{AlgEd25519, edPriv}, {AlgECDSAP256SHA256, p256}, {AlgECDSAP384SHA384, p384}, {AlgRSAPSSSHA512, rsaKey}, {AlgRSAV1_5SHA256, rsaKey}} {
+		s, err := NewSigningKey(k.alg, k.priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := NewVerifyingKey(k.alg, k.priv.(crypto.Signer).Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, testKey{k.alg, s, v})
+	}
+	return keys
+}
+
+// signedRequest returns the reference request signed by s, as a server
+// receives it, and its body.
+func signedRequest(t testing.TB, s *Signer) (*http.Request, []byte) {
+	t.Helper()
+	body := []byte(`{"item":"book","qty":2}`)
+	r := httptest.NewRequest(http.MethodPost, refURL, bytes.NewReader(body))
+	r.RequestURI = r.URL.RequestURI()
+	r.Header.Set("Content-Type", "application/json")
+	if err := s.SignRequest(r, body); err != nil {
+		t.Fatal(err)
+	}
+	return r, body
+}
+
+func TestSignVerifyRoundTrip(t *testing.T) {
+	for _, k := range testKeys(t) {
+		t.Run(string(k.alg), func(t *testing.T) {
+			s := &Signer{Key: k.signer, KeyID: "key-1", Now: fixedNow}
+			r, body := signedRequest(t, s)
+			in := r.Header.Get("Signature-Input")
+			want := `sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest");created=1700000000;keyid="key-1";alg="` + string(k.alg) + `";nonce="`
+			if !strings.HasPrefix(in, want) {
+				t.Fatalf("Signature-Input = %s\nwant prefix  %s", in, want)
+			}
+			v := &Verifier{Keys: KeyMap{"key-1": k.verify}, Now: fixedNow}
+			res, err := v.Verify(r, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.KeyID != "key-1" || res.Label != "sig1" || res.Signatures != 1 || res.Nonce == "" || !res.Created.Equal(testNow) {
+				t.Fatalf("result %+v", res)
+			}
+		})
+	}
+}
+
+// TestTamper changes one covered part of a signed request at a time.
+func TestTamper(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	s := &Signer{Key: hk, KeyID: "key-1", Now: fixedNow}
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	tests := []struct {
+		name   string
+		change func(r *http.Request, body *[]byte)
+		want   Reason
+	}{
+		{"method", func(r *http.Request, _ *[]byte) { r.Method = http.MethodPut }, ReasonBadSignature},
+		{"method case", func(r *http.Request, _ *[]byte) { r.Method = "post" }, ReasonBadSignature},
+		{"authority", func(r *http.Request, _ *[]byte) { r.Host = "evil.example.com" }, ReasonBadSignature},
+		{"authority port", func(r *http.Request, _ *[]byte) { r.Host = "api.example.com:8443" }, ReasonBadSignature},
+		{"path", func(r *http.Request, _ *[]byte) { r.RequestURI = "/v1/refunds?customer=42&expand=items" }, ReasonBadSignature},
+		{"path encoding", func(r *http.Request, _ *[]byte) { r.RequestURI = "/v1/%6Frders?customer=42&expand=items" }, ReasonBadSignature},
+		{"query", func(r *http.Request, _ *[]byte) { r.RequestURI = "/v1/orders?customer=43&expand=items" }, ReasonBadSignature},
+		{"query dropped", func(r *http.Request, _ *[]byte) { r.RequestURI = "/v1/orders" }, ReasonBadSignature},
+		{"content-type", func(r *http.Request, _ *[]byte) { r.Header.Set("Content-Type", "text/plain") }, ReasonBadSignature},
+		{"content-type removed", func(r *http.Request, _ *[]byte) { r.Header.Del("Content-Type") }, ReasonMissingComponent},
+		{"content-digest", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Content-Digest", "sha-256=:"+sha256b64([]byte("other"))+":")
+		}, ReasonBadSignature},
+		{"body", func(_ *http.Request, b *[]byte) { *b = []byte(`{"item":"book","qty":9}`) }, ReasonDigestMismatch},
+		{"body removed", func(_ *http.Request, b *[]byte) { *b = nil }, ReasonDigestMismatch},
+		{"signature bit", func(r *http.Request, _ *[]byte) {
+			sig := r.Header.Get("Signature")
+			i := strings.Index(sig, ":") + 1
+			c := byte('A')
+			if sig[i] == 'A' {
+				c = 'B'
+			}
+			r.Header.Set("Signature", sig[:i]+string(c)+sig[i+1:])
+		}, ReasonBadSignature},
+		{"created", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), "created=1700000000", "created=1700000001", 1))
+		}, ReasonBadSignature},
+		{"component dropped", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), ` "content-type"`, "", 1))
+		}, ReasonMissingComponent},
+		{"nonce dropped", func(r *http.Request, _ *[]byte) {
+			in := r.Header.Get("Signature-Input")
+			i := strings.Index(in, ";nonce=")
+			r.Header.Set("Signature-Input", in[:i])
+		}, ReasonMalformedSignature},
+		{"alg changed", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), `alg="hmac-sha256"`, `alg="ed25519"`, 1))
+		}, ReasonAlgorithmMismatch},
+		{"keyid changed", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), `keyid="key-1"`, `keyid="key-2"`, 1))
+		}, ReasonUnknownKey},
+		{"signature removed", func(r *http.Request, _ *[]byte) { r.Header.Del("Signature") }, ReasonMalformedSignature},
+		{"both removed", func(r *http.Request, _ *[]byte) {
+			r.Header.Del("Signature")
+			r.Header.Del("Signature-Input")
+		}, ReasonMissingSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, body := signedRequest(t, s)
+			if _, err := v.Verify(r, body); err != nil {
+				t.Fatalf("untouched request: %v", err)
+			}
+			tt.change(r, &body)
+			_, err := v.Verify(r, body)
+			if got, ok := ReasonOf(err); !ok || got != tt.want {
+				t.Fatalf("got %v, want %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPolicy(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	sign := func(s Signer) (*http.Request, []byte) {
+		s.Key, s.KeyID = hk, "key-1"
+		if s.Now == nil {
+			s.Now = fixedNow
+		}
+		return signedRequest(t, &s)
+	}
+	at := func(d time.Duration) func() time.Time { return func() time.Time { return testNow.Add(d) } }
+	tests := []struct {
+		name   string
+		signer Signer
+		policy Policy
+		now    func() time.Time
+		want   Reason // "" means accepted
+	}{
+		{"fresh", Signer{}, Policy{}, fixedNow, ""},
+		{"at max age", Signer{}, Policy{}, at(300 * time.Second), ""},
+		{"too old", Signer{}, Policy{}, at(301 * time.Second), ReasonExpired},
+		{"custom max age", Signer{}, Policy{MaxAge: time.Minute}, at(61 * time.Second), ReasonExpired},
+		{"no max age", Signer{}, Policy{MaxAge: -1}, at(24 * time.Hour), ""},
+		{"within skew", Signer{}, Policy{}, at(-30 * time.Second), ""},
+		{"future", Signer{}, Policy{}, at(-31 * time.Second), ReasonNotYetValid},
+		{"expires passed", Signer{Expires: 10 * time.Second}, Policy{}, at(10 * time.Second), ReasonExpired},
+		{"expires ahead", Signer{Expires: 10 * time.Second}, Policy{}, at(9 * time.Second), ""},
+		{"nonce required", Signer{NoNonce: true}, Policy{}, fixedNow, ReasonMalformedSignature},
+		{"nonce optional", Signer{NoNonce: true}, Policy{RequiredParams: []string{"created", "keyid"}}, fixedNow, ""},
+		{"expires required", Signer{}, Policy{RequiredParams: []string{"expires"}}, fixedNow, ReasonMalformedSignature},
+		{"no alg parameter", Signer{NoAlg: true}, Policy{}, fixedNow, ""},
+		{"algorithm not accepted", Signer{}, Policy{Algorithms: []Algorithm{AlgEd25519}}, fixedNow, ReasonAlgorithmMismatch},
+		{"tag matches", Signer{Tag: "app"}, Policy{Tag: "app"}, fixedNow, ""},
+		{"tag differs", Signer{Tag: "other"}, Policy{Tag: "app"}, fixedNow, ReasonMissingSignature},
+		{"tag missing", Signer{}, Policy{Tag: "app"}, fixedNow, ReasonMissingSignature},
+		{"label present", Signer{Label: "mine"}, Policy{Labels: []string{"mine"}}, fixedNow, ""},
+		{"label absent", Signer{}, Policy{Labels: []string{"mine"}}, fixedNow, ReasonMissingSignature},
+		{"required component not covered", Signer{Components: []Component{{Name: Method}, {Name: Authority}, {Name: Path}}}, Policy{}, fixedNow, ReasonMissingComponent},
+		{"explicit requirement met", Signer{Components: []Component{{Name: Method}, {Name: TargetURI}}}, Policy{Required: []Component{{Name: TargetURI}}, RequiredParams: []string{}}, fixedNow, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, body := sign(tt.signer)
+			v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Now: tt.now}
+			_, err := v.Verify(r, body)
+			got, _ := ReasonOf(err)
+			if err != nil && got == "" {
+				t.Fatalf("error without reason: %v", err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnsignedContent: content added to a request signed without any must
+// be refused, since nothing covers it.
+func TestUnsignedContent(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r := httptest.NewRequest(http.MethodPost, refURL, nil)
+	r.RequestURI = r.URL.RequestURI()
+	if err := (&Signer{Key: hk, KeyID: "key-1", Now: fixedNow}).SignRequest(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	if _, err := v.Verify(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := v.Verify(r, []byte("smuggled"))
+	if got, _ := ReasonOf(err); got != ReasonMissingComponent {
+		t.Fatalf("got %v, want missing-component", err)
+	}
+}
+
+type resolverFunc func(ctx context.Context, keyID string) (VerifyingKey, error)
+
+func (f resolverFunc) ResolveKey(ctx context.Context, keyID string) (VerifyingKey, error) {
+	return f(ctx, keyID)
+}
+
+func TestKeyResolution(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	down := errors.New("database is down")
+	for _, tt := range []struct {
+		err  error
+		want Reason
+	}{
+		{ErrUnknownKey, ReasonUnknownKey},
+		{ErrKeyRevoked, ReasonKeyRevoked},
+		{ErrKeyExpired, ReasonKeyExpired},
+		{down, ""},
+	} {
+		v := &Verifier{Keys: resolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, tt.err }), Now: fixedNow}
+		_, err := v.Verify(r, body)
+		if got, _ := ReasonOf(err); got != tt.want || !errors.Is(err, tt.err) {
+			t.Errorf("resolver error %v: got %v, want reason %q", tt.err, err, tt.want)
+		}
+	}
+	// A key bound to another algorithm than the one claimed.
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	ek, _ := NewVerifyingKey(AlgEd25519, edPriv.Public())
+	v := &Verifier{Keys: KeyMap{"key-1": ek}, Now: fixedNow}
+	if _, err := v.Verify(r, body); !isReason(err, ReasonAlgorithmMismatch) {
+		t.Fatalf("got %v, want algorithm-mismatch", err)
+	}
+}
+
+func isReason(err error, want Reason) bool {
+	got, _ := ReasonOf(err)
+	return got == want
+}
+
+// memNonces is a NonceStore for tests.
+type memNonces struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+	err  error
+}
+
+func (m *memNonces) Remember(_ context.Context, keyID, nonce string, until time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	k := keyID + "\x00" + nonce
+	if _, ok := m.seen[k]; ok {
+		return ErrReplayed
+	}
+	m.seen[k] = until
+	return nil
+}
+
+func TestReplay(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	nonces := &memNonces{seen: map[string]time.Time{}}
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Nonces: nonces, Now: fixedNow}
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	if _, err := v.Verify(r, body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(r, body); !isReason(err, ReasonReplayed) {
+		t.Fatalf("replay: got %v", err)
+	}
+	for _, until := range nonces.seen {
+		if !until.Equal(testNow.Add(DefaultMaxAge)) {
+			t.Fatalf("nonce kept until %v, want created+max age", until)
+		}
+	}
+	// A bad signature must not spend a nonce.
+	r2, body2 := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	if _, err := v.Verify(r2, []byte("tampered")); err == nil {
+		t.Fatal("tampered body accepted")
+	}
+	if _, err := v.Verify(r2, body2); err != nil {
+		t.Fatalf("genuine request after a forged one: %v", err)
+	}
+	// A store that cannot answer fails closed, without a reason code.
+	nonces.err = errors.New("redis: connection refused")
+	r3, body3 := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	_, err := v.Verify(r3, body3)
+	if err == nil || !errors.Is(err, nonces.err) {
+		t.Fatalf("store down: got %v", err)
+	}
+	if _, ok := ReasonOf(err); ok {
+		t.Fatalf("store down gave a reason code: %v", err)
+	}
+}
+
+func TestMultipleSignatures(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	other, _ := NewHMACKey(bytes.Repeat([]byte("o"), 32))
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	// A second, bad signature under another label.
+	if err := (&Signer{Key: other, KeyID: "key-1", Label: "sig2", Now: fixedNow}).SignRequest(r, body); err != nil {
+		t.Fatal(err)
+	}
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	if _, err := v.Verify(r, body); !isReason(err, ReasonBadSignature) {
+		t.Fatalf("good + bad signature: got %v, want bad-signature", err)
+	}
+	v.Policy.Labels = []string{"sig1"}
+	if _, err := v.Verify(r, body); err != nil {
+		t.Fatalf("selecting the good one: %v", err)
+	}
+	// The same label twice is refused by the signer.
+	if err := (&Signer{Key: hk, KeyID: "key-1", Now: fixedNow}).SignRequest(r, body); err == nil {
+		t.Fatal("signing twice under sig1 succeeded")
+	}
+}
+
+func TestMalformedHeaders(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	good := `sig1=("@method");created=1700000000;keyid="key-1";nonce="n"`
+	for _, tt := range []struct{ name, input, sig string }{
+		{"not a dictionary", "garbage(", "sig1=:AAAA:"},
+		{"label mismatch", good, "sig2=:AAAA:"},
+		{"signature not bytes", good, `sig1="AAAA"`},
+		{"signature not base64", good, "sig1=:AA*A:"},
+		{"input not inner list", `sig1="x"`, "sig1=:AAAA:"},
+		{"component not string", `sig1=(method);created=1`, "sig1=:AAAA:"},
+		{"unknown derived", `sig1=("@nope");created=1`, "sig1=:AAAA:"},
+		{"uppercase field", `sig1=("Content-Type");created=1`, "sig1=:AAAA:"},
+		{"signature-params covered", `sig1=("@signature-params");created=1`, "sig1=:AAAA:"},
+		{"unknown component param", `sig1=("date";foo);created=1`, "sig1=:AAAA:"},
+		{"bs with sf", `sig1=("date";bs;sf);created=1`, "sig1=:AAAA:"},
+		{"duplicate component", `sig1=("date" "date");created=1`, "sig1=:AAAA:"},
+		{"duplicate component reordered params", `sig1=("x";sf;req "x";req;sf);created=1`, "sig1=:AAAA:"},
+		{"created not integer", `sig1=("@method");created="1"`, "sig1=:AAAA:"},
+		{"created negative", `sig1=("@method");created=-1`, "sig1=:AAAA:"},
+		{"keyid not string", `sig1=("@method");keyid=k`, "sig1=:AAAA:"},
+		{"duplicate label", good + ", " + good, "sig1=:AAAA:"},
+		{"duplicate param", `sig1=("@method");created=1;created=2`, "sig1=:AAAA:"},
+		{"query-param without name", `sig1=("@query-param");created=1`, "sig1=:AAAA:"},
+		{"status in request", `sig1=("@method" "@authority" "@path" "@status");created=1700000000;keyid="key-1";nonce="n"`, "sig1=:AAAA:"},
+		{"req in request", `sig1=("@method" "@authority" "@path" "@method";req);created=1700000000;keyid="key-1";nonce="n"`, "sig1=:AAAA:"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
+			r.Header.Set("Signature-Input", tt.input)
+			r.Header.Set("Signature", tt.sig)
+			_, err := v.Verify(r, nil)
+			if !isReason(err, ReasonMalformedSignature) {
+				t.Fatalf("got %v, want malformed-signature", err)
+			}
+		})
+	}
+}
+
+func TestTooManySignatures(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
+	var in, sig []string
+	for i := range MaxSignatures + 1 {
+		l := "s" + strings.Repeat("x", i)
+		in = append(in, l+`=("@method");created=1700000000;keyid="key-1";nonce="n"`)
+		sig = append(sig, l+"=:AAAA:")
+	}
+	r.Header.Set("Signature-Input", strings.Join(in, ", "))
+	r.Header.Set("Signature", strings.Join(sig, ", "))
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	if _, err := v.Verify(r, nil); !isReason(err, ReasonMalformedSignature) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestDebugBase(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow, Debug: true}
+	res, err := v.Verify(r, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.Base, "\"@method\": POST\n\"@authority\": api.example.com\n\"@path\": /v1/orders\n\"@query\": ?customer=42&expand=items\n") {
+		t.Fatalf("base %q", res.Base)
+	}
+	r.Method = http.MethodPut
+	_, err = v.Verify(r, body)
+	var ve *VerifyError
+	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Base, "\"@method\": PUT\n") {
+		t.Fatalf("debug error %#v", err)
+	}
+	v.Debug = false
+	if _, err = v.Verify(r, body); !errors.As(err, &ve) || ve.Base != "" {
+		t.Fatal("base leaked without Debug")
+	}
+}
+
+func TestQueryParam(t *testing.T) {
+	for _, tt := range []struct{ query, name, want string }{
+		{"a=1&b=2", "b", `"@query-param";name="b": 2`},
+		{"a=1&a=2", "a", "\"@query-param\";name=\"a\": 1\n\"@query-param\";name=\"a\": 2"},
+		{"q=a+b%20c", "q", `"@query-param";name="q": a%20b%20c`},
+		{"q=%7E%2a", "q", `"@query-param";name="q": %7E*`},
+		{"q=%zz", "q", `"@query-param";name="q": %25zz`},
+		{"q=%E2%82", "q", `"@query-param";name="q": %EF%BF%BD`},
+		{"q=%E2%82A", "q", `"@query-param";name="q": %EF%BF%BDA`},
+		{"q=%FF%FE", "q", `"@query-param";name="q": %EF%BF%BD%EF%BF%BD`},
+		{"q", "q", `"@query-param";name="q": `},
+		{"caf%C3%A9=1", "caf%C3%A9", `"@query-param";name="caf%C3%A9": 1`},
+		{"&&q=1&", "q", `"@query-param";name="q": 1`},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://example.com/p?"+tt.query, nil)
+		p := Params{Components: []Component{{Name: QueryParam, Param: tt.name}}}
+		base, err := SignatureBase(&Message{Request: r}, &p)
+		if err != nil {
+			t.Errorf("%s: %v", tt.query, err)
+			continue
+		}
+		got, _, _ := strings.Cut(string(base), "\n\"@signature-params\"")
+		if got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.query, got, tt.want)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/p?a=1", nil)
+	p := Params{Components: []Component{{Name: QueryParam, Param: "b"}}}
+	if _, err := SignatureBase(&Message{Request: r}, &p); err == nil {
+		t.Fatal("absent query parameter gave a base")
+	}
+}
+
+func TestAuthority(t *testing.T) {
+	for _, tt := range []struct{ url, host, scheme, want string }{
+		{"https://Example.COM/", "", "", "example.com"},
+		{"https://example.com:443/", "", "", "example.com"},
+		{"http://example.com:80/", "", "", "example.com"},
+		{"https://example.com:80/", "", "", "example.com:80"},
+		{"http://example.com:8080/", "", "", "example.com:8080"},
+		{"http://[::1]:80/", "", "", "[::1]"},
+		{"http://example.com/", "other.example:443", "https", "other.example"},
+	} {
+		r, _ := http.NewRequest(http.MethodGet, tt.url, nil)
+		if tt.host != "" {
+			r.Host = tt.host
+		}
+		p := Params{Components: []Component{{Name: Authority}}}
+		base, err := SignatureBase(&Message{Request: r, Scheme: tt.scheme}, &p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := strings.Cut(string(base), "\n"); got != `"@authority": `+tt.want {
+			t.Errorf("%s: %s", tt.url, got)
+		}
+	}
+}
+
+// TestClientServerAgree: what a client signs with an outgoing request, a
+// server verifies when the same request arrives.
+func TestClientServerAgree(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	var gotErr error
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := readBody(t, r)
+		v := &Verifier{Keys: KeyMap{"key-1": hk}, Scheme: "https", Policy: Policy{Required: []Component{{Name: Method}, {Name: TargetURI}}}}
+		_, gotErr = v.Verify(r, body)
+	}))
+	defer srv.Close()
+	for _, path := range []string{"/a%2Fb/c?x=%20y&z", "/caf%C3%A9/", "/", "/p?", "/~user/x!$&'()*+,;=:@"} {
+		body := []byte("hello")
+		r, err := http.NewRequest("PATCH", srv.URL+path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Signer{Key: hk, KeyID: "key-1", Scheme: "https", Components: []Component{{Name: Method}, {Name: TargetURI}, {Name: "content-digest"}}}
+		if err := s.SignRequest(r, body); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if gotErr != nil {
+			t.Errorf("%s: %v", path, gotErr)
+		}
+	}
+}

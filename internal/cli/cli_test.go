@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"signet": func() { os.Exit(Main(os.Args[1:])) },
+	})
+}
+
+// TestScripts runs the command-line scenarios in testdata/script.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			// crlf FILE rewrites FILE with CRLF line endings, as on the wire.
+			"crlf": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: crlf FILE")
+				}
+				data := ts.ReadFile(args[0])
+				data = strings.ReplaceAll(data, "\n", "\r\n")
+				ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(data), 0o644))
+			},
+		},
+	})
+}
+
+// run runs a command line with stdin and returns its exit code and output.
+func run(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	e := &Env{
+		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut,
+		Getenv: func(string) string { return "" }, Now: time.Now, Context: context.Background(),
+	}
+	code := Run(e, args)
+	return code, out.String(), errOut.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := run(t, "", "keygen", "--alg", "hmac-sha256", "--out", dir+"/h"); code != 0 {
+		t.Fatalf("keygen: %d %s", code, stderr)
+	}
+	key := dir + "/h.key"
+	signed := func() string {
+		_, out, _ := run(t, "GET /x HTTP/1.1\nHost: a.example\n\n", "sign", "--key-id", "k", "--key", key)
+		return out
+	}()
+	for _, tt := range []struct {
+		name   string
+		stdin  string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"no command", "", nil, exitUsage, ""},
+		{"unknown command", "", []string{"frobnicate"}, exitUsage, "unknown command"},
+		{"help", "", []string{"help"}, exitOK, ""},
+		{"sign -h", "", []string{"sign", "-h"}, exitOK, "usage: signet sign"},
+		{"unknown flag", "", []string{"sign", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{"sign without key id", "", []string{"sign", "--key", key}, exitUsage, "--key-id is required"},
+		{"sign unreadable key", "", []string{"sign", "--key-id", "k", "--key", dir + "/missing"}, exitUsage, "no such file"},
+		{"sign unknown alg", "", []string{"sign", "--key-id", "k", "--key", key, "--alg", "hmac-md5"}, exitUsage, "unknown algorithm"},
+		{"sign alg mismatch", "", []string{"sign", "--key-id", "k", "--key", key, "--alg", "ed25519"}, exitUsage, "cannot be used with algorithm ed25519"},
+		{"sign bad scheme", "", []string{"sign", "--key-id", "k", "--key", key, "--scheme", "ftp"}, exitUsage, "--scheme"},
+		{"sign empty stdin", "", []string{"sign", "--key-id", "k", "--key", key}, exitRefused, "no HTTP message"},
+		{"sign garbled request", "NOT HTTP\n\n", []string{"sign", "--key-id", "k", "--key", key}, exitRefused, "not a request line"},
+		{"sign bad components", "GET / HTTP/1.1\nHost: a\n\n", []string{"sign", "--key-id", "k", "--key", key, "--components", "@nope"}, exitUsage, "unknown derived component"},
+		{"sign stray argument", "", []string{"sign", "--key-id", "k", "--key", key, "extra"}, exitUsage, "unexpected argument"},
+		{"verify good", signed, []string{"verify", "--key", key}, exitOK, ""},
+		{"verify without key", signed, []string{"verify"}, exitUsage, "--key is required"},
+		{"verify unsigned", "GET / HTTP/1.1\nHost: a\n\n", []string{"verify", "--key", key}, exitRefused, "missing-signature"},
+		{"verify garbled header", "GET / HTTP/1.1\nHost: a\nSignature-Input: ((\nSignature: x\n\n", []string{"verify", "--key", key}, exitRefused, "malformed-signature"},
+		{"verify wrong key id", signed, []string{"verify", "--key", key, "--key-id", "other"}, exitRefused, "unknown-key"},
+		{"verify stale", signed, []string{"verify", "--key", key, "--now", "4000000000"}, exitRefused, "expired"},
+		{"verify bad max-age", signed, []string{"verify", "--key", key, "--max-age", "-1s"}, exitUsage, "--max-age"},
+		{"keygen without out", "", []string{"keygen"}, exitUsage, "--out is required"},
+		{"keygen unknown alg", "", []string{"keygen", "--out", dir + "/x", "--alg", "dsa"}, exitUsage, "unknown algorithm"},
+		{"keygen exists", "", []string{"keygen", "--out", dir + "/h", "--alg", "hmac-sha256"}, exitRefused, "exists"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := run(t, tt.stdin, tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.stderr) {
+				t.Fatalf("stderr %q does not mention %q", stderr, tt.stderr)
+			}
+			if tt.code == exitRefused && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Fatalf("stderr is more than one line: %q", stderr)
+			}
+		})
+	}
+}

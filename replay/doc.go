@@ -1,0 +1,22 @@
+// Package replay holds the nonce stores that let a verifier refuse a replayed
+// message, using the nonce signature parameter of RFC 9421 (§2.3, §7.2.2).
+// Each store implements [github.com/signet-dev/signet/httpsig.NonceStore]: it
+// records a (keyid, nonce) pair until the signature that carried it can no
+// longer be accepted, and answers httpsig.ErrReplayed for a pair it already
+// holds.
+//
+// There is one package per back end:
+//
+//   - [github.com/signet-dev/signet/replay/memory] keeps the pairs in the
+//     process (sharded, bounded in size), for a single instance.
+//   - [github.com/signet-dev/signet/replay/redis] keeps them in Redis, shared
+//     by every instance of a gateway.
+//
+// Both fail closed. A store that cannot answer (a memory store full of live
+// entries, a Redis server that is down or slow) returns an error that is not
+// ErrReplayed; the verifier then refuses the message, and a server answers 503
+// rather than letting a possible replay through.
+//
+// [github.com/signet-dev/signet/replay/replaytest] is the behavioural suite
+// every store passes.
+package replay

@@ -1,0 +1,453 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/replay/replaytest"
+)
+
+// The tests use the Redis server at SIGNET_REDIS_URL, or at
+// redis://127.0.0.1:6379. Without one they skip, unless CI=true, when they
+// fail. Each test writes under a prefix of its own and deletes its keys.
+func redisURL() string {
+	if u := os.Getenv("SIGNET_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379"
+}
+
+var (
+	probeOnce sync.Once
+	probeErr  error
+)
+
+// requireRedis returns the test server's URL, or ends the test if there is
+// no server.
+func requireRedis(tb testing.TB) string {
+	tb.Helper()
+	u := redisURL()
+	probeOnce.Do(func() {
+		var s *Store
+		if s, probeErr = New(u, Options{Timeout: 5 * time.Second, DialTimeout: 5 * time.Second}); probeErr == nil {
+			probeErr = s.Ping(context.Background())
+			s.Close()
+		}
+	})
+	if probeErr != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatalf("no Redis at %s: %v (CI=true requires one)", u, probeErr)
+		}
+		tb.Skipf("no Redis at %s: %v; start one or set SIGNET_REDIS_URL (with CI=true these tests fail instead)", u, probeErr)
+	}
+	return u
+}
+
+// newTestStore returns a store on the server at u (maybe through a proxy)
+// that writes under a fresh prefix, and deletes what it wrote at the end of
+// the test.
+func newTestStore(tb testing.TB, u string, opts Options) *Store {
+	tb.Helper()
+	requireRedis(tb)
+	if opts.KeyPrefix == "" {
+		opts.KeyPrefix = testPrefix()
+	}
+	if opts.Timeout == 0 {
+		// Longer than the default, so that a busy machine does not fail
+		// tests that are not about timeouts.
+		opts.Timeout = 2 * time.Second
+	}
+	s, err := New(u, opts)
+	if err != nil {
+		tb.Fatalf("New(%q) = %v", u, err)
+	}
+	tb.Cleanup(func() {
+		s.Close()
+		deleteKeys(tb, opts.KeyPrefix)
+	})
+	return s
+}
+
+func testPrefix() string {
+	return "signet-test:" + rand.Text()[:12] + ":"
+}
+
+// admin returns a client straight to the test server, for checking and
+// cleaning up what stores wrote.
+func admin(tb testing.TB) rueidis.Client {
+	tb.Helper()
+	co, err := rueidis.ParseURL(requireRedis(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	co.DisableCache = true
+	c, err := rueidis.NewClient(co)
+	if err != nil {
+		tb.Fatalf("admin client: %v", err)
+	}
+	return c
+}
+
+func deleteKeys(tb testing.TB, prefix string) {
+	c := admin(tb)
+	defer c.Close()
+	ctx := context.Background()
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			tb.Errorf("clean-up: scan %s*: %v", prefix, err)
+			return
+		}
+		if len(e.Elements) > 0 {
+			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
+				tb.Errorf("clean-up: unlink: %v", err)
+				return
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return
+		}
+	}
+}
+
+func TestConformance(t *testing.T) {
+	u := requireRedis(t)
+	replaytest.Run(t, replaytest.Harness{
+		New: func(t *testing.T, now func() time.Time) httpsig.NonceStore {
+			s := newTestStore(t, u, Options{})
+			s.now = now
+			return s
+		},
+		RealTimeExpiry: true,
+	})
+}
+
+func TestDefaults(t *testing.T) {
+	u := requireRedis(t)
+	s, err := New(u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.prefix != DefaultKeyPrefix || s.timeout != DefaultTimeout {
+		t.Errorf("zero Options gave prefix %q, timeout %v; want %q, %v", s.prefix, s.timeout, DefaultKeyPrefix, DefaultTimeout)
+	}
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping = %v", err)
+	}
+}
+
+// TestSharedBetweenStores checks what Redis is for: a nonce used through one
+// gateway instance is refused by another.
+func TestSharedBetweenStores(t *testing.T) {
+	u := requireRedis(t)
+	a := newTestStore(t, u, Options{})
+	b := newTestStore(t, u, Options{KeyPrefix: a.prefix})
+	other := newTestStore(t, u, Options{})
+	until := time.Now().Add(time.Minute)
+	if err := a.Remember(t.Context(), "sk_1", "n-1", until); err != nil {
+		t.Fatalf("first store: Remember = %v", err)
+	}
+	if err := b.Remember(t.Context(), "sk_1", "n-1", until); !errors.Is(err, httpsig.ErrReplayed) {
+		t.Fatalf("second store, same prefix: Remember = %v, want ErrReplayed", err)
+	}
+	if err := other.Remember(t.Context(), "sk_1", "n-1", until); err != nil {
+		t.Fatalf("store with another prefix: Remember = %v, want nil", err)
+	}
+}
+
+// TestKey pins the key derivation: instances of different versions share
+// one Redis during a rolling upgrade, and must agree on it. The wanted keys
+// were worked out apart from Store.key, as in
+//
+//	printf '\0\0\0\0\0\0\0\2abc' | sha256sum | head -c 32 | xxd -r -p | base64 | tr '+/' '-_' | tr -d =
+func TestKey(t *testing.T) {
+	s := &Store{prefix: "p:"}
+	tests := []struct {
+		keyID, nonce, want string
+	}{
+		{keyID: "sk_test_1", nonce: "n-1", want: "p:1hS2A2Z_o_KgOJOxcX1iQA"},
+		{keyID: "ab", nonce: "c", want: "p:KQo9qptJUmou1zUs1_XmnA"},
+		{keyID: "a", nonce: "bc", want: "p:6YvEg8xq-cz4K8I-SBoSjA"},
+		{keyID: "", nonce: "", want: "p:r1Vw9aGBC3r3jK9LxwpmDw"},
+	}
+	for _, tt := range tests {
+		if got := s.key(tt.keyID, tt.nonce); got != tt.want {
+			t.Errorf("key(%q, %q) = %q, want %q", tt.keyID, tt.nonce, got, tt.want)
+		}
+	}
+}
+
+// TestTTL checks the time to live a pair gets in Redis: the time left until
+// its expiry, rounded up, and none when that time has passed.
+func TestTTL(t *testing.T) {
+	u := requireRedis(t)
+	s := newTestStore(t, u, Options{})
+	clock := replaytest.NewClock(time.Now())
+	s.now = clock.Now
+	c := admin(t)
+	defer c.Close()
+	for _, ttl := range []time.Duration{5 * time.Minute, 1500 * time.Microsecond} {
+		nonce := "n-" + ttl.String()
+		if err := s.Remember(t.Context(), "sk_1", nonce, clock.Now().Add(ttl)); err != nil {
+			t.Fatalf("Remember = %v", err)
+		}
+		pttl, err := c.Do(t.Context(), c.B().Pttl().Key(s.key("sk_1", nonce)).Build()).AsInt64()
+		if err != nil {
+			t.Fatalf("PTTL: %v", err)
+		}
+		if want := ttl.Milliseconds() + 1; pttl > want || pttl < want-1000 {
+			t.Errorf("pair held for %v has PTTL %d ms; want at most %d, and not much less", ttl, pttl, want)
+		}
+	}
+
+	// A refused call leaves the time to live as it was.
+	err := s.Remember(t.Context(), "sk_1", "n-5m0s", clock.Now().Add(time.Hour))
+	if !errors.Is(err, httpsig.ErrReplayed) {
+		t.Fatalf("replay = %v, want ErrReplayed", err)
+	}
+	if pttl, err := c.Do(t.Context(), c.B().Pttl().Key(s.key("sk_1", "n-5m0s")).Build()).AsInt64(); err != nil || pttl > 5*60*1000+1 {
+		t.Errorf("after a refused call with a later until, PTTL = %d, %v; want at most 300001", pttl, err)
+	}
+
+	key := s.key("sk_1", "n-past")
+	if err := s.Remember(t.Context(), "sk_1", "n-past", clock.Now().Add(-time.Second)); err != nil {
+		t.Fatalf("Remember with until in the past = %v, want nil", err)
+	}
+	if n, err := c.Do(t.Context(), c.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 0 {
+		t.Errorf("EXISTS for a pair whose time had passed = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// failsClosed checks that err is an answer to a call Redis could not serve:
+// an error, but not ErrReplayed.
+func failsClosed(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil || errors.Is(err, httpsig.ErrReplayed) {
+		t.Fatalf("%s = %v, want an error other than ErrReplayed", what, err)
+	}
+}
+
+// eventually calls f until it returns nil, for up to a few seconds; the store
+// is reconnecting.
+func eventually(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still failing after 5 s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOutage(t *testing.T) {
+	u := requireRedis(t)
+	p := startProxy(t, redisTarget(t, u))
+	const timeout = 200 * time.Millisecond
+	s := newTestStore(t, proxiedURL(t, u, p.addr), Options{Timeout: timeout})
+	ctx := t.Context()
+	until := time.Now().Add(time.Minute)
+	if err := s.Remember(ctx, "sk_1", "before", until); err != nil {
+		t.Fatalf("Remember before the outage = %v", err)
+	}
+
+	p.cut()
+	for i := range 5 {
+		began := time.Now()
+		err := s.Remember(ctx, "sk_1", "during-"+strconv.Itoa(i), until)
+		failsClosed(t, "Remember during the outage", err)
+		if took := time.Since(began); took > timeout+500*time.Millisecond {
+			t.Errorf("Remember during the outage took %v; timeout is %v", took, timeout)
+		}
+		t.Logf("during the outage, after %v: %v", time.Since(began), err)
+	}
+	failsClosed(t, "Remember of a known pair during the outage", s.Remember(ctx, "sk_1", "before", until))
+	failsClosed(t, "Ping during the outage", s.Ping(ctx))
+
+	p.restore()
+	began := time.Now()
+	eventually(t, "Ping after the outage", func() error { return s.Ping(ctx) })
+	t.Logf("store back %v after Redis", time.Since(began))
+	if err := s.Remember(ctx, "sk_1", "after", until); err != nil {
+		t.Fatalf("Remember after the outage = %v", err)
+	}
+	if err := s.Remember(ctx, "sk_1", "before", until); !errors.Is(err, httpsig.ErrReplayed) {
+		t.Fatalf("replay of a pair remembered before the outage = %v, want ErrReplayed", err)
+	}
+}
+
+// TestHang has Redis stop answering without closing the connection: calls
+// must give up at the timeout, or at the caller's deadline if sooner.
+func TestHang(t *testing.T) {
+	u := requireRedis(t)
+	p := startProxy(t, redisTarget(t, u))
+	const timeout = 200 * time.Millisecond
+	s := newTestStore(t, proxiedURL(t, u, p.addr), Options{Timeout: timeout})
+	until := time.Now().Add(time.Minute)
+	if err := s.Remember(t.Context(), "sk_1", "before", until); err != nil {
+		t.Fatalf("Remember before the hang = %v", err)
+	}
+
+	p.hold()
+	tests := []struct {
+		name  string
+		limit time.Duration // the caller's
+		want  time.Duration
+	}{
+		{name: "StoreTimeout", limit: time.Hour, want: timeout},
+		{name: "CallerDeadline", limit: 50 * time.Millisecond, want: 50 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), tt.limit)
+			defer cancel()
+			began := time.Now()
+			err := s.Remember(ctx, "sk_1", "during-"+tt.name, until)
+			took := time.Since(began)
+			failsClosed(t, "Remember while Redis hangs", err)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Remember while Redis hangs = %v, want a deadline error", err)
+			}
+			if took < tt.want-10*time.Millisecond || took > tt.want+500*time.Millisecond {
+				t.Errorf("Remember while Redis hangs took %v, want about %v", took, tt.want)
+			}
+		})
+	}
+
+	p.release()
+	eventually(t, "Remember after the hang", func() error {
+		return s.Remember(t.Context(), "sk_1", "after-"+rand.Text(), until)
+	})
+	if err := s.Remember(t.Context(), "sk_1", "before", until); !errors.Is(err, httpsig.ErrReplayed) {
+		t.Fatalf("replay after the hang = %v, want ErrReplayed", err)
+	}
+}
+
+func TestClosed(t *testing.T) {
+	u := requireRedis(t)
+	s := newTestStore(t, u, Options{})
+	s.Close()
+	failsClosed(t, "Remember after Close", s.Remember(t.Context(), "sk_1", "n-1", time.Now().Add(time.Minute)))
+	failsClosed(t, "Ping after Close", s.Ping(t.Context()))
+}
+
+func TestNewUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	began := time.Now()
+	s, err := New("redis://"+addr, Options{})
+	if err == nil {
+		s.Close()
+		t.Fatalf("New with nothing at %s succeeded", addr)
+	}
+	if took := time.Since(began); took > DefaultDialTimeout+time.Second {
+		t.Errorf("New took %v to fail", took)
+	}
+}
+
+func TestNewBadURL(t *testing.T) {
+	for _, u := range []string{"http://127.0.0.1:6379", "redis://127.0.0.1:6379/db", "::"} {
+		if s, err := New(u, Options{}); err == nil {
+			s.Close()
+			t.Errorf("New(%q) succeeded, want an error", u)
+		}
+	}
+}
+
+// redisTarget returns the host:port of the server at u, for a proxy.
+func redisTarget(t *testing.T, u string) string {
+	t.Helper()
+	co, err := rueidis.ParseURL(u)
+	if err != nil || len(co.InitAddress) != 1 {
+		t.Fatalf("cannot proxy %s (%v)", u, err)
+	}
+	return co.InitAddress[0]
+}
+
+// proxiedURL returns u with its host replaced by addr.
+func proxiedURL(t *testing.T, u, addr string) string {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu.Host = addr
+	return pu.String()
+}
+
+// BenchmarkRemember measures Remember with the default options, from one
+// goroutine and from many: the parallel figures show what pipelining the
+// calls of concurrent requests over a few connections gains. A call that
+// fails (on a busy machine, one that outlasts the 200 ms timeout) is counted
+// in errors/op rather than ending the benchmark.
+func BenchmarkRemember(b *testing.B) {
+	u := requireRedis(b)
+	s := newTestStore(b, u, Options{Timeout: DefaultTimeout})
+	until := time.Now().Add(time.Minute)
+	var callers atomic.Int64
+	var failed atomic.Int64
+	newCaller := func() func(b *testing.B) {
+		keyID := fmt.Sprintf("sk_bench_%d", callers.Add(1))
+		var nonce []byte
+		i := 0
+		return func(b *testing.B) {
+			i++
+			nonce = strconv.AppendInt(nonce[:0], int64(i), 10)
+			err := s.Remember(context.Background(), keyID, string(nonce), until)
+			if errors.Is(err, httpsig.ErrReplayed) {
+				b.Fatalf("Remember of a new pair = %v", err)
+			}
+			if err != nil {
+				failed.Add(1)
+			}
+		}
+	}
+	report := func(b *testing.B) {
+		b.ReportMetric(float64(failed.Swap(0))/float64(b.N), "errors/op")
+	}
+	b.Run("Serial", func(b *testing.B) {
+		b.ReportAllocs()
+		remember := newCaller()
+		for b.Loop() {
+			remember(b)
+		}
+		report(b)
+	})
+	for _, goroutines := range []int{8, 64, 256} {
+		b.Run(fmt.Sprintf("Parallel%d", goroutines), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism((goroutines + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.RunParallel(func(pb *testing.PB) {
+				remember := newCaller()
+				for pb.Next() {
+					remember(b)
+				}
+			})
+			report(b)
+		})
+	}
+}

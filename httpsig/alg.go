@@ -188,12 +188,16 @@ func (k *HMACKey) Algorithm() Algorithm { return AlgHMACSHA256 }
 
 // Sign returns the HMAC-SHA256 of base.
 func (k *HMACKey) Sign(base []byte) ([]byte, error) {
+	return k.appendSign(make([]byte, 0, sha256.Size), base), nil
+}
+
+func (k *HMACKey) appendSign(dst, base []byte) []byte {
 	st := k.pool.Get().(*hmacState)
 	st.h.Reset()
 	st.h.Write(base)
-	mac := st.h.Sum(make([]byte, 0, sha256.Size))
+	dst = st.h.Sum(dst)
 	k.pool.Put(st)
-	return mac, nil
+	return dst
 }
 
 // Verify compares the HMAC-SHA256 of base with sig in constant time.

@@ -1,6 +1,7 @@
 package httpsig
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -130,10 +131,8 @@ func appendComponent(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byt
 	if err != nil {
 		return dst, err
 	}
-	for _, b := range dst[start:] {
-		if b == '\n' || b == '\r' {
-			return dst, compErr(c, false, "value contains a line break")
-		}
+	if v := dst[start:]; bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0 {
+		return dst, compErr(c, false, "value contains a line break")
 	}
 	return append(dst, '\n'), nil
 }
@@ -181,6 +180,9 @@ func appendDerived(dst []byte, m *Message, c *Component) ([]byte, error) {
 	case Authority:
 		return appendAuthority(dst, c, r, scheme)
 	case RequestTarget:
+		if t.target == "" && r.RequestURI == "" && r.URL != nil {
+			return append(dst, r.URL.RequestURI()...), nil
+		}
 		return append(dst, t.target...), nil
 	case Path:
 		if !t.hasPath {
@@ -276,6 +278,15 @@ func splitTarget(r *http.Request) target {
 	if rt == "" && r.URL != nil {
 		if r.Method == http.MethodConnect {
 			return target{target: r.URL.Host}
+		}
+		if u := r.URL; u.Opaque == "" && u.Path != "*" {
+			// What url.URL.RequestURI writes, without building it: the
+			// request target itself is made only if a component asks.
+			t := target{path: u.EscapedPath(), query: u.RawQuery, hasQuery: u.ForceQuery || u.RawQuery != "", hasPath: true}
+			if t.path == "" {
+				t.path = "/"
+			}
+			return t
 		}
 		rt = r.URL.RequestURI()
 	}

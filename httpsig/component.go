@@ -214,7 +214,7 @@ var fieldNameChars = func() (t [256]bool) {
 
 // validate checks the name and that the parameters apply to it and to each
 // other (RFC 9421 §2.5: unknown or incompatible parameters are errors).
-func (c *Component) validate() error {
+func (c Component) validate() error {
 	if c.Name == "" {
 		return errors.New("httpsig: empty component name")
 	}

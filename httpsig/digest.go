@@ -44,12 +44,17 @@ func (a DigestAlgorithm) orDefault() DigestAlgorithm {
 // ContentDigest returns the Content-Digest field value for content, such as
 // "sha-256=:…:". An empty alg means sha-256.
 func ContentDigest(alg DigestAlgorithm, content []byte) (string, error) {
-	d, err := NewDigester(alg)
-	if err != nil {
-		return "", err
+	var buf [16 + 88 + 2]byte // "sha-512=" + base64 of 64 bytes + two colons
+	switch alg.orDefault() {
+	case DigestSHA256:
+		sum := sha256.Sum256(content)
+		return string(appendDigestMember(buf[:0], DigestSHA256, sum[:])), nil
+	case DigestSHA512:
+		sum := sha512.Sum512(content)
+		return string(appendDigestMember(buf[:0], DigestSHA512, sum[:])), nil
 	}
-	d.h.Write(content)
-	return d.Value(), nil
+	_, err := alg.newHash()
+	return "", err
 }
 
 // A Digester computes a Content-Digest field value over the content written

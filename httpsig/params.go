@@ -116,70 +116,66 @@ func (p *Params) appendTo(dst []byte) ([]byte, error) {
 		dst = p.Components[i].appendTo(dst)
 	}
 	dst = append(dst, ')')
-	w := paramWriter{p: p, dst: dst}
+	var done [len(spDefault)]bool
+	extra := 0
+	var err error
 	for _, letter := range p.order {
-		w.write(letter)
+		if dst, err = p.appendParam(dst, letter, &done, &extra); err != nil {
+			return dst, err
+		}
 	}
 	for i := 0; i < len(spDefault); i++ {
-		w.write(spDefault[i])
-	}
-	for w.err == nil && w.extra < len(p.extra) {
-		w.write(spExtra)
-	}
-	if w.err != nil {
-		return w.dst, fmt.Errorf("httpsig: signature parameters cannot be serialised: %w", w.err)
-	}
-	return w.dst, nil
-}
-
-// paramWriter appends signature parameters, each once.
-type paramWriter struct {
-	p     *Params
-	dst   []byte
-	done  [len(spDefault)]bool
-	extra int // extras written so far
-	err   error
-}
-
-func (w *paramWriter) write(letter byte) {
-	p := w.p
-	if w.err != nil {
-		return
-	}
-	if letter == spExtra {
-		if w.extra < len(p.extra) {
-			w.dst, w.err = sf.AppendParams(w.dst, p.extra[w.extra:w.extra+1])
-			w.extra++
+		if dst, err = p.appendParam(dst, spDefault[i], &done, &extra); err != nil {
+			return dst, err
 		}
-		return
 	}
-	i := indexByte(spDefault, letter)
-	if w.done[i] {
-		return
+	for extra < len(p.extra) {
+		if dst, err = p.appendParam(dst, spExtra, &done, &extra); err != nil {
+			return dst, err
+		}
 	}
-	w.done[i] = true
-	switch letter {
-	case spCreated:
-		w.appendTime(";created=", p.Created)
-	case spExpires:
-		w.appendTime(";expires=", p.Expires)
-	case spKeyID:
-		w.dst, w.err = appendStringParam(w.dst, ";keyid=", p.KeyID)
-	case spAlg:
-		w.dst, w.err = appendStringParam(w.dst, ";alg=", string(p.Alg))
-	case spNonce:
-		w.dst, w.err = appendStringParam(w.dst, ";nonce=", p.Nonce)
-	case spTag:
-		w.dst, w.err = appendStringParam(w.dst, ";tag=", p.Tag)
-	}
+	return dst, nil
 }
 
-func (w *paramWriter) appendTime(prefix string, t time.Time) {
-	if t.IsZero() {
-		return
+// appendParam appends the parameter a letter of Params.order stands for,
+// unless it was written already or is absent; extra counts the unknown
+// parameters written so far.
+func (p *Params) appendParam(dst []byte, letter byte, done *[len(spDefault)]bool, extra *int) ([]byte, error) {
+	var err error
+	if letter == spExtra {
+		if *extra < len(p.extra) {
+			dst, err = sf.AppendParams(dst, p.extra[*extra:*extra+1])
+			*extra++
+		}
+	} else if i := indexByte(spDefault, letter); !done[i] {
+		done[i] = true
+		switch letter {
+		case spCreated:
+			dst, err = appendTimeParam(dst, ";created=", p.Created)
+		case spExpires:
+			dst, err = appendTimeParam(dst, ";expires=", p.Expires)
+		case spKeyID:
+			dst, err = appendStringParam(dst, ";keyid=", p.KeyID)
+		case spAlg:
+			dst, err = appendStringParam(dst, ";alg=", string(p.Alg))
+		case spNonce:
+			dst, err = appendStringParam(dst, ";nonce=", p.Nonce)
+		case spTag:
+			dst, err = appendStringParam(dst, ";tag=", p.Tag)
+		}
 	}
-	w.dst = append(w.dst, prefix...)
-	w.dst, w.err = sf.AppendBare(w.dst, sf.Bare{Kind: sf.Integer, Int: t.Unix()})
+	if err != nil {
+		return dst, fmt.Errorf("httpsig: signature parameters cannot be serialised: %w", err)
+	}
+	return dst, nil
+}
+
+func appendTimeParam(dst []byte, prefix string, t time.Time) ([]byte, error) {
+	if t.IsZero() {
+		return dst, nil
+	}
+	dst = append(dst, prefix...)
+	return sf.AppendBare(dst, sf.Bare{Kind: sf.Integer, Int: t.Unix()})
 }
 
 func appendStringParam(dst []byte, prefix, v string) ([]byte, error) {

@@ -51,8 +51,10 @@ type Signer struct {
 // Signer sends.
 func NewNonce() string {
 	var b [16]byte
+	var text [22]byte
 	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	base64.RawURLEncoding.Encode(text[:], b[:])
+	return string(text[:])
 }
 
 // SignRequest signs r. If body is not nil it is r's content, and
@@ -72,12 +74,15 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 	if r.ContentLength > 0 && !hasDigest && s.Components == nil {
 		return errors.New("httpsig: the request has content but no Content-Digest; pass its body to SignRequest")
 	}
+	sc := signScratches.Get().(*signScratch)
+	defer signScratches.Put(sc)
 	p := s.params()
 	if p.Components == nil {
-		p.Components = defaultProfile(r, len(body) > 0, hasDigest)
+		sc.comps = appendDefaultProfile(sc.comps[:0], splitTarget(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)
+		p.Components = sc.comps
 	}
 	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
-	return SignMessage(&m, s.label(), &p, s.Key)
+	return signMessage(sc, &m, s.label(), &p, s.Key)
 }
 
 // SignResponse signs resp, setting Content-Digest for body first if it is
@@ -131,11 +136,12 @@ func (s *Signer) params() Params {
 	return p
 }
 
-var baseBuffers = sync.Pool{New: func() any { return new(signScratch) }}
+var signScratches = sync.Pool{New: func() any { return new(signScratch) }}
 
 type signScratch struct {
-	base []byte
-	sp   sf.Parser
+	base, sig, out []byte
+	comps          []Component
+	sp             sf.Parser
 }
 
 // SignMessage signs m for p with key and adds the signature under label to
@@ -143,6 +149,12 @@ type signScratch struct {
 // to any signatures already there. p is used as given: its components in
 // their order, its parameters as set. If p.Alg is set it must be the key's.
 func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
+	sc := signScratches.Get().(*signScratch)
+	defer signScratches.Put(sc)
+	return signMessage(sc, m, label, p, key)
+}
+
+func signMessage(sc *signScratch, m *Message, label string, p *Params, key SigningKey) error {
 	if !sf.IsKey(label) {
 		return fmt.Errorf("httpsig: %q is not a valid signature label (lower-case letters, digits, _-.*)", label)
 	}
@@ -164,14 +176,15 @@ func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
 	if h == nil {
 		return errors.New("httpsig: the message has no header map")
 	}
-	sc := baseBuffers.Get().(*signScratch)
-	defer baseBuffers.Put(sc)
 	var err error
 	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.sp); err != nil {
 		return err
 	}
-	sig, err := key.Sign(sc.base)
-	if err != nil {
+	var sig []byte
+	if as, ok := key.(appendSigner); ok {
+		sc.sig = as.appendSign(sc.sig[:0], sc.base)
+		sig = sc.sig
+	} else if sig, err = key.Sign(sc.base); err != nil {
 		return err
 	}
 	if err := checkLabelFree(h, label); err != nil {
@@ -184,13 +197,17 @@ func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
 		paramsStart--
 	}
 	paramsText := sc.base[paramsStart+len(`"@signature-params": `):]
-	input := make([]byte, 0, len(label)+1+len(paramsText))
-	input = append(append(append(input, label...), '='), paramsText...)
-	value := make([]byte, 0, len(label)+3+base64.StdEncoding.EncodedLen(len(sig)))
-	value = sf.AppendBareByteSeq(append(append(value, label...), '='), sig)
-	addMember(h, "Signature-Input", string(input))
-	addMember(h, "Signature", string(value))
+	sc.out = append(append(append(sc.out[:0], label...), '='), paramsText...)
+	input := string(sc.out)
+	sc.out = sf.AppendBareByteSeq(append(append(sc.out[:0], label...), '='), sig)
+	addMember(h, "Signature-Input", input)
+	addMember(h, "Signature", string(sc.out))
 	return nil
+}
+
+// appendSigner is implemented by keys that can sign into a buffer.
+type appendSigner interface {
+	appendSign(dst, base []byte) []byte
 }
 
 // checkLabelFree refuses a label already used by a signature of h.

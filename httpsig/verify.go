@@ -81,13 +81,14 @@ func (p *Policy) RequiredFor(r *http.Request, hasContent bool) []Component {
 	return defaultProfile(r, hasContent, r.Header.Get("Content-Digest") != "")
 }
 
+// The components of the default profile, marked as checked.
 var (
-	compMethod        = Component{Name: Method}
-	compAuthority     = Component{Name: Authority}
-	compPath          = Component{Name: Path}
-	compQuery         = Component{Name: Query}
-	compContentType   = Component{Name: "content-type"}
-	compContentDigest = Component{Name: "content-digest"}
+	compMethod        = Component{Name: Method, checked: Method}
+	compAuthority     = Component{Name: Authority, checked: Authority}
+	compPath          = Component{Name: Path, checked: Path}
+	compQuery         = Component{Name: Query, checked: Query}
+	compContentType   = Component{Name: "content-type", checked: "content-type"}
+	compContentDigest = Component{Name: "content-digest", checked: "content-digest"}
 )
 
 // DefaultComponents returns the components of Signet's default profile

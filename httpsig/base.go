@@ -95,11 +95,23 @@ func SignatureBase(m *Message, p *Params) ([]byte, error) {
 // structured fields. raw, if not empty, is the canonical serialisation of
 // p as received, which saves serialising it again.
 func appendBase(dst []byte, m *Message, p *Params, raw string, sp *sf.Parser) ([]byte, error) {
-	var err error
+	start, lines := len(dst), 0
 	for i := range p.Components {
-		c := &p.Components[i]
-		if dst, err = appendComponent(dst, m, c, sp); err != nil {
+		var n int
+		var err error
+		if dst, n, err = appendComponent(dst, m, &p.Components[i], sp); err != nil {
 			return dst, err
+		}
+		lines += n
+	}
+	// A line break inside a value would let it pose as another line of the
+	// base. Counting them all at once is cheaper than checking each value.
+	if bytes.Count(dst[start:], newline) != lines || bytes.IndexByte(dst[start:], '\r') >= 0 {
+		for i := range p.Components {
+			v, n, _ := appendComponent(nil, m, &p.Components[i], sp)
+			if bytes.Count(v, newline) != n || bytes.IndexByte(v, '\r') >= 0 {
+				return dst, compErr(&p.Components[i], false, "value contains a line break")
+			}
 		}
 	}
 	dst = append(dst, `"@signature-params": `...)
@@ -109,19 +121,21 @@ func appendBase(dst []byte, m *Message, p *Params, raw string, sp *sf.Parser) ([
 	return p.appendTo(dst)
 }
 
-// appendComponent appends one or more base lines for c: @query-param gives
-// one line per occurrence of its parameter.
-func appendComponent(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byte, error) {
+var newline = []byte{'\n'}
+
+// appendComponent appends the base lines for c and says how many: one,
+// except for @query-param, which gives one per occurrence of its parameter.
+// Values are not checked for line breaks; appendBase does that.
+func appendComponent(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byte, int, error) {
 	if c.Name == QueryParam {
 		r, err := requestFor(m, c)
 		if err != nil {
-			return dst, err
+			return dst, 0, err
 		}
 		return appendQueryParam(dst, r, c)
 	}
 	dst = c.appendTo(dst)
 	dst = append(dst, ':', ' ')
-	start := len(dst)
 	var err error
 	if c.Name[0] == '@' {
 		dst, err = appendDerived(dst, m, c)
@@ -129,12 +143,9 @@ func appendComponent(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byt
 		dst, err = appendField(dst, m, c, sp)
 	}
 	if err != nil {
-		return dst, err
+		return dst, 0, err
 	}
-	if v := dst[start:]; bytes.IndexByte(v, '\n') >= 0 || bytes.IndexByte(v, '\r') >= 0 {
-		return dst, compErr(c, false, "value contains a line break")
-	}
-	return append(dst, '\n'), nil
+	return append(dst, '\n'), 1, nil
 }
 
 func requestFor(m *Message, c *Component) (*http.Request, error) {
@@ -321,9 +332,9 @@ func splitTarget(r *http.Request) target {
 // parameter c names, in order (RFC 9421 §2.2.8). Names and values are
 // parsed as application/x-www-form-urlencoded and re-encoded, so c.Param
 // holds the encoded name.
-func appendQueryParam(dst []byte, r *http.Request, c *Component) ([]byte, error) {
+func appendQueryParam(dst []byte, r *http.Request, c *Component) ([]byte, int, error) {
 	query := splitTarget(r).query
-	found := false
+	lines := 0
 	var name []byte
 	for query != "" {
 		var pair string
@@ -336,16 +347,16 @@ func appendQueryParam(dst []byte, r *http.Request, c *Component) ([]byte, error)
 		if string(name) != c.Param {
 			continue
 		}
-		found = true
+		lines++
 		dst = c.appendTo(dst)
 		dst = append(dst, ':', ' ')
 		dst = appendFormEncoded(dst, v)
 		dst = append(dst, '\n')
 	}
-	if !found {
-		return dst, compErr(c, true, "the query has no parameter %q", c.Param)
+	if lines == 0 {
+		return dst, 0, compErr(c, true, "the query has no parameter %q", c.Param)
 	}
-	return dst, nil
+	return dst, lines, nil
 }
 
 // appendFormEncoded decodes s as the WHATWG application/x-www-form-urlencoded
@@ -541,7 +552,12 @@ func fieldLines(h http.Header, name string) ([]string, error) {
 // appendFieldLine appends one field line with surrounding whitespace
 // trimmed and obsolete line folding replaced by a single space.
 func appendFieldLine(dst []byte, v string) []byte {
-	v = strings.Trim(v, " \t")
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
 	if strings.IndexByte(v, '\n') < 0 {
 		return append(dst, v...)
 	}

@@ -47,20 +47,31 @@ func paramsFromMember(m sf.Member, comps []Component, p *Params) error {
 	if !m.Inner {
 		return errors.New("signature input is not an inner list")
 	}
-	for _, it := range m.Items {
+	comps, err := componentsFromItems(m.Items, comps)
+	if err != nil {
+		return err
+	}
+	return paramsFromList(m.Params, comps, p)
+}
+
+// componentsFromItems reads the covered components of a signature.
+func componentsFromItems(items []sf.Item, comps []Component) ([]Component, error) {
+	for _, it := range items {
 		c, err := componentFromItem(it)
 		if err != nil {
-			return err
+			return comps, err
 		}
 		comps = append(comps, c)
 	}
-	if err := checkDuplicates(comps); err != nil {
-		return err
-	}
+	return comps, checkDuplicates(comps)
+}
+
+// paramsFromList sets p to the components and signature parameters given.
+func paramsFromList(params []sf.Param, comps []Component, p *Params) error {
 	p.Components, p.order, p.extra = comps, p.order[:0], p.extra[:0]
 	p.Created, p.Expires = time.Time{}, time.Time{}
 	p.KeyID, p.Alg, p.Nonce, p.Tag = "", "", "", ""
-	for _, prm := range m.Params {
+	for _, prm := range params {
 		v := prm.Value
 		letter := byte(spExtra)
 		switch prm.Key {

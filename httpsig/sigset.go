@@ -1,7 +1,9 @@
 package httpsig
 
 import (
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/signet-dev/signet/httpsig/internal/sf"
@@ -12,6 +14,7 @@ import (
 type parsedSig struct {
 	label  string
 	params Params
+	comps  []Component // storage for params.Components, unless cached
 	value  []byte
 	// raw is the Signature-Input member as received when that is its
 	// canonical serialisation, which @signature-params then reuses.
@@ -22,6 +25,11 @@ type parsedSig struct {
 type sigSet struct {
 	sp   sf.Parser
 	sigs []parsedSig
+	// The components of the last inner list read, by its text: a client
+	// sends the same list with every request, so most messages skip
+	// reading it again.
+	lastList  string
+	lastComps []Component
 }
 
 // joinField returns the value of a field, with several field lines
@@ -46,6 +54,10 @@ func (st *sigSet) parse(h http.Header) error {
 	if len(sigLines) == 0 {
 		return refuse(ReasonMalformedSignature, "", "the request has a Signature-Input field but no Signature field")
 	}
+	// Members marked Known are the list remembered now; the loop below may
+	// remember another before it reaches them.
+	known := st.lastComps
+	st.sp.KnownList = st.lastList
 	inputs, err := st.sp.ParseDictionary(joinField(inputLines))
 	if err != nil {
 		return &VerifyError{Reason: ReasonMalformedSignature, Detail: "Signature-Input is not a valid Dictionary: " + err.Error(), Err: err}
@@ -53,7 +65,7 @@ func (st *sigSet) parse(h http.Header) error {
 	if st.sp.Duplicate {
 		return refuse(ReasonMalformedSignature, "", "Signature-Input repeats a label or parameter")
 	}
-	canonical := !st.sp.NonCanonical
+	canonical := !st.sp.NonCanonical && !st.sp.Duplicate
 	values, err := st.sp.ParseDictionary(joinField(sigLines))
 	if err != nil {
 		return &VerifyError{Reason: ReasonMalformedSignature, Detail: "Signature is not a valid Dictionary: " + err.Error(), Err: err}
@@ -90,7 +102,7 @@ func (st *sigSet) parse(h http.Header) error {
 		if s.value, err = sf.DecodeByteSeq(s.value[:0], val.Item.Value.Str); err != nil {
 			return refuse(ReasonMalformedSignature, in.Key, "the signature is not valid base64")
 		}
-		if err := paramsFromMember(in, s.params.Components[:0], &s.params); err != nil {
+		if err := st.readParams(in, s, canonical, known); err != nil {
 			return &VerifyError{Reason: ReasonMalformedSignature, Label: in.Key, Detail: "Signature-Input: " + trimPkg(err.Error()), Err: err}
 		}
 	}
@@ -100,3 +112,29 @@ func (st *sigSet) parse(h http.Header) error {
 // trimPkg drops a leading "httpsig: " from a message that is about to be
 // wrapped in another of this package's errors.
 func trimPkg(s string) string { return strings.TrimPrefix(s, "httpsig: ") }
+
+// readParams reads the parameters of a Signature-Input member into s,
+// reusing the components of the last identical list.
+func (st *sigSet) readParams(in sf.Member, s *parsedSig, canonical bool, known []Component) error {
+	if !in.Inner {
+		return errors.New("signature input is not an inner list")
+	}
+	if in.Known {
+		return paramsFromList(in.Params, known, &s.params)
+	}
+	var err error
+	if s.comps, err = componentsFromItems(in.Items, s.comps[:0]); err != nil {
+		return err
+	}
+	if err := paramsFromList(in.Params, s.comps, &s.params); err != nil {
+		return err
+	}
+	// Only a list read without anything odd in the field is remembered,
+	// so that skipping its text skips nothing the parser would have
+	// flagged. The cache gets a new copy, never one overwritten in place:
+	// other signatures of this message may be using the last one.
+	if canonical {
+		st.lastList, st.lastComps = in.ListRaw, slices.Clone(s.comps)
+	}
+	return nil
+}

@@ -159,10 +159,12 @@ type Result struct {
 
 type verifyState struct {
 	sigSet
-	fp       sf.Parser // structured fields and Content-Digest
-	selected []int
-	required []Component
-	base     []byte
+	fp        sf.Parser // structured fields and Content-Digest
+	selected  []int
+	required  []Component
+	base      []byte
+	digest    string // the Content-Digest field
+	hasDigest bool
 }
 
 var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
@@ -192,6 +194,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	if err := v.selectSignatures(st); err != nil {
 		return Result{}, err
 	}
+	st.digest, st.hasDigest = contentDigestField(h)
 	var now time.Time
 	if v.Now != nil {
 		now = v.Now()
@@ -203,7 +206,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	case v.Policy.Required != nil:
 		st.required = append(st.required, v.Policy.Required...)
 	case m.Response == nil:
-		_, hasDigest := contentDigestField(h)
+		hasDigest := st.hasDigest
 		hasQuery := m.targetOf(m.Request).query != ""
 		st.required = appendDefaultProfile(st.required, hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
 	}
@@ -336,8 +339,7 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, h http.Header, body
 		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Label: s.label, Detail: "the signature does not match the message", Err: err}, st)
 	}
 	if covers(p.Components, &compContentDigest) {
-		field, _ := contentDigestField(h)
-		if err := checkDigest(&st.fp, field, body); err != nil {
+		if err := checkDigest(&st.fp, st.digest, body); err != nil {
 			err.(*VerifyError).Label = s.label
 			return nil, err
 		}
@@ -368,14 +370,16 @@ func (v *Verifier) checkParams(p *Params, label string, now time.Time) error {
 		}
 	}
 	if !p.Created.IsZero() {
-		if p.Created.After(now.Add(v.Policy.maxSkew())) {
+		// Whole seconds, as the parameters are: cheaper than time.Time.
+		created, nowS := p.Created.Unix(), now.Unix()
+		if created > nowS+int64(v.Policy.maxSkew()/time.Second) {
 			return refuse(ReasonNotYetValid, label, "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
 		}
-		if maxAge := v.Policy.maxAge(); maxAge > 0 && now.Sub(p.Created) > maxAge {
+		if maxAge := v.Policy.maxAge(); maxAge > 0 && nowS-created > int64(maxAge/time.Second) {
 			return refuse(ReasonExpired, label, "created is "+now.Sub(p.Created).Truncate(time.Second).String()+" ago, more than the "+maxAge.String()+" allowed")
 		}
 	}
-	if !p.Expires.IsZero() && !now.Before(p.Expires) {
+	if !p.Expires.IsZero() && now.Unix() >= p.Expires.Unix() {
 		return refuse(ReasonExpired, label, "the signature expired "+now.Sub(p.Expires).Truncate(time.Second).String()+" ago")
 	}
 	return nil

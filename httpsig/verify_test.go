@@ -524,3 +524,66 @@ func TestClientServerAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestLineBreakInValue: a value with a line break could pose as another
+// line of the signature base, so it has no base at all.
+func TestLineBreakInValue(t *testing.T) {
+	for _, v := range []string{"a\n\"@method\": GET", "a\rb", "a\nb"} {
+		r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+		r.Header["X-Evil"] = []string{v}
+		p := Params{Components: []Component{{Name: Method}, {Name: "x-evil"}}}
+		if base, err := SignatureBase(&Message{Request: r}, &p); err == nil || !strings.Contains(err.Error(), "line break") {
+			t.Errorf("%q: base %q, error %v", v, base, err)
+		}
+	}
+	// Obsolete line folding is not a line break: it becomes one space.
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+	r.Header["X-Folded"] = []string{"a\r\n  b"}
+	p := Params{Components: []Component{{Name: "x-folded"}}}
+	base, err := SignatureBase(&Message{Request: r}, &p)
+	if err != nil || !strings.HasPrefix(string(base), "\"x-folded\": a b\n") {
+		t.Fatalf("folded: %q %v", base, err)
+	}
+}
+
+// TestComponentListReuse: the verifier reuses the components of a list it
+// read before; messages with different lists, alone or together, must all
+// still verify, and a tampered one must still fail.
+func TestComponentListReuse(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow, Policy: Policy{Required: []Component{}}}
+	short := []Component{{Name: Method}, {Name: Path}}
+	long := []Component{{Name: Method}, {Name: Authority}, {Name: Path}, {Name: "content-type"}}
+	for i := range 50 {
+		r := httptest.NewRequest(http.MethodPost, "https://example.com/p?i=1", nil)
+		r.Header.Set("Content-Type", "text/plain")
+		lists := [][]Component{short, long}
+		if i%3 == 0 {
+			lists = [][]Component{long, short}
+		}
+		for j, comps := range lists[:1+i%2] {
+			s := &Signer{Key: hk, KeyID: "key-1", Now: fixedNow, Components: comps, Label: "s" + string(rune('a'+j))}
+			if err := s.SignRequest(r, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := v.Verify(r, nil); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		r.Method = http.MethodPut
+		if _, err := v.Verify(r, nil); !isReason(err, ReasonBadSignature) {
+			t.Fatalf("tampered message %d: %v", i, err)
+		}
+	}
+}
+
+func TestEmptySignatureInput(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+	r.Header.Set("Signature-Input", " ")
+	r.Header.Set("Signature", "a")
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	if _, err := v.Verify(r, nil); !isReason(err, ReasonMissingSignature) {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -83,6 +83,11 @@ type Member struct {
 	// Unless the parser reports NonCanonical, a non-empty Raw is exactly
 	// what AppendMemberValue writes.
 	Raw string
+	// ListRaw is the Inner List as it appeared, from "(" to ")", without
+	// its parameters.
+	ListRaw string
+	// Known is set when the Inner List was Parser.KnownList.
+	Known bool
 }
 
 // SyntaxError reports where and why parsing failed.
@@ -110,6 +115,11 @@ type Parser struct {
 	// RFC 8941 serialises it (extra spaces, leading zeros, unpadded
 	// base64, an explicit ?1 parameter, a repeated key...).
 	NonCanonical bool
+	// KnownList, if set, is the text of an Inner List the caller has read
+	// before, canonical and without repeated keys. An Inner List with
+	// exactly this text is not read again: its Member has Known set, no
+	// Items, and ListRaw equal to KnownList.
+	KnownList string
 }
 
 // Reset forgets earlier results, keeping the arenas' memory.
@@ -265,6 +275,12 @@ func (p *Parser) itemOrInner() (Member, error) {
 }
 
 func (p *Parser) innerList() (Member, error) {
+	start := p.pos
+	if k := p.KnownList; k != "" && strings.HasPrefix(p.in[start:], k) {
+		p.pos += len(k)
+		params, err := p.parameters()
+		return Member{Inner: true, Params: params, ListRaw: k, Known: true}, err
+	}
 	p.pos++ // '('
 	first := len(p.items)
 	for {
@@ -276,9 +292,10 @@ func (p *Parser) innerList() (Member, error) {
 		}
 		if p.in[p.pos] == ')' {
 			p.pos++
+			list := p.in[start:p.pos]
 			items := p.items[first:len(p.items):len(p.items)]
 			params, err := p.parameters()
-			return Member{Inner: true, Items: items, Params: params}, err
+			return Member{Inner: true, Items: items, Params: params, ListRaw: list}, err
 		}
 		if len(p.items)-first == MaxInnerItems {
 			return Member{}, p.fail("too many inner list items")

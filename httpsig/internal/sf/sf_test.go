@@ -229,6 +229,27 @@ func FuzzParse(f *testing.F) {
 			if out, err = parse(in); err != nil {
 				continue
 			}
+			if kind == "dict" && !p.NonCanonical && !p.Duplicate {
+				// Skipping a known list must not change the result.
+				var known string
+				for _, m := range p.members {
+					if m.Inner {
+						known = m.ListRaw
+						break
+					}
+				}
+				var q Parser
+				q.KnownList = known
+				ms, err := q.ParseDictionary(in)
+				if err != nil || len(ms) != len(p.members) {
+					t.Fatalf("%q with KnownList %q: %v", in, known, err)
+				}
+				for i, m := range ms {
+					if m.Raw != p.members[i].Raw || m.ListRaw != p.members[i].ListRaw || (m.Known && m.ListRaw != known) {
+						t.Fatalf("%q with KnownList %q: member %d differs", in, known, i)
+					}
+				}
+			}
 			if kind != "item" && !p.NonCanonical {
 				for _, m := range p.members {
 					if m.Raw == "" {

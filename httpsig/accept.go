@@ -32,7 +32,7 @@ func AcceptSignatureField(reqs ...AcceptSignature) (string, error) {
 			dst = append(dst, ", "...)
 		}
 		dst = append(append(dst, a.Label...), '=')
-		p := Params{Components: a.Components, KeyID: a.KeyID, Alg: a.Alg, Nonce: a.Nonce, Tag: a.Tag, order: []byte{spKeyID, spAlg, spNonce, spTag}}
+		p := Params{Components: a.Components, KeyID: a.KeyID, Alg: a.Alg, Nonce: a.Nonce, Tag: a.Tag}
 		var err error
 		if dst, err = p.appendTo(dst); err != nil {
 			return "", err

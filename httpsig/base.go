@@ -244,8 +244,10 @@ func lower(s string) string {
 	return strings.ToLower(s)
 }
 
-// appendAuthority appends the host of the request, lower-cased and without
-// the default port of its scheme (RFC 9421 §2.2.3, RFC 9110 §4.2.3).
+// appendAuthority appends the host of the request, normalised as
+// RFC 9110 §4.2.3 says (RFC 9421 §2.2.3): lower case, no default port, no
+// empty port; the port is written as a number, without leading zeros, and
+// an IPv6 zone, which net/http never sends, is dropped.
 func appendAuthority(dst []byte, c *Component, r *http.Request, scheme string) ([]byte, error) {
 	host := r.Host
 	if host == "" && r.URL != nil {
@@ -254,11 +256,30 @@ func appendAuthority(dst []byte, c *Component, r *http.Request, scheme string) (
 	if host == "" {
 		return dst, compErr(c, true, "the request has no host")
 	}
-	if (scheme == "https" && strings.HasSuffix(host, ":443")) || (scheme == "http" && strings.HasSuffix(host, ":80")) {
-		host = host[:strings.LastIndexByte(host, ':')]
+	name, port := host, ""
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		name, port = host[:i], host[i+1:]
+	}
+	if z := strings.Index(name, "%25"); z >= 0 && strings.HasPrefix(name, "[") {
+		name = name[:z] + "]"
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] >= 0x80 {
+			return dst, compErr(c, false, "the host %q is not ASCII; sign its punycode (A-label) form, which is what is sent", name)
+		}
+	}
+	for len(port) > 1 && port[0] == '0' {
+		port = port[1:]
+	}
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
 	}
 	start := len(dst)
-	dst = append(dst, host...)
+	dst = append(dst, name...)
+	if port != "" {
+		dst = append(dst, ':')
+		dst = append(dst, port...)
+	}
 	for i := start; i < len(dst); i++ {
 		if b := dst[i]; 'A' <= b && b <= 'Z' {
 			dst[i] = b + 'a' - 'A'

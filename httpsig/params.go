@@ -41,6 +41,10 @@ const (
 	spDefault = "ckanet" // created, keyid, alg, nonce, expires, tag
 )
 
+// errEmptyAlg is refused with reason algorithm-mismatch: alg must name a
+// registered algorithm (RFC 9421 §2.3), and "" names none.
+var errEmptyAlg = errors.New(`alg="" names no algorithm`)
+
 // paramsFromMember reads a Signature-Input member. comps is storage the
 // components are appended to; the result's Components alias it.
 func paramsFromMember(m sf.Member, comps []Component, p *Params) error {
@@ -92,6 +96,9 @@ func paramsFromList(params []sf.Param, comps []Component, p *Params) error {
 			case "keyid":
 				p.KeyID, letter = v.Str, spKeyID
 			case "alg":
+				if v.Str == "" {
+					return errEmptyAlg
+				}
 				p.Alg, letter = Algorithm(v.Str), spAlg
 			case "nonce":
 				p.Nonce, letter = v.Str, spNonce
@@ -130,18 +137,20 @@ func (p *Params) appendTo(dst []byte) ([]byte, error) {
 	var done [len(spDefault)]bool
 	extra := 0
 	var err error
+	// Parameters in p.order were received, so they are written even when
+	// empty (tag=""); the others only when set.
 	for _, letter := range p.order {
-		if dst, err = p.appendParam(dst, letter, &done, &extra); err != nil {
+		if dst, err = p.appendParam(dst, letter, &done, &extra, true); err != nil {
 			return dst, err
 		}
 	}
 	for i := 0; i < len(spDefault); i++ {
-		if dst, err = p.appendParam(dst, spDefault[i], &done, &extra); err != nil {
+		if dst, err = p.appendParam(dst, spDefault[i], &done, &extra, false); err != nil {
 			return dst, err
 		}
 	}
 	for extra < len(p.extra) {
-		if dst, err = p.appendParam(dst, spExtra, &done, &extra); err != nil {
+		if dst, err = p.appendParam(dst, spExtra, &done, &extra, false); err != nil {
 			return dst, err
 		}
 	}
@@ -151,7 +160,7 @@ func (p *Params) appendTo(dst []byte) ([]byte, error) {
 // appendParam appends the parameter a letter of Params.order stands for,
 // unless it was written already or is absent; extra counts the unknown
 // parameters written so far.
-func (p *Params) appendParam(dst []byte, letter byte, done *[len(spDefault)]bool, extra *int) ([]byte, error) {
+func (p *Params) appendParam(dst []byte, letter byte, done *[len(spDefault)]bool, extra *int, received bool) ([]byte, error) {
 	var err error
 	if letter == spExtra {
 		if *extra < len(p.extra) {
@@ -166,13 +175,13 @@ func (p *Params) appendParam(dst []byte, letter byte, done *[len(spDefault)]bool
 		case spExpires:
 			dst, err = appendTimeParam(dst, ";expires=", p.Expires)
 		case spKeyID:
-			dst, err = appendStringParam(dst, ";keyid=", p.KeyID)
+			dst, err = appendStringParam(dst, ";keyid=", p.KeyID, received)
 		case spAlg:
-			dst, err = appendStringParam(dst, ";alg=", string(p.Alg))
+			dst, err = appendStringParam(dst, ";alg=", string(p.Alg), received)
 		case spNonce:
-			dst, err = appendStringParam(dst, ";nonce=", p.Nonce)
+			dst, err = appendStringParam(dst, ";nonce=", p.Nonce, received)
 		case spTag:
-			dst, err = appendStringParam(dst, ";tag=", p.Tag)
+			dst, err = appendStringParam(dst, ";tag=", p.Tag, received)
 		}
 	}
 	if err != nil {
@@ -189,8 +198,8 @@ func appendTimeParam(dst []byte, prefix string, t time.Time) ([]byte, error) {
 	return sf.AppendBare(dst, sf.Bare{Kind: sf.Integer, Int: t.Unix()})
 }
 
-func appendStringParam(dst []byte, prefix, v string) ([]byte, error) {
-	if v == "" {
+func appendStringParam(dst []byte, prefix, v string, always bool) ([]byte, error) {
+	if v == "" && !always {
 		return dst, nil
 	}
 	dst = append(dst, prefix...)

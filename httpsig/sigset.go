@@ -103,7 +103,11 @@ func (st *sigSet) parse(h http.Header) error {
 			return refuse(ReasonMalformedSignature, in.Key, "the signature is not valid base64")
 		}
 		if err := st.readParams(in, s, canonical, known); err != nil {
-			return &VerifyError{Reason: ReasonMalformedSignature, Label: in.Key, Detail: "Signature-Input: " + trimPkg(err.Error()), Err: err}
+			reason := ReasonMalformedSignature
+			if err == errEmptyAlg {
+				reason = ReasonAlgorithmMismatch
+			}
+			return &VerifyError{Reason: reason, Label: in.Key, Detail: "Signature-Input: " + trimPkg(err.Error()), Err: err}
 		}
 	}
 	return nil

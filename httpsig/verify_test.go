@@ -587,3 +587,57 @@ func TestEmptySignatureInput(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestAuthorityNormalisation(t *testing.T) {
+	for _, tt := range []struct{ host, scheme, want string }{
+		{"example.com:0080", "http", "example.com"},
+		{"example.com:0443", "https", "example.com"},
+		{"example.com:", "https", "example.com"},
+		{"127.0.0.1:08080", "http", "127.0.0.1:8080"},
+		{"[fe80::1%25eth0]:8080", "http", "[fe80::1]:8080"},
+		{"[::1]", "https", "[::1]"},
+		{"EXAMPLE.com:443", "https", "example.com"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, tt.scheme+"://example.com/", nil)
+		r.Host = tt.host
+		p := Params{Components: []Component{{Name: Authority}}}
+		base, err := SignatureBase(&Message{Request: r, Scheme: tt.scheme}, &p)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.host, err)
+		}
+		if got, _, _ := strings.Cut(string(base), "\n"); got != `"@authority": `+tt.want {
+			t.Errorf("%s: %s", tt.host, got)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+	r.Host = "bücher.example"
+	p := Params{Components: []Component{{Name: Authority}}}
+	if _, err := SignatureBase(&Message{Request: r}, &p); err == nil || !strings.Contains(err.Error(), "punycode") {
+		t.Fatalf("non-ASCII host: %v", err)
+	}
+}
+
+func TestEmptyParameters(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	v := &Verifier{Keys: KeyMap{"k": hk}, Now: fixedNow, Policy: Policy{Required: []Component{}, RequiredParams: []string{}}}
+	for in, want := range map[string]Reason{
+		`sig1=("@method");created=1700000000;keyid="k";alg=""`: ReasonAlgorithmMismatch,
+		`sig1=("@method");created=1700000000;keyid=""`:         ReasonUnknownKey,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+		r.Header.Set("Signature-Input", in)
+		r.Header.Set("Signature", "sig1=:AAAA:")
+		if _, err := v.Verify(r, nil); !isReason(err, want) {
+			t.Errorf("%s: %v, want %s", in, err, want)
+		}
+	}
+	// A received empty tag stays in the base, as the verifier builds it.
+	h := http.Header{"Signature-Input": {`sig1=("@method");created=1;tag=""`}, "Signature": {"sig1=::"}}
+	sigs, err := ParseSignatures(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sigs[0].Params.String(); got != `("@method");created=1;tag=""` {
+		t.Fatalf("re-serialised %s", got)
+	}
+}

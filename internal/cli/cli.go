@@ -44,6 +44,7 @@ var commands = []command{
 	{"sign", "sign a raw HTTP request read on stdin", runSign},
 	{"verify", "verify a signed raw HTTP request read on stdin", runVerify},
 	{"keygen", "make a key pair for a client (private key stays with the client)", runKeygen},
+	{"request", "sign and send a request, like curl", runRequest},
 }
 
 // Main runs the signet command line and returns its exit code.

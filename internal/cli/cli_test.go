@@ -22,6 +22,7 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
+		Setup:               setupRequestServer,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// crlf FILE rewrites FILE with CRLF line endings, as on the wire.
 			"crlf": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -1,0 +1,106 @@
+package client_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/signet-dev/signet/client"
+	"github.com/signet-dev/signet/httpsig"
+)
+
+// A client signs its requests with the key `signet keygen --out client`
+// wrote; the server checks them with the public key.
+func ExampleNewTransport() {
+	dir, _ := os.MkdirTemp("", "signet-example")
+	defer os.RemoveAll(dir)
+	keyFile := filepath.Join(dir, "client.key")
+	pub := writeKeyPair(keyFile)
+
+	// The server side, for the example: what `signet serve` or the
+	// middleware package do.
+	verifier := &httpsig.Verifier{Keys: httpsig.KeyMap{"sk_test_1": pub}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		res, err := verifier.Verify(r, body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprintf(w, "hello %s, you sent %s", res.KeyID, body)
+	}))
+	defer srv.Close()
+
+	t, err := client.NewTransport("sk_test_1", keyFile, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c := &http.Client{Transport: t}
+	resp, err := c.Post(srv.URL+"/v1/orders?customer=42", "application/json", strings.NewReader(`{"sku":"A-1"}`))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.Status)
+	fmt.Println(string(body))
+	// Output:
+	// 200 OK
+	// hello sk_test_1, you sent {"sku":"A-1"}
+}
+
+// A Transport made by hand covers the components it is told to, tags its
+// signatures, and checks the signatures of responses.
+func ExampleTransport() {
+	key, err := client.LoadKey("client.key", httpsig.AlgEd25519)
+	if err != nil {
+		log.Fatal(err)
+	}
+	components, err := httpsig.ParseComponents(`@method @authority @path @query content-type content-digest "x-request-id"`)
+	if err != nil {
+		log.Fatal(err)
+	}
+	serverKey, err := os.ReadFile("server.pub")
+	if err != nil {
+		log.Fatal(err)
+	}
+	serverPub, err := httpsig.LoadVerifyingKey("", serverKey)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c := &http.Client{Transport: &client.Transport{
+		Signer: &httpsig.Signer{
+			Key:        key,
+			KeyID:      "sk_live_4f2a",
+			Components: components,
+			Tag:        "orders-app",
+		},
+		ResponseVerifier: &httpsig.Verifier{Keys: httpsig.KeyMap{"server-1": serverPub}},
+	}}
+	resp, err := c.Get("https://api.example.com/v1/orders/7")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+}
+
+// writeKeyPair writes an Ed25519 private key as `signet keygen` does and
+// returns the public key.
+func writeKeyPair(path string) httpsig.VerifyingKey {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		log.Fatal(err)
+	}
+	k, _ := httpsig.NewVerifyingKey(httpsig.AlgEd25519, pub)
+	return k
+}

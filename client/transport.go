@@ -1,0 +1,414 @@
+// Package client signs the HTTP requests a Go program sends, with HTTP
+// Message Signatures as specified in RFC 9421 and the Content-Digest field of
+// RFC 9530, the way a Signet server expects them.
+//
+// [Transport] is an [http.RoundTripper] that signs every request with an
+// [httpsig.Signer] before its Base transport sends it. It corrects its clock
+// from the Date field of a server that refuses a signature as expired or not
+// yet valid, and can check the signatures of responses. [NewTransport] makes
+// one from a key file written by `signet keygen`; [LoadKey] reads such a
+// file.
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/signet-dev/signet/httpsig"
+)
+
+// DefaultMaxBodyBytes is the size limit of a zero Transport for a request
+// body it must hold in memory, and for a response body it verifies.
+const DefaultMaxBodyBytes = 32 << 20
+
+// maxProblemBytes bounds what is read of a refusal to find its reason.
+const maxProblemBytes = 64 << 10
+
+// Transport is an [http.RoundTripper] that signs each request it sends.
+//
+// Each request gets a fresh nonce and a created time from the Signer's
+// clock plus the offset the Transport has learnt (see [Transport.ClockOffset]).
+// A request with a body gets a Content-Digest field first:
+//
+//   - if the request already carries Content-Digest, that field is signed as
+//     it is and the body is sent as a stream, unread;
+//   - else if the request has GetBody (as [http.NewRequest] sets for
+//     *bytes.Buffer, *bytes.Reader and *strings.Reader bodies), the digest
+//     is computed over a copy from GetBody, streamed, and Body is sent;
+//   - else the body is read into memory, at most MaxBodyBytes of it, once.
+//
+// When a server answers 401 with an RFC 9457 problem whose type ends in
+// "not-yet-valid" or "expired", the Transport sets its clock offset from the
+// response's Date field and, if the body can be sent again (no body,
+// GetBody, or a body it read into memory), signs and sends the request once
+// more. It never retries anything else.
+//
+// The caller's request is never modified. A Transport is safe for concurrent
+// use by multiple goroutines; its fields must not change once it is in use,
+// and it must not be copied.
+type Transport struct {
+	// Signer signs the requests. Required. Its Components, Tag, Label,
+	// Digest and other fields apply to every request; nil Components
+	// means Signet's default profile. Its Now, if set, is the local
+	// clock that the Transport corrects.
+	Signer *httpsig.Signer
+
+	// Base is the RoundTripper that sends the signed requests.
+	// If nil, http.DefaultTransport is used.
+	Base http.RoundTripper
+
+	// MaxBodyBytes bounds a request body that must be read into memory
+	// to compute its digest (one without GetBody or Content-Digest); a
+	// larger body is an error. Zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+
+	// ResponseVerifier, if set, checks the signatures of every response
+	// before the Transport acts on it or returns it; the body is read
+	// (at most MaxResponseBytes) and put back for the caller. A response
+	// that fails is closed, and RoundTrip returns an error wrapping the
+	// [*httpsig.VerifyError].
+	ResponseVerifier *httpsig.Verifier
+
+	// MaxResponseBytes bounds a response body read for ResponseVerifier.
+	// Zero means DefaultMaxBodyBytes.
+	MaxResponseBytes int64
+
+	once   sync.Once
+	signer httpsig.Signer // *Signer, with a clock that adds offset
+	now    func() time.Time
+	offset atomic.Int64 // server minus local time, in nanoseconds
+}
+
+var _ http.RoundTripper = (*Transport)(nil)
+
+// ClockOffset returns the difference between the servers' clock and the
+// local one that the Transport has learnt from refusals, and adds to the
+// created time of its signatures. It is zero until a server has refused a
+// signature for its time.
+func (t *Transport) ClockOffset() time.Duration {
+	return time.Duration(t.offset.Load())
+}
+
+func (t *Transport) setup() {
+	t.signer = *t.Signer
+	t.now = time.Now
+	if t.Signer.Now != nil {
+		t.now = t.Signer.Now
+	}
+	t.signer.Now = func() time.Time { return t.now().Add(time.Duration(t.offset.Load())) }
+}
+
+func (t *Transport) base() http.RoundTripper {
+	if t.Base != nil {
+		return t.Base
+	}
+	return http.DefaultTransport
+}
+
+// CloseIdleConnections closes the idle connections of Base, if it has a
+// CloseIdleConnections method, so that [http.Client.CloseIdleConnections]
+// reaches it.
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.base().(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// RoundTrip signs a copy of req and sends it with Base; see [Transport].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	reqBodyClosed := false
+	if req.Body != nil {
+		defer func() {
+			if !reqBodyClosed {
+				req.Body.Close()
+			}
+		}()
+	}
+	if t.Signer == nil || t.Signer.Key == nil {
+		return nil, errors.New("client: Transport.Signer, with its Key, is required")
+	}
+	t.once.Do(t.setup)
+	c, err := t.content(req)
+	if err != nil {
+		return nil, err
+	}
+	r, err := t.sign(req, &c, c.first)
+	if err != nil {
+		return nil, err
+	}
+	// The base RoundTripper closes the body it is given.
+	reqBodyClosed = c.sendsReqBody
+	resp, err := t.base().RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.verifyResponse(r, resp); err != nil {
+		return nil, err
+	}
+	if !t.correctClock(resp) || c.replay == nil {
+		return resp, nil
+	}
+	body, err := c.replay()
+	if err != nil {
+		// The refusal is the best answer there is.
+		return resp, nil
+	}
+	discard(resp.Body)
+	r, err = t.sign(req, &c, body)
+	if err != nil {
+		if body != nil {
+			body.Close()
+		}
+		return nil, err
+	}
+	resp, err = t.base().RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.verifyResponse(r, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// content is what the Transport sends as a request's body.
+type content struct {
+	digest string        // Content-Digest to set; "" leaves the field as it is
+	length int64         // ContentLength of the signed request
+	first  io.ReadCloser // the body of the first attempt
+	// sendsReqBody is set when first is the caller's req.Body.
+	sendsReqBody bool
+	// replay returns the body again, for a retry; nil when it cannot.
+	replay func() (io.ReadCloser, error)
+}
+
+func noBody() (io.ReadCloser, error) { return http.NoBody, nil }
+
+func (t *Transport) content(req *http.Request) (content, error) {
+	switch {
+	case req.Body == nil || req.Body == http.NoBody:
+		return content{length: req.ContentLength, first: req.Body, sendsReqBody: true, replay: noBody}, nil
+	case req.Header.Get("Content-Digest") != "":
+		return content{length: req.ContentLength, first: req.Body, sendsReqBody: true, replay: req.GetBody}, nil
+	case req.GetBody != nil:
+		return t.streamedContent(req)
+	}
+	return t.bufferedContent(req)
+}
+
+// streamedContent digests a copy of the body from GetBody, so that the
+// body is never held in memory.
+func (t *Transport) streamedContent(req *http.Request) (content, error) {
+	d, err := httpsig.NewDigester(t.signer.Digest)
+	if err != nil {
+		return content{}, fmt.Errorf("client: %w", err)
+	}
+	rc, err := req.GetBody()
+	if err != nil {
+		return content{}, fmt.Errorf("client: GetBody: %w", err)
+	}
+	n, err := io.Copy(d, rc)
+	rc.Close()
+	if err != nil {
+		return content{}, fmt.Errorf("client: reading the body from GetBody: %w", err)
+	}
+	switch {
+	case n == 0:
+		return content{first: http.NoBody, replay: noBody}, nil
+	case req.ContentLength > 0 && req.ContentLength != n:
+		return content{}, fmt.Errorf("client: GetBody gave %d bytes, ContentLength says %d", n, req.ContentLength)
+	}
+	return content{digest: d.Value(), length: n, first: req.Body, sendsReqBody: true, replay: req.GetBody}, nil
+}
+
+// bufferedContent reads the body into memory, once.
+func (t *Transport) bufferedContent(req *http.Request) (content, error) {
+	limit := t.MaxBodyBytes
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
+	}
+	data, err := readAll(req.Body, req.ContentLength, limit)
+	if err != nil {
+		return content{}, fmt.Errorf("client: the request body: %w (give the request GetBody, or a Content-Digest, to stream it)", err)
+	}
+	replay := func() (io.ReadCloser, error) { return bodyOf(data), nil }
+	if len(data) == 0 {
+		return content{first: http.NoBody, replay: replay}, nil
+	}
+	digest, err := httpsig.ContentDigest(t.signer.Digest, data)
+	if err != nil {
+		return content{}, fmt.Errorf("client: %w", err)
+	}
+	return content{digest: digest, length: int64(len(data)), first: bodyOf(data), replay: replay}, nil
+}
+
+var errTooLarge = errors.New("larger than the limit")
+
+// readAll reads r, which should hold size bytes (unknown if size <= 0),
+// refusing more than limit.
+func readAll(r io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
+		return nil, fmt.Errorf("its %d bytes are %w of %d", size, errTooLarge, limit)
+	}
+	if size > 0 {
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		var extra [1]byte
+		if n, _ := io.ReadFull(r, extra[:]); n > 0 {
+			return nil, fmt.Errorf("it is longer than its ContentLength, %d", size)
+		}
+		return buf, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(buf)) > limit {
+		return nil, fmt.Errorf("it is %w of %d bytes", errTooLarge, limit)
+	}
+	return buf, nil
+}
+
+func bodyOf(data []byte) io.ReadCloser {
+	if len(data) == 0 {
+		return http.NoBody
+	}
+	return io.NopCloser(bytes.NewReader(data))
+}
+
+// sign returns a signed copy of req that sends body.
+func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser) (*http.Request, error) {
+	host, err := wireHost(req)
+	if err != nil {
+		return nil, err
+	}
+	r := req.Clone(req.Context())
+	r.Host = host
+	r.Body, r.ContentLength, r.GetBody = body, c.length, c.replay
+	if c.digest != "" {
+		r.Header["Content-Digest"] = []string{c.digest}
+	}
+	if err := t.signer.SignRequest(r, nil); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return r, nil
+}
+
+// wireHost returns the Host field net/http will send for r, which is the
+// authority a server checks: r.Host or the URL's host, without an IPv6
+// zone (RFC 6874) or an empty port (RFC 9110 §4.2.3). net/http would send
+// a non-ASCII host in its A-label (punycode) form, which the standard
+// library cannot compute for the signature: such a host is an error.
+func wireHost(r *http.Request) (string, error) {
+	host := r.Host
+	if host == "" && r.URL != nil {
+		host = r.URL.Host
+	}
+	for i := 0; i < len(host); i++ {
+		if host[i] >= utf8.RuneSelf {
+			return "", fmt.Errorf("client: host %q is not ASCII; give its A-label (punycode) form, which is what is sent", host)
+		}
+	}
+	if strings.HasPrefix(host, "[") {
+		if end := strings.LastIndexByte(host, ']'); end > 0 {
+			if zone := strings.LastIndexByte(host[:end], '%'); zone > 0 {
+				host = host[:zone] + host[end:]
+			}
+		}
+	}
+	return strings.TrimSuffix(host, ":"), nil
+}
+
+// verifyResponse checks resp with ResponseVerifier, if set, leaving its
+// body readable; on failure it closes the body.
+func (t *Transport) verifyResponse(r *http.Request, resp *http.Response) error {
+	v := t.ResponseVerifier
+	if v == nil {
+		return nil
+	}
+	limit := t.MaxResponseBytes
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
+	}
+	// The body is read as of unknown length: HEAD and 304 responses
+	// announce a ContentLength they do not carry.
+	body, err := readAll(resp.Body, 0, limit)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("client: reading the response body to verify it: %w", err)
+	}
+	resp.Body = bodyOf(body)
+	if resp.Request == nil {
+		resp.Request = r
+	}
+	if _, err := v.VerifyResponse(r.Context(), resp, body); err != nil {
+		return fmt.Errorf("client: the response to %s %s: %w", r.Method, r.URL.Redacted(), err)
+	}
+	return nil
+}
+
+// correctClock reports whether resp refuses a signature for its time, and
+// if so sets the clock offset from its Date field. resp.Body stays whole.
+func (t *Transport) correctClock(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusUnauthorized {
+		return false
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/problem+json" {
+		return false
+	}
+	date, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return false
+	}
+	head, err := io.ReadAll(io.LimitReader(resp.Body, maxProblemBytes))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
+	if err != nil {
+		return false
+	}
+	var problem struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(head, &problem) != nil || !isTimeProblem(problem.Type) {
+		return false
+	}
+	// Date has whole seconds: the server read its clock somewhere in
+	// [date, date+1s).
+	offset := date.Add(500 * time.Millisecond).Sub(t.now()).Round(time.Second)
+	t.offset.Store(int64(offset))
+	return true
+}
+
+// isTimeProblem reports whether a problem type names one of the reasons a
+// clock correction can cure.
+func isTimeProblem(typ string) bool {
+	for _, r := range []httpsig.Reason{httpsig.ReasonNotYetValid, httpsig.ReasonExpired} {
+		if rest, ok := strings.CutSuffix(typ, string(r)); ok {
+			if rest == "" || strings.ContainsAny(rest[len(rest)-1:], "/#:") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// discard drains a little of a body, so that its connection can be used
+// again, and closes it.
+func discard(body io.ReadCloser) {
+	io.Copy(io.Discard, io.LimitReader(body, 4<<10))
+	body.Close()
+}

@@ -1,0 +1,337 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"mime"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/signet-dev/signet/client"
+	"github.com/signet-dev/signet/httpsig"
+)
+
+// maxProblemBytes bounds what is read of a refusal to find its reason.
+const maxProblemBytes = 1 << 20
+
+type requestOptions struct {
+	method          string
+	headers         listFlag
+	data            optionalString
+	dataFile        string
+	keyID, keyFile  string
+	alg             string
+	components, tag string
+	verbose         bool
+	include         bool
+	url             *url.URL
+}
+
+func newRequestOptions(e *Env, args []string) (*requestOptions, error) {
+	o := &requestOptions{}
+	fs := newFlags(e, "request", "[-X METHOD] [-H 'Name: value']... [-d DATA | --data-file FILE] --key-id ID --key FILE [flags] URL")
+	fs.StringVar(&o.method, "X", "", "request method (default GET, or POST with a body)")
+	fs.Var(&o.headers, "H", "header field 'Name: value' to send; repeat for more")
+	fs.Var(&o.data, "d", "body to send, as is; @FILE reads it from FILE, @- from stdin (sets Content-Type: application/x-www-form-urlencoded unless -H sets one, as curl does)")
+	fs.StringVar(&o.dataFile, "data-file", "", "send the content of FILE as the body")
+	fs.StringVar(&o.keyID, "key-id", "", "keyid of the signing key (required)")
+	fs.StringVar(&o.keyFile, "key", "", "key file: base64 HMAC secret, PEM or JWK private key (required)")
+	fs.StringVar(&o.alg, "alg", "", "algorithm of the key (inferred from the key file when it can be)")
+	fs.StringVar(&o.components, "components", "", `components to cover, e.g. "@method @path content-digest" (default: the Signet profile)`)
+	fs.StringVar(&o.tag, "tag", "", "tag parameter")
+	fs.BoolVar(&o.verbose, "v", false, "print the signature base and the header fields sent and received on stderr")
+	fs.BoolVar(&o.include, "i", false, "print the response status line and header fields before its body")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(rest) == 0:
+		return nil, errors.New("a URL is required")
+	case len(rest) > 1:
+		return nil, fmt.Errorf("unexpected argument %q (one URL only)", rest[1])
+	case o.keyID == "":
+		return nil, errors.New("--key-id is required")
+	case o.keyFile == "":
+		return nil, errors.New("--key is required")
+	case o.data.set && o.dataFile != "":
+		return nil, errors.New("-d and --data-file cannot be used together")
+	}
+	if o.url, err = url.Parse(rest[0]); err != nil {
+		return nil, fmt.Errorf("URL: %v", err)
+	}
+	if (o.url.Scheme != "http" && o.url.Scheme != "https") || o.url.Host == "" {
+		return nil, fmt.Errorf("URL %q must be absolute, http:// or https://", rest[0])
+	}
+	for _, h := range o.headers {
+		name, _, ok := strings.Cut(h, ":")
+		if !ok || !isFieldName(name) {
+			return nil, fmt.Errorf("-H %q is not 'Name: value'", h)
+		}
+	}
+	return o, nil
+}
+
+// isFieldName reports whether s is a token (RFC 9110 §5.1).
+func isFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func runRequest(e *Env, args []string) int {
+	o, err := newRequestOptions(e, args)
+	if err != nil {
+		if err == errUsage || isHelp(err) {
+			return flagExit(err)
+		}
+		return usageError(e, "request", "%v", err)
+	}
+	alg, err := optionalAlg(o.alg)
+	if err != nil {
+		return usageError(e, "request", "%v", err)
+	}
+	key, err := client.LoadKey(o.keyFile, alg)
+	if err != nil {
+		return usageError(e, "request", "%s", plainMsg(err))
+	}
+	signer := &httpsig.Signer{Key: key, KeyID: o.keyID, Tag: o.tag, Now: e.Now}
+	if o.components != "" {
+		if signer.Components, err = httpsig.ParseComponents(o.components); err != nil {
+			return usageError(e, "request", "--components: %v", msgOf(err))
+		}
+	}
+	req, err := o.newRequest(e)
+	if err != nil {
+		return usageError(e, "request", "%v", err)
+	}
+	var base http.RoundTripper = http.DefaultTransport
+	if o.verbose {
+		base = &verboseTransport{w: e.Stderr, base: base, label: httpsig.DefaultLabel}
+	}
+	t := &client.Transport{Signer: signer, Base: base}
+	hc := &http.Client{
+		Transport: t,
+		// As curl without -L: a redirection is an answer to show.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		fmt.Fprintf(e.Stderr, "signet request: %s\n", plainMsg(err))
+		return exitRefused
+	}
+	defer resp.Body.Close()
+	if o.verbose && t.ClockOffset() != 0 {
+		fmt.Fprintf(e.Stderr, "* clock offset learnt from the server's Date: %v\n", t.ClockOffset())
+	}
+	if o.include {
+		writeHead(e.Stdout, "", resp.Proto+" "+resp.Status, resp.Header)
+	}
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 400
+	if ok {
+		if _, err := io.Copy(e.Stdout, resp.Body); err != nil {
+			return fail(e, "request", fmt.Errorf("reading the response: %w", err))
+		}
+		return exitOK
+	}
+	body, err := io.ReadAll(resp.Body)
+	e.Stdout.Write(body)
+	if err != nil {
+		return fail(e, "request", fmt.Errorf("reading the response: %w", err))
+	}
+	reportRefusal(e, o.verbose, resp, body)
+	return exitRefused
+}
+
+// newRequest builds the request to send.
+func (o *requestOptions) newRequest(e *Env) (*http.Request, error) {
+	var body io.Reader
+	var size int64
+	var getBody func() (io.ReadCloser, error)
+	switch {
+	case o.data.set && o.data.v == "@-":
+		body = e.Stdin
+	case o.data.set && strings.HasPrefix(o.data.v, "@"):
+		f, n, reopen, err := openData(o.data.v[1:])
+		if err != nil {
+			return nil, err
+		}
+		body, size, getBody = f, n, reopen
+	case o.data.set:
+		body = strings.NewReader(o.data.v)
+	case o.dataFile != "":
+		f, n, reopen, err := openData(o.dataFile)
+		if err != nil {
+			return nil, err
+		}
+		body, size, getBody = f, n, reopen
+	}
+	method := o.method
+	if method == "" {
+		method = http.MethodGet
+		if body != nil {
+			method = http.MethodPost
+		}
+	}
+	req, err := http.NewRequestWithContext(e.Context, method, o.url.String(), body)
+	if err != nil {
+		if c, ok := body.(io.Closer); ok {
+			c.Close()
+		}
+		return nil, err
+	}
+	if getBody != nil {
+		req.ContentLength, req.GetBody = size, getBody
+	}
+	for _, h := range o.headers {
+		name, value, _ := strings.Cut(h, ":")
+		value = strings.TrimSpace(value)
+		if http.CanonicalHeaderKey(name) == "Host" {
+			req.Host = value
+			continue
+		}
+		req.Header.Add(name, value)
+	}
+	if o.data.set && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	return req, nil
+}
+
+// openData opens a file to send. A regular file is sent as a stream, its
+// digest computed over a second reading; anything else (a pipe) is read
+// into memory by the client.
+func openData(path string) (io.Reader, int64, func() (io.ReadCloser, error), error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return f, 0, nil, nil
+	}
+	if fi.Size() == 0 {
+		f.Close()
+		return http.NoBody, 0, nil, nil
+	}
+	reopen := func() (io.ReadCloser, error) { return os.Open(path) }
+	return f, fi.Size(), reopen, nil
+}
+
+// reportRefusal prints why a response is not a success: the reason code
+// first, as signet verify does, when it is a Signet refusal.
+func reportRefusal(e *Env, verbose bool, resp *http.Response, body []byte) {
+	var problem struct {
+		Type          string `json:"type"`
+		Title         string `json:"title"`
+		Detail        string `json:"detail"`
+		SignatureBase string `json:"signature_base"`
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt != "application/problem+json" || len(body) > maxProblemBytes || json.Unmarshal(body, &problem) != nil || problem.Type == "" {
+		fmt.Fprintf(e.Stderr, "signet request: %s\n", resp.Status)
+		return
+	}
+	reason := problem.Type[strings.LastIndexAny(problem.Type, "/#:")+1:]
+	detail := problem.Detail
+	if detail == "" {
+		detail = problem.Title
+	}
+	if verbose && problem.SignatureBase != "" {
+		fmt.Fprintf(e.Stderr, "* the server's signature base:\n%s\n", problem.SignatureBase)
+	}
+	fmt.Fprintf(e.Stderr, "%s: %s (%s)\n", reason, oneLine(detail), resp.Status)
+}
+
+// plainMsg returns an error's message on one line, without the package
+// prefixes that mean nothing to someone at a terminal.
+func plainMsg(err error) string {
+	s := err.Error()
+	for _, p := range []string{"client: ", "httpsig: "} {
+		s = strings.ReplaceAll(s, p, "")
+	}
+	return oneLine(s)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// verboseTransport prints the requests it sends, with their signature
+// base, and the heads of the responses, as curl -v does.
+type verboseTransport struct {
+	w     io.Writer
+	base  http.RoundTripper
+	label string
+}
+
+func (v *verboseTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	var b bytes.Buffer
+	if base, err := signatureBase(r, v.label); err == nil {
+		fmt.Fprintf(&b, "* signature base of %s:\n%s\n", v.label, base)
+	}
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	h := r.Header
+	if r.ContentLength > 0 {
+		h = h.Clone()
+		h.Set("Content-Length", fmt.Sprint(r.ContentLength))
+	}
+	writeHead(&b, "> ", r.Method+" "+r.URL.RequestURI()+" HTTP/1.1\n> Host: "+host, h)
+	v.w.Write(b.Bytes())
+	resp, err := v.base.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	b.Reset()
+	writeHead(&b, "< ", resp.Proto+" "+resp.Status, resp.Header)
+	v.w.Write(b.Bytes())
+	return resp, nil
+}
+
+// signatureBase rebuilds the signature base of the signature labelled
+// label on r, as the signer built it.
+func signatureBase(r *http.Request, label string) (string, error) {
+	sigs, err := httpsig.ParseSignatures(r.Header)
+	if err != nil {
+		return "", err
+	}
+	i := slices.IndexFunc(sigs, func(s httpsig.Signature) bool { return s.Label == label })
+	if i < 0 {
+		return "", fmt.Errorf("no signature labelled %s", label)
+	}
+	base, err := httpsig.SignatureBase(&httpsig.Message{Request: r}, &sigs[i].Params)
+	return string(base), err
+}
+
+// writeHead writes a start line and header fields, sorted by name, each
+// line prefixed, then a line with the prefix alone.
+func writeHead(w io.Writer, prefix, start string, h http.Header) {
+	fmt.Fprintf(w, "%s%s\n", prefix, start)
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		for _, v := range h[k] {
+			fmt.Fprintf(w, "%s%s: %s\n", prefix, k, v)
+		}
+	}
+	fmt.Fprintln(w, strings.TrimRight(prefix, " "))
+}

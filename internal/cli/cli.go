@@ -44,7 +44,10 @@ var commands = []command{
 	{"sign", "sign a raw HTTP request read on stdin", runSign},
 	{"verify", "verify a signed raw HTTP request read on stdin", runVerify},
 	{"keygen", "make a key pair for a client (private key stays with the client)", runKeygen},
+	{"keys", "issue, list, rotate and revoke keys in the key store", runKeys},
 	{"request", "sign and send a request, like curl", runRequest},
+	{"serve", "run the authenticating reverse proxy in front of an API", runServe},
+	{"demo", "show the gateway at work on loopback, then exit", runDemo},
 }
 
 // Main runs the signet command line and returns its exit code.

@@ -22,7 +22,11 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
 		RequireExplicitExec: true,
-		Setup:               setupRequestServer,
+		Setup: func(env *testscript.Env) error {
+			// A race-detector build sleeps 1 s on every exit; not here.
+			env.Setenv("GORACE", "atexit_sleep_ms=0")
+			return setupRequestServer(env)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			// crlf FILE rewrites FILE with CRLF line endings, as on the wire.
 			"crlf": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -23,7 +24,7 @@ const masterKeyEnv = "SIGNET_MASTER_KEY"
 // dbHelp documents --db for every command that takes it.
 const dbHelp = "key store: an SQLite file (a path, sqlite://PATH or file:PATH) or a postgres:// URL (default: $SIGNET_DB, else $XDG_DATA_HOME/signet/signet.db or ~/.local/share/signet/signet.db)"
 
-const masterKeyFileHelp = "file holding the master key that seals HMAC secrets, base64 (default: $SIGNET_MASTER_KEY; for an SQLite file, DB.master.key beside it, made on first use)"
+const masterKeyFileHelp = "file holding the master key that seals HMAC secrets, base64 (default: $SIGNET_MASTER_KEY; for an SQLite file, the .master.key file beside it, e.g. signet.master.key, made on first use)"
 
 // keyStore is an open key service and where its master key came from.
 type keyStore struct {
@@ -54,6 +55,13 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 	if err != nil {
 		return nil, err
 	}
+	master, err := givenMasterKey(e, masterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if master == nil && kind == "postgres" {
+		return nil, fmt.Errorf("a master key is required: set %s or give --master-key-file (it seals the HMAC secrets, and is never stored in the database)", masterKeyEnv)
+	}
 	var st keys.Store
 	switch kind {
 	case "postgres":
@@ -62,12 +70,14 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 		st, err = sqlite.Open(ctx, target, sqlite.Options{})
 	}
 	if err != nil {
-		return nil, err
+		return nil, singleLineError{err}
 	}
-	master, autoFile, err := masterKey(ctx, e, masterKeyFile, kind, target, st)
-	if err != nil {
-		st.Close()
-		return nil, err
+	autoFile := ""
+	if master == nil {
+		if master, autoFile, err = besideMasterKey(ctx, e, target, st); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	svc, err := keys.New(ctx, st, keys.Options{
 		MasterKey: master,
@@ -75,10 +85,19 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 	})
 	if err != nil {
 		st.Close()
-		return nil, err
+		return nil, singleLineError{err}
 	}
 	return &keyStore{Service: svc, autoMasterFile: autoFile}, nil
 }
+
+// singleLineError shows an error on one line: drivers' errors may take several.
+type singleLineError struct{ err error }
+
+func (o singleLineError) Error() string {
+	return strings.Join(strings.FieldsFunc(o.err.Error(), func(r rune) bool { return r == '\n' || r == '\t' }), "; ")
+}
+
+func (o singleLineError) Unwrap() error { return o.err }
 
 // parseDB tells a PostgreSQL URL from an SQLite file, and returns the URL
 // or the file's path. The default file's directory is made if need be.
@@ -114,38 +133,45 @@ func parseDB(e *Env, dbURL string) (kind, target string, err error) {
 	return "sqlite", path, nil
 }
 
-// masterKey finds the master key: from the file given, from the
-// environment, or for SQLite from the file beside the database, which is
-// made, with a new key, if the database has no secrets sealed yet.
-func masterKey(ctx context.Context, e *Env, file, kind, dbPath string, st keys.Store) (key []byte, autoFile string, err error) {
-	switch {
-	case file != "":
-		key, err := readMasterKeyFile(e, file)
-		return key, "", err
-	case e.Getenv(masterKeyEnv) != "":
-		key, err := keys.ParseMasterKey([]byte(e.Getenv(masterKeyEnv)))
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %s", masterKeyEnv, strings.TrimPrefix(err.Error(), "keys: "))
-		}
-		return key, "", nil
-	case kind == "postgres":
-		return nil, "", fmt.Errorf("a master key is required: set %s or give --master-key-file (it seals the HMAC secrets, and is never stored in the database)", masterKeyEnv)
+// givenMasterKey returns the master key in the file given, or else in the
+// environment, or nil if there is neither.
+func givenMasterKey(e *Env, file string) ([]byte, error) {
+	if file != "" {
+		return readMasterKeyFile(e, file)
 	}
+	text := e.Getenv(masterKeyEnv)
+	if text == "" {
+		return nil, nil
+	}
+	key, err := keys.ParseMasterKey([]byte(text))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s", masterKeyEnv, strings.TrimPrefix(err.Error(), "keys: "))
+	}
+	return key, nil
+}
+
+// besideMasterKey returns the master key in the file beside an SQLite
+// database, making the file with a new key if the database has no secrets
+// sealed yet, and the file's path.
+func besideMasterKey(ctx context.Context, e *Env, dbPath string, st keys.Store) ([]byte, string, error) {
 	path := masterKeyPathFor(dbPath)
-	if _, err := os.Stat(path); err == nil {
-		key, err := readMasterKeyFile(e, path)
-		return key, path, err
-	}
+	// The check value first: a process that made the file made it before
+	// storing one, so if there is a check value and no file, the file is
+	// gone, not about to appear.
 	check, err := st.MasterCheck(ctx, nil)
 	if err != nil {
 		return nil, "", err
 	}
+	if _, err := os.Stat(path); err == nil {
+		key, err := readMasterKeyFile(e, path)
+		return key, path, err
+	}
 	if check != nil {
 		return nil, "", fmt.Errorf("the secrets in %s are sealed with a master key, and none was given: set %s or give --master-key-file (the default, %s, does not exist)", dbPath, masterKeyEnv, path)
 	}
-	key = keys.NewMasterKey()
-	err = writeNew(path, keys.FormatMasterKey(key), 0o600, false)
-	if errors.Is(err, fs.ErrExist) || err != nil && strings.Contains(err.Error(), "exists") {
+	key := keys.NewMasterKey()
+	err = publishSecretFile(path, keys.FormatMasterKey(key))
+	if errors.Is(err, fs.ErrExist) {
 		// Another process made it first.
 		key, err = readMasterKeyFile(e, path)
 		return key, path, err
@@ -161,6 +187,70 @@ func masterKey(ctx context.Context, e *Env, file, kind, dbPath string, st keys.S
 // lives when none is given: signet.db → signet.master.key.
 func masterKeyPathFor(dbPath string) string {
 	return strings.TrimSuffix(dbPath, filepath.Ext(dbPath)) + ".master.key"
+}
+
+// writeSecretFile writes a file that must not exist yet, readable by its
+// owner alone from the start, and makes it durable. An existing file is
+// an error wrapping fs.ErrExist, and is left alone.
+func writeSecretFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// publishSecretFile writes a file that must not exist yet, mode 0600, so
+// that it appears whole or not at all: written aside, then linked into
+// place, which fails with an error wrapping fs.ErrExist if another process
+// got there first.
+func publishSecretFile(path string, data []byte) error {
+	tmp := path + ".tmp-" + rand.Text()[:8]
+	if err := writeSecretFile(tmp, data); err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// replaceSecretFile replaces a file's contents atomically, by renaming a
+// new file, mode 0600, over it.
+func replaceSecretFile(path string, data []byte) error {
+	tmp := path + ".new"
+	os.Remove(tmp)
+	if err := writeSecretFile(tmp, data); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func readMasterKeyFile(e *Env, path string) ([]byte, error) {

@@ -20,14 +20,15 @@ type verifyOptions struct {
 	tag                 string
 	explain             bool
 	scheme              string
+	db, masterKeyFile   string
 }
 
 func newVerifyOptions(e *Env, args []string) (*verifyOptions, error) {
 	o := &verifyOptions{}
-	fs := newFlags(e, "verify", "--key FILE [--key-id ID] [--alg ALG] [flags] < signed.http")
+	fs := newFlags(e, "verify", "(--key FILE [--alg ALG] | --db URL) [--key-id ID] [flags] < signed.http")
 	fs.StringVar(&o.keyID, "key-id", "", "keyid the signature must name (default: any)")
 	fs.StringVar(&o.alg, "alg", "", "algorithm of the key (inferred from the key file when it can be)")
-	fs.StringVar(&o.keyFile, "key", "", "key file: base64 HMAC secret, PEM or JWK public (or private) key (required)")
+	fs.StringVar(&o.keyFile, "key", "", "key file: base64 HMAC secret, PEM or JWK public (or private) key (required unless --db)")
 	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old the created time may be; 0 for no limit")
 	fs.Int64Var(&o.now, "now", 0, "check as of this Unix time (default: now)")
 	fs.Var(&o.require, "require", `components the signature must cover (default: the Signet profile; --require="" for none)`)
@@ -36,6 +37,8 @@ func newVerifyOptions(e *Env, args []string) (*verifyOptions, error) {
 	fs.StringVar(&o.tag, "tag", "", "check only signatures with this tag")
 	fs.BoolVar(&o.explain, "explain", false, "print the signature base that was built")
 	fs.StringVar(&o.scheme, "scheme", "https", "scheme of an origin-form request: https or http")
+	fs.StringVar(&o.db, "db", "", "instead of --key, look the keyid up in this key store (see signet keys), refusing revoked and expired keys")
+	fs.StringVar(&o.masterKeyFile, "master-key-file", "", "with --db: "+masterKeyFileHelp)
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -43,8 +46,10 @@ func newVerifyOptions(e *Env, args []string) (*verifyOptions, error) {
 	switch {
 	case len(rest) > 0:
 		return nil, fmt.Errorf("unexpected argument %q (the request is read on stdin)", rest[0])
-	case o.keyFile == "":
-		return nil, fmt.Errorf("--key is required")
+	case o.db != "" && (o.keyFile != "" || o.alg != ""):
+		return nil, fmt.Errorf("--db and --key/--alg contradict each other: with --db the key store holds the key and its algorithm")
+	case o.keyFile == "" && o.db == "":
+		return nil, fmt.Errorf("--key is required (or --db to look the key up in the key store)")
 	case o.scheme != "https" && o.scheme != "http":
 		return nil, fmt.Errorf("--scheme must be https or http")
 	case o.maxAge < 0:
@@ -105,9 +110,20 @@ func runVerify(e *Env, args []string) int {
 	if err != nil {
 		return usageError(e, "verify", "%v", err)
 	}
-	key, err := loadVerifyingKey(o.alg, o.keyFile)
-	if err != nil {
-		return usageError(e, "verify", "%v", err)
+	var resolver httpsig.KeyResolver
+	if o.db != "" {
+		r, closeStore, err := storeResolver(e, o.db, o.masterKeyFile, o.keyID)
+		if err != nil {
+			return fail(e, "verify", err)
+		}
+		defer closeStore()
+		resolver = r
+	} else {
+		key, err := loadVerifyingKey(o.alg, o.keyFile)
+		if err != nil {
+			return usageError(e, "verify", "%v", err)
+		}
+		resolver = oneKey{o.keyID, key}
 	}
 	msg, err := readMessage(e, o.scheme)
 	if err != nil {
@@ -119,7 +135,7 @@ func runVerify(e *Env, args []string) int {
 	}
 	v := &httpsig.Verifier{
 		Policy: policy,
-		Keys:   oneKey{o.keyID, key},
+		Keys:   resolver,
 		Debug:  o.explain,
 		Now:    func() time.Time { return now },
 	}

@@ -2,60 +2,81 @@ package interop
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	signetkeys "github.com/signet-dev/signet/keys"
+	"github.com/signet-dev/signet/keys/sqlite"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
 // startServer starts the Go side of the check on 127.0.0.1 and returns
-// its URL: a server that verifies each request with an httpsig.Verifier
-// (Signet's default policy, the keys, a nonce store, the clock stopped at
-// now), refuses with a problem+json whose type ends in the reason code, as
-// a Signet server does, and answers a verified request with what it
-// received (see echo). This is the one function to change to run the check
-// against `signet serve`: start it in front of an echo upstream, with the
-// keys in its store.
+// its URL: the Signet gateway (default policy, in-memory nonces, the clock
+// stopped at now) on a SQLite key store, in front of an upstream that
+// answers with the request it received (see echo). The keys are made in
+// the store, as an operator would: the HMAC secret comes from the store
+// and the Ed25519 public key is registered; keys is updated with the ids
+// and secret the store gave.
 func startServer(t *testing.T, keys []*testKey) string {
 	t.Helper()
+	ctx := context.Background()
 	clock := func() time.Time { return time.Unix(now, 0) }
-	km := httpsig.KeyMap{}
-	for _, k := range keys {
-		km[k.id] = k.verify
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	v := &httpsig.Verifier{Keys: km, Nonces: memory.New(memory.Options{Now: clock}), Now: clock}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(r.Body)
+	ks, err := signetkeys.New(ctx, store, signetkeys.Options{MasterKey: signetkeys.NewMasterKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ks.Close() })
+	for _, k := range keys {
+		req := signetkeys.CreateRequest{Owner: "interop", Alg: k.alg, Actor: "interop test"}
+		if k.alg != httpsig.AlgHMACSHA256 {
+			req.PublicKey = []byte(k.public)
+		}
+		c, err := ks.Create(ctx, req)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+			t.Fatal(err)
 		}
-		if _, err := v.Verify(r, body); err != nil {
-			var ve *httpsig.VerifyError
-			if !errors.As(err, &ve) {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
+		k.id = c.Key.ID
+		if c.Secret != nil {
+			hk, err := httpsig.NewHMACKey(c.Secret)
+			if err != nil {
+				t.Fatal(err)
 			}
-			p, _ := json.Marshal(problem{Type: "https://signet.dev/problems/" + string(ve.Reason), Status: ve.Reason.Status(), Detail: ve.Detail})
-			w.Header().Set("Content-Type", "application/problem+json")
-			w.WriteHeader(ve.Reason.Status())
-			w.Write(p)
-			return
+			k.signer, k.verify = hk, hk
+			k.private = base64.StdEncoding.EncodeToString(c.Secret)
+			k.public = k.private
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		echo(w, r)
-	}))
+	}
+	up := httptest.NewServer(http.HandlerFunc(echo))
+	t.Cleanup(up.Close)
+	upURL, _ := url.Parse(up.URL)
+	g, err := gateway.New(gateway.Config{
+		Upstream: upURL, Keys: ks, Nonces: memory.New(memory.Options{Now: clock}), Now: clock,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,53 +16,21 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/testenv"
 	"github.com/signet-dev/signet/replay/replaytest"
 )
 
-// The tests use the Redis server at SIGNET_REDIS_URL, or at
-// redis://127.0.0.1:6379. Without one they skip, unless CI=true, when they
-// fail. Each test writes under a prefix of its own and deletes its keys.
-func redisURL() string {
-	if u := os.Getenv("SIGNET_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379"
-}
-
-var (
-	probeOnce sync.Once
-	probeErr  error
-)
-
-// requireRedis returns the test server's URL, or ends the test if there is
-// no server.
-func requireRedis(tb testing.TB) string {
-	tb.Helper()
-	u := redisURL()
-	probeOnce.Do(func() {
-		var s *Store
-		if s, probeErr = New(u, Options{Timeout: 5 * time.Second, DialTimeout: 5 * time.Second}); probeErr == nil {
-			probeErr = s.Ping(context.Background())
-			s.Close()
-		}
-	})
-	if probeErr != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("no Redis at %s: %v (CI=true requires one)", u, probeErr)
-		}
-		tb.Skipf("no Redis at %s: %v; start one or set SIGNET_REDIS_URL (with CI=true these tests fail instead)", u, probeErr)
-	}
-	return u
-}
+// The tests use the Redis server testenv names; without one they skip,
+// unless CI=true, when they fail. Each test writes under a prefix of its
+// own, whose keys are deleted at the end.
+func requireRedis(tb testing.TB) string { return testenv.RequireRedis(tb) }
 
 // newTestStore returns a store on the server at u (maybe through a proxy)
-// that writes under a fresh prefix, and deletes what it wrote at the end of
-// the test.
+// that writes under a fresh prefix, unless opts names one.
 func newTestStore(tb testing.TB, u string, opts Options) *Store {
 	tb.Helper()
-	requireRedis(tb)
 	if opts.KeyPrefix == "" {
-		opts.KeyPrefix = testPrefix()
+		opts.KeyPrefix = testenv.RedisPrefix(tb)
 	}
 	if opts.Timeout == 0 {
 		// Longer than the default, so that a busy machine does not fail
@@ -75,19 +41,12 @@ func newTestStore(tb testing.TB, u string, opts Options) *Store {
 	if err != nil {
 		tb.Fatalf("New(%q) = %v", u, err)
 	}
-	tb.Cleanup(func() {
-		s.Close()
-		deleteKeys(tb, opts.KeyPrefix)
-	})
+	tb.Cleanup(func() { s.Close() })
 	return s
 }
 
-func testPrefix() string {
-	return "signet-test:" + rand.Text()[:12] + ":"
-}
-
-// admin returns a client straight to the test server, for checking and
-// cleaning up what stores wrote.
+// admin returns a client straight to the test server, for checking what
+// stores wrote.
 func admin(tb testing.TB) rueidis.Client {
 	tb.Helper()
 	co, err := rueidis.ParseURL(requireRedis(tb))
@@ -100,29 +59,6 @@ func admin(tb testing.TB) rueidis.Client {
 		tb.Fatalf("admin client: %v", err)
 	}
 	return c
-}
-
-func deleteKeys(tb testing.TB, prefix string) {
-	c := admin(tb)
-	defer c.Close()
-	ctx := context.Background()
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			tb.Errorf("clean-up: scan %s*: %v", prefix, err)
-			return
-		}
-		if len(e.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
-				tb.Errorf("clean-up: unlink: %v", err)
-				return
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return
-		}
-	}
 }
 
 func TestConformance(t *testing.T) {
@@ -262,16 +198,16 @@ func eventually(t *testing.T, what string, f func() error) {
 
 func TestOutage(t *testing.T) {
 	u := requireRedis(t)
-	p := startProxy(t, redisTarget(t, u))
+	p := testenv.StartProxy(t, redisTarget(t, u))
 	const timeout = 200 * time.Millisecond
-	s := newTestStore(t, proxiedURL(t, u, p.addr), Options{Timeout: timeout})
+	s := newTestStore(t, proxiedURL(t, u, p.Addr()), Options{Timeout: timeout})
 	ctx := t.Context()
 	until := time.Now().Add(time.Minute)
 	if err := s.Remember(ctx, "sk_1", "before", until); err != nil {
 		t.Fatalf("Remember before the outage = %v", err)
 	}
 
-	p.cut()
+	p.Cut()
 	for i := range 5 {
 		began := time.Now()
 		err := s.Remember(ctx, "sk_1", "during-"+strconv.Itoa(i), until)
@@ -284,7 +220,7 @@ func TestOutage(t *testing.T) {
 	failsClosed(t, "Remember of a known pair during the outage", s.Remember(ctx, "sk_1", "before", until))
 	failsClosed(t, "Ping during the outage", s.Ping(ctx))
 
-	p.restore()
+	p.Restore()
 	began := time.Now()
 	eventually(t, "Ping after the outage", func() error { return s.Ping(ctx) })
 	t.Logf("store back %v after Redis", time.Since(began))
@@ -300,15 +236,15 @@ func TestOutage(t *testing.T) {
 // must give up at the timeout, or at the caller's deadline if sooner.
 func TestHang(t *testing.T) {
 	u := requireRedis(t)
-	p := startProxy(t, redisTarget(t, u))
+	p := testenv.StartProxy(t, redisTarget(t, u))
 	const timeout = 200 * time.Millisecond
-	s := newTestStore(t, proxiedURL(t, u, p.addr), Options{Timeout: timeout})
+	s := newTestStore(t, proxiedURL(t, u, p.Addr()), Options{Timeout: timeout})
 	until := time.Now().Add(time.Minute)
 	if err := s.Remember(t.Context(), "sk_1", "before", until); err != nil {
 		t.Fatalf("Remember before the hang = %v", err)
 	}
 
-	p.hold()
+	p.Hold()
 	tests := []struct {
 		name  string
 		limit time.Duration // the caller's
@@ -334,7 +270,7 @@ func TestHang(t *testing.T) {
 		})
 	}
 
-	p.release()
+	p.Release()
 	eventually(t, "Remember after the hang", func() error {
 		return s.Remember(t.Context(), "sk_1", "after-"+rand.Text(), until)
 	})

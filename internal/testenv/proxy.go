@@ -1,16 +1,17 @@
-package redis
+package testenv
 
 import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 )
 
-// A proxy forwards TCP connections from a loopback port to a target, and
-// can cut them or hold their traffic, so that tests can take Redis away from
-// a store without touching the shared server.
-type proxy struct {
-	t      *testing.T
+// A Proxy forwards TCP connections from a loopback port to a target, and
+// can cut them or hold their traffic, so that a test can take a service
+// away from the code under test, as an outage would, and give it back.
+type Proxy struct {
+	t      testing.TB
 	target string
 	addr   string
 	wg     sync.WaitGroup
@@ -21,30 +22,29 @@ type proxy struct {
 	gate  chan struct{} // closed while traffic flows
 }
 
-func startProxy(t *testing.T, target string) *proxy {
+// StartProxy starts a proxy to target ("host:port"), stopped at the end of
+// the test.
+func StartProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("proxy: %v", err)
 	}
-	p := &proxy{
-		t:      t,
-		target: target,
-		addr:   ln.Addr().String(),
-		conns:  make(map[net.Conn]struct{}),
-		gate:   make(chan struct{}),
-	}
+	p := &Proxy{t: t, target: target, addr: ln.Addr().String(), conns: make(map[net.Conn]struct{}), gate: make(chan struct{})}
 	close(p.gate)
 	p.serve(ln)
 	t.Cleanup(func() {
-		p.release()
-		p.cut()
+		p.Release()
+		p.Cut()
 		p.wg.Wait()
 	})
 	return p
 }
 
-func (p *proxy) serve(ln net.Listener) {
+// Addr is the proxy's "host:port".
+func (p *Proxy) Addr() string { return p.addr }
+
+func (p *Proxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
 	p.mu.Unlock()
@@ -68,9 +68,9 @@ func (p *proxy) serve(ln net.Listener) {
 	})
 }
 
-// track records conns for cut, or closes them if the proxy was cut since
+// track records conns for Cut, or closes them if the proxy was cut since
 // they were accepted.
-func (p *proxy) track(conns ...net.Conn) bool {
+func (p *Proxy) track(conns ...net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range conns {
@@ -83,7 +83,7 @@ func (p *proxy) track(conns ...net.Conn) bool {
 	return p.ln != nil
 }
 
-func (p *proxy) forward(dst, src net.Conn) {
+func (p *Proxy) forward(dst, src net.Conn) {
 	defer dst.Close()
 	defer src.Close()
 	buf := make([]byte, 32<<10)
@@ -104,9 +104,9 @@ func (p *proxy) forward(dst, src net.Conn) {
 	}
 }
 
-// cut closes the listener and every connection, as a server that went down
-// would.
-func (p *proxy) cut() {
+// Cut closes the listener and every connection, as a server that went
+// down would.
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
@@ -119,19 +119,26 @@ func (p *proxy) cut() {
 	clear(p.conns)
 }
 
-// restore listens again on the same port.
-func (p *proxy) restore() {
+// Restore listens again on the same port.
+func (p *Proxy) Restore() {
 	p.t.Helper()
-	ln, err := net.Listen("tcp", p.addr)
+	var ln net.Listener
+	var err error
+	for range 50 {
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		p.t.Fatalf("proxy: listen again on %s: %v", p.addr, err)
 	}
 	p.serve(ln)
 }
 
-// hold stops traffic, as a server that hangs would, keeping the connections
-// open; release lets it flow again.
-func (p *proxy) hold() {
+// Hold stops traffic, as a server that hangs would, keeping the
+// connections open; Release lets it flow again.
+func (p *Proxy) Hold() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	select {
@@ -141,7 +148,8 @@ func (p *proxy) hold() {
 	}
 }
 
-func (p *proxy) release() {
+// Release lets held traffic flow again.
+func (p *Proxy) Release() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	select {

@@ -1,0 +1,296 @@
+// Package gateway is Signet's authenticating reverse proxy: it verifies
+// the RFC 9421 signature of every request with [middleware.Verify] and
+// forwards the accepted ones, with the caller's identity, to an upstream
+// HTTP service.
+//
+// [New] builds a [Gateway] from a [Config]. [Gateway.Handler] serves client
+// traffic; [Gateway.AdminHandler] serves /healthz, /metrics and the key
+// administration API under /v1/, itself protected by signatures from keys
+// with the admin scope.
+//
+// The upstream receives each request as the client sent it, except that
+// X-Signet-* fields from the client are removed, X-Signet-Key-Id,
+// X-Signet-Owner and X-Signet-Scopes carry the verified identity,
+// X-Forwarded-For, -Host and -Proto say where it came from, X-Request-Id
+// identifies it, and the Signature and Signature-Input fields are removed
+// if Config.StripSignature is set.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/middleware"
+)
+
+// Identity fields the upstream receives.
+const (
+	HeaderKeyID     = "X-Signet-Key-Id"
+	HeaderOwner     = "X-Signet-Owner"
+	HeaderScopes    = "X-Signet-Scopes"
+	HeaderRequestID = "X-Request-Id"
+	headerPrefix    = "X-Signet-"
+)
+
+// Pinger is implemented by the stores that can say whether they are up.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Config configures a Gateway. Zero values are documented defaults.
+type Config struct {
+	// Upstream is the service requests are forwarded to. Required.
+	Upstream *url.URL
+	// Keys resolves keyids for verification. Required.
+	Keys httpsig.KeyResolver
+	// Admin serves the key administration API; nil leaves /v1/ out.
+	Admin KeyAdmin
+	// Nonces remembers nonces. Required.
+	Nonces httpsig.NonceStore
+	// Policy is the verification policy; zero is Signet's default.
+	Policy httpsig.Policy
+	// MaxBodyBytes bounds request bodies; zero means
+	// middleware.DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// StripSignature removes Signature and Signature-Input before
+	// forwarding.
+	StripSignature bool
+	// Scheme is the scheme clients use, when a TLS-terminating proxy
+	// stands in front of the gateway; empty means from the connection.
+	Scheme string
+	// Debug shows clients the signature base on refusals. Never in
+	// production.
+	Debug bool
+	// Transport reaches the upstream; nil means one tuned for a busy
+	// single upstream (see NewTransport).
+	Transport http.RoundTripper
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Registry receives the metrics; nil means a new registry, served at
+	// /metrics of the admin handler.
+	Registry *prometheus.Registry
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Gateway is the reverse proxy. It is safe for concurrent use.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *metrics
+	verify   func(http.Handler) http.Handler
+	proxy    *httputil.ReverseProxy
+	handler  http.Handler
+	admin    http.Handler
+	checkers []Pinger
+}
+
+// New returns a Gateway for cfg.
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.Upstream == nil || cfg.Upstream.Host == "":
+		return nil, errors.New("gateway: Config.Upstream needs a scheme and host")
+	case cfg.Upstream.Scheme != "http" && cfg.Upstream.Scheme != "https":
+		return nil, errors.New("gateway: the upstream URL must be http or https")
+	case cfg.Keys == nil:
+		return nil, errors.New("gateway: Config.Keys is nil")
+	case cfg.Nonces == nil:
+		return nil, errors.New("gateway: Config.Nonces is nil")
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	if g.log == nil {
+		g.log = slog.Default()
+	}
+	if cfg.Registry == nil {
+		g.cfg.Registry = prometheus.NewRegistry()
+	}
+	g.metrics = newMetrics(g.cfg.Registry)
+	if cfg.Transport == nil {
+		g.cfg.Transport = NewTransport()
+	}
+	for _, dep := range []any{cfg.Keys, cfg.Nonces} {
+		if p, ok := dep.(Pinger); ok {
+			g.checkers = append(g.checkers, p)
+		}
+	}
+	g.verify = middleware.Verify(middleware.Options{
+		Policy:       cfg.Policy,
+		Keys:         countErrors{cfg.Keys, nil, g.metrics.keyStoreErrors},
+		Nonces:       countErrors{nil, cfg.Nonces, g.metrics.replayStoreErrors},
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Scheme:       cfg.Scheme,
+		Debug:        cfg.Debug,
+		Observe:      g.observe,
+		Now:          cfg.Now,
+	})
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:      g.rewrite,
+		Transport:    g.cfg.Transport,
+		ErrorHandler: g.upstreamError,
+		// Streamed responses (server-sent events, long polls) are passed
+		// on as they come.
+		FlushInterval: -1,
+		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	g.handler = withRequestID(g.verify(g.proxy))
+	g.admin = g.newAdminHandler()
+	return g, nil
+}
+
+// NewTransport returns the transport a Gateway uses by default: many idle
+// connections to the one upstream (net/http keeps only two per host, which
+// halves throughput under load), bounded dial and handshake times.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // the upstream is reached directly
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// Handler returns the handler for client traffic.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// AdminHandler returns the handler of the admin listener.
+func (g *Gateway) AdminHandler() http.Handler { return g.admin }
+
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	pr.SetURL(g.cfg.Upstream)
+	// ReverseProxy drops query parameters net/url cannot parse; the
+	// signature covered the query as sent, so the upstream gets it as sent.
+	pr.Out.URL.RawQuery = joinQuery(g.cfg.Upstream.RawQuery, pr.In.URL.RawQuery)
+	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
+	pr.SetXForwarded()
+	h := pr.Out.Header
+	for k := range h {
+		if strings.HasPrefix(k, headerPrefix) {
+			delete(h, k)
+		}
+	}
+	if g.cfg.StripSignature {
+		delete(h, "Signature")
+		delete(h, "Signature-Input")
+	}
+	if id, ok := middleware.FromContext(pr.In.Context()); ok {
+		h[HeaderKeyID] = []string{id.KeyID}
+		h[HeaderOwner] = []string{id.Owner}
+		h[HeaderScopes] = []string{strings.Join(id.Scopes, ",")}
+	}
+}
+
+func joinQuery(a, b string) string {
+	if a == "" || b == "" {
+		return a + b
+	}
+	return a + "&" + b
+}
+
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	if errors.Is(err, context.DeadlineExceeded) {
+		status = http.StatusGatewayTimeout
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away; nobody to answer
+	}
+	g.metrics.upstreamErrors.Inc()
+	g.log.Warn("upstream error", "request_id", r.Header.Get(HeaderRequestID), "error", err.Error())
+	writeProblem(w, status, "upstream-unavailable", "Upstream unavailable", "the service behind the gateway did not answer")
+}
+
+// observe records the outcome of verification in metrics and logs.
+func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
+	g.metrics.observe(o)
+	attrs := []any{
+		"request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path,
+		"key_id", o.KeyID, "verify_ms", float64(o.Elapsed.Microseconds()) / 1000,
+	}
+	switch {
+	case o.Status == 0:
+		g.log.Debug("accepted", attrs...)
+	case o.Status == http.StatusServiceUnavailable:
+		g.log.Error("verification unavailable", append(attrs, "reason", string(o.Reason), "error", o.Err.Error())...)
+	default:
+		g.log.Info("refused", append(attrs, "status", o.Status, "reason", string(o.Reason), "detail", detailOf(o.Err))...)
+	}
+}
+
+func detailOf(err error) string {
+	var ve *httpsig.VerifyError
+	if errors.As(err, &ve) {
+		return ve.Detail
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// withRequestID gives every request an X-Request-Id: the client's, when it
+// is a short printable token, or a new random one; and echoes it.
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(HeaderRequestID)
+		if !validRequestID(id) {
+			var b [12]byte
+			rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+			r.Header.Set(HeaderRequestID, id)
+		}
+		w.Header().Set(HeaderRequestID, id)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// countErrors counts the errors of a key resolver or nonce store that mean
+// it could not answer (not refusals).
+type countErrors struct {
+	keys   httpsig.KeyResolver
+	nonces httpsig.NonceStore
+	errs   prometheus.Counter
+}
+
+func (c countErrors) ResolveKey(ctx context.Context, id string) (httpsig.VerifyingKey, error) {
+	k, err := c.keys.ResolveKey(ctx, id)
+	if err != nil && !errors.Is(err, httpsig.ErrUnknownKey) && !errors.Is(err, httpsig.ErrKeyRevoked) && !errors.Is(err, httpsig.ErrKeyExpired) {
+		c.errs.Inc()
+	}
+	return k, err
+}
+
+func (c countErrors) Remember(ctx context.Context, keyID, nonce string, until time.Time) error {
+	err := c.nonces.Remember(ctx, keyID, nonce, until)
+	if err != nil && !errors.Is(err, httpsig.ErrReplayed) {
+		c.errs.Inc()
+	}
+	return err
+}

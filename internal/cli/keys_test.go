@@ -1,0 +1,215 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-dev/signet/keys"
+)
+
+// runEnv runs a command line with stdin and the given environment, and
+// returns its exit code and output.
+func runEnv(t *testing.T, env map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	e := &Env{
+		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut,
+		Getenv: func(k string) string { return env[k] }, Now: time.Now, Context: context.Background(),
+	}
+	code := Run(e, args)
+	return code, out.String(), errOut.String()
+}
+
+// createKey makes a key with --json and returns what it printed.
+func createKey(t *testing.T, env map[string]string, args ...string) keys.Created {
+	t.Helper()
+	code, stdout, stderr := runEnv(t, env, "", append([]string{"keys", "create", "--json"}, args...)...)
+	if code != exitOK {
+		t.Fatalf("keys create %v: exit %d: %s", args, code, stderr)
+	}
+	var c keys.Created
+	if err := json.Unmarshal([]byte(stdout), &c); err != nil {
+		t.Fatalf("keys create --json printed %q: %v", stdout, err)
+	}
+	return c
+}
+
+func TestKeysExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "signet.db")
+	mk := filepath.Join(dir, "signet.master.key")
+	env := map[string]string{}
+	c := createKey(t, env, "--db", db, "--owner", "alice")
+	revoked := createKey(t, env, "--db", db, "--owner", "alice")
+	if code, _, stderr := runEnv(t, env, "", "keys", "revoke", "--db", db, revoked.Key.ID); code != exitOK {
+		t.Fatalf("revoke: %s", stderr)
+	}
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"keys alone", []string{"keys"}, exitUsage, "Usage: signet keys"},
+		{"keys help", []string{"keys", "help"}, exitOK, ""},
+		{"unknown subcommand", []string{"keys", "frob"}, exitUsage, `unknown command "frob"`},
+		{"create -h", []string{"keys", "create", "-h"}, exitOK, "usage: signet keys create"},
+		{"create without owner", []string{"keys", "create", "--db", db}, exitUsage, "--owner is required"},
+		{"create unknown alg", []string{"keys", "create", "--db", db, "--owner", "a", "--alg", "hmac-md5"}, exitUsage, "unknown algorithm"},
+		{"create stray argument", []string{"keys", "create", "--db", db, "--owner", "a", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{"create bad expiry", []string{"keys", "create", "--db", db, "--owner", "a", "--expires", "soon"}, exitUsage, "--expires"},
+		{"create bad scope", []string{"keys", "create", "--db", db, "--owner", "a", "--scopes", "ORDERS"}, exitUsage, `scope "ORDERS" is not valid`},
+		{"create missing public key file", []string{"keys", "create", "--db", db, "--owner", "a", "--public-key", dir + "/none.pub"}, exitUsage, "no such file"},
+		{"show without id", []string{"keys", "show", "--db", db}, exitUsage, "give the key id"},
+		{"show two ids", []string{"keys", "show", "--db", db, "a", "b"}, exitUsage, `unexpected argument "b"`},
+		{"show unknown", []string{"keys", "show", "--db", db, "sk_AAAAAAAAAAAAAAAAAAAAAA"}, exitRefused, "no such key: sk_AAAAAAAAAAAAAAAAAAAAAA"},
+		{"show", []string{"keys", "show", c.Key.ID, "--db", db}, exitOK, ""},
+		{"revoke again", []string{"keys", "revoke", revoked.Key.ID, "--db", db}, exitRefused, "revoked already"},
+		{"rotate revoked", []string{"keys", "rotate", revoked.Key.ID, "--db", db}, exitRefused, "is revoked"},
+		{"rotate negative overlap", []string{"keys", "rotate", c.Key.ID, "--db", db, "--overlap", "-1h"}, exitUsage, "--overlap must not be negative"},
+		{"set-scopes without scopes", []string{"keys", "set-scopes", c.Key.ID, "--db", db}, exitUsage, "--scopes is required"},
+		{"audit bad limit", []string{"keys", "audit", "--db", db, "--limit", "-1"}, exitUsage, "--limit"},
+		{"rekey without file", []string{"keys", "rekey", "--db", db}, exitUsage, "--new-master-key-file is required"},
+		{"bad db scheme", []string{"keys", "list", "--db", "redis://localhost"}, exitRefused, `unsupported scheme "redis"`},
+		{"db directory missing", []string{"keys", "list", "--db", dir + "/no/such/dir/x.db"}, exitRefused, "database directory"},
+		{"postgres without master key", []string{"keys", "list", "--db", "postgres://127.0.0.1:1/x"}, exitRefused, "a master key is required"},
+		{"postgres unreachable", []string{"keys", "list", "--db", "postgres://127.0.0.1:1/x", "--master-key-file", mk}, exitRefused, "connection refused"},
+		{"verify --db and --key", []string{"verify", "--db", db, "--key", "x"}, exitUsage, "contradict"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runEnv(t, env, "", tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.stderr) {
+				t.Fatalf("stderr %q does not mention %q", stderr, tt.stderr)
+			}
+			if tt.code != exitOK && strings.Count(strings.TrimSpace(stderr), "\n") > 0 && tt.name != "keys alone" {
+				t.Fatalf("stderr is more than one line: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestKeysOptions(t *testing.T) {
+	e := &Env{Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" }}
+	o, err := newKeysRotateOptions(e, []string{"sk_x", "--overlap", "90m", "--db", "d.db", "--public-key", "p.pub", "--json"})
+	if err != nil || o.id != "sk_x" || o.overlap != 90*time.Minute || o.store.db != "d.db" || o.publicKey != "p.pub" || !o.json {
+		t.Errorf("rotate options = %+v, %v", o, err)
+	}
+	if o, _ := newKeysRotateOptions(e, []string{"sk_x"}); o.overlap != 24*time.Hour {
+		t.Errorf("default overlap = %v", o.overlap)
+	}
+	c, err := newKeysCreateOptions(e, []string{"--owner", "a", "--scopes", "x,y", "--master-key-file", "m.key", "--label", "l", "--expires", "90d"})
+	if err != nil || c.owner != "a" || c.scopes != "x,y" || c.store.masterKeyFile != "m.key" || c.label != "l" || c.expires != "90d" {
+		t.Errorf("create options = %+v, %v", c, err)
+	}
+	s, err := newKeysSetScopesOptions(e, []string{"sk_x", "--scopes", ""})
+	if err != nil || !s.scopes.set || s.scopes.v != "" {
+		t.Errorf("set-scopes with empty scopes = %+v, %v", s, err)
+	}
+}
+
+func TestParseDB(t *testing.T) {
+	xdg := t.TempDir()
+	e := &Env{Getenv: func(k string) string {
+		if k == "XDG_DATA_HOME" {
+			return xdg
+		}
+		return ""
+	}}
+	for in, want := range map[string][2]string{
+		"":                          {"sqlite", filepath.Join(xdg, "signet", "signet.db")},
+		"keys.db":                   {"sqlite", "keys.db"},
+		"/var/lib/signet/keys.db":   {"sqlite", "/var/lib/signet/keys.db"},
+		"sqlite:///var/lib/keys.db": {"sqlite", "/var/lib/keys.db"},
+		"sqlite://keys.db":          {"sqlite", "keys.db"},
+		"file:/var/lib/keys.db":     {"sqlite", "/var/lib/keys.db"},
+		"file:///var/lib/keys.db":   {"sqlite", "/var/lib/keys.db"},
+		"postgres://u@h/db":         {"postgres", "postgres://u@h/db"},
+		"postgresql://u@h/db?x=y":   {"postgres", "postgresql://u@h/db?x=y"},
+		"./a://b":                   {"sqlite", "./a://b"},
+	} {
+		kind, target, err := parseDB(e, in)
+		if err != nil || kind != want[0] || target != want[1] {
+			t.Errorf("parseDB(%q) = %s, %s, %v; want %s, %s", in, kind, target, err, want[0], want[1])
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(xdg, "signet")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("default database directory: %v, %v", fi, err)
+	}
+	for _, in := range []string{"mysql://h/db", "sqlite://", "file:x.db?mode=ro", "redis://h"} {
+		if _, _, err := parseDB(e, in); err == nil {
+			t.Errorf("parseDB(%q) succeeded", in)
+		}
+	}
+}
+
+func TestMasterKeyPathFor(t *testing.T) {
+	for in, want := range map[string]string{
+		"/d/signet.db": "/d/signet.master.key",
+		"keys":         "keys.master.key",
+		"/d/a.b/keys":  "/d/a.b/keys.master.key",
+	} {
+		if got := masterKeyPathFor(in); got != want {
+			t.Errorf("masterKeyPathFor(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMasterKeyFilePermissions warns about a master key file others can
+// read, and checks the secret file and master key file of a new key.
+func TestMasterKeyFilePermissions(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "signet.db")
+	mk := filepath.Join(dir, "open.key")
+	os.WriteFile(mk, keys.FormatMasterKey(keys.NewMasterKey()), 0o644)
+	code, _, stderr := runEnv(t, nil, "", "keys", "create", "--db", db, "--owner", "a", "--master-key-file", mk, "--secret-out", dir+"/a.key")
+	if code != exitOK || !strings.Contains(stderr, "can be read by others (mode 0644)") {
+		t.Errorf("exit %d, stderr %q; want a warning about the mode", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "signet.master.key")); err == nil {
+		t.Error("a master key file was made beside the database though one was given")
+	}
+	fi, err := os.Stat(dir + "/a.key")
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secret file: %v, %v", fi, err)
+	}
+	data, _ := os.ReadFile(dir + "/a.key")
+	if secret, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data))); err != nil || len(secret) != 32 {
+		t.Errorf("the secret file holds %q", data)
+	}
+}
+
+// TestKeysConcurrentFirstUse starts several commands at once on a new
+// database: one master key file, and every command can use it.
+func TestKeysConcurrentFirstUse(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "signet.db")
+	codes := make(chan string, 4)
+	for range 4 {
+		go func() {
+			code, _, stderr := runEnv(t, nil, "", "keys", "create", "--db", db, "--owner", "a")
+			if code != exitOK {
+				codes <- stderr
+				return
+			}
+			codes <- ""
+		}()
+	}
+	for range 4 {
+		if msg := <-codes; msg != "" {
+			t.Errorf("a concurrent first use failed: %s", msg)
+		}
+	}
+	code, stdout, stderr := runEnv(t, nil, "", "keys", "list", "--db", db, "--json")
+	if code != exitOK || strings.Count(stdout, `"id"`) != 4 {
+		t.Errorf("list: exit %d, %s %s", code, stdout, stderr)
+	}
+}

@@ -1,0 +1,223 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/signet-dev/signet/gateway"
+	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/replay/memory"
+	"github.com/signet-dev/signet/replay/redis"
+)
+
+type serveOptions struct {
+	upstream       string
+	listen, admin  string
+	db, masterKey  string
+	redisURL       string
+	redisPrefix    string
+	tlsCert        string
+	tlsKey         string
+	maxBody        int64
+	stripSignature bool
+	scheme         string
+	maxAge, skew   time.Duration
+	tag            string
+	logFormat      string
+	logLevel       slog.Level
+	debugExplain   bool
+	shutdown       time.Duration
+}
+
+func newServeOptions(e *Env, args []string) (*serveOptions, error) {
+	o := &serveOptions{}
+	var maxBody, level string
+	fs := newFlags(e, "serve", "--upstream URL [flags]")
+	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required)")
+	fs.StringVar(&o.listen, "listen", ":8080", "address for client traffic")
+	fs.StringVar(&o.admin, "admin-listen", "127.0.0.1:9090", "address for /healthz, /metrics and the admin API")
+	fs.StringVar(&o.db, "db", "", "key store: a SQLite path or postgres:// URL (default: the embedded SQLite file)")
+	fs.StringVar(&o.masterKey, "master-key-file", "", "file holding the master key that seals HMAC secrets (default: $SIGNET_MASTER_KEY, or a file beside the SQLite database)")
+	fs.StringVar(&o.redisURL, "redis", "", "redis:// URL of a replay cache shared by several gateways (default: in memory)")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", redis.DefaultKeyPrefix, "prefix of the nonce keys in Redis")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate chain, to serve HTTPS")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&maxBody, "max-body", "10MiB", "largest request body accepted (413 above)")
+	fs.BoolVar(&o.stripSignature, "strip-signature", false, "remove Signature and Signature-Input before forwarding")
+	fs.StringVar(&o.scheme, "scheme", "", `scheme clients use, when a TLS-terminating proxy stands in front ("https")`)
+	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old a signature's created time may be")
+	fs.DurationVar(&o.skew, "max-skew", httpsig.DefaultMaxSkew, "how far in the future created may be")
+	fs.StringVar(&o.tag, "tag", "", "accept only signatures with this tag")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&level, "log-level", "info", "log level: debug (every request), info (refusals), warn, error")
+	fs.BoolVar(&o.debugExplain, "debug-explain", false, "show clients the signature base on refusals (never in production)")
+	fs.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGTERM")
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(rest) > 0:
+		return nil, fmt.Errorf("unexpected argument %q", rest[0])
+	case o.upstream == "":
+		return nil, errors.New("--upstream is required")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	case o.logFormat != "json" && o.logFormat != "text":
+		return nil, errors.New("--log-format must be json or text")
+	case o.scheme != "" && o.scheme != "http" && o.scheme != "https":
+		return nil, errors.New("--scheme must be http or https")
+	case o.maxAge <= 0 || o.skew < 0:
+		return nil, errors.New("--max-age must be positive and --max-skew not negative")
+	}
+	u, err := url.Parse(o.upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--upstream %q is not an http:// or https:// URL", o.upstream)
+	}
+	if o.maxBody, err = parseSize(maxBody); err != nil {
+		return nil, fmt.Errorf("--max-body: %v", err)
+	}
+	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	return o, nil
+}
+
+// parseSize reads a byte count such as 1048576, 512KiB or 10MiB.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		n      int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = v, u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 || n > (1<<40)/mult {
+		return 0, errors.New("want a size such as 10MiB, 512KiB or 1048576")
+	}
+	return n * mult, nil
+}
+
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func runServe(e *Env, args []string) int {
+	o, err := newServeOptions(e, args)
+	if err != nil {
+		if err == errUsage || isHelp(err) {
+			return flagExit(err)
+		}
+		return usageError(e, "serve", "%v", err)
+	}
+	log := newLogger(e.Stderr, o.logFormat, o.logLevel)
+	if err := serve(e, o, log); err != nil {
+		log.Error("signet serve stopped", "error", err.Error())
+		return exitRefused
+	}
+	return exitOK
+}
+
+func serve(e *Env, o *serveOptions, log *slog.Logger) error {
+	ks, err := openKeys(e, o.db, o.masterKey)
+	if err != nil {
+		return err
+	}
+	defer ks.Close()
+	var nonces httpsig.NonceStore
+	if o.redisURL != "" {
+		rs, err := redis.New(o.redisURL, redis.Options{KeyPrefix: o.redisPrefix})
+		if err != nil {
+			return fmt.Errorf("replay cache: %w", err)
+		}
+		defer rs.Close()
+		nonces = rs
+	} else {
+		nonces = memory.New(memory.Options{})
+	}
+	upstream, _ := url.Parse(o.upstream)
+	g, err := gateway.New(gateway.Config{
+		Upstream: upstream, Keys: ks, Admin: ks, Nonces: nonces,
+		Policy:       httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
+		MaxBodyBytes: o.maxBody, StripSignature: o.stripSignature, Scheme: o.scheme,
+		Debug: o.debugExplain, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	var tlsConfig *tls.Config
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	adminLn, err := net.Listen("tcp", o.admin)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv := &http.Server{
+		Handler:           g.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errLog,
+		TLSConfig:         tlsConfig,
+	}
+	adminSrv := &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, ErrorLog: errLog}
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
+	log.Info("signet serve listening",
+		"addr", ln.Addr().String(), "scheme", scheme, "admin_addr", adminLn.Addr().String(),
+		"upstream", upstream.Redacted(), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""])
+	errs := make(chan error, 2)
+	go func() {
+		if tlsConfig != nil {
+			errs <- srv.ServeTLS(ln, "", "")
+		} else {
+			errs <- srv.Serve(ln)
+		}
+	}()
+	go func() { errs <- adminSrv.Serve(adminLn) }()
+	select {
+	case err = <-errs:
+	case <-e.Context.Done():
+		log.Info("shutting down", "timeout", o.shutdown.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
+	defer cancel()
+	shutdownErr := errors.Join(srv.Shutdown(ctx), adminSrv.Shutdown(ctx))
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return shutdownErr
+}

@@ -1,0 +1,161 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signet-dev/signet/client"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestServe runs signet serve as a user would, on a SQLite file made by
+// signet keys create, sends it a signed request, checks /healthz, and stops
+// it with a signal (a cancelled context).
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "keys.db")
+	code, out, stderr := run(t, "", "keys", "create", "--db", db, "--owner", "acme", "--scopes", "orders:read", "--json")
+	if code != 0 {
+		t.Fatalf("keys create: %d %s", code, stderr)
+	}
+	var created struct {
+		Key    struct{ ID string }
+		Secret string
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "acme.key")
+	if err := writeNew(keyFile, []byte(created.Secret), 0o600, false); err != nil {
+		t.Fatal(err)
+	}
+
+	var seen http.Header
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		io.WriteString(w, "hello")
+	}))
+	defer upstream.Close()
+
+	ctx, stop := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	e := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: logs, Getenv: func(string) string { return "" }, Now: time.Now, Context: ctx}
+	done := make(chan int)
+	go func() {
+		done <- Run(e, []string{"serve", "--upstream", upstream.URL, "--db", db, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "debug"})
+	}()
+	var addrs struct {
+		Addr      string `json:"addr"`
+		AdminAddr string `json:"admin_addr"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); addrs.Addr == ""; {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, `"msg":"signet serve listening"`) {
+				json.Unmarshal([]byte(line), &addrs)
+			}
+		}
+		if time.Now().After(deadline) {
+			stop()
+			t.Fatalf("serve did not start: %s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	tr, err := client.NewTransport(created.Key.ID, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + addrs.Addr + "/v1/orders/7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "hello" || seen.Get("X-Signet-Owner") != "acme" {
+		t.Fatalf("through the gateway: %d %q, upstream header %v", resp.StatusCode, body, seen)
+	}
+	resp, err = http.Get("http://" + addrs.AdminAddr + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if !strings.Contains(logs.String(), `"msg":"accepted"`) || !strings.Contains(logs.String(), created.Key.ID) {
+		t.Fatalf("no access log for the request: %s", logs)
+	}
+
+	stop()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("serve exited %d: %s", code, logs)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on a signal")
+	}
+}
+
+func TestServeUsage(t *testing.T) {
+	for _, tt := range []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"serve"}, "--upstream is required"},
+		{[]string{"serve", "--upstream", "ftp://x"}, "is not an http:// or https:// URL"},
+		{[]string{"serve", "--upstream", "http://x", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
+		{[]string{"serve", "--upstream", "http://x", "--max-body", "lots"}, "--max-body"},
+		{[]string{"serve", "--upstream", "http://x", "--log-format", "xml"}, "--log-format"},
+		{[]string{"serve", "--upstream", "http://x", "--log-level", "loud"}, "--log-level"},
+		{[]string{"serve", "--upstream", "http://x", "--scheme", "gopher"}, "--scheme"},
+		{[]string{"demo", "extra"}, "unexpected argument"},
+	} {
+		code, _, stderr := run(t, "", tt.args...)
+		if code != exitUsage || !strings.Contains(stderr, tt.stderr) {
+			t.Errorf("%v: exit %d, stderr %q", tt.args, code, stderr)
+		}
+	}
+	for in, want := range map[string]int64{"10MiB": 10 << 20, "512KiB": 512 << 10, "1048576": 1 << 20, "2GiB": 2 << 30} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+}
+
+// TestDemo runs the newcomer's first command: every step must come out
+// as it says.
+func TestDemo(t *testing.T) {
+	code, out, stderr := run(t, "", "demo")
+	if code != 0 {
+		t.Fatalf("demo: exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"-> 200 OK", "401 digest-mismatch", "401 replayed", "401 missing-signature", "401 key-revoked", "5 of 5 outcomes as expected"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

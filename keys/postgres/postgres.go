@@ -1,0 +1,488 @@
+// Package postgres implements [keys.Store] in PostgreSQL, for a gateway of
+// many instances, with the pgx driver: [Open] takes a postgres:// or
+// postgresql:// URL.
+//
+// Every change to a key that matters to a verifier is announced with
+// NOTIFY on the channel signet_keys by a trigger, so changes made by hand
+// in SQL are announced too. [Store.Watch] LISTENs on a connection of its
+// own, checks it every [Options.Heartbeat], and reconnects by itself; while
+// it is down it reports so, and a [keys.Service] stops trusting its cache.
+//
+// The audit log is append-only: a trigger refuses UPDATE, DELETE and
+// TRUNCATE on it. The schema is created and migrated by [Open] under an
+// advisory lock, so that instances starting at once apply each migration
+// once.
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keys"
+	"github.com/signet-dev/signet/keys/internal/migrate"
+)
+
+// DefaultHeartbeat is the Heartbeat of a zero [Options].
+const DefaultHeartbeat = 500 * time.Millisecond
+
+// channel is the NOTIFY channel of key changes.
+const channel = "signet_keys"
+
+// migrationLock is the advisory lock key held while migrating:
+// the first 8 bytes of "signet m" as a big-endian integer.
+const migrationLock int64 = 0x7369676e6574206d
+
+// Options configures a [Store]. The zero value is ready to use.
+type Options struct {
+	// Heartbeat is how often the listening connection is checked while it
+	// hears nothing, and how long the check may take: a connection that
+	// died silently is noticed within about twice this. Zero means
+	// DefaultHeartbeat.
+	Heartbeat time.Duration
+}
+
+// A Store keeps keys in PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool      *pgxpool.Pool
+	listenCfg *pgx.ConnConfig
+	heartbeat time.Duration
+}
+
+var _ keys.Store = (*Store)(nil)
+
+// Open connects to the database at url (a postgres:// or postgresql://
+// URL, or a key=value connection string) and brings its schema up to date.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("keys/postgres: %w", err)
+	}
+	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "signet"
+	}
+	listenCfg := cfg.ConnConfig.Copy()
+	listenCfg.RuntimeParams["application_name"] += " (listen)"
+	s := &Store{listenCfg: listenCfg, heartbeat: opts.Heartbeat}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultHeartbeat
+	}
+	if s.pool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("keys/postgres: %w", err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrate applies the migrations the database lacks, in one transaction
+// holding an advisory lock: a second instance starting at once waits for
+// it, then finds them applied.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("keys/postgres: %w", err)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return wrap("locking for the schema migration", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS signet_schema_migrations (
+			version    integer PRIMARY KEY,
+			name       text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return wrap("creating the migrations table", err)
+		}
+		var current int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM signet_schema_migrations`).Scan(&current); err != nil {
+			return wrap("reading the schema version", err)
+		}
+		if latest := migrate.Latest(ms); current > latest {
+			return fmt.Errorf("keys/postgres: the database has schema version %d, newer than this signet knows (%d): upgrade signet", current, latest)
+		}
+		for _, m := range ms {
+			if m.Version <= current {
+				continue
+			}
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return wrap("applying migration "+m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO signet_schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+				return wrap("recording migration "+m.Name, err)
+			}
+		}
+		return nil
+	})
+}
+
+func wrap(op string, err error) error { return fmt.Errorf("keys/postgres: %s: %w", op, err) }
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+const keyColumns = `id, owner, alg, scopes, label, created, expires, revoked, last_used, predecessor, successor, public_key, secret, version`
+
+func scanRecord(row pgx.Row) (*keys.Record, error) {
+	var r keys.Record
+	var alg string
+	var expires, revoked, lastUsed *time.Time
+	var pub *string
+	if err := row.Scan(&r.ID, &r.Owner, &alg, &r.Scopes, &r.Label, &r.Created, &expires, &revoked, &lastUsed,
+		&r.Predecessor, &r.Successor, &pub, &r.Secret, &r.Version); err != nil {
+		return nil, err
+	}
+	r.Alg = httpsig.Algorithm(alg)
+	if r.Scopes == nil {
+		r.Scopes = []string{}
+	}
+	r.Created = r.Created.UTC()
+	r.Expires, r.Revoked, r.LastUsed = utc(expires), utc(revoked), utc(lastUsed)
+	if pub != nil {
+		r.PublicKey = []byte(*pub)
+	}
+	return &r, nil
+}
+
+func utc(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// orNull returns nil for the zero time, which pgx writes as NULL.
+func orNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+func pemOrNull(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// Get implements [keys.Store].
+func (s *Store) Get(ctx context.Context, id string) (*keys.Record, error) {
+	r, err := scanRecord(s.pool.QueryRow(ctx, `SELECT `+keyColumns+` FROM signet_keys WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", keys.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, wrap("reading key", err)
+	}
+	return r, nil
+}
+
+// List implements [keys.Store].
+func (s *Store) List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM signet_keys
+		WHERE ($1 = '' OR owner = $1) AND ($2 OR revoked IS NULL) ORDER BY created, id`, f.Owner, f.IncludeRevoked)
+	if err != nil {
+		return nil, wrap("listing keys", err)
+	}
+	defer rows.Close()
+	out := []keys.Key{}
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, wrap("listing keys", err)
+		}
+		out = append(out, r.Key)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("listing keys", err)
+	}
+	return out, nil
+}
+
+const masterCheckName = "master_check"
+
+// Apply implements [keys.Store]. A write that carries a check value holds
+// the check value's row shared until it commits, so that a Reseal, which
+// locks it exclusively, comes wholly before or after it.
+func (s *Store) Apply(ctx context.Context, w *keys.Write) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if w.Check != nil {
+			var check []byte
+			err := tx.QueryRow(ctx, `SELECT value FROM signet_meta WHERE name = $1 FOR SHARE`, masterCheckName).Scan(&check)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return wrap("reading the master key check value", err)
+			}
+			if !bytes.Equal(check, w.Check) {
+				return fmt.Errorf("keys/postgres: %w", keys.ErrWrongMasterKey)
+			}
+		}
+		for i := range w.Insert {
+			r := &w.Insert[i]
+			_, err := tx.Exec(ctx, `INSERT INTO signet_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)`,
+				r.ID, r.Owner, string(r.Alg), scopesOf(r.Scopes), r.Label, r.Created, orNull(r.Expires), orNull(r.Revoked), orNull(r.LastUsed),
+				r.Predecessor, r.Successor, pemOrNull(r.PublicKey), r.Secret)
+			if isUniqueViolation(err) {
+				return fmt.Errorf("%w: key id %s is taken", keys.ErrConflict, r.ID)
+			}
+			if err != nil {
+				return wrap("adding key", err)
+			}
+		}
+		for i := range w.Update {
+			r := &w.Update[i]
+			tag, err := tx.Exec(ctx, `UPDATE signet_keys SET scopes = $1, expires = $2, revoked = $3, successor = $4, version = version + 1
+				WHERE id = $5 AND version = $6`,
+				scopesOf(r.Scopes), orNull(r.Expires), orNull(r.Revoked), r.Successor, r.ID, r.Version)
+			if err != nil {
+				return wrap("updating key", err)
+			}
+			if tag.RowsAffected() == 1 {
+				continue
+			}
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT exists (SELECT 1 FROM signet_keys WHERE id = $1)`, r.ID).Scan(&exists); err != nil {
+				return wrap("updating key", err)
+			}
+			if !exists {
+				return fmt.Errorf("%w: %s", keys.ErrNotFound, r.ID)
+			}
+			return fmt.Errorf("%w: key %s was changed by someone else meanwhile", keys.ErrConflict, r.ID)
+		}
+		return appendEvents(ctx, tx, w.Events)
+	})
+}
+
+func scopesOf(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func appendEvents(ctx context.Context, tx pgx.Tx, evs []keys.AuditEvent) error {
+	for _, ev := range evs {
+		if _, err := tx.Exec(ctx, `INSERT INTO signet_audit (at, actor, action, key_id, detail) VALUES ($1, $2, $3, $4, $5)`,
+			ev.Time, ev.Actor, ev.Action, ev.KeyID, ev.Detail); err != nil {
+			return wrap("writing the audit log", err)
+		}
+	}
+	return nil
+}
+
+// Reseal implements [keys.Store].
+func (s *Store) Reseal(ctx context.Context, reseal func(id string, sealed []byte) ([]byte, error), check []byte, ev keys.AuditEvent) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Lock the check value first: writers that seal secrets wait.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM signet_meta WHERE name = $1 FOR UPDATE`, masterCheckName); err != nil {
+			return wrap("locking the master key check value", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT id, secret FROM signet_keys WHERE secret IS NOT NULL ORDER BY id FOR UPDATE`)
+		if err != nil {
+			return wrap("reading secrets", err)
+		}
+		var ids []string
+		var sealed [][]byte
+		for rows.Next() {
+			var id string
+			var old []byte
+			if err := rows.Scan(&id, &old); err != nil {
+				rows.Close()
+				return wrap("reading secrets", err)
+			}
+			ids = append(ids, id)
+			sealed = append(sealed, old)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return wrap("reading secrets", err)
+		}
+		for i, id := range ids {
+			if sealed[i], err = reseal(id, sealed[i]); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE signet_keys AS k SET secret = u.secret
+			FROM unnest($1::text[], $2::bytea[]) AS u (id, secret) WHERE k.id = u.id`, ids, sealed); err != nil {
+			return wrap("writing secrets", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO signet_meta (name, value) VALUES ($1, $2)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value`, masterCheckName, check); err != nil {
+			return wrap("writing the master key check value", err)
+		}
+		return appendEvents(ctx, tx, []keys.AuditEvent{ev})
+	})
+}
+
+// MasterCheck implements [keys.Store].
+func (s *Store) MasterCheck(ctx context.Context, init []byte) ([]byte, error) {
+	var check []byte
+	err := s.pool.QueryRow(ctx, `SELECT value FROM signet_meta WHERE name = $1`, masterCheckName).Scan(&check)
+	if err == nil {
+		return check, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, wrap("reading the master key check value", err)
+	}
+	if init == nil {
+		return nil, nil
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO signet_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, masterCheckName, init); err != nil {
+		return nil, wrap("storing the master key check value", err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT value FROM signet_meta WHERE name = $1`, masterCheckName).Scan(&check); err != nil {
+		return nil, wrap("reading the master key check value", err)
+	}
+	return check, nil
+}
+
+// Audit implements [keys.Store].
+func (s *Store) Audit(ctx context.Context, f keys.AuditFilter) ([]keys.AuditEvent, error) {
+	var limit any
+	if f.Limit > 0 {
+		limit = f.Limit
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, at, actor, action, key_id, detail FROM (
+			SELECT * FROM signet_audit WHERE ($1 = '' OR key_id = $1) ORDER BY id DESC LIMIT $2
+		) AS last ORDER BY id`, f.KeyID, limit)
+	if err != nil {
+		return nil, wrap("reading the audit log", err)
+	}
+	defer rows.Close()
+	out := []keys.AuditEvent{}
+	for rows.Next() {
+		var ev keys.AuditEvent
+		if err := rows.Scan(&ev.ID, &ev.Time, &ev.Actor, &ev.Action, &ev.KeyID, &ev.Detail); err != nil {
+			return nil, wrap("reading the audit log", err)
+		}
+		ev.Time = ev.Time.UTC()
+		out = append(out, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("reading the audit log", err)
+	}
+	return out, nil
+}
+
+// TouchLastUsed implements [keys.Store], in one statement.
+func (s *Store) TouchLastUsed(ctx context.Context, used map[string]time.Time) error {
+	if len(used) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(used))
+	times := make([]time.Time, 0, len(used))
+	for id, t := range used {
+		ids = append(ids, id)
+		times = append(times, t)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE signet_keys AS k SET last_used = u.t
+		FROM unnest($1::text[], $2::timestamptz[]) AS u (id, t)
+		WHERE k.id = u.id AND (k.last_used IS NULL OR k.last_used < u.t)`, ids, times); err != nil {
+		return wrap("writing last-used times", err)
+	}
+	return nil
+}
+
+// Watch implements [keys.Store] with LISTEN on a connection of its own.
+func (s *Store) Watch(ctx context.Context, fn func(keys.Event)) {
+	lost := false
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listen(ctx, fn, &lost)
+		if ctx.Err() != nil {
+			return
+		}
+		if !lost {
+			lost = true
+			backoff = 50 * time.Millisecond
+			fn(keys.Event{Lost: true, Err: wrap("listening for changes", err)})
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// listen connects, LISTENs and reports notifications until ctx is done or
+// the connection fails.
+func (s *Store) listen(ctx context.Context, fn func(keys.Event), lost *bool) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	conn, err := pgx.ConnectConfig(cctx, s.listenCfg)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
+		return err
+	}
+	*lost = false
+	fn(keys.Event{Reset: true})
+	for {
+		wctx, cancel := context.WithTimeout(ctx, s.heartbeat)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			if n.Payload == "*" {
+				fn(keys.Event{Reset: true})
+			} else {
+				fn(keys.Event{Changed: []string{n.Payload}})
+			}
+			continue
+		case ctx.Err() != nil:
+			return nil
+		case !pgconn.Timeout(err):
+			return err
+		}
+		// Nothing heard for a while: make sure the connection is alive,
+		// for a dead one hears nothing too.
+		pctx, cancel := context.WithTimeout(ctx, s.heartbeat)
+		_, err = conn.Exec(pctx, `SELECT 1`)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// Ping implements [keys.Store].
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+// Close implements [keys.Store].
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// IsURL reports whether s is a PostgreSQL URL: postgres:// or
+// postgresql://.
+func IsURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}

@@ -1,0 +1,259 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/keys"
+	"github.com/signet-dev/signet/keys/keystest"
+)
+
+// The tests use the PostgreSQL server testenv names; without one they
+// skip, unless CI=true, when they fail. Each test makes a database of its
+// own and drops it at the end.
+var (
+	newDatabase = testenv.NewDatabase
+	adminExec   = testenv.PostgresExec
+)
+
+type testDB struct{ url string }
+
+func newTestDB(t *testing.T) keystest.DB { return &testDB{url: newDatabase(t)} }
+
+func (d *testDB) Open(t *testing.T) keys.Store { return openStore(t, d.url) }
+
+func openStore(tb testing.TB, u string) *Store {
+	tb.Helper()
+	s, err := Open(context.Background(), u, Options{})
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func (d *testDB) Exec(t *testing.T, q string) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, d.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, q)
+	return err
+}
+
+// Dump returns what pg_dump writes of the database: schema and data.
+func (d *testDB) Dump(t *testing.T) []byte {
+	out, err := exec.Command("pg_dump", "--dbname", d.url).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("pg_dump: %v: %s", err, ee.Stderr)
+		}
+		t.Fatalf("pg_dump: %v", err)
+	}
+	return out
+}
+
+func TestConformance(t *testing.T) {
+	keystest.Run(t, keystest.Harness{NewDB: newTestDB})
+}
+
+func TestIsURL(t *testing.T) {
+	for s, want := range map[string]bool{
+		"postgres://u@h/db": true, "postgresql://h/db": true, "postgresx://h": false,
+		"/var/lib/signet.db": false, "sqlite:///x.db": false, "": false,
+	} {
+		if got := IsURL(s); got != want {
+			t.Errorf("IsURL(%q) = %v", s, got)
+		}
+	}
+}
+
+// TestConcurrentStart checks that instances starting at once on a new
+// database migrate it once.
+func TestConcurrentStart(t *testing.T) {
+	u := newDatabase(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := Open(context.Background(), u, Options{})
+			if err == nil {
+				s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("instance %d: %v", i, err)
+		}
+	}
+	s := openStore(t, u)
+	defer s.Close()
+	var n, v int
+	if err := s.pool.QueryRow(context.Background(), `SELECT count(*), max(version) FROM signet_schema_migrations`).Scan(&n, &v); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || v != 1 {
+		t.Errorf("%d migration rows up to version %d; want each migration once", n, v)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	u := newDatabase(t)
+	s := openStore(t, u)
+	if _, err := s.pool.Exec(context.Background(), `INSERT INTO signet_schema_migrations (version, name) VALUES (9999, '9999_future.sql')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(context.Background(), u, Options{}); err == nil || !strings.Contains(err.Error(), "upgrade signet") {
+		t.Errorf("Open of a database from a newer signet = %v", err)
+	}
+}
+
+func TestAuditNoTruncate(t *testing.T) {
+	d := newTestDB(t)
+	d.Open(t).Close()
+	if err := d.Exec(t, `TRUNCATE signet_audit`); err == nil || !strings.Contains(err.Error(), "append-only") {
+		t.Errorf("TRUNCATE signet_audit = %v, want refused", err)
+	}
+}
+
+func newService(t *testing.T, st keys.Store, master []byte) *keys.Service {
+	t.Helper()
+	svc, err := keys.New(context.Background(), st, keys.Options{MasterKey: master})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { svc.Close() })
+	return svc
+}
+
+// waitFor polls cond every few milliseconds up to limit, and returns how
+// long it took.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	begin := time.Now()
+	for !cond() {
+		if time.Since(begin) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(begin)
+}
+
+// listener returns the pid of the LISTEN connection of the store at u.
+func listenerPID(t *testing.T, u string) int {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var pid int
+	waitFor(t, 5*time.Second, "a listening connection", func() bool {
+		err := conn.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'signet (listen)'`).Scan(&pid)
+		return err == nil
+	})
+	return pid
+}
+
+// TestListenerLost kills the LISTEN connection of one instance, revokes a
+// key it has cached through another, and checks that the first refuses it
+// all the same within a second (it stops trusting its cache while it
+// cannot hear), and that it reconnects and caches again.
+func TestListenerLost(t *testing.T) {
+	u := newDatabase(t)
+	master := keys.NewMasterKey()
+	admin := newService(t, openStore(t, u), master)
+	gwStore := &keystest.CountingStore{Store: openStore(t, u)}
+	gw := newService(t, gwStore, master)
+	c, err := admin.Create(context.Background(), keys.CreateRequest{Owner: "alice", Actor: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keystest.WaitCached(t, gw, gwStore, c.Key.ID)
+	pid := listenerPID(t, u)
+	adminExec(t, fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid))
+	if err := admin.Revoke(context.Background(), c.Key.ID, "t"); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, keystest.PropagationLimit, "the revoked key refused", func() bool {
+		_, err := gw.ResolveKey(context.Background(), c.Key.ID)
+		return errors.Is(err, httpsig.ErrKeyRevoked)
+	})
+	t.Logf("refused %v after the revocation", took)
+	d, err := admin.Create(context.Background(), keys.CreateRequest{Owner: "alice", Actor: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keystest.WaitCached(t, gw, gwStore, d.Key.ID)
+	if pid2 := listenerPID(t, u); pid2 == pid {
+		t.Errorf("the listener pid %d did not change", pid)
+	}
+}
+
+// TestStoreDown cuts the connection to the database and checks that a key
+// cached before is not trusted: resolution fails closed, with an error that
+// is not a refusal, and works again when the database is back.
+func TestStoreDown(t *testing.T) {
+	dbURL := newDatabase(t)
+	u, _ := url.Parse(dbURL)
+	p := testenv.StartProxy(t, u.Host)
+	u.Host = p.Addr()
+	master := keys.NewMasterKey()
+	st, err := Open(context.Background(), u.String(), Options{Heartbeat: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cst := &keystest.CountingStore{Store: st}
+	svc := newService(t, cst, master)
+	c, err := svc.Create(context.Background(), keys.CreateRequest{Owner: "alice", Actor: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keystest.WaitCached(t, svc, cst, c.Key.ID)
+	p.Cut()
+	var last error
+	waitFor(t, 2*time.Second, "resolution failing closed", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, last = svc.ResolveKey(ctx, c.Key.ID)
+		return last != nil
+	})
+	if errors.Is(last, httpsig.ErrUnknownKey) || errors.Is(last, httpsig.ErrKeyRevoked) || errors.Is(last, httpsig.ErrKeyExpired) {
+		t.Errorf("with the database down, ResolveKey = %v; want an error that is not a refusal", last)
+	}
+	if err := svc.Ping(context.Background()); err == nil {
+		t.Errorf("Ping succeeded with the database down")
+	}
+	p.Restore()
+	waitFor(t, 10*time.Second, "resolution working again", func() bool {
+		_, err := svc.ResolveKey(context.Background(), c.Key.ID)
+		return err == nil
+	})
+	keystest.WaitCached(t, svc, cst, c.Key.ID)
+}
+
+// BenchmarkStore measures lookups that miss the cache: every resolution
+// queries the database.
+func BenchmarkStore(b *testing.B) {
+	u := newDatabase(b)
+	keystest.Bench(b, func(b *testing.B) keys.Store { return openStore(b, u) })
+}

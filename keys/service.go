@@ -1,0 +1,541 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/signet-dev/signet/httpsig"
+)
+
+// Defaults of [Options].
+const (
+	DefaultCacheSize        = 10000
+	DefaultCacheTTL         = time.Minute
+	DefaultNegativeTTL      = 5 * time.Second
+	DefaultLastUsedInterval = time.Minute
+	// DefaultOverlap is how long a rotated key keeps working, for callers
+	// of [Service.Rotate] that offer a default.
+	DefaultOverlap = 24 * time.Hour
+)
+
+// hmacSecretSize is the size of the secrets the service makes: 256 bits.
+const hmacSecretSize = 32
+
+// Options configures a [Service]. Only MasterKey is required; the zero
+// values of the others are the documented defaults.
+type Options struct {
+	// MasterKey seals the HMAC secrets at rest: 32 bytes (see
+	// [ParseMasterKey]), kept out of the store. New refuses a key that is
+	// not the one the store's secrets are sealed with.
+	MasterKey []byte
+
+	// CacheSize bounds the number of keys ResolveKey keeps in memory, and
+	// apart from them the number of unknown keyids it remembers. Zero
+	// means DefaultCacheSize; negative turns the cache off, so that every
+	// resolution asks the store.
+	CacheSize int
+
+	// CacheTTL bounds how long a cached key is used before it is read
+	// again (to the second). Changes made anywhere reach the cache through
+	// [Store.Watch] within a second; the TTL is a second line of defence.
+	// Zero means DefaultCacheTTL.
+	CacheTTL time.Duration
+
+	// NegativeTTL is how long an unknown keyid is remembered as unknown,
+	// so that a flood of requests naming it costs one lookup. A key
+	// created meanwhile is seen at once all the same: its creation is a
+	// change that reaches the cache. Zero means DefaultNegativeTTL;
+	// negative turns it off.
+	NegativeTTL time.Duration
+
+	// LastUsedInterval is how often the last-used times of keys are
+	// written to the store: at most one write per key per interval, and a
+	// last one on Close. Last-used times are kept to the second. Zero
+	// means DefaultLastUsedInterval.
+	LastUsedInterval time.Duration
+
+	// Now returns the current time. If nil, time.Now is used.
+	Now func() time.Time
+
+	// Rand is the source of key ids and HMAC secrets. If nil,
+	// crypto/rand.Reader is used.
+	Rand io.Reader
+
+	// Logger receives errors of the background work (writing last-used
+	// times, watching the store). If nil, slog.Default() is used.
+	Logger *slog.Logger
+}
+
+// A Service manages the keys of a [Store] and resolves keyids for the
+// verifier. It is safe for concurrent use.
+type Service struct {
+	store    Store
+	now      func() time.Time
+	rand     io.Reader
+	log      *slog.Logger
+	ttl      int64 // nanoseconds
+	negTTL   int64 // nanoseconds; 0: no negative cache
+	interval time.Duration
+
+	seal    atomic.Pointer[sealState]
+	rekeyMu sync.Mutex
+
+	cache, neg *cache       // nil when off
+	coarse     atomic.Int64 // UnixNano, moved on every tick and by lookups
+	gen        atomic.Uint64
+	trusted    atomic.Bool // the cache may be used: the store reports changes
+	watching   atomic.Bool
+
+	flightMu sync.Mutex
+	flights  map[string]*flight
+
+	pendMu  sync.Mutex
+	pending map[string]int64 // last uses of keys no longer cached, UnixNano
+
+	mu        sync.Mutex // guards closed and wg.Add
+	closed    bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// sealState is the master key in use and the check value stored with it.
+type sealState struct {
+	s     *sealer
+	check []byte
+}
+
+// New returns a service over store. It checks the master key against the
+// store's check value, storing one made from it if the store has none, and
+// returns an error wrapping [ErrWrongMasterKey] if it does not match. The
+// service owns the store from then on: Close closes it. If New fails, the
+// caller still owns the store.
+func New(ctx context.Context, store Store, opts Options) (*Service, error) {
+	if len(opts.MasterKey) == 0 {
+		return nil, errors.New("keys: a master key is required")
+	}
+	sl, err := newSealer(opts.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	check, err := store.MasterCheck(ctx, sl.check())
+	if err != nil {
+		return nil, fmt.Errorf("keys: reading the master key check value: %w", err)
+	}
+	if !sl.opensCheck(check) {
+		return nil, fmt.Errorf("%w: it is not the key this store's secrets are sealed with (check SIGNET_MASTER_KEY or --master-key-file)", ErrWrongMasterKey)
+	}
+	s := &Service{
+		store:    store,
+		now:      opts.Now,
+		rand:     opts.Rand,
+		log:      opts.Logger,
+		ttl:      int64(opts.CacheTTL),
+		negTTL:   int64(opts.NegativeTTL),
+		interval: opts.LastUsedInterval,
+		flights:  make(map[string]*flight),
+		pending:  make(map[string]int64),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.ttl <= 0 {
+		s.ttl = int64(DefaultCacheTTL)
+	}
+	if s.negTTL == 0 {
+		s.negTTL = int64(DefaultNegativeTTL)
+	}
+	if s.interval <= 0 {
+		s.interval = DefaultLastUsedInterval
+	}
+	size := opts.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	if size > 0 {
+		s.cache = newCache(size)
+		if s.negTTL > 0 {
+			s.neg = newCache(size)
+		}
+	}
+	s.seal.Store(&sealState{s: sl, check: check})
+	s.coarse.Store(s.now().UnixNano())
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.goBackground(s.maintain)
+	return s, nil
+}
+
+// clock returns the time to record: UTC, to the microsecond, which every
+// store keeps.
+func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+func normTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
+
+func notFound(id string) error { return fmt.Errorf("%w: %s", ErrNotFound, id) }
+
+// get reads a key, refusing ids of a form the service never makes.
+func (s *Service) get(ctx context.Context, id string) (*Record, error) {
+	if !validID(id) {
+		return nil, notFound(id)
+	}
+	rec, err := s.store.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound(id)
+	}
+	return rec, err
+}
+
+// Create makes a key. For hmac-sha256 it makes a 256-bit secret and
+// returns it in the result, this once; for an asymmetric algorithm it
+// registers req.PublicKey. Invalid requests get an error wrapping
+// [ErrInvalid].
+func (s *Service) Create(ctx context.Context, req CreateRequest) (*Created, error) {
+	if err := checkOwner(req.Owner); err != nil {
+		return nil, err
+	}
+	if err := checkLabel(req.Label); err != nil {
+		return nil, err
+	}
+	scopes, err := normalizeScopes(req.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock()
+	expires := normTime(req.Expires)
+	if !expires.IsZero() && !expires.After(now) {
+		return nil, fmt.Errorf("%w: expiry %s is not in the future", ErrInvalid, expires.Format(time.RFC3339))
+	}
+	st := s.seal.Load()
+	rec, secret, err := s.newMaterial(req.Alg, req.PublicKey, st)
+	if err != nil {
+		return nil, err
+	}
+	rec.Owner, rec.Scopes, rec.Label, rec.Created, rec.Expires = req.Owner, scopes, req.Label, now, expires
+	w := &Write{
+		Insert: []Record{rec},
+		Events: []AuditEvent{{Time: now, Actor: req.Actor, Action: ActionCreate, KeyID: rec.ID, Detail: describe(&rec.Key)}},
+	}
+	if rec.Secret != nil {
+		w.Check = st.check
+	}
+	if err := s.apply(ctx, w); err != nil {
+		return nil, err
+	}
+	return &Created{Key: rec.Key, Secret: secret}, nil
+}
+
+// newMaterial makes the id and the key material of a new key: a sealed
+// secret for HMAC, a checked public key otherwise.
+func (s *Service) newMaterial(alg httpsig.Algorithm, pub []byte, st *sealState) (Record, []byte, error) {
+	var rec Record
+	if alg != "" {
+		if _, err := httpsig.ParseAlgorithm(string(alg)); err != nil {
+			return rec, nil, fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "httpsig: "))
+		}
+	}
+	if alg.Symmetric() || alg == "" && len(pub) == 0 {
+		if len(pub) != 0 {
+			return rec, nil, fmt.Errorf("%w: an hmac-sha256 key takes no public key: the server makes its secret", ErrInvalid)
+		}
+		secret := make([]byte, hmacSecretSize)
+		if _, err := io.ReadFull(s.rand, secret); err != nil {
+			return rec, nil, fmt.Errorf("keys: reading random bits: %w", err)
+		}
+		id, err := newID(s.rand, httpsig.AlgHMACSHA256)
+		if err != nil {
+			return rec, nil, err
+		}
+		rec.ID, rec.Alg, rec.Secret = id, httpsig.AlgHMACSHA256, st.s.sealSecret(id, secret)
+		return rec, secret, nil
+	}
+	if len(pub) == 0 {
+		return rec, nil, fmt.Errorf("%w: an %s key is registered by its public key (PEM or JWK, e.g. made by signet keygen); none was given", ErrInvalid, alg)
+	}
+	alg, pemData, _, err := parsePublicKey(alg, pub)
+	if err != nil {
+		return rec, nil, err
+	}
+	id, err := newID(s.rand, alg)
+	if err != nil {
+		return rec, nil, err
+	}
+	rec.ID, rec.Alg, rec.PublicKey = id, alg, pemData
+	return rec, nil, nil
+}
+
+// describe says what a new key is, for the audit log.
+func describe(k *Key) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "alg=%s owner=%s scopes=%s", k.Alg, k.Owner, strings.Join(k.Scopes, ","))
+	if !k.Expires.IsZero() {
+		fmt.Fprintf(&b, " expires=%s", k.Expires.Format(time.RFC3339))
+	}
+	if k.Predecessor != "" {
+		fmt.Fprintf(&b, " predecessor=%s", k.Predecessor)
+	}
+	if k.Label != "" {
+		fmt.Fprintf(&b, " label=%q", k.Label)
+	}
+	return b.String()
+}
+
+// apply writes w and drops the keys it changed from this service's cache
+// at once, without waiting for the store to report the change.
+func (s *Service) apply(ctx context.Context, w *Write) error {
+	err := s.store.Apply(ctx, w)
+	if errors.Is(err, ErrWrongMasterKey) {
+		return fmt.Errorf("%w: the store was rekeyed under another master key since this service started; restart it with the new one", ErrWrongMasterKey)
+	}
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(w.Insert)+len(w.Update))
+	for i := range w.Insert {
+		ids = append(ids, w.Insert[i].ID)
+	}
+	for i := range w.Update {
+		ids = append(ids, w.Update[i].ID)
+	}
+	s.invalidate(ids)
+	return nil
+}
+
+// conflictRetries is how many times a change is tried again after another
+// writer changed the key between reading and writing it.
+const conflictRetries = 3
+
+// update reads a key, lets change decide what to write, and writes it,
+// trying again if another writer changed the key meanwhile.
+func (s *Service) update(ctx context.Context, id string, change func(rec *Record) (*Write, error)) error {
+	for attempt := 0; ; attempt++ {
+		rec, err := s.get(ctx, id)
+		if err != nil {
+			return err
+		}
+		w, err := change(rec)
+		if err != nil || w == nil {
+			return err
+		}
+		err = s.apply(ctx, w)
+		if errors.Is(err, ErrConflict) && attempt < conflictRetries {
+			continue
+		}
+		return err
+	}
+}
+
+// Get returns the key with the given id, or an error wrapping ErrNotFound.
+func (s *Service) Get(ctx context.Context, id string) (*Key, error) {
+	rec, err := s.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	k := rec.Key
+	s.overlayLastUsed(&k)
+	return &k, nil
+}
+
+// List returns the keys f selects, oldest first.
+func (s *Service) List(ctx context.Context, f ListFilter) ([]Key, error) {
+	ks, err := s.store.List(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ks {
+		s.overlayLastUsed(&ks[i])
+	}
+	return ks, nil
+}
+
+// Rotate replaces a key by a new one with the same owner, algorithm, scopes
+// and label, and the same lifetime if it had an expiry. The old key keeps
+// working for overlap (it expires then, or at its own expiry if that is
+// sooner), and its Successor names the new key. An HMAC key gets a new
+// secret, returned this once; an asymmetric key needs the new public key.
+// Rotating a revoked key, or one already rotated, is an error wrapping
+// ErrConflict.
+func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, newPublicKey []byte, actor string) (*Created, error) {
+	if overlap < 0 {
+		return nil, fmt.Errorf("%w: overlap must not be negative", ErrInvalid)
+	}
+	var out *Created
+	err := s.update(ctx, id, func(old *Record) (*Write, error) {
+		switch {
+		case !old.Revoked.IsZero():
+			return nil, fmt.Errorf("%w: key %s is revoked; create a new key instead", ErrConflict, id)
+		case old.Successor != "":
+			return nil, fmt.Errorf("%w: key %s was rotated already, to %s; rotate that key", ErrConflict, id, old.Successor)
+		}
+		now := s.clock()
+		st := s.seal.Load()
+		rec, secret, err := s.newMaterial(old.Alg, newPublicKey, st)
+		if err != nil {
+			return nil, err
+		}
+		if rec.PublicKey != nil && bytes.Equal(rec.PublicKey, old.PublicKey) {
+			return nil, fmt.Errorf("%w: the new public key is the old one; make a new key pair", ErrInvalid)
+		}
+		rec.Owner, rec.Scopes, rec.Label, rec.Created, rec.Predecessor = old.Owner, old.Scopes, old.Label, now, old.ID
+		if !old.Expires.IsZero() {
+			rec.Expires = now.Add(old.Expires.Sub(old.Created))
+		}
+		upd := *old
+		upd.Successor = rec.ID
+		if end := now.Add(overlap); old.Expires.IsZero() || end.Before(old.Expires) {
+			upd.Expires = end
+		}
+		w := &Write{
+			Insert: []Record{rec},
+			Update: []Record{upd},
+			Events: []AuditEvent{
+				{Time: now, Actor: actor, Action: ActionRotate, KeyID: old.ID, Detail: fmt.Sprintf("successor=%s overlap=%s expires=%s", rec.ID, overlap, upd.Expires.Format(time.RFC3339))},
+				{Time: now, Actor: actor, Action: ActionCreate, KeyID: rec.ID, Detail: describe(&rec.Key)},
+			},
+		}
+		if rec.Secret != nil {
+			w.Check = st.check
+		}
+		out = &Created{Key: rec.Key, Secret: secret}
+		return w, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Revoke revokes a key: from now on every service refuses it. Revoking a
+// key again is an error wrapping ErrConflict.
+func (s *Service) Revoke(ctx context.Context, id, actor string) error {
+	return s.update(ctx, id, func(old *Record) (*Write, error) {
+		if !old.Revoked.IsZero() {
+			return nil, fmt.Errorf("%w: key %s was revoked already, at %s", ErrConflict, id, old.Revoked.Format(time.RFC3339))
+		}
+		now := s.clock()
+		upd := *old
+		upd.Revoked = now
+		return &Write{
+			Update: []Record{upd},
+			Events: []AuditEvent{{Time: now, Actor: actor, Action: ActionRevoke, KeyID: id}},
+		}, nil
+	})
+}
+
+// SetScopes replaces the scopes of a key. Setting those it has is a no-op;
+// changing those of a revoked key is an error wrapping ErrConflict.
+func (s *Service) SetScopes(ctx context.Context, id string, scopes []string, actor string) error {
+	scopes, err := normalizeScopes(scopes)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, id, func(old *Record) (*Write, error) {
+		if !old.Revoked.IsZero() {
+			return nil, fmt.Errorf("%w: key %s is revoked", ErrConflict, id)
+		}
+		if slices.Equal(old.Scopes, scopes) {
+			return nil, nil
+		}
+		now := s.clock()
+		upd := *old
+		upd.Scopes = scopes
+		return &Write{
+			Update: []Record{upd},
+			Events: []AuditEvent{{Time: now, Actor: actor, Action: ActionSetScopes, KeyID: id,
+				Detail: fmt.Sprintf("scopes=%s (were %s)", strings.Join(scopes, ","), strings.Join(old.Scopes, ","))}},
+		}, nil
+	})
+}
+
+// Rekey seals every secret of the store under a new master key, in one
+// transaction, and uses the new key from then on; the old one opens
+// nothing any more. Other services on the store must be restarted with the
+// new key: they refuse to seal secrets under the old one, and fail closed
+// on secrets they have not cached.
+func (s *Service) Rekey(ctx context.Context, newMasterKey []byte, actor string) error {
+	s.rekeyMu.Lock()
+	defer s.rekeyMu.Unlock()
+	ns, err := newSealer(newMasterKey)
+	if err != nil {
+		return err
+	}
+	old := s.seal.Load()
+	if old.s.sameKey(newMasterKey) {
+		return fmt.Errorf("%w: the new master key is the one in use", ErrInvalid)
+	}
+	check := ns.check()
+	ev := AuditEvent{Time: s.clock(), Actor: actor, Action: ActionRekey, Detail: "every secret sealed under a new master key"}
+	err = s.store.Reseal(ctx, func(id string, sealed []byte) ([]byte, error) {
+		secret, err := old.s.openSecret(id, sealed)
+		if err != nil {
+			return nil, err
+		}
+		return ns.sealSecret(id, secret), nil
+	}, check, ev)
+	if err != nil {
+		return fmt.Errorf("keys: rekey: %w (nothing was changed)", err)
+	}
+	s.seal.Store(&sealState{s: ns, check: check})
+	return nil
+}
+
+// Audit returns the audit events f selects, oldest first.
+func (s *Service) Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+	return s.store.Audit(ctx, f)
+}
+
+// Ping reports whether the store can be reached, for health checks.
+func (s *Service) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// Close stops the background work, writes the last-used times not yet
+// written, and closes the store.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.closeErr = errors.Join(s.flush(ctx), s.store.Close())
+	})
+	return s.closeErr
+}
+
+// goBackground runs f in a goroutine that Close waits for, unless the
+// service is closed.
+func (s *Service) goBackground(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}

@@ -27,6 +27,9 @@ type Params struct {
 	// as it was received.
 	order []byte
 	extra []sf.Param
+	// listText, when set, is the serialised inner list of Components:
+	// the Signer sets it for the default profile's lists.
+	listText string
 }
 
 // Signature-parameter letters used in Params.order; extras are 'x'.
@@ -126,14 +129,18 @@ func (p *Params) String() string {
 // appendTo serialises p per RFC 9421 §2.3. A parsed value keeps its
 // parameter order; parameters set afterwards follow in the default order.
 func (p *Params) appendTo(dst []byte) ([]byte, error) {
-	dst = append(dst, '(')
-	for i := range p.Components {
-		if i > 0 {
-			dst = append(dst, ' ')
+	if p.listText != "" {
+		dst = append(dst, p.listText...)
+	} else {
+		dst = append(dst, '(')
+		for i := range p.Components {
+			if i > 0 {
+				dst = append(dst, ' ')
+			}
+			dst = p.Components[i].appendTo(dst)
 		}
-		dst = p.Components[i].appendTo(dst)
+		dst = append(dst, ')')
 	}
-	dst = append(dst, ')')
 	var done [len(spDefault)]bool
 	extra := 0
 	var err error

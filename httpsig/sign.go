@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	rand2 "math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -52,10 +53,21 @@ type Signer struct {
 func NewNonce() string {
 	var b [16]byte
 	var text [22]byte
-	rand.Read(b[:])
+	g := nonceSources.Get().(*rand2.ChaCha8)
+	g.Read(b[:])
+	nonceSources.Put(g)
 	base64.RawURLEncoding.Encode(text[:], b[:])
 	return string(text[:])
 }
+
+// nonceSources are ChaCha8 generators, a cryptographically strong stream
+// per generator, each seeded from crypto/rand: cheaper per nonce than a
+// system call, and as unpredictable.
+var nonceSources = sync.Pool{New: func() any {
+	var seed [32]byte
+	rand.Read(seed[:])
+	return rand2.NewChaCha8(seed)
+}}
 
 // SignRequest signs r. If body is not nil it is r's content, and
 // SignRequest first sets Content-Digest for it (an empty body gets no
@@ -68,7 +80,7 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 		if err != nil {
 			return err
 		}
-		r.Header.Set("Content-Digest", d)
+		r.Header["Content-Digest"] = []string{d}
 	}
 	_, hasDigest := contentDigestField(r.Header)
 	if r.ContentLength > 0 && !hasDigest && s.Components == nil {
@@ -78,11 +90,44 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 	defer signScratches.Put(sc)
 	p := s.params()
 	if p.Components == nil {
-		sc.comps = appendDefaultProfile(sc.comps[:0], splitTarget(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)
-		p.Components = sc.comps
+		list := &defaultLists[profileIndex(splitTarget(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
+		p.Components, p.listText = list.comps, list.text
 	}
 	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
 	return signMessage(sc, &m, s.label(), &p, s.Key)
+}
+
+// defaultLists holds the eight lists of the default profile, by
+// profileIndex, with their serialisation: the components of a request
+// come from here, already checked and serialised once.
+var defaultLists = func() (lists [8]struct {
+	comps []Component
+	text  string
+}) {
+	for i := range lists {
+		comps := appendDefaultProfile(nil, i&1 != 0, i&2 != 0, i&4 != 0)
+		p := Params{Components: comps}
+		b, err := p.appendTo(nil)
+		if err != nil {
+			panic(err)
+		}
+		lists[i].comps, lists[i].text = comps, string(b)
+	}
+	return lists
+}()
+
+func profileIndex(hasQuery, hasContentType, hasContent bool) int {
+	i := 0
+	if hasQuery {
+		i |= 1
+	}
+	if hasContentType {
+		i |= 2
+	}
+	if hasContent {
+		i |= 4
+	}
+	return i
 }
 
 // SignResponse signs resp, setting Content-Digest for body first if it is
@@ -161,13 +206,15 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	if p.Alg != "" && p.Alg != key.Algorithm() {
 		return fmt.Errorf("httpsig: the key is for %s, the parameters say %s", key.Algorithm(), p.Alg)
 	}
-	for i := range p.Components {
-		if err := p.Components[i].validate(); err != nil {
+	if p.listText == "" { // else one of defaultLists, checked already
+		for i := range p.Components {
+			if err := p.Components[i].validate(); err != nil {
+				return err
+			}
+		}
+		if err := checkDuplicates(p.Components); err != nil {
 			return err
 		}
-	}
-	if err := checkDuplicates(p.Components); err != nil {
-		return err
 	}
 	h := m.Request.Header
 	if m.Response != nil {
@@ -197,11 +244,20 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 		paramsStart--
 	}
 	paramsText := sc.base[paramsStart+len(`"@signature-params": `):]
+	// Both members in one string, one allocation.
 	sc.out = append(append(append(sc.out[:0], label...), '='), paramsText...)
-	input := string(sc.out)
-	sc.out = sf.AppendBareByteSeq(append(append(sc.out[:0], label...), '='), sig)
+	n := len(sc.out)
+	sc.out = sf.AppendBareByteSeq(append(append(sc.out, label...), '='), sig)
+	both := string(sc.out)
+	input, value := both[:n], both[n:]
+	if len(h["Signature-Input"]) == 0 && len(h["Signature"]) == 0 {
+		// The usual case: the two fields are new; one slice holds both.
+		fields := []string{input, value}
+		h["Signature-Input"], h["Signature"] = fields[0:1:1], fields[1:2:2]
+		return nil
+	}
 	addMember(h, "Signature-Input", input)
-	addMember(h, "Signature", string(sc.out))
+	addMember(h, "Signature", value)
 	return nil
 }
 

@@ -641,3 +641,23 @@ func TestEmptyParameters(t *testing.T) {
 		t.Fatalf("re-serialised %s", got)
 	}
 }
+
+func TestNonceUnique(t *testing.T) {
+	seen := map[string]bool{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 5000 {
+				n := NewNonce()
+				mu.Lock()
+				if seen[n] || len(n) != 22 {
+					t.Errorf("nonce %q repeated or malformed", n)
+				}
+				seen[n] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}

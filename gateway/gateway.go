@@ -19,6 +19,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,10 +141,9 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite:      g.rewrite,
 		Transport:    g.cfg.Transport,
 		ErrorHandler: g.upstreamError,
-		// Streamed responses (server-sent events, long polls) are passed
-		// on as they come.
-		FlushInterval: -1,
-		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		// FlushInterval stays zero: ReverseProxy passes streamed responses
+		// (server-sent events, unknown length) on as they come anyway.
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	g.handler = withRequestID(g.verify(g.proxy))
 	g.admin = g.newAdminHandler()
@@ -218,6 +219,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 // observe records the outcome of verification in metrics and logs.
 func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
 	g.metrics.observe(o)
+	if o.Status == 0 && !g.log.Enabled(r.Context(), slog.LevelDebug) {
+		return // accepted requests are logged at debug level only
+	}
 	attrs := []any{
 		"request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path,
 		"key_id", o.KeyID, "verify_ms", float64(o.Elapsed.Microseconds()) / 1000,
@@ -249,14 +253,26 @@ func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get(HeaderRequestID)
 		if !validRequestID(id) {
-			var b [12]byte
-			rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-			r.Header.Set(HeaderRequestID, id)
+			id = newRequestID()
+			r.Header[HeaderRequestID] = []string{id}
 		}
-		w.Header().Set(HeaderRequestID, id)
+		w.Header()[HeaderRequestID] = []string{id}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// Request ids are a random prefix per process and a counter: unique
+// without a system call per request.
+var (
+	requestIDPrefix = func() (p [8]byte) { rand.Read(p[:]); return p }()
+	requestIDCount  atomic.Uint64
+)
+
+func newRequestID() string {
+	var b [16]byte
+	copy(b[:8], requestIDPrefix[:])
+	binary.BigEndian.PutUint64(b[8:], requestIDCount.Add(1))
+	return hex.EncodeToString(b[:])
 }
 
 func validRequestID(id string) bool {

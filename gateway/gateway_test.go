@@ -470,3 +470,30 @@ func TestTargetVerbatim(t *testing.T) {
 		}
 	}
 }
+
+// TestStreaming: a streamed response (server-sent events) reaches the
+// client as the upstream writes it, not when it ends.
+func TestStreaming(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "data: last\n\n")
+	}))
+	defer up.Close()
+	defer close(release)
+	e := newEnv(t, func(c *gateway.Config) { c.Upstream, _ = url.Parse(up.URL) })
+	r, _ := http.NewRequest("GET", e.gw.URL+"/events", nil)
+	e.hmac.SignRequest(r, nil)
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first event %q %v", line, err)
+	}
+}

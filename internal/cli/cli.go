@@ -141,6 +141,15 @@ func fail(e *Env, name string, err error) int {
 // which means nothing to someone at a terminal.
 func msgOf(err error) string { return strings.TrimPrefix(err.Error(), "httpsig: ") }
 
+// parseError reports an error from a command's options and returns its
+// exit code: 0 for -h, 2 otherwise.
+func parseError(e *Env, name string, err error) int {
+	if err == errUsage || isHelp(err) {
+		return flagExit(err)
+	}
+	return usageError(e, name, "%v", err)
+}
+
 // flagExit turns a flag parsing error into an exit code: 0 for -h.
 func flagExit(err error) int {
 	if errors.Is(err, flag.ErrHelp) {

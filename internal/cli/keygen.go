@@ -50,10 +50,7 @@ func newKeygenOptions(e *Env, args []string) (*keygenOptions, error) {
 func runKeygen(e *Env, args []string) int {
 	o, err := newKeygenOptions(e, args)
 	if err != nil {
-		if err == errUsage || isHelp(err) {
-			return flagExit(err)
-		}
-		return usageError(e, "keygen", "%v", err)
+		return parseError(e, "keygen", err)
 	}
 	priv, pub, err := generateKey(o.alg)
 	if err != nil {

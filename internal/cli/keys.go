@@ -89,14 +89,6 @@ func keysFail(e *Env, name string, err error) int {
 	return exitRefused
 }
 
-// parseError handles the error of a newKeysXOptions function.
-func parseError(e *Env, name string, err error) int {
-	if err == errUsage || isHelp(err) {
-		return flagExit(err)
-	}
-	return usageError(e, "keys "+name, "%v", err)
-}
-
 // actor names who runs the command, for the audit log.
 func actor(e *Env) string {
 	name := e.Getenv("USER")
@@ -180,7 +172,7 @@ func runKeysCreate(e *Env, args []string) int {
 	const name = "create"
 	o, err := newKeysCreateOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	expires, err := keys.ParseExpiry(o.expires, e.Now())
 	if err != nil {
@@ -332,7 +324,7 @@ func runKeysList(e *Env, args []string) int {
 	const name = "list"
 	o, err := newKeysListOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	ks, err := o.store.open(e)
 	if err != nil {
@@ -394,7 +386,7 @@ func runKeysShow(e *Env, args []string) int {
 	const name = "show"
 	o, err := newKeysShowOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	ks, err := o.store.open(e)
 	if err != nil {
@@ -459,7 +451,7 @@ func runKeysRevoke(e *Env, args []string) int {
 	const name = "revoke"
 	o, err := newKeysRevokeOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	ks, err := o.store.open(e)
 	if err != nil {
@@ -507,7 +499,7 @@ func runKeysRotate(e *Env, args []string) int {
 	const name = "rotate"
 	o, err := newKeysRotateOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	pub, err := readPublicKey(o.publicKey)
 	if err != nil {
@@ -565,7 +557,7 @@ func runKeysSetScopes(e *Env, args []string) int {
 	const name = "set-scopes"
 	o, err := newKeysSetScopesOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	ks, err := o.store.open(e)
 	if err != nil {
@@ -608,7 +600,7 @@ func runKeysAudit(e *Env, args []string) int {
 	const name = "audit"
 	o, err := newKeysAuditOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	ks, err := o.store.open(e)
 	if err != nil {
@@ -655,7 +647,7 @@ func runKeysRekey(e *Env, args []string) int {
 	const name = "rekey"
 	o, err := newKeysRekeyOptions(e, args)
 	if err != nil {
-		return parseError(e, name, err)
+		return parseError(e, "keys "+name, err)
 	}
 	ks, err := o.store.open(e)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/signet-dev/signet/client"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/httpmsg"
 )
 
 // maxProblemBytes bounds what is read of a refusal to find its reason.
@@ -72,34 +73,17 @@ func newRequestOptions(e *Env, args []string) (*requestOptions, error) {
 	}
 	for _, h := range o.headers {
 		name, _, ok := strings.Cut(h, ":")
-		if !ok || !isFieldName(name) {
+		if !ok || !httpmsg.IsToken(name) {
 			return nil, fmt.Errorf("-H %q is not 'Name: value'", h)
 		}
 	}
 	return o, nil
 }
 
-// isFieldName reports whether s is a token (RFC 9110 §5.1).
-func isFieldName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
 func runRequest(e *Env, args []string) int {
 	o, err := newRequestOptions(e, args)
 	if err != nil {
-		if err == errUsage || isHelp(err) {
-			return flagExit(err)
-		}
-		return usageError(e, "request", "%v", err)
+		return parseError(e, "request", err)
 	}
 	alg, err := optionalAlg(o.alg)
 	if err != nil {

@@ -124,10 +124,7 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 func runServe(e *Env, args []string) int {
 	o, err := newServeOptions(e, args)
 	if err != nil {
-		if err == errUsage || isHelp(err) {
-			return flagExit(err)
-		}
-		return usageError(e, "serve", "%v", err)
+		return parseError(e, "serve", err)
 	}
 	log := newLogger(e.Stderr, o.logFormat, o.logLevel)
 	if err := serve(e, o, log); err != nil {

@@ -64,10 +64,7 @@ func newSignOptions(e *Env, args []string) (*signOptions, error) {
 func runSign(e *Env, args []string) int {
 	o, err := newSignOptions(e, args)
 	if err != nil {
-		if err == errUsage || isHelp(err) {
-			return flagExit(err)
-		}
-		return usageError(e, "sign", "%v", err)
+		return parseError(e, "sign", err)
 	}
 	key, err := loadSigningKey(o.alg, o.keyFile)
 	if err != nil {

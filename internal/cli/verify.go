@@ -101,10 +101,7 @@ func (k oneKey) ResolveKey(_ context.Context, keyID string) (httpsig.VerifyingKe
 func runVerify(e *Env, args []string) int {
 	o, err := newVerifyOptions(e, args)
 	if err != nil {
-		if err == errUsage || isHelp(err) {
-			return flagExit(err)
-		}
-		return usageError(e, "verify", "%v", err)
+		return parseError(e, "verify", err)
 	}
 	policy, err := o.policy()
 	if err != nil {

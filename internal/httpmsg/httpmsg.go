@@ -82,7 +82,9 @@ func nextLine(b []byte) (string, []byte, bool) {
 	return strings.TrimSuffix(string(b[:i]), "\r"), b[i+1:], true
 }
 
-func isToken(s string) bool {
+// IsToken reports whether s is a token (RFC 9110 §5.6.2), as field names
+// and methods are.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -123,7 +125,7 @@ func readFields(b []byte) ([]Field, []byte, error) {
 		if !found {
 			return nil, nil, fmt.Errorf("httpmsg: field line %q has no colon", line)
 		}
-		if !isToken(name) {
+		if !IsToken(name) {
 			return nil, nil, fmt.Errorf("httpmsg: %q is not a valid field name", name)
 		}
 		if strings.ContainsFunc(value, isCTL) {
@@ -214,7 +216,7 @@ func (m *Message) readChunked(b []byte) error {
 
 func (m *Message) buildRequest(h http.Header, scheme string) error {
 	parts := strings.Split(m.startLine, " ")
-	if len(parts) != 3 || !isToken(parts[0]) || parts[1] == "" || !strings.HasPrefix(parts[2], "HTTP/") {
+	if len(parts) != 3 || !IsToken(parts[0]) || parts[1] == "" || !strings.HasPrefix(parts[2], "HTTP/") {
 		return fmt.Errorf("httpmsg: %q is not a request line (METHOD target HTTP/1.1)", m.startLine)
 	}
 	method, target, proto := parts[0], parts[1], parts[2]

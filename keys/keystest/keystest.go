@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/testenv"
 	"github.com/signet-dev/signet/keys"
 )
 
@@ -102,7 +103,7 @@ func Run(t *testing.T, h Harness) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.run(t, &env{t: t, db: h.NewDB(t), master: keys.NewMasterKey(), clock: NewClock(start)})
+			tt.run(t, &env{t: t, db: h.NewDB(t), master: keys.NewMasterKey(), clock: testenv.NewClock(start)})
 		})
 	}
 }
@@ -110,34 +111,11 @@ func Run(t *testing.T, h Harness) {
 // start is where each test's manual clock begins.
 var start = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// A Clock is a manual clock for tests. It is safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a clock that reads t until it is advanced.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type env struct {
 	t      *testing.T
 	db     DB
 	master []byte
-	clock  *Clock
+	clock  *testenv.Clock
 }
 
 // store opens a raw handle, closed at the end of the test.

@@ -134,7 +134,7 @@ func TestKey(t *testing.T) {
 func TestTTL(t *testing.T) {
 	u := requireRedis(t)
 	s := newTestStore(t, u, Options{})
-	clock := replaytest.NewClock(time.Now())
+	clock := testenv.NewClock(time.Now())
 	s.now = clock.Now
 	c := admin(t)
 	defer c.Close()

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/testenv"
 )
 
 // A Harness tells [Run] how to make the store under test.
@@ -71,44 +72,19 @@ func Run(t *testing.T, h Harness) {
 	}
 }
 
-// A Clock is a manual clock for tests. It is safe for concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-// NewClock returns a clock that reads start until it is advanced.
-func NewClock(start time.Time) *Clock {
-	return &Clock{now: start}
-}
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // start is where each test's clock begins: any fixed instant will do, since
 // stores must work from the clock they are given.
 var start = time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
 
 type fixture struct {
 	t     *testing.T
-	clock *Clock
+	clock *testenv.Clock
 	store httpsig.NonceStore
 }
 
 func newFixture(t *testing.T, h Harness) *fixture {
 	t.Helper()
-	clock := NewClock(start)
+	clock := testenv.NewClock(start)
 	return &fixture{t: t, clock: clock, store: h.New(t, clock.Now)}
 }
 

@@ -183,6 +183,20 @@ func TestAdminKeyLifecycle(t *testing.T) {
 		t.Fatalf("revoked key: %d %s", resp.StatusCode, body)
 	}
 
+	// The key cache is counted.
+	resp2, err := http.Get(e.admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp2.Body)
+	resp2.Body.Close()
+	for _, name := range []string{"signet_key_cache_hits_total ", "signet_key_cache_misses_total "} {
+		i := bytes.Index(metrics, []byte("\n"+name))
+		if i < 0 || bytes.HasPrefix(metrics[i+1+len(name):], []byte("0\n")) {
+			t.Errorf("metric %s missing or zero", name)
+		}
+	}
+
 	// The audit log names the admin key behind each change.
 	var audit struct {
 		Events []keys.AuditEvent

@@ -118,7 +118,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Registry == nil {
 		g.cfg.Registry = prometheus.NewRegistry()
 	}
-	g.metrics = newMetrics(g.cfg.Registry)
+	g.metrics = newMetrics(g.cfg.Registry, cfg.Keys)
 	if cfg.Transport == nil {
 		g.cfg.Transport = NewTransport()
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/middleware"
 )
 
@@ -15,7 +16,13 @@ type metrics struct {
 	upstreamErrors    prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// cacheCounter is implemented by key resolvers that cache, as
+// *keys.Service does.
+type cacheCounter interface {
+	CacheStats() keys.CacheStats
+}
+
+func newMetrics(reg prometheus.Registerer, resolver any) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_requests_total",
@@ -40,6 +47,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.verifySeconds, m.keyStoreErrors, m.replayStoreErrors, m.upstreamErrors)
+	if c, ok := resolver.(cacheCounter); ok {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "signet_key_cache_hits_total",
+				Help: "Key lookups answered from the gateway's cache.",
+			}, func() float64 { return float64(c.CacheStats().Hits) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "signet_key_cache_misses_total",
+				Help: "Key lookups that went to the key store.",
+			}, func() float64 { return float64(c.CacheStats().Misses) }),
+		)
+	}
 	m.accepted = m.requests.WithLabelValues("accepted", "")
 	return m
 }

@@ -132,6 +132,7 @@ type flight struct {
 }
 
 func (s *Service) resolveSlow(ctx context.Context, id string) (httpsig.VerifyingKey, error) {
+	s.misses.Add(1)
 	for {
 		s.flightMu.Lock()
 		f, joined := s.flights[id]
@@ -411,6 +412,10 @@ type cacheShard struct {
 	mu sync.Mutex
 	m  atomic.Pointer[map[string]*entry]
 	_  [48]byte // keeps shards' hot words off each other's cache lines
+	// hits counts lookups found here, on a line of its own so that
+	// counting does not slow the reads of m.
+	hits atomic.Uint64
+	_    [56]byte
 }
 
 const shardTarget = 32 // entries per shard the shard count aims at
@@ -431,7 +436,21 @@ func (c *cache) shard(id string) *cacheShard {
 }
 
 func (c *cache) get(id string) *entry {
-	return (*c.shard(id).m.Load())[id]
+	sh := c.shard(id)
+	e := (*sh.m.Load())[id]
+	if e != nil {
+		sh.hits.Add(1)
+	}
+	return e
+}
+
+// hits returns how many lookups found an entry.
+func (c *cache) hits() uint64 {
+	var n uint64
+	for i := range c.shards {
+		n += c.shards[i].hits.Load()
+	}
+	return n
 }
 
 // put adds e if ok still holds, under the shard's lock, and reports
@@ -554,4 +573,22 @@ func (c *cache) len() int {
 		n += len(*c.shards[i].m.Load())
 	}
 	return n
+}
+
+// CacheStats counts key lookups: Hits were answered from the cache (known
+// keys, and keyids known to name none), Misses went to the store.
+type CacheStats struct {
+	Hits, Misses uint64
+}
+
+// CacheStats returns the counts since the service started.
+func (s *Service) CacheStats() CacheStats {
+	var st CacheStats
+	for _, c := range []*cache{s.cache, s.neg} {
+		if c != nil {
+			st.Hits += c.hits()
+		}
+	}
+	st.Misses = s.misses.Load()
+	return st
 }

@@ -96,6 +96,8 @@ type Service struct {
 	trusted    atomic.Bool // the cache may be used: the store reports changes
 	watching   atomic.Bool
 
+	misses atomic.Uint64 // lookups that went to the store
+
 	flightMu sync.Mutex
 	flights  map[string]*flight
 

@@ -3,10 +3,20 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -63,29 +73,8 @@ func TestServe(t *testing.T) {
 	}))
 	defer upstream.Close()
 
-	ctx, stop := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	e := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: logs, Getenv: func(string) string { return "" }, Now: time.Now, Context: ctx}
-	done := make(chan int)
-	go func() {
-		done <- Run(e, []string{"serve", "--upstream", upstream.URL, "--db", db, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "debug"})
-	}()
-	var addrs struct {
-		Addr      string `json:"addr"`
-		AdminAddr string `json:"admin_addr"`
-	}
-	for deadline := time.Now().Add(10 * time.Second); addrs.Addr == ""; {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			if strings.Contains(line, `"msg":"signet serve listening"`) {
-				json.Unmarshal([]byte(line), &addrs)
-			}
-		}
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("serve did not start: %s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	srv := startServe(t, "--upstream", upstream.URL, "--db", db, "--log-level", "debug")
+	logs, addrs := srv.logs, srv.addrs
 
 	tr, err := client.NewTransport(created.Key.ID, keyFile, nil)
 	if err != nil {
@@ -109,11 +98,57 @@ func TestServe(t *testing.T) {
 		t.Fatalf("no access log for the request: %s", logs)
 	}
 
-	stop()
+	srv.stop(t)
+}
+
+type serveProc struct {
+	logs  *syncBuffer
+	addrs struct {
+		Addr      string `json:"addr"`
+		AdminAddr string `json:"admin_addr"`
+	}
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// startServe runs signet serve with args, on free loopback ports, and
+// waits until it listens.
+func startServe(t *testing.T, args ...string) *serveProc {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &serveProc{logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	e := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: p.logs, Getenv: func(string) string { return "" }, Now: time.Now, Context: ctx}
+	go func() {
+		p.done <- Run(e, append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...))
+	}()
+	t.Cleanup(cancel)
+	for deadline := time.Now().Add(10 * time.Second); p.addrs.Addr == ""; {
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			if strings.Contains(line, `"msg":"signet serve listening"`) {
+				json.Unmarshal([]byte(line), &p.addrs)
+			}
+		}
+		select {
+		case code := <-p.done:
+			t.Fatalf("serve exited %d: %s", code, p.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %s", p.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return p
+}
+
+// stop sends the signal (cancels the context) and waits for a clean exit.
+func (p *serveProc) stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
 	select {
-	case code := <-done:
+	case code := <-p.done:
 		if code != 0 {
-			t.Fatalf("serve exited %d: %s", code, logs)
+			t.Fatalf("serve exited %d: %s", code, p.logs)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop on a signal")
@@ -158,4 +193,69 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestServeTLS serves HTTPS with --tls-cert and --tls-key.
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	priv, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "signet test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(priv)
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+
+	db := filepath.Join(dir, "keys.db")
+	code, out, stderr := run(t, "", "keys", "create", "--db", db, "--owner", "acme", "--json")
+	if code != 0 {
+		t.Fatalf("keys create: %s", stderr)
+	}
+	var created struct {
+		Key    struct{ ID string }
+		Secret string
+	}
+	json.Unmarshal([]byte(out), &created)
+	secretFile := filepath.Join(dir, "acme.key")
+	os.WriteFile(secretFile, []byte(created.Secret), 0o600)
+
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer upstream.Close()
+	srv := startServe(t, "--upstream", upstream.URL, "--db", db, "--tls-cert", certFile, "--tls-key", keyFile)
+	defer srv.stop(t)
+
+	roots := x509.NewCertPool()
+	roots.AddCert(mustParseCert(t, der))
+	tr, err := client.NewTransport(created.Key.ID, secretFile, &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: tr}).Get("https://" + srv.addrs.Addr + "/secure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "https" || resp.TLS == nil {
+		t.Fatalf("over TLS: %d %q", resp.StatusCode, body)
+	}
+}
+
+func mustParseCert(t *testing.T, der []byte) *x509.Certificate {
+	t.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -127,13 +127,7 @@ func BenchmarkRawCrypto(b *testing.B) {
 	body := refBody()
 	for _, k := range newBenchKeys(b) {
 		b.Run(k.name, func(b *testing.B) {
-			r := refRequest(body)
-			if err := benchSigner(k.signer).SignRequest(r, body); err != nil {
-				b.Fatal(err)
-			}
-			sigs, _ := ParseSignatures(r.Header)
-			base, _ := SignatureBase(&Message{Request: r}, &sigs[0].Params)
-			sig := sigs[0].Value
+			base, sig := refBase(b, k.signer, body)
 			b.ReportAllocs()
 			for b.Loop() {
 				k.raw(base, sig, body)
@@ -149,12 +143,7 @@ func BenchmarkRawSign(b *testing.B) {
 	body := refBody()
 	for _, k := range newBenchKeys(b) {
 		b.Run(k.name, func(b *testing.B) {
-			r := refRequest(body)
-			if err := benchSigner(k.signer).SignRequest(r, body); err != nil {
-				b.Fatal(err)
-			}
-			sigs, _ := ParseSignatures(r.Header)
-			base, _ := SignatureBase(&Message{Request: r}, &sigs[0].Params)
+			base, _ := refBase(b, k.signer, body)
 			b.ReportAllocs()
 			for b.Loop() {
 				sha256.Sum256(body)
@@ -164,4 +153,19 @@ func BenchmarkRawSign(b *testing.B) {
 			}
 		})
 	}
+}
+
+// refBase signs the reference request and returns its signature base and
+// signature, for the raw-crypto floors.
+func refBase(b *testing.B, k SigningKey, body []byte) (base, sig []byte) {
+	r := refRequest(body)
+	if err := benchSigner(k).SignRequest(r, body); err != nil {
+		b.Fatal(err)
+	}
+	sigs, _ := ParseSignatures(r.Header)
+	base, err := SignatureBase(&Message{Request: r}, &sigs[0].Params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return base, sigs[0].Value
 }

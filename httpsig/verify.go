@@ -213,7 +213,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	var res Result
 	for n, i := range st.selected {
 		s := &st.sigs[i]
-		key, err := v.checkOne(ctx, m, h, body, now, st, s)
+		key, err := v.checkOne(ctx, m, body, now, st, s)
 		if err != nil {
 			return Result{}, err
 		}
@@ -294,7 +294,7 @@ func (v *Verifier) nonceUntil(p *Params, now time.Time) time.Time {
 
 // checkOne verifies one signature: policy first (cheap, and needs no key),
 // then the key, the signature base, the signature and the content digest.
-func (v *Verifier) checkOne(ctx context.Context, m *Message, h http.Header, body []byte, now time.Time, st *verifyState, s *parsedSig) (VerifyingKey, error) {
+func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now time.Time, st *verifyState, s *parsedSig) (VerifyingKey, error) {
 	p := &s.params
 	if err := v.checkParams(p, s.label, now); err != nil {
 		return nil, err

@@ -303,8 +303,8 @@ func (c countErrors) ResolveKey(ctx context.Context, id string) (httpsig.Verifyi
 	return k, err
 }
 
-func (c countErrors) Remember(ctx context.Context, keyID, nonce string, until time.Time) error {
-	err := c.nonces.Remember(ctx, keyID, nonce, until)
+func (c countErrors) Remember(ctx context.Context, keyID, nonce string, created, until time.Time) error {
+	err := c.nonces.Remember(ctx, keyID, nonce, created, until)
 	if err != nil && !errors.Is(err, httpsig.ErrReplayed) {
 		c.errs.Inc()
 	}

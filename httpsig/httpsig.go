@@ -53,9 +53,13 @@ type KeyResolver interface {
 // Remember atomically records the pair (keyID, nonce) until the given time
 // and returns nil, or returns [ErrReplayed] if the pair is already recorded.
 // Any other error means the store could not answer; the verifier then fails
-// closed.
+// closed. created is the created time of the signature (zero if it has
+// none): a store that may have forgotten pairs it once held (a restart, a
+// Redis that lost its data) returns an error wrapping [ErrReplayed] for a
+// signature created before it can vouch for every pair, since the pair may
+// have been used then.
 type NonceStore interface {
-	Remember(ctx context.Context, keyID, nonce string, until time.Time) error
+	Remember(ctx context.Context, keyID, nonce string, created, until time.Time) error
 }
 
 // KeyMap is a [KeyResolver] over a fixed set of keys, by keyid.

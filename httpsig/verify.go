@@ -233,7 +233,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 			if s.params.Nonce == "" {
 				continue
 			}
-			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, v.nonceUntil(&s.params, now))
+			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, s.params.Created, v.nonceUntil(&s.params, now))
 			if errors.Is(err, ErrReplayed) {
 				return Result{}, &VerifyError{Reason: ReasonReplayed, Label: s.label, Detail: "this nonce was already used", Err: err}
 			}

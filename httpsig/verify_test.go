@@ -284,7 +284,7 @@ type memNonces struct {
 	err  error
 }
 
-func (m *memNonces) Remember(_ context.Context, keyID, nonce string, until time.Time) error {
+func (m *memNonces) Remember(_ context.Context, keyID, nonce string, _, until time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {

@@ -246,7 +246,7 @@ func TestFailClosed(t *testing.T) {
 
 type failingNonces struct{}
 
-func (failingNonces) Remember(context.Context, string, string, time.Time) error {
+func (failingNonces) Remember(context.Context, string, string, time.Time, time.Time) error {
 	return errors.New("redis: i/o timeout")
 }
 

@@ -19,7 +19,7 @@ func Example() {
 	created := time.Now()
 	until := created.Add(300 * time.Second) // the verifier's maximum age
 	for range 2 {
-		err := nonces.Remember(ctx, "sk_live_7f3a", "c29tZS1ub25jZQ", until)
+		err := nonces.Remember(ctx, "sk_live_7f3a", "c29tZS1ub25jZQ", time.Now(), until)
 		switch {
 		case err == nil:
 			fmt.Println("first use: accept")

@@ -143,7 +143,7 @@ func shardCount(maxEntries, procs int) int {
 // is accepted anyway. It returns [ErrFull] if the pair is new and the store
 // has no room for it. The context is not used: the store never waits but for
 // its own lock.
-func (s *Store) Remember(_ context.Context, keyID, nonce string, until time.Time) error {
+func (s *Store) Remember(_ context.Context, keyID, nonce string, _, until time.Time) error {
 	t := s.now()
 	ttl := until.Sub(t) // saturates, unlike until.UnixNano
 	if ttl < 0 {

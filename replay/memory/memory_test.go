@@ -32,10 +32,10 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("capacity of a zero Options store = %d, want %d", got, DefaultMaxEntries)
 	}
 	ctx := context.Background()
-	if err := s.Remember(ctx, "sk_1", "n-1", time.Now().Add(time.Minute)); err != nil {
+	if err := s.Remember(ctx, "sk_1", "n-1", time.Now(), time.Now().Add(time.Minute)); err != nil {
 		t.Fatalf("Remember = %v", err)
 	}
-	if err := s.Remember(ctx, "sk_1", "n-1", time.Now().Add(time.Minute)); !errors.Is(err, httpsig.ErrReplayed) {
+	if err := s.Remember(ctx, "sk_1", "n-1", time.Now(), time.Now().Add(time.Minute)); !errors.Is(err, httpsig.ErrReplayed) {
 		t.Fatalf("second Remember = %v, want ErrReplayed", err)
 	}
 }
@@ -82,7 +82,7 @@ func TestFull(t *testing.T) {
 			ctx := context.Background()
 			until := clock.Now().Add(time.Minute)
 			for i := range maxEntries {
-				if err := s.Remember(ctx, "sk_1", strconv.Itoa(i), until); err != nil {
+				if err := s.Remember(ctx, "sk_1", strconv.Itoa(i), time.Now(), until); err != nil {
 					t.Fatalf("Remember #%d = %v, want nil", i, err)
 				}
 			}
@@ -90,22 +90,22 @@ func TestFull(t *testing.T) {
 				t.Fatalf("Len = %d, want %d", got, maxEntries)
 			}
 
-			err := s.Remember(ctx, "sk_1", "one-too-many", until)
+			err := s.Remember(ctx, "sk_1", "one-too-many", time.Now(), until)
 			if !errors.Is(err, ErrFull) || errors.Is(err, httpsig.ErrReplayed) {
 				t.Fatalf("Remember when full = %v, want ErrFull", err)
 			}
 			for i := range maxEntries {
-				if err := s.Remember(ctx, "sk_1", strconv.Itoa(i), until); !errors.Is(err, httpsig.ErrReplayed) {
+				if err := s.Remember(ctx, "sk_1", strconv.Itoa(i), time.Now(), until); !errors.Is(err, httpsig.ErrReplayed) {
 					t.Fatalf("replay #%d when full = %v, want ErrReplayed", i, err)
 				}
 			}
 
 			clock.Advance(time.Minute + time.Nanosecond)
-			if err := s.Remember(ctx, "sk_1", "one-too-many", clock.Now().Add(time.Minute)); err != nil {
+			if err := s.Remember(ctx, "sk_1", "one-too-many", time.Now(), clock.Now().Add(time.Minute)); err != nil {
 				t.Fatalf("Remember after expiry = %v, want nil", err)
 			}
 			for i := range maxEntries - 1 {
-				if err := s.Remember(ctx, "sk_2", strconv.Itoa(i), clock.Now().Add(time.Minute)); err != nil {
+				if err := s.Remember(ctx, "sk_2", strconv.Itoa(i), time.Now(), clock.Now().Add(time.Minute)); err != nil {
 					t.Fatalf("Remember #%d after expiry = %v, want nil", i, err)
 				}
 				if got := s.Len(); got > maxEntries {
@@ -131,7 +131,7 @@ func TestFullSharded(t *testing.T) {
 		until := clock.Now().Add(time.Minute)
 		taken := 0
 		for {
-			err := s.Remember(ctx, keyID, strconv.Itoa(taken), until)
+			err := s.Remember(ctx, keyID, strconv.Itoa(taken), time.Now(), until)
 			if errors.Is(err, ErrFull) {
 				break
 			}
@@ -147,7 +147,7 @@ func TestFullSharded(t *testing.T) {
 			t.Errorf("Len = %d, over MaxEntries %d", got, maxEntries)
 		}
 		for i := range taken {
-			if err := s.Remember(ctx, keyID, strconv.Itoa(i), until); !errors.Is(err, httpsig.ErrReplayed) {
+			if err := s.Remember(ctx, keyID, strconv.Itoa(i), time.Now(), until); !errors.Is(err, httpsig.ErrReplayed) {
 				t.Fatalf("replay #%d = %v, want ErrReplayed", i, err)
 			}
 		}
@@ -166,7 +166,7 @@ func TestExpiryOrder(t *testing.T) {
 	ttls := make([]time.Duration, n)
 	for i := range ttls {
 		ttls[i] = time.Duration(1+rng.IntN(1000)) * time.Second
-		if err := s.Remember(ctx, "sk_1", strconv.Itoa(i), clock.Now().Add(ttls[i])); err != nil {
+		if err := s.Remember(ctx, "sk_1", strconv.Itoa(i), time.Now(), clock.Now().Add(ttls[i])); err != nil {
 			t.Fatalf("Remember #%d = %v", i, err)
 		}
 	}
@@ -176,7 +176,7 @@ func TestExpiryOrder(t *testing.T) {
 			if ttl < 0 {
 				continue // accepted again already; now held until far later
 			}
-			err := s.Remember(ctx, "sk_1", strconv.Itoa(i), clock.Now().Add(time.Hour*24))
+			err := s.Remember(ctx, "sk_1", strconv.Itoa(i), time.Now(), clock.Now().Add(time.Hour*24))
 			switch {
 			case ttl >= elapsed && !errors.Is(err, httpsig.ErrReplayed):
 				t.Fatalf("at %v, pair held for %v: Remember = %v, want ErrReplayed", elapsed, ttl, err)
@@ -211,7 +211,7 @@ func TestSteadyLoad(t *testing.T) {
 		for range perSecond {
 			// A spread of clock skews, so that expiry times arrive out of order.
 			until := clock.Now().Add(window - time.Duration(n%30)*time.Second)
-			if err := s.Remember(ctx, "sk_load", strconv.Itoa(n), until); err != nil {
+			if err := s.Remember(ctx, "sk_load", strconv.Itoa(n), time.Now(), until); err != nil {
 				t.Fatalf("Remember #%d = %v", n, err)
 			}
 			n++
@@ -255,7 +255,7 @@ func TestEntrySize(t *testing.T) {
 	stored := 0
 	for i := range DefaultMaxEntries {
 		nonce = [8]byte{byte(i), byte(i >> 8), byte(i >> 16), byte(i >> 24)}
-		if s.Remember(ctx, "sk_size", string(nonce[:]), until) == nil {
+		if s.Remember(ctx, "sk_size", string(nonce[:]), time.Now(), until) == nil {
 			stored++
 		}
 	}
@@ -293,7 +293,7 @@ func TestRememberDoesNotAllocate(t *testing.T) {
 	next := func() {
 		n := nonces[i%len(nonces)]
 		i++
-		if err := s.Remember(ctx, "sk_alloc", n, now().Add(5*time.Millisecond)); err != nil {
+		if err := s.Remember(ctx, "sk_alloc", n, time.Now(), now().Add(5*time.Millisecond)); err != nil {
 			t.Fatalf("Remember = %v", err)
 		}
 	}
@@ -342,7 +342,7 @@ func BenchmarkRemember(b *testing.B) {
 			if c.i%ticks == 0 {
 				clock.Add(int64(ticks * tick))
 			}
-			if err := s.Remember(ctx, c.keyID, nonces[c.i%len(nonces)], now().Add(ttl)); err != nil {
+			if err := s.Remember(ctx, c.keyID, nonces[c.i%len(nonces)], now(), now().Add(ttl)); err != nil {
 				b.Fatalf("Remember = %v", err)
 			}
 		}
@@ -371,11 +371,11 @@ func BenchmarkRemember(b *testing.B) {
 		b.ReportAllocs()
 		until := now().Add(time.Hour)
 		nonce := makeNonces(1)[0]
-		if err := s.Remember(ctx, "sk_bench", nonce, until); err != nil {
+		if err := s.Remember(ctx, "sk_bench", nonce, time.Now(), until); err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			if err := s.Remember(ctx, "sk_bench", nonce, until); !errors.Is(err, httpsig.ErrReplayed) {
+			if err := s.Remember(ctx, "sk_bench", nonce, time.Now(), until); !errors.Is(err, httpsig.ErrReplayed) {
 				b.Fatalf("Remember = %v", err)
 			}
 		}

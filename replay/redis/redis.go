@@ -113,7 +113,7 @@ func New(url string, opts Options) (*Store, error) {
 // already passed records nothing and returns nil. Any other error means
 // Redis did not answer in time or at all: the pair may or may not have been
 // recorded.
-func (s *Store) Remember(ctx context.Context, keyID, nonce string, until time.Time) error {
+func (s *Store) Remember(ctx context.Context, keyID, nonce string, _, until time.Time) error {
 	ttl := until.Sub(s.now())
 	if ttl < 0 {
 		return nil

@@ -96,13 +96,13 @@ func TestSharedBetweenStores(t *testing.T) {
 	b := newTestStore(t, u, Options{KeyPrefix: a.prefix})
 	other := newTestStore(t, u, Options{})
 	until := time.Now().Add(time.Minute)
-	if err := a.Remember(t.Context(), "sk_1", "n-1", until); err != nil {
+	if err := a.Remember(t.Context(), "sk_1", "n-1", time.Now(), until); err != nil {
 		t.Fatalf("first store: Remember = %v", err)
 	}
-	if err := b.Remember(t.Context(), "sk_1", "n-1", until); !errors.Is(err, httpsig.ErrReplayed) {
+	if err := b.Remember(t.Context(), "sk_1", "n-1", time.Now(), until); !errors.Is(err, httpsig.ErrReplayed) {
 		t.Fatalf("second store, same prefix: Remember = %v, want ErrReplayed", err)
 	}
-	if err := other.Remember(t.Context(), "sk_1", "n-1", until); err != nil {
+	if err := other.Remember(t.Context(), "sk_1", "n-1", time.Now(), until); err != nil {
 		t.Fatalf("store with another prefix: Remember = %v, want nil", err)
 	}
 }
@@ -140,7 +140,7 @@ func TestTTL(t *testing.T) {
 	defer c.Close()
 	for _, ttl := range []time.Duration{5 * time.Minute, 1500 * time.Microsecond} {
 		nonce := "n-" + ttl.String()
-		if err := s.Remember(t.Context(), "sk_1", nonce, clock.Now().Add(ttl)); err != nil {
+		if err := s.Remember(t.Context(), "sk_1", nonce, time.Now(), clock.Now().Add(ttl)); err != nil {
 			t.Fatalf("Remember = %v", err)
 		}
 		pttl, err := c.Do(t.Context(), c.B().Pttl().Key(s.key("sk_1", nonce)).Build()).AsInt64()
@@ -153,7 +153,7 @@ func TestTTL(t *testing.T) {
 	}
 
 	// A refused call leaves the time to live as it was.
-	err := s.Remember(t.Context(), "sk_1", "n-5m0s", clock.Now().Add(time.Hour))
+	err := s.Remember(t.Context(), "sk_1", "n-5m0s", time.Now(), clock.Now().Add(time.Hour))
 	if !errors.Is(err, httpsig.ErrReplayed) {
 		t.Fatalf("replay = %v, want ErrReplayed", err)
 	}
@@ -162,7 +162,7 @@ func TestTTL(t *testing.T) {
 	}
 
 	key := s.key("sk_1", "n-past")
-	if err := s.Remember(t.Context(), "sk_1", "n-past", clock.Now().Add(-time.Second)); err != nil {
+	if err := s.Remember(t.Context(), "sk_1", "n-past", time.Now(), clock.Now().Add(-time.Second)); err != nil {
 		t.Fatalf("Remember with until in the past = %v, want nil", err)
 	}
 	if n, err := c.Do(t.Context(), c.B().Exists().Key(key).Build()).AsInt64(); err != nil || n != 0 {
@@ -203,31 +203,31 @@ func TestOutage(t *testing.T) {
 	s := newTestStore(t, proxiedURL(t, u, p.Addr()), Options{Timeout: timeout})
 	ctx := t.Context()
 	until := time.Now().Add(time.Minute)
-	if err := s.Remember(ctx, "sk_1", "before", until); err != nil {
+	if err := s.Remember(ctx, "sk_1", "before", time.Now(), until); err != nil {
 		t.Fatalf("Remember before the outage = %v", err)
 	}
 
 	p.Cut()
 	for i := range 5 {
 		began := time.Now()
-		err := s.Remember(ctx, "sk_1", "during-"+strconv.Itoa(i), until)
+		err := s.Remember(ctx, "sk_1", "during-"+strconv.Itoa(i), time.Now(), until)
 		failsClosed(t, "Remember during the outage", err)
 		if took := time.Since(began); took > timeout+500*time.Millisecond {
 			t.Errorf("Remember during the outage took %v; timeout is %v", took, timeout)
 		}
 		t.Logf("during the outage, after %v: %v", time.Since(began), err)
 	}
-	failsClosed(t, "Remember of a known pair during the outage", s.Remember(ctx, "sk_1", "before", until))
+	failsClosed(t, "Remember of a known pair during the outage", s.Remember(ctx, "sk_1", "before", time.Now(), until))
 	failsClosed(t, "Ping during the outage", s.Ping(ctx))
 
 	p.Restore()
 	began := time.Now()
 	eventually(t, "Ping after the outage", func() error { return s.Ping(ctx) })
 	t.Logf("store back %v after Redis", time.Since(began))
-	if err := s.Remember(ctx, "sk_1", "after", until); err != nil {
+	if err := s.Remember(ctx, "sk_1", "after", time.Now(), until); err != nil {
 		t.Fatalf("Remember after the outage = %v", err)
 	}
-	if err := s.Remember(ctx, "sk_1", "before", until); !errors.Is(err, httpsig.ErrReplayed) {
+	if err := s.Remember(ctx, "sk_1", "before", time.Now(), until); !errors.Is(err, httpsig.ErrReplayed) {
 		t.Fatalf("replay of a pair remembered before the outage = %v, want ErrReplayed", err)
 	}
 }
@@ -240,7 +240,7 @@ func TestHang(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	s := newTestStore(t, proxiedURL(t, u, p.Addr()), Options{Timeout: timeout})
 	until := time.Now().Add(time.Minute)
-	if err := s.Remember(t.Context(), "sk_1", "before", until); err != nil {
+	if err := s.Remember(t.Context(), "sk_1", "before", time.Now(), until); err != nil {
 		t.Fatalf("Remember before the hang = %v", err)
 	}
 
@@ -258,7 +258,7 @@ func TestHang(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), tt.limit)
 			defer cancel()
 			began := time.Now()
-			err := s.Remember(ctx, "sk_1", "during-"+tt.name, until)
+			err := s.Remember(ctx, "sk_1", "during-"+tt.name, time.Now(), until)
 			took := time.Since(began)
 			failsClosed(t, "Remember while Redis hangs", err)
 			if !errors.Is(err, context.DeadlineExceeded) {
@@ -272,9 +272,9 @@ func TestHang(t *testing.T) {
 
 	p.Release()
 	eventually(t, "Remember after the hang", func() error {
-		return s.Remember(t.Context(), "sk_1", "after-"+rand.Text(), until)
+		return s.Remember(t.Context(), "sk_1", "after-"+rand.Text(), time.Now(), until)
 	})
-	if err := s.Remember(t.Context(), "sk_1", "before", until); !errors.Is(err, httpsig.ErrReplayed) {
+	if err := s.Remember(t.Context(), "sk_1", "before", time.Now(), until); !errors.Is(err, httpsig.ErrReplayed) {
 		t.Fatalf("replay after the hang = %v, want ErrReplayed", err)
 	}
 }
@@ -283,7 +283,7 @@ func TestClosed(t *testing.T) {
 	u := requireRedis(t)
 	s := newTestStore(t, u, Options{})
 	s.Close()
-	failsClosed(t, "Remember after Close", s.Remember(t.Context(), "sk_1", "n-1", time.Now().Add(time.Minute)))
+	failsClosed(t, "Remember after Close", s.Remember(t.Context(), "sk_1", "n-1", time.Now(), time.Now().Add(time.Minute)))
 	failsClosed(t, "Ping after Close", s.Ping(t.Context()))
 }
 
@@ -353,7 +353,7 @@ func BenchmarkRemember(b *testing.B) {
 		return func(b *testing.B) {
 			i++
 			nonce = strconv.AppendInt(nonce[:0], int64(i), 10)
-			err := s.Remember(context.Background(), keyID, string(nonce), until)
+			err := s.Remember(context.Background(), keyID, string(nonce), time.Now(), until)
 			if errors.Is(err, httpsig.ErrReplayed) {
 				b.Fatalf("Remember of a new pair = %v", err)
 			}

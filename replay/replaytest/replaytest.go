@@ -89,7 +89,7 @@ func newFixture(t *testing.T, h Harness) *fixture {
 }
 
 func (f *fixture) remember(keyID, nonce string, ttl time.Duration) error {
-	return f.store.Remember(f.t.Context(), keyID, nonce, f.clock.Now().Add(ttl))
+	return f.store.Remember(f.t.Context(), keyID, nonce, time.Now(), f.clock.Now().Add(ttl))
 }
 
 func (f *fixture) accept(keyID, nonce string, ttl time.Duration) {
@@ -262,7 +262,7 @@ func testConcurrentSamePair(t *testing.T, h Harness) {
 		done.Go(func() {
 			ready.Done()
 			<-gate
-			errs[i] = f.store.Remember(context.Background(), "sk_race", "n-race", until)
+			errs[i] = f.store.Remember(context.Background(), "sk_race", "n-race", time.Now(), until)
 		})
 	}
 	ready.Wait()
@@ -296,7 +296,7 @@ func testConcurrentDistinctPairs(t *testing.T, h Harness) {
 				for i := range each {
 					keyID := fmt.Sprintf("sk_g%d", g)
 					nonce := fmt.Sprintf("n-%d", i)
-					err := f.store.Remember(context.Background(), keyID, nonce, until)
+					err := f.store.Remember(context.Background(), keyID, nonce, time.Now(), until)
 					if !errors.Is(err, want) {
 						t.Errorf("Remember(%q, %q) = %v, want %v", keyID, nonce, err, want)
 						return

@@ -47,11 +47,15 @@ import (
 )
 
 // Errors of the kinds callers branch on. Errors returned by a [Service] wrap
-// one of them when they fit: an admin API answers 404, 400 and 409.
+// one of them when they fit: an admin API answers 404, 400, 409 and 503.
 var (
 	ErrNotFound = errors.New("keys: no such key")
 	ErrInvalid  = errors.New("keys: invalid request")
 	ErrConflict = errors.New("keys: conflict")
+	// ErrUnavailable means the store could not answer or write now (down,
+	// slow past its deadline, out of disk, being reopened); the same call
+	// may succeed later.
+	ErrUnavailable = errors.New("keys: key store unavailable")
 )
 
 // ErrWrongMasterKey is wrapped by the error of [New] when the master key it

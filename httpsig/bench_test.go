@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -168,4 +169,84 @@ func refBase(b *testing.B, k SigningKey, body []byte) (base, sig []byte) {
 		b.Fatal(err)
 	}
 	return base, sigs[0].Value
+}
+
+// hostileFields returns Signature-Input and Signature values crafted to
+// make a verifier work hard before it refuses them.
+func hostileFields(kind string) (input, sig string) {
+	var in, sg strings.Builder
+	sep := func(b *strings.Builder) {
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+	}
+	switch kind {
+	case "labels": // 1,024 signatures with nothing in them, 22 bytes each
+		for i := range 1024 {
+			sep(&in)
+			sep(&sg)
+			l := fmt.Sprintf("s%015d", i)
+			in.WriteString(l + "=()")
+			sg.WriteString(l + "=::")
+		}
+	case "components": // 8 signatures, each covering 256 distinct fields
+		for i := range MaxSignatures {
+			sep(&in)
+			sep(&sg)
+			l := fmt.Sprintf("s%d", i)
+			in.WriteString(l + "=(")
+			for j := range 256 {
+				if j > 0 {
+					in.WriteByte(' ')
+				}
+				fmt.Fprintf(&in, `"x%d-%03d"`, i, j)
+			}
+			in.WriteString(`);created=1;keyid="k"`)
+			sg.WriteString(l + "=::")
+		}
+	case "params": // a signature whose components carry 256 parameters each
+		in.WriteString("sig1=(")
+		for j := range 64 {
+			if j > 0 {
+				in.WriteByte(' ')
+			}
+			in.WriteString(`"a"`)
+			for k := range 256 {
+				fmt.Fprintf(&in, ";p%d", k)
+			}
+		}
+		in.WriteString(")")
+		sg.WriteString("sig1=::")
+	}
+	return in.String(), sg.String()
+}
+
+// BenchmarkRefuse measures refusals: an ordinary one (the reference
+// request with a wrong signature, which costs a whole verification) and
+// fields crafted to be costly to parse. The crafted ones must cost about
+// what the ordinary one does.
+func BenchmarkRefuse(b *testing.B) {
+	body := refBody()
+	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
+	other, _ := NewHMACKey(bytes.Repeat([]byte{8}, 32))
+	v := &Verifier{Keys: KeyMap{"sk_bench_1": hk}, Now: func() time.Time { return time.Unix(benchTime, 0) }}
+	for _, kind := range []string{"bad-signature", "labels", "components", "params"} {
+		b.Run(kind, func(b *testing.B) {
+			r := refRequest(body)
+			if err := benchSigner(other).SignRequest(r, body); err != nil {
+				b.Fatal(err)
+			}
+			if kind != "bad-signature" {
+				in, sig := hostileFields(kind)
+				r.Header["Signature-Input"], r.Header["Signature"] = []string{in}, []string{sig}
+				b.SetBytes(int64(len(in) + len(sig)))
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(r, body); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		})
+	}
 }

@@ -52,8 +52,10 @@ type KeyResolver interface {
 //
 // Remember atomically records the pair (keyID, nonce) until the given time
 // and returns nil, or returns [ErrReplayed] if the pair is already recorded.
-// Any other error means the store could not answer; the verifier then fails
-// closed. created is the created time of the signature (zero if it has
+// A pair is held through until itself. The [Verifier] passes an until no
+// earlier than the last instant at which any message carrying the pair
+// can pass its freshness checks. Any other error means the store could not
+// answer; the verifier then fails closed. created is the created time of the signature (zero if it has
 // none): a store that may have forgotten pairs it once held (a restart, a
 // Redis that lost its data) returns an error wrapping [ErrReplayed] for a
 // signature created before it can vouch for every pair, since the pair may

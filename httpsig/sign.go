@@ -31,9 +31,9 @@ type Signer struct {
 	Components []Component
 	// Tag, if set, is sent as the tag parameter.
 	Tag string
-	// Expires, if positive, adds an expires parameter this long after
-	// created.
-	Expires time.Duration
+	// ExpiresAfter, if positive, adds an expires parameter this long
+	// after created.
+	ExpiresAfter time.Duration
 	// NoNonce leaves out the nonce parameter, which is otherwise 128
 	// random bits, fresh for each signature.
 	NoNonce bool
@@ -175,8 +175,8 @@ func (s *Signer) params() Params {
 	if !s.NoNonce {
 		p.Nonce = NewNonce()
 	}
-	if s.Expires > 0 {
-		p.Expires = created.Add(s.Expires)
+	if s.ExpiresAfter > 0 {
+		p.Expires = created.Add(s.ExpiresAfter)
 	}
 	return p
 }

@@ -18,9 +18,11 @@ const (
 	DefaultMaxSkew = 30 * time.Second
 	// MaxSignatures bounds how many signatures of one message are checked.
 	MaxSignatures = 8
-	// unboundedNonceTTL is how long a nonce is remembered when neither
-	// a maximum age nor an expires parameter bounds its signature.
-	unboundedNonceTTL = 24 * time.Hour
+	// nonceGrace is how much longer than its signature is fresh a nonce
+	// is remembered: enough for the time between the verifier reading
+	// its clock and the store reading its own, and for the clocks of
+	// servers that share a store to disagree a little.
+	nonceGrace = time.Second
 )
 
 // DefaultRequiredParams are the signature parameters a zero Policy demands.
@@ -195,12 +197,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 		return Result{}, err
 	}
 	st.digest, st.hasDigest = contentDigestField(h)
-	var now time.Time
-	if v.Now != nil {
-		now = v.Now()
-	} else {
-		now = time.Now()
-	}
+	now := v.now()
 	st.required = st.required[:0]
 	switch {
 	case v.Policy.Required != nil:
@@ -228,12 +225,20 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	// Nonces are spent only once every signature has verified, so that a
 	// forged companion signature cannot burn a genuine nonce.
 	if v.Nonces != nil {
+		// Resolving keys may have taken a while: the signatures must
+		// still be fresh now, when their nonces are remembered (see
+		// lastFresh).
+		now := v.now()
 		for _, i := range st.selected {
 			s := &st.sigs[i]
 			if s.params.Nonce == "" {
 				continue
 			}
-			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, s.params.Created, v.nonceUntil(&s.params, now))
+			last, _ := v.lastFresh(&s.params)
+			if now.After(last) {
+				return Result{}, refuse(ReasonExpired, s.label, "the signature expired while it was being checked")
+			}
+			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, s.params.Created, last.Add(nonceGrace))
 			if errors.Is(err, ErrReplayed) {
 				return Result{}, &VerifyError{Reason: ReasonReplayed, Label: s.label, Detail: "this nonce was already used", Err: err}
 			}
@@ -278,18 +283,38 @@ func (v *Verifier) selectSignatures(st *verifyState) error {
 	return nil
 }
 
-func (v *Verifier) nonceUntil(p *Params, now time.Time) time.Time {
-	var until time.Time
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// lastFresh returns the last instant at which checkParams finds a
+// signature with parameters p fresh, and false if there is none: nothing
+// bounds how long it stays fresh.
+//
+// The invariant that makes nonces work: a request is accepted only at an
+// instant no later than lastFresh of each of its signatures (checkParams
+// refuses it after; verify checks again just before it remembers the
+// nonces), and each nonce is remembered through lastFresh plus
+// nonceGrace. So while any copy of a request can still pass the freshness
+// checks, the store still holds its nonce, and refuses the copy. The
+// checks compare exact instants, not whole seconds, so that rounding
+// cannot open a gap; skew does not move lastFresh, since it only lets
+// created lie ahead of the clock.
+func (v *Verifier) lastFresh(p *Params) (time.Time, bool) {
+	var last time.Time
 	if maxAge := v.Policy.maxAge(); maxAge > 0 && !p.Created.IsZero() {
-		until = p.Created.Add(maxAge)
+		last = p.Created.Add(maxAge)
 	}
-	if !p.Expires.IsZero() && (until.IsZero() || p.Expires.Before(until)) {
-		until = p.Expires
+	if !p.Expires.IsZero() {
+		// Fresh strictly before expires: time.Time counts nanoseconds.
+		if e := p.Expires.Add(-time.Nanosecond); last.IsZero() || e.Before(last) {
+			last = e
+		}
 	}
-	if until.IsZero() {
-		until = now.Add(unboundedNonceTTL)
-	}
-	return until
+	return last, !last.IsZero()
 }
 
 // checkOne verifies one signature: policy first (cheap, and needs no key),
@@ -369,17 +394,18 @@ func (v *Verifier) checkParams(p *Params, label string, now time.Time) error {
 			return refuse(ReasonAlgorithmMismatch, label, "unknown algorithm "+strconv.Quote(string(p.Alg)))
 		}
 	}
-	if !p.Created.IsZero() {
-		// Whole seconds, as the parameters are: cheaper than time.Time.
-		created, nowS := p.Created.Unix(), now.Unix()
-		if created > nowS+int64(v.Policy.maxSkew()/time.Second) {
-			return refuse(ReasonNotYetValid, label, "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
-		}
-		if maxAge := v.Policy.maxAge(); maxAge > 0 && nowS-created > int64(maxAge/time.Second) {
+	if !p.Created.IsZero() && p.Created.After(now.Add(v.Policy.maxSkew())) {
+		return refuse(ReasonNotYetValid, label, "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
+	}
+	last, bounded := v.lastFresh(p)
+	switch {
+	case !bounded && v.Nonces != nil && p.Nonce != "":
+		// Its nonce would have to be remembered for ever.
+		return refuse(ReasonMalformedSignature, label, "nothing bounds how long the signature stays valid (no expires parameter, no created parameter under a maximum age), so its nonce cannot be remembered for that long")
+	case bounded && now.After(last):
+		if maxAge := v.Policy.maxAge(); maxAge > 0 && !p.Created.IsZero() && now.After(p.Created.Add(maxAge)) {
 			return refuse(ReasonExpired, label, "created is "+now.Sub(p.Created).Truncate(time.Second).String()+" ago, more than the "+maxAge.String()+" allowed")
 		}
-	}
-	if !p.Expires.IsZero() && now.Unix() >= p.Expires.Unix() {
 		return refuse(ReasonExpired, label, "the signature expired "+now.Sub(p.Expires).Truncate(time.Second).String()+" ago")
 	}
 	return nil

@@ -188,8 +188,8 @@ func TestPolicy(t *testing.T) {
 		{"no max age", Signer{}, Policy{MaxAge: -1}, at(24 * time.Hour), ""},
 		{"within skew", Signer{}, Policy{}, at(-30 * time.Second), ""},
 		{"future", Signer{}, Policy{}, at(-31 * time.Second), ReasonNotYetValid},
-		{"expires passed", Signer{Expires: 10 * time.Second}, Policy{}, at(10 * time.Second), ReasonExpired},
-		{"expires ahead", Signer{Expires: 10 * time.Second}, Policy{}, at(9 * time.Second), ""},
+		{"expires passed", Signer{ExpiresAfter: 10 * time.Second}, Policy{}, at(10 * time.Second), ReasonExpired},
+		{"expires ahead", Signer{ExpiresAfter: 10 * time.Second}, Policy{}, at(9 * time.Second), ""},
 		{"nonce required", Signer{NoNonce: true}, Policy{}, fixedNow, ReasonMalformedSignature},
 		{"nonce optional", Signer{NoNonce: true}, Policy{RequiredParams: []string{"created", "keyid"}}, fixedNow, ""},
 		{"expires required", Signer{}, Policy{RequiredParams: []string{"expires"}}, fixedNow, ReasonMalformedSignature},
@@ -310,8 +310,8 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("replay: got %v", err)
 	}
 	for _, until := range nonces.seen {
-		if !until.Equal(testNow.Add(DefaultMaxAge)) {
-			t.Fatalf("nonce kept until %v, want created+max age", until)
+		if !until.Equal(testNow.Add(DefaultMaxAge + nonceGrace)) {
+			t.Fatalf("nonce kept until %v, want created+max age+grace", until)
 		}
 	}
 	// A bad signature must not spend a nonce.
@@ -660,4 +660,117 @@ func TestNonceUnique(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// clockNonces is a NonceStore that keeps its contract on a manual clock:
+// a pair is held through its until, and forgotten after it.
+type clockNonces struct {
+	now   func() time.Time
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (c *clockNonces) Remember(_ context.Context, keyID, nonce string, _, until time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := keyID + "\x00" + nonce
+	if u, ok := c.until[k]; ok && !c.now().After(u) {
+		return ErrReplayed
+	}
+	c.until[k] = until
+	return nil
+}
+
+// TestReplayAtWindowEdge replays a request around the last instant its
+// signature is fresh: the first copy is accepted, no later copy is.
+func TestReplayAtWindowEdge(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	created := testNow
+	for _, tt := range []struct {
+		name   string
+		signer Signer
+		policy Policy
+		last   time.Time // the last instant the signature is fresh
+	}{
+		{"max age", Signer{}, Policy{}, created.Add(DefaultMaxAge)},
+		{"sub-second max age", Signer{}, Policy{MaxAge: 1500 * time.Millisecond}, created.Add(1500 * time.Millisecond)},
+		{"expires", Signer{ExpiresAfter: 10 * time.Second}, Policy{}, created.Add(10*time.Second - time.Nanosecond)},
+		{"expires after max age", Signer{ExpiresAfter: time.Hour}, Policy{}, created.Add(DefaultMaxAge)},
+		{"expires, no max age", Signer{ExpiresAfter: 10 * time.Second}, Policy{MaxAge: -1}, created.Add(10*time.Second - time.Nanosecond)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var now time.Time
+			clock := func() time.Time { return now }
+			s := tt.signer
+			s.Key, s.KeyID, s.Now = hk, "key-1", func() time.Time { return created }
+			r, body := signedRequest(t, &s)
+			for _, first := range []time.Duration{-30 * time.Second, 0, -time.Nanosecond, -400 * time.Millisecond} {
+				store := &clockNonces{now: clock, until: map[string]time.Time{}}
+				v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Nonces: store, Now: clock}
+				now = tt.last.Add(first)
+				if _, err := v.Verify(r, body); err != nil {
+					t.Fatalf("first copy at last%+v: %v", first, err)
+				}
+				for _, later := range []time.Duration{0, time.Nanosecond, 100 * time.Millisecond, 500 * time.Millisecond, 900 * time.Millisecond, time.Second, 1100 * time.Millisecond, 2 * time.Second, time.Hour} {
+					now = tt.last.Add(first).Add(later)
+					if first+later < 0 && later == 0 {
+						continue
+					}
+					_, err := v.Verify(r, body)
+					if !isReason(err, ReasonReplayed) && !isReason(err, ReasonExpired) {
+						t.Errorf("copy at last%+v after the first at last%+v: got %v, want replayed or expired", first+later, first, err)
+					}
+				}
+			}
+			// Fresh exactly through the last instant, not after it.
+			for at, want := range map[time.Duration]Reason{0: "", time.Nanosecond: ReasonExpired, 100 * time.Millisecond: ReasonExpired} {
+				now = tt.last.Add(at)
+				v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Now: clock}
+				if _, err := v.Verify(r, body); !isReason(err, want) {
+					t.Errorf("at last%+v without a store: got %v, want %q", at, err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestUnboundedNonce: a signature that stays fresh for ever has a nonce no
+// store can remember long enough, so it is refused where nonces are kept.
+func TestUnboundedNonce(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	policy := Policy{MaxAge: -1}
+	v := &Verifier{Policy: policy, Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	if _, err := v.Verify(r, body); err != nil {
+		t.Fatalf("without a nonce store: %v", err)
+	}
+	v.Nonces = &memNonces{seen: map[string]time.Time{}}
+	if _, err := v.Verify(r, body); !isReason(err, ReasonMalformedSignature) {
+		t.Fatalf("with a nonce store: got %v, want malformed-signature", err)
+	}
+	r, body = signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow, ExpiresAfter: time.Minute})
+	if _, err := v.Verify(r, body); err != nil {
+		t.Fatalf("bounded by expires: %v", err)
+	}
+}
+
+// TestExpiresWhileChecked: a signature that goes stale while its key is
+// being resolved is refused, not remembered past its store time.
+func TestExpiresWhileChecked(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	now := testNow.Add(DefaultMaxAge)
+	clock := func() time.Time { return now }
+	store := &clockNonces{now: clock, until: map[string]time.Time{}}
+	slow := resolverFunc(func(context.Context, string) (VerifyingKey, error) {
+		now = now.Add(time.Millisecond)
+		return hk, nil
+	})
+	v := &Verifier{Keys: slow, Nonces: store, Now: clock}
+	if _, err := v.Verify(r, body); !isReason(err, ReasonExpired) {
+		t.Fatalf("got %v, want expired", err)
+	}
+	if len(store.until) != 0 {
+		t.Fatal("the nonce of a refused request was remembered")
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signet-dev/signet/httpsig/internal/sf"
 )
 
 // The reference request of DESIGN.md: POST with a 1 KiB JSON body.
@@ -204,6 +206,28 @@ func hostileFields(kind string) (input, sig string) {
 			in.WriteString(`);created=1;keyid="k"`)
 			sg.WriteString(l + "=::")
 		}
+	case "limits": // as much as the limits let through: 8 signatures, 64 components each
+		for i := range MaxSignatures {
+			sep(&in)
+			sep(&sg)
+			l := fmt.Sprintf("s%d", i)
+			in.WriteString(l + "=(")
+			for j := range maxComponents {
+				if j > 0 {
+					in.WriteByte(' ')
+				}
+				fmt.Fprintf(&in, `"x%d-%03d";req;tr;sf;key="k"`, i, j)
+			}
+			in.WriteString(`);created=1700000000;keyid="sk_bench_1";nonce="n";alg="hmac-sha256"`)
+			sg.WriteString(l + "=:" + strings.Repeat("A", 44) + ":")
+		}
+	case "structured": // one large Dictionary field, read for each of many components
+		in.WriteString(`sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest"`)
+		for j := range maxComponents - 6 {
+			fmt.Fprintf(&in, ` "x-dict";key="k%d"`, j)
+		}
+		in.WriteString(`);created=1700000000;keyid="sk_bench_1";nonce="n";alg="hmac-sha256"`)
+		sg.WriteString("sig1=:" + strings.Repeat("A", 43) + "=:")
 	case "params": // a signature whose components carry 256 parameters each
 		in.WriteString("sig1=(")
 		for j := range 64 {
@@ -230,7 +254,7 @@ func BenchmarkRefuse(b *testing.B) {
 	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
 	other, _ := NewHMACKey(bytes.Repeat([]byte{8}, 32))
 	v := &Verifier{Keys: KeyMap{"sk_bench_1": hk}, Now: func() time.Time { return time.Unix(benchTime, 0) }}
-	for _, kind := range []string{"bad-signature", "labels", "components", "params"} {
+	for _, kind := range []string{"bad-signature", "labels", "components", "params", "limits", "structured"} {
 		b.Run(kind, func(b *testing.B) {
 			r := refRequest(body)
 			if err := benchSigner(other).SignRequest(r, body); err != nil {
@@ -239,7 +263,19 @@ func BenchmarkRefuse(b *testing.B) {
 			if kind != "bad-signature" {
 				in, sig := hostileFields(kind)
 				r.Header["Signature-Input"], r.Header["Signature"] = []string{in}, []string{sig}
-				b.SetBytes(int64(len(in) + len(sig)))
+				size := len(in) + len(sig)
+				if kind == "structured" {
+					var d strings.Builder
+					for j := range sf.MaxMembers {
+						if j > 0 {
+							d.WriteString(", ")
+						}
+						fmt.Fprintf(&d, "k%d=%d", j, j)
+					}
+					r.Header.Set("X-Dict", d.String())
+					size += d.Len()
+				}
+				b.SetBytes(int64(size))
 			}
 			b.ReportAllocs()
 			for b.Loop() {

@@ -185,8 +185,8 @@ var signScratches = sync.Pool{New: func() any { return new(signScratch) }}
 
 type signScratch struct {
 	base, sig, out []byte
-	comps          []Component
-	sp             sf.Parser
+	fields         structuredFields
+	dups           componentSet
 }
 
 // SignMessage signs m for p with key and adds the signature under label to
@@ -209,11 +209,11 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	if p.listText == "" { // else one of defaultLists, checked already
 		for i := range p.Components {
 			if err := p.Components[i].validate(); err != nil {
-				return err
+				return fmt.Errorf("httpsig: %w", err)
 			}
 		}
-		if err := checkDuplicates(p.Components); err != nil {
-			return err
+		if err := sc.dups.checkDuplicates(p.Components); err != nil {
+			return fmt.Errorf("httpsig: %w", err)
 		}
 	}
 	h := m.Request.Header
@@ -224,8 +224,8 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 		return errors.New("httpsig: the message has no header map")
 	}
 	var err error
-	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.sp); err != nil {
-		return err
+	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.fields); err != nil {
+		return fmt.Errorf("httpsig: %w", err)
 	}
 	var sig []byte
 	if as, ok := key.(appendSigner); ok {

@@ -3,6 +3,7 @@ package httpsig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -16,7 +17,8 @@ import (
 const (
 	DefaultMaxAge  = 300 * time.Second
 	DefaultMaxSkew = 30 * time.Second
-	// MaxSignatures bounds how many signatures of one message are checked.
+	// MaxSignatures bounds how many signatures a message may carry: one
+	// with more is refused as soon as the verifier reads the excess.
 	MaxSignatures = 8
 	// nonceGrace is how much longer than its signature is fresh a nonce
 	// is remembered: enough for the time between the verifier reading
@@ -161,7 +163,7 @@ type Result struct {
 
 type verifyState struct {
 	sigSet
-	fp        sf.Parser // structured fields and Content-Digest
+	fields    structuredFields // also parses Content-Digest
 	selected  []int
 	required  []Component
 	base      []byte
@@ -212,7 +214,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 		s := &st.sigs[i]
 		key, err := v.checkOne(ctx, m, body, now, st, s)
 		if err != nil {
-			return Result{}, err
+			return Result{}, s.blame(err)
 		}
 		if n == 0 {
 			p := &s.params
@@ -236,14 +238,14 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 			}
 			last, _ := v.lastFresh(&s.params)
 			if now.After(last) {
-				return Result{}, refuse(ReasonExpired, s.label, "the signature expired while it was being checked")
+				return Result{}, s.blame(refuse(ReasonExpired, "", "the signature expired while it was being checked"))
 			}
 			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, s.params.Created, last.Add(nonceGrace))
 			if errors.Is(err, ErrReplayed) {
-				return Result{}, &VerifyError{Reason: ReasonReplayed, Label: s.label, Detail: "this nonce was already used", Err: err}
+				err = &VerifyError{Reason: ReasonReplayed, Detail: "this nonce was already used", Err: err}
 			}
 			if err != nil {
-				return Result{}, err
+				return Result{}, s.blame(err)
 			}
 		}
 	}
@@ -277,10 +279,18 @@ func (v *Verifier) selectSignatures(st *verifyState) error {
 		// An empty Signature-Input field holds no signature at all.
 		return refuse(ReasonMissingSignature, "", "the Signature-Input field holds no signature")
 	}
-	if len(st.selected) > MaxSignatures {
-		return refuse(ReasonMalformedSignature, "", "the message carries more than "+strconv.Itoa(MaxSignatures)+" signatures")
-	}
 	return nil
+}
+
+// blame names the signature concerned in err: its label and keyid in a
+// refusal, which checks leave for it to fill in, and in the message of a
+// failure to resolve its key or remember its nonce.
+func (s *parsedSig) blame(err error) error {
+	if ve, ok := err.(*VerifyError); ok {
+		ve.Label, ve.KeyID = s.label, s.params.KeyID
+		return ve
+	}
+	return fmt.Errorf("httpsig: signature %s, keyid %q: %w", s.label, s.params.KeyID, err)
 }
 
 func (v *Verifier) now() time.Time {
@@ -319,53 +329,53 @@ func (v *Verifier) lastFresh(p *Params) (time.Time, bool) {
 
 // checkOne verifies one signature: policy first (cheap, and needs no key),
 // then the key, the signature base, the signature and the content digest.
+// Its refusals leave the label and keyid to blame.
 func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now time.Time, st *verifyState, s *parsedSig) (VerifyingKey, error) {
 	p := &s.params
-	if err := v.checkParams(p, s.label, now); err != nil {
+	if err := v.checkParams(p, now); err != nil {
 		return nil, err
 	}
 	for i := range st.required {
 		// Signers usually cover the required components in the same
 		// order, so look at the same position first.
 		if !(i < len(p.Components) && p.Components[i].equal(&st.required[i])) && !covers(p.Components, &st.required[i]) {
-			return nil, refuse(ReasonMissingComponent, s.label, "the signature must cover "+st.required[i].String())
+			return nil, refuse(ReasonMissingComponent, "", "the signature must cover "+st.required[i].String())
 		}
 	}
 	if p.KeyID == "" {
-		return nil, refuse(ReasonUnknownKey, s.label, "the signature has no keyid parameter")
+		return nil, refuse(ReasonUnknownKey, "", "the signature has no keyid parameter")
 	}
 	key, err := v.Keys.ResolveKey(ctx, p.KeyID)
 	switch {
 	case errors.Is(err, ErrUnknownKey):
-		return nil, &VerifyError{Reason: ReasonUnknownKey, Label: s.label, Detail: "no key has this keyid", Err: err}
+		return nil, &VerifyError{Reason: ReasonUnknownKey, Detail: "no key has this keyid", Err: err}
 	case errors.Is(err, ErrKeyRevoked):
-		return nil, &VerifyError{Reason: ReasonKeyRevoked, Label: s.label, Detail: "the key was revoked", Err: err}
+		return nil, &VerifyError{Reason: ReasonKeyRevoked, Detail: "the key was revoked", Err: err}
 	case errors.Is(err, ErrKeyExpired):
-		return nil, &VerifyError{Reason: ReasonKeyExpired, Label: s.label, Detail: "the key has expired", Err: err}
+		return nil, &VerifyError{Reason: ReasonKeyExpired, Detail: "the key has expired", Err: err}
 	case err != nil:
 		return nil, err
 	}
 	alg := key.Algorithm()
 	if p.Alg != "" && p.Alg != alg {
-		return nil, refuse(ReasonAlgorithmMismatch, s.label, "the key is bound to "+string(alg)+", the signature says "+strconv.Quote(string(p.Alg)))
+		return nil, refuse(ReasonAlgorithmMismatch, "", "the key is bound to "+string(alg)+", the signature says "+strconv.Quote(string(p.Alg)))
 	}
 	if v.Policy.Algorithms != nil && !slices.Contains(v.Policy.Algorithms, alg) {
-		return nil, refuse(ReasonAlgorithmMismatch, s.label, "algorithm "+string(alg)+" is not accepted here")
+		return nil, refuse(ReasonAlgorithmMismatch, "", "algorithm "+string(alg)+" is not accepted here")
 	}
-	st.base, err = appendBase(st.base[:0], m, p, s.raw, &st.fp)
+	st.base, err = appendBase(st.base[:0], m, p, s.raw, &st.fields)
 	if err != nil {
 		var ce *componentError
 		if errors.As(err, &ce) && ce.absent {
-			return nil, v.withBase(&VerifyError{Reason: ReasonMissingComponent, Label: s.label, Detail: trimPkg(err.Error()), Err: err}, st)
+			return nil, v.withBase(&VerifyError{Reason: ReasonMissingComponent, Detail: err.Error(), Err: err}, st)
 		}
-		return nil, &VerifyError{Reason: ReasonMalformedSignature, Label: s.label, Detail: trimPkg(err.Error()), Err: err}
+		return nil, &VerifyError{Reason: ReasonMalformedSignature, Detail: err.Error(), Err: err}
 	}
 	if err := key.Verify(st.base, s.value); err != nil {
-		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Label: s.label, Detail: "the signature does not match the message", Err: err}, st)
+		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Detail: "the signature does not match the message", Err: err}, st)
 	}
 	if covers(p.Components, &compContentDigest) {
-		if err := checkDigest(&st.fp, st.digest, body); err != nil {
-			err.(*VerifyError).Label = s.label
+		if err := checkDigest(&st.fields.sp, st.digest, body); err != nil {
 			return nil, err
 		}
 	}
@@ -379,34 +389,34 @@ func (v *Verifier) withBase(e *VerifyError, st *verifyState) *VerifyError {
 	return e
 }
 
-func (v *Verifier) checkParams(p *Params, label string, now time.Time) error {
+func (v *Verifier) checkParams(p *Params, now time.Time) error {
 	required := v.Policy.RequiredParams
 	if required == nil {
 		required = DefaultRequiredParams
 	}
 	for _, name := range required {
 		if !p.has(name) {
-			return refuse(ReasonMalformedSignature, label, "the signature has no "+name+" parameter, which this server requires")
+			return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
 		}
 	}
 	if p.Alg != "" {
 		if _, err := ParseAlgorithm(string(p.Alg)); err != nil {
-			return refuse(ReasonAlgorithmMismatch, label, "unknown algorithm "+strconv.Quote(string(p.Alg)))
+			return refuse(ReasonAlgorithmMismatch, "", "unknown algorithm "+strconv.Quote(string(p.Alg)))
 		}
 	}
 	if !p.Created.IsZero() && p.Created.After(now.Add(v.Policy.maxSkew())) {
-		return refuse(ReasonNotYetValid, label, "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
+		return refuse(ReasonNotYetValid, "", "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
 	}
 	last, bounded := v.lastFresh(p)
 	switch {
 	case !bounded && v.Nonces != nil && p.Nonce != "":
 		// Its nonce would have to be remembered for ever.
-		return refuse(ReasonMalformedSignature, label, "nothing bounds how long the signature stays valid (no expires parameter, no created parameter under a maximum age), so its nonce cannot be remembered for that long")
+		return refuse(ReasonMalformedSignature, "", "nothing bounds how long the signature stays valid (no expires parameter, no created parameter under a maximum age), so its nonce cannot be remembered for that long")
 	case bounded && now.After(last):
 		if maxAge := v.Policy.maxAge(); maxAge > 0 && !p.Created.IsZero() && now.After(p.Created.Add(maxAge)) {
-			return refuse(ReasonExpired, label, "created is "+now.Sub(p.Created).Truncate(time.Second).String()+" ago, more than the "+maxAge.String()+" allowed")
+			return refuse(ReasonExpired, "", "created is "+now.Sub(p.Created).Truncate(time.Second).String()+" ago, more than the "+maxAge.String()+" allowed")
 		}
-		return refuse(ReasonExpired, label, "the signature expired "+now.Sub(p.Expires).Truncate(time.Second).String()+" ago")
+		return refuse(ReasonExpired, "", "the signature expired "+now.Sub(p.Expires).Truncate(time.Second).String()+" ago")
 	}
 	return nil
 }

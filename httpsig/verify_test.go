@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -772,5 +773,111 @@ func TestExpiresWhileChecked(t *testing.T) {
 	}
 	if len(store.until) != 0 {
 		t.Fatal("the nonce of a refused request was remembered")
+	}
+}
+
+// TestVerifyErrorNamesSignature: a refusal names the signature concerned,
+// so that a server can log it without parsing the fields again.
+func TestVerifyErrorNamesSignature(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	for _, tt := range []struct {
+		name      string
+		change    func(r *http.Request, body *[]byte)
+		keyID     string
+		wantLabel string
+	}{
+		{"digest", func(_ *http.Request, b *[]byte) { *b = []byte("other") }, "key-1", "sig1"},
+		{"unknown key", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), `keyid="key-1"`, `keyid="key-2"`, 1))
+		}, "key-2", "sig1"},
+		{"no signature member", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature", strings.Replace(r.Header.Get("Signature"), "sig1=", "sig2=", 1))
+		}, "key-1", "sig1"},
+		{"stale", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), "created=1700000000", "created=1600000000", 1))
+		}, "key-1", "sig1"},
+		{"two signatures, second bad", func(r *http.Request, body *[]byte) {
+			other, _ := NewHMACKey(bytes.Repeat([]byte("o"), 32))
+			if err := (&Signer{Key: other, KeyID: "key-1", Label: "sig2", Now: fixedNow}).SignRequest(r, *body); err != nil {
+				t.Fatal(err)
+			}
+		}, "key-1", "sig2"},
+		{"no fields", func(r *http.Request, _ *[]byte) { r.Header.Del("Signature-Input") }, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+			tt.change(r, &body)
+			_, err := v.Verify(r, body)
+			var ve *VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("got %v, want a refusal", err)
+			}
+			if ve.KeyID != tt.keyID || ve.Label != tt.wantLabel {
+				t.Fatalf("refusal %v names keyid %q, label %q; want %q, %q", err, ve.KeyID, ve.Label, tt.keyID, tt.wantLabel)
+			}
+		})
+	}
+	// A dependency's failure is not a refusal; its message names the key.
+	down := errors.New("database is down")
+	v.Keys = resolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, down })
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	if _, err := v.Verify(r, body); !errors.Is(err, down) || !strings.Contains(err.Error(), `keyid "key-1"`) {
+		t.Fatalf("resolver down: %v", err)
+	}
+}
+
+// TestHostileFields: fields crafted to be costly are refused as
+// malformed, and a message with as many signatures as allowed is read.
+func TestHostileFields(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	for _, kind := range []string{"labels", "components", "params"} {
+		r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
+		in, sig := hostileFields(kind)
+		r.Header.Set("Signature-Input", in)
+		r.Header.Set("Signature", sig)
+		_, err := v.Verify(r, nil)
+		if !isReason(err, ReasonMalformedSignature) || !strings.Contains(err.Error(), "holds more than this server reads") {
+			t.Errorf("%s: got %v", kind, err)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
+	for i := range MaxSignatures {
+		s := &Signer{Key: hk, KeyID: "key-1", Now: fixedNow, Label: "s" + strconv.Itoa(i)}
+		if err := s.SignRequest(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := v.Verify(r, nil)
+	if err != nil || res.Signatures != MaxSignatures {
+		t.Fatalf("%d signatures: %v, %+v", MaxSignatures, err, res)
+	}
+}
+
+// TestStructuredFieldReadOnce: components reading one structured field
+// share its parse, and a trailer of the same name is a field of its own.
+func TestStructuredFieldReadOnce(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+	r.Header.Set("Example-Dict", " a=1,    b=2;x=1;y=2, c=(a   b   c)  ")
+	r.Trailer = http.Header{"Example-Dict": {"a=9"}}
+	m := &Message{Request: r, Structured: map[string]FieldType{"example-dict": FieldDictionary}}
+	comps, err := ParseComponents(`"example-dict";key="a" "example-dict";sf "example-dict";key="b" "example-dict";key="a";tr "example-dict";key="c" "example-dict"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := SignatureBase(m, &Params{Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"example-dict";key="a": 1
+"example-dict";sf: a=1, b=2;x=1;y=2, c=(a b c)
+"example-dict";key="b": 2;x=1;y=2
+"example-dict";key="a";tr: 9
+"example-dict";key="c": (a b c)
+"example-dict": a=1,    b=2;x=1;y=2, c=(a   b   c)
+`
+	if got, _, _ := strings.Cut(string(base), `"@signature-params"`); got != want {
+		t.Fatalf("base:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -201,10 +201,11 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var ve *httpsig.VerifyError
 		if errors.As(err, &ve) {
-			mw.refuse(w, r, ve.Reason.Status(), ve.Reason, keyIDOf(r), err, start, ve.Base)
+			mw.refuse(w, r, ve.Reason.Status(), ve.Reason, ve.KeyID, err, start, ve.Base)
 			return
 		}
-		mw.refuse(w, r, http.StatusServiceUnavailable, ReasonUnavailable, keyIDOf(r), err, start, "")
+		// err names the keyid concerned.
+		mw.refuse(w, r, http.StatusServiceUnavailable, ReasonUnavailable, "", err, start, "")
 		return
 	}
 	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created, problemBase: mw.opts.ProblemBase}
@@ -264,15 +265,6 @@ func (mw *verifier) readBody(r *http.Request) ([]byte, int, httpsig.Reason, erro
 		return nil, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, errTooLarge
 	}
 	return buf.Bytes(), 0, "", nil
-}
-
-// keyIDOf returns the keyid of the first signature, for logs of refusals.
-func keyIDOf(r *http.Request) string {
-	sigs, err := httpsig.ParseSignatures(r.Header)
-	if err != nil || len(sigs) == 0 {
-		return ""
-	}
-	return sigs[0].Params.KeyID
 }
 
 // Problem is the RFC 9457 body of a refusal.

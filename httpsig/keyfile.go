@@ -319,11 +319,10 @@ func InferAlgorithm(key any) (Algorithm, bool) {
 }
 
 func inferCurve(c elliptic.Curve) (Algorithm, bool) {
-	switch c {
-	case elliptic.P256():
-		return AlgECDSAP256SHA256, true
-	case elliptic.P384():
-		return AlgECDSAP384SHA384, true
+	for i := range algorithms {
+		if a := &algorithms[i]; a.curve != nil && a.curve() == c {
+			return a.name, true
+		}
 	}
 	return "", false
 }

@@ -3,6 +3,7 @@ package httpsig
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -157,7 +158,7 @@ func TestBadKeyFiles(t *testing.T) {
 }
 
 func TestECDSASignatureFormat(t *testing.T) {
-	priv, _ := ecdsa.GenerateKey(curveOf(AlgECDSAP384SHA384), rand.Reader)
+	priv, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	sk, _ := NewSigningKey(AlgECDSAP384SHA384, priv)
 	sig, _ := sk.Sign([]byte("x"))
 	if len(sig) != 96 {

@@ -27,8 +27,11 @@ const (
 	nonceGrace = time.Second
 )
 
-// DefaultRequiredParams are the signature parameters a zero Policy demands.
-var DefaultRequiredParams = []string{"created", "keyid", "nonce"}
+var defaultRequiredParams = [...]string{"created", "keyid", "nonce"}
+
+// DefaultRequiredParams returns the signature parameters a zero Policy
+// demands: created, keyid and nonce.
+func DefaultRequiredParams() []string { return slices.Clone(defaultRequiredParams[:]) }
 
 // Policy says what a verifier demands of a signature beyond its being
 // valid. The zero value is the default profile of Signet.
@@ -39,7 +42,7 @@ type Policy struct {
 	// content-digest when it has content.
 	Required []Component
 	// RequiredParams lists the signature parameters each signature must
-	// carry. Nil means DefaultRequiredParams (created, keyid, nonce).
+	// carry. Nil means [DefaultRequiredParams] (created, keyid, nonce).
 	RequiredParams []string
 	// MaxAge is how old a signature's created time may be. Zero means
 	// DefaultMaxAge; negative means no limit.
@@ -57,6 +60,19 @@ type Policy struct {
 	// (at most MaxSignatures): a message is accepted only if all pass, so
 	// a bad signature never rides on a good one.
 	Labels []string
+}
+
+func (p *Policy) requiredParams() []string {
+	if p.RequiredParams == nil {
+		return defaultRequiredParams[:]
+	}
+	return p.RequiredParams
+}
+
+// RequiresNonce reports whether the policy demands a nonce of every
+// signature, which only a [Verifier] with a [NonceStore] can honour.
+func (p *Policy) RequiresNonce() bool {
+	return slices.Contains(p.requiredParams(), "nonce")
 }
 
 func (p *Policy) maxAge() time.Duration {
@@ -390,11 +406,7 @@ func (v *Verifier) withBase(e *VerifyError, st *verifyState) *VerifyError {
 }
 
 func (v *Verifier) checkParams(p *Params, now time.Time) error {
-	required := v.Policy.RequiredParams
-	if required == nil {
-		required = DefaultRequiredParams
-	}
-	for _, name := range required {
+	for _, name := range v.Policy.requiredParams() {
 		if !p.has(name) {
 			return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
 		}

@@ -881,3 +881,29 @@ func TestStructuredFieldReadOnce(t *testing.T) {
 		t.Fatalf("base:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestRequiresNonce(t *testing.T) {
+	for _, tt := range []struct {
+		params []string
+		want   bool
+	}{
+		{nil, true},
+		{[]string{}, false},
+		{[]string{"created", "keyid"}, false},
+		{[]string{"nonce"}, true},
+	} {
+		p := Policy{RequiredParams: tt.params}
+		if got := p.RequiresNonce(); got != tt.want {
+			t.Errorf("RequiredParams %q: RequiresNonce() = %v", tt.params, got)
+		}
+	}
+	// The defaults are a copy: changing it changes no policy.
+	DefaultRequiredParams()[2] = "tag"
+	if !(&Policy{}).RequiresNonce() {
+		t.Fatal("a caller changed the default profile")
+	}
+	Algorithms()[0] = "none"
+	if _, err := ParseAlgorithm("hmac-sha256"); err != nil {
+		t.Fatal("a caller changed the algorithms")
+	}
+}

@@ -150,7 +150,7 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 	if opts.Keys == nil {
 		panic("middleware: Options.Keys is nil")
 	}
-	if opts.Nonces == nil && requiresNonce(&opts.Policy) {
+	if opts.Nonces == nil && opts.Policy.RequiresNonce() {
 		panic("middleware: Options.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
 	}
 	if opts.MaxBodyBytes <= 0 {
@@ -175,19 +175,6 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 			},
 		}
 	}
-}
-
-func requiresNonce(p *httpsig.Policy) bool {
-	params := p.RequiredParams
-	if params == nil {
-		params = httpsig.DefaultRequiredParams
-	}
-	for _, s := range params {
-		if s == "nonce" {
-			return true
-		}
-	}
-	return false
 }
 
 func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -115,7 +115,7 @@ func BenchmarkVerify(b *testing.B) {
 			v := &Verifier{Keys: KeyMap{"sk_bench_1": k.verify}, Now: func() time.Time { return time.Unix(benchTime, 0) }}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := v.Verify(r, body); err != nil {
+				if _, err := v.VerifyRequest(r, body); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -279,7 +279,7 @@ func BenchmarkRefuse(b *testing.B) {
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := v.Verify(r, body); err == nil {
+				if _, err := v.VerifyRequest(r, body); err == nil {
 					b.Fatal("accepted")
 				}
 			}

@@ -64,8 +64,21 @@ type NonceStore interface {
 	Remember(ctx context.Context, keyID, nonce string, created, until time.Time) error
 }
 
+// KeyResolverFunc adapts a function to a [KeyResolver].
+type KeyResolverFunc func(ctx context.Context, keyID string) (VerifyingKey, error)
+
+// ResolveKey returns f(ctx, keyID).
+func (f KeyResolverFunc) ResolveKey(ctx context.Context, keyID string) (VerifyingKey, error) {
+	return f(ctx, keyID)
+}
+
 // KeyMap is a [KeyResolver] over a fixed set of keys, by keyid.
 type KeyMap map[string]VerifyingKey
+
+var (
+	_ KeyResolver = KeyResolverFunc(nil)
+	_ KeyResolver = KeyMap(nil)
+)
 
 // ResolveKey returns the key for keyID, or [ErrUnknownKey].
 func (m KeyMap) ResolveKey(_ context.Context, keyID string) (VerifyingKey, error) {

@@ -226,7 +226,7 @@ func TestVectors(t *testing.T) {
 					_, err = ver.VerifyResponse(t.Context(), m.Response, body)
 					return err
 				}
-				_, err := ver.Verify(m.Request, readBody(t, m.Request))
+				_, err := ver.VerifyRequest(m.Request, readBody(t, m.Request))
 				return err
 			}
 			if err := verify(m); err != nil {
@@ -315,13 +315,13 @@ func testMultiple(t *testing.T, v vector) {
 	body := readBody(t, m.Request)
 	// The proxy's signature alone verifies on the forwarded message.
 	ver.Policy.Labels = []string{"proxy_sig"}
-	if _, err := ver.Verify(m.Request, body); err != nil {
+	if _, err := ver.VerifyRequest(m.Request, body); err != nil {
 		t.Fatalf("proxy_sig: %v", err)
 	}
 	// Checking every signature refuses the message: the client's no longer
 	// matches, and a good signature must not carry a bad one.
 	ver.Policy.Labels = nil
-	if _, err := ver.Verify(m.Request, body); err == nil {
+	if _, err := ver.VerifyRequest(m.Request, body); err == nil {
 		t.Fatal("a message with one bad signature verified")
 	} else if r, _ := ReasonOf(err); r != ReasonBadSignature {
 		t.Fatalf("got %v, want bad-signature", err)

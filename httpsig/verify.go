@@ -189,17 +189,20 @@ type verifyState struct {
 
 var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
 
-// Verify checks the signatures on r, whose content (already read, and
-// possibly empty) is body. A refusal is a [*VerifyError]; any other error
-// means a key resolver or nonce store could not answer, and the request
-// must be refused all the same (fail closed).
-func (v *Verifier) Verify(r *http.Request, body []byte) (Result, error) {
+// VerifyRequest checks the signatures on r, whose content (already read,
+// and possibly empty) is body, with the context of r for the key resolver
+// and the nonce store. A refusal is a [*VerifyError]; any other error means
+// a key resolver or nonce store could not answer, and the request must be
+// refused all the same (fail closed).
+func (v *Verifier) VerifyRequest(r *http.Request, body []byte) (Result, error) {
 	m := Message{Request: r, Scheme: v.Scheme, Structured: v.Structured}
 	return v.verify(r.Context(), &m, r.Header, body, len(body) > 0 || r.ContentLength > 0)
 }
 
-// VerifyResponse checks the signatures on resp, whose content is body.
-// resp.Request, if set, serves components with the req parameter.
+// VerifyResponse checks the signatures on resp, whose content is body, as
+// VerifyRequest does. resp.Request, if set, serves components with the req
+// parameter; ctx is for the key resolver and the nonce store, since a
+// response has no context of its own.
 func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body []byte) (Result, error) {
 	m := Message{Request: resp.Request, Response: resp, Scheme: v.Scheme, Structured: v.Structured}
 	return v.verify(ctx, &m, resp.Header, body, len(body) > 0 || resp.ContentLength > 0)

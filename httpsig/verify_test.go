@@ -82,7 +82,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 				t.Fatalf("Signature-Input = %s\nwant prefix  %s", in, want)
 			}
 			v := &Verifier{Keys: KeyMap{"key-1": k.verify}, Now: fixedNow}
-			res, err := v.Verify(r, body)
+			res, err := v.VerifyRequest(r, body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,11 +153,11 @@ func TestTamper(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, body := signedRequest(t, s)
-			if _, err := v.Verify(r, body); err != nil {
+			if _, err := v.VerifyRequest(r, body); err != nil {
 				t.Fatalf("untouched request: %v", err)
 			}
 			tt.change(r, &body)
-			_, err := v.Verify(r, body)
+			_, err := v.VerifyRequest(r, body)
 			if got, ok := ReasonOf(err); !ok || got != tt.want {
 				t.Fatalf("got %v, want %s", err, tt.want)
 			}
@@ -208,7 +208,7 @@ func TestPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, body := sign(tt.signer)
 			v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Now: tt.now}
-			_, err := v.Verify(r, body)
+			_, err := v.VerifyRequest(r, body)
 			got, _ := ReasonOf(err)
 			if err != nil && got == "" {
 				t.Fatalf("error without reason: %v", err)
@@ -230,19 +230,13 @@ func TestUnsignedContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, nil); err != nil {
+	if _, err := v.VerifyRequest(r, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := v.Verify(r, []byte("smuggled"))
+	_, err := v.VerifyRequest(r, []byte("smuggled"))
 	if got, _ := ReasonOf(err); got != ReasonMissingComponent {
 		t.Fatalf("got %v, want missing-component", err)
 	}
-}
-
-type resolverFunc func(ctx context.Context, keyID string) (VerifyingKey, error)
-
-func (f resolverFunc) ResolveKey(ctx context.Context, keyID string) (VerifyingKey, error) {
-	return f(ctx, keyID)
 }
 
 func TestKeyResolution(t *testing.T) {
@@ -258,8 +252,8 @@ func TestKeyResolution(t *testing.T) {
 		{ErrKeyExpired, ReasonKeyExpired},
 		{down, ""},
 	} {
-		v := &Verifier{Keys: resolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, tt.err }), Now: fixedNow}
-		_, err := v.Verify(r, body)
+		v := &Verifier{Keys: KeyResolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, tt.err }), Now: fixedNow}
+		_, err := v.VerifyRequest(r, body)
 		if got, _ := ReasonOf(err); got != tt.want || !errors.Is(err, tt.err) {
 			t.Errorf("resolver error %v: got %v, want reason %q", tt.err, err, tt.want)
 		}
@@ -268,7 +262,7 @@ func TestKeyResolution(t *testing.T) {
 	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	ek, _ := NewVerifyingKey(AlgEd25519, edPriv.Public())
 	v := &Verifier{Keys: KeyMap{"key-1": ek}, Now: fixedNow}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonAlgorithmMismatch) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonAlgorithmMismatch) {
 		t.Fatalf("got %v, want algorithm-mismatch", err)
 	}
 }
@@ -304,10 +298,10 @@ func TestReplay(t *testing.T) {
 	nonces := &memNonces{seen: map[string]time.Time{}}
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Nonces: nonces, Now: fixedNow}
 	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
-	if _, err := v.Verify(r, body); err != nil {
+	if _, err := v.VerifyRequest(r, body); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonReplayed) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonReplayed) {
 		t.Fatalf("replay: got %v", err)
 	}
 	for _, until := range nonces.seen {
@@ -317,16 +311,16 @@ func TestReplay(t *testing.T) {
 	}
 	// A bad signature must not spend a nonce.
 	r2, body2 := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
-	if _, err := v.Verify(r2, []byte("tampered")); err == nil {
+	if _, err := v.VerifyRequest(r2, []byte("tampered")); err == nil {
 		t.Fatal("tampered body accepted")
 	}
-	if _, err := v.Verify(r2, body2); err != nil {
+	if _, err := v.VerifyRequest(r2, body2); err != nil {
 		t.Fatalf("genuine request after a forged one: %v", err)
 	}
 	// A store that cannot answer fails closed, without a reason code.
 	nonces.err = errors.New("redis: connection refused")
 	r3, body3 := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
-	_, err := v.Verify(r3, body3)
+	_, err := v.VerifyRequest(r3, body3)
 	if err == nil || !errors.Is(err, nonces.err) {
 		t.Fatalf("store down: got %v", err)
 	}
@@ -344,11 +338,11 @@ func TestMultipleSignatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonBadSignature) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonBadSignature) {
 		t.Fatalf("good + bad signature: got %v, want bad-signature", err)
 	}
 	v.Policy.Labels = []string{"sig1"}
-	if _, err := v.Verify(r, body); err != nil {
+	if _, err := v.VerifyRequest(r, body); err != nil {
 		t.Fatalf("selecting the good one: %v", err)
 	}
 	// The same label twice is refused by the signer.
@@ -388,7 +382,7 @@ func TestMalformedHeaders(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
 			r.Header.Set("Signature-Input", tt.input)
 			r.Header.Set("Signature", tt.sig)
-			_, err := v.Verify(r, nil)
+			_, err := v.VerifyRequest(r, nil)
 			if !isReason(err, ReasonMalformedSignature) {
 				t.Fatalf("got %v, want malformed-signature", err)
 			}
@@ -408,7 +402,7 @@ func TestTooManySignatures(t *testing.T) {
 	r.Header.Set("Signature-Input", strings.Join(in, ", "))
 	r.Header.Set("Signature", strings.Join(sig, ", "))
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, nil); !isReason(err, ReasonMalformedSignature) {
+	if _, err := v.VerifyRequest(r, nil); !isReason(err, ReasonMalformedSignature) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -417,7 +411,7 @@ func TestDebugBase(t *testing.T) {
 	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
 	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow, Debug: true}
-	res, err := v.Verify(r, body)
+	res, err := v.VerifyRequest(r, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,13 +419,13 @@ func TestDebugBase(t *testing.T) {
 		t.Fatalf("base %q", res.Base)
 	}
 	r.Method = http.MethodPut
-	_, err = v.Verify(r, body)
+	_, err = v.VerifyRequest(r, body)
 	var ve *VerifyError
 	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Base, "\"@method\": PUT\n") {
 		t.Fatalf("debug error %#v", err)
 	}
 	v.Debug = false
-	if _, err = v.Verify(r, body); !errors.As(err, &ve) || ve.Base != "" {
+	if _, err = v.VerifyRequest(r, body); !errors.As(err, &ve) || ve.Base != "" {
 		t.Fatal("base leaked without Debug")
 	}
 }
@@ -502,7 +496,7 @@ func TestClientServerAgree(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body := readBody(t, r)
 		v := &Verifier{Keys: KeyMap{"key-1": hk}, Scheme: "https", Policy: Policy{Required: []Component{{Name: Method}, {Name: TargetURI}}}}
-		_, gotErr = v.Verify(r, body)
+		_, gotErr = v.VerifyRequest(r, body)
 	}))
 	defer srv.Close()
 	for _, path := range []string{"/a%2Fb/c?x=%20y&z", "/caf%C3%A9/", "/", "/p?", "/~user/x!$&'()*+,;=:@"} {
@@ -568,11 +562,11 @@ func TestComponentListReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := v.Verify(r, nil); err != nil {
+		if _, err := v.VerifyRequest(r, nil); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 		r.Method = http.MethodPut
-		if _, err := v.Verify(r, nil); !isReason(err, ReasonBadSignature) {
+		if _, err := v.VerifyRequest(r, nil); !isReason(err, ReasonBadSignature) {
 			t.Fatalf("tampered message %d: %v", i, err)
 		}
 	}
@@ -584,7 +578,7 @@ func TestEmptySignatureInput(t *testing.T) {
 	r.Header.Set("Signature-Input", " ")
 	r.Header.Set("Signature", "a")
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, nil); !isReason(err, ReasonMissingSignature) {
+	if _, err := v.VerifyRequest(r, nil); !isReason(err, ReasonMissingSignature) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -628,7 +622,7 @@ func TestEmptyParameters(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
 		r.Header.Set("Signature-Input", in)
 		r.Header.Set("Signature", "sig1=:AAAA:")
-		if _, err := v.Verify(r, nil); !isReason(err, want) {
+		if _, err := v.VerifyRequest(r, nil); !isReason(err, want) {
 			t.Errorf("%s: %v, want %s", in, err, want)
 		}
 	}
@@ -709,7 +703,7 @@ func TestReplayAtWindowEdge(t *testing.T) {
 				store := &clockNonces{now: clock, until: map[string]time.Time{}}
 				v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Nonces: store, Now: clock}
 				now = tt.last.Add(first)
-				if _, err := v.Verify(r, body); err != nil {
+				if _, err := v.VerifyRequest(r, body); err != nil {
 					t.Fatalf("first copy at last%+v: %v", first, err)
 				}
 				for _, later := range []time.Duration{0, time.Nanosecond, 100 * time.Millisecond, 500 * time.Millisecond, 900 * time.Millisecond, time.Second, 1100 * time.Millisecond, 2 * time.Second, time.Hour} {
@@ -717,7 +711,7 @@ func TestReplayAtWindowEdge(t *testing.T) {
 					if first+later < 0 && later == 0 {
 						continue
 					}
-					_, err := v.Verify(r, body)
+					_, err := v.VerifyRequest(r, body)
 					if !isReason(err, ReasonReplayed) && !isReason(err, ReasonExpired) {
 						t.Errorf("copy at last%+v after the first at last%+v: got %v, want replayed or expired", first+later, first, err)
 					}
@@ -727,7 +721,7 @@ func TestReplayAtWindowEdge(t *testing.T) {
 			for at, want := range map[time.Duration]Reason{0: "", time.Nanosecond: ReasonExpired, 100 * time.Millisecond: ReasonExpired} {
 				now = tt.last.Add(at)
 				v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Now: clock}
-				if _, err := v.Verify(r, body); !isReason(err, want) {
+				if _, err := v.VerifyRequest(r, body); !isReason(err, want) {
 					t.Errorf("at last%+v without a store: got %v, want %q", at, err, want)
 				}
 			}
@@ -742,15 +736,15 @@ func TestUnboundedNonce(t *testing.T) {
 	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
 	policy := Policy{MaxAge: -1}
 	v := &Verifier{Policy: policy, Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, body); err != nil {
+	if _, err := v.VerifyRequest(r, body); err != nil {
 		t.Fatalf("without a nonce store: %v", err)
 	}
 	v.Nonces = &memNonces{seen: map[string]time.Time{}}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonMalformedSignature) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonMalformedSignature) {
 		t.Fatalf("with a nonce store: got %v, want malformed-signature", err)
 	}
 	r, body = signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow, ExpiresAfter: time.Minute})
-	if _, err := v.Verify(r, body); err != nil {
+	if _, err := v.VerifyRequest(r, body); err != nil {
 		t.Fatalf("bounded by expires: %v", err)
 	}
 }
@@ -763,12 +757,12 @@ func TestExpiresWhileChecked(t *testing.T) {
 	now := testNow.Add(DefaultMaxAge)
 	clock := func() time.Time { return now }
 	store := &clockNonces{now: clock, until: map[string]time.Time{}}
-	slow := resolverFunc(func(context.Context, string) (VerifyingKey, error) {
+	slow := KeyResolverFunc(func(context.Context, string) (VerifyingKey, error) {
 		now = now.Add(time.Millisecond)
 		return hk, nil
 	})
 	v := &Verifier{Keys: slow, Nonces: store, Now: clock}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonExpired) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonExpired) {
 		t.Fatalf("got %v, want expired", err)
 	}
 	if len(store.until) != 0 {
@@ -808,7 +802,7 @@ func TestVerifyErrorNamesSignature(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
 			tt.change(r, &body)
-			_, err := v.Verify(r, body)
+			_, err := v.VerifyRequest(r, body)
 			var ve *VerifyError
 			if !errors.As(err, &ve) {
 				t.Fatalf("got %v, want a refusal", err)
@@ -820,9 +814,9 @@ func TestVerifyErrorNamesSignature(t *testing.T) {
 	}
 	// A dependency's failure is not a refusal; its message names the key.
 	down := errors.New("database is down")
-	v.Keys = resolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, down })
+	v.Keys = KeyResolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, down })
 	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
-	if _, err := v.Verify(r, body); !errors.Is(err, down) || !strings.Contains(err.Error(), `keyid "key-1"`) {
+	if _, err := v.VerifyRequest(r, body); !errors.Is(err, down) || !strings.Contains(err.Error(), `keyid "key-1"`) {
 		t.Fatalf("resolver down: %v", err)
 	}
 }
@@ -837,7 +831,7 @@ func TestHostileFields(t *testing.T) {
 		in, sig := hostileFields(kind)
 		r.Header.Set("Signature-Input", in)
 		r.Header.Set("Signature", sig)
-		_, err := v.Verify(r, nil)
+		_, err := v.VerifyRequest(r, nil)
 		if !isReason(err, ReasonMalformedSignature) || !strings.Contains(err.Error(), "holds more than this server reads") {
 			t.Errorf("%s: got %v", kind, err)
 		}
@@ -849,7 +843,7 @@ func TestHostileFields(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	res, err := v.Verify(r, nil)
+	res, err := v.VerifyRequest(r, nil)
 	if err != nil || res.Signatures != MaxSignatures {
 		t.Fatalf("%d signatures: %v, %+v", MaxSignatures, err, res)
 	}

@@ -184,7 +184,7 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mw.refuse(w, r, status, reason, "", err, start, "")
 		return
 	}
-	res, err := mw.v.Verify(r, body)
+	res, err := mw.v.VerifyRequest(r, body)
 	if err != nil {
 		var ve *httpsig.VerifyError
 		if errors.As(err, &ve) {

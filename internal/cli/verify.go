@@ -140,7 +140,7 @@ func runVerify(e *Env, args []string) int {
 	if msg.Response != nil {
 		res, err = v.VerifyResponse(e.Context, msg.Response, msg.Body)
 	} else {
-		res, err = v.Verify(msg.Request, msg.Body)
+		res, err = v.VerifyRequest(msg.Request, msg.Body)
 	}
 	return reportVerify(e, o.explain, res, err)
 }

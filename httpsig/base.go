@@ -32,6 +32,13 @@ type Message struct {
 	hasTarget bool
 }
 
+// fresh returns a copy of m without the parts derived from its request,
+// so that they are derived again from what the request holds now, and m,
+// which the caller may share, is left alone.
+func (m *Message) fresh() *Message {
+	return &Message{Request: m.Request, Response: m.Response, Scheme: m.Scheme, Structured: m.Structured}
+}
+
 // FieldType is the top-level type of a structured field (RFC 8941 §3).
 type FieldType uint8
 
@@ -85,10 +92,11 @@ func compErr(c *Component, absent bool, format string, args ...any) error {
 	return &componentError{comp: c.String(), msg: fmt.Sprintf(format, args...), absent: absent}
 }
 
-// SignatureBase returns the signature base of m for p (RFC 9421 §2.5).
+// SignatureBase returns the signature base of m for p (RFC 9421 §2.5). It
+// does not modify m.
 func SignatureBase(m *Message, p *Params) ([]byte, error) {
 	var fields structuredFields
-	base, err := appendBase(nil, m, p, "", &fields)
+	base, err := appendBase(nil, m.fresh(), p, "", &fields)
 	if err != nil {
 		return nil, fmt.Errorf("httpsig: %w", err)
 	}

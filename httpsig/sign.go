@@ -152,7 +152,9 @@ func (s *Signer) SignResponse(resp *http.Response, body []byte) error {
 		}
 	}
 	m := Message{Request: resp.Request, Response: resp, Scheme: s.Scheme, Structured: s.Structured}
-	return SignMessage(&m, s.label(), &p, s.Key)
+	sc := signScratches.Get().(*signScratch)
+	defer signScratches.Put(sc)
+	return signMessage(sc, &m, s.label(), &p, s.Key)
 }
 
 func (s *Signer) label() string {
@@ -196,7 +198,7 @@ type signScratch struct {
 func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
-	return signMessage(sc, m, label, p, key)
+	return signMessage(sc, m.fresh(), label, p, key)
 }
 
 func signMessage(sc *signScratch, m *Message, label string, p *Params, key SigningKey) error {

@@ -901,3 +901,26 @@ func TestRequiresNonce(t *testing.T) {
 		t.Fatal("a caller changed the algorithms")
 	}
 }
+
+// TestSignatureBaseLeavesMessage: a Message reused after its request
+// changed gives the base of the request as it is now.
+func TestSignatureBaseLeavesMessage(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/a?x=1", nil)
+	m := &Message{Request: r}
+	p := &Params{Components: []Component{{Name: Path}, {Name: Query}}}
+	first, err := SignatureBase(m, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.hasTarget {
+		t.Fatal("SignatureBase changed its Message")
+	}
+	r.RequestURI = "/b?y=2"
+	second, err := SignatureBase(m, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(first), "\"@path\": /a\n\"@query\": ?x=1\n") || !strings.HasPrefix(string(second), "\"@path\": /b\n\"@query\": ?y=2\n") {
+		t.Fatalf("bases %q then %q", first, second)
+	}
+}

@@ -82,11 +82,20 @@ type componentError struct {
 	comp   string
 	msg    string
 	absent bool
+	err    error // the cause, if any
 }
 
 func (e *componentError) Error() string {
-	return "component " + e.comp + ": " + e.msg
+	switch {
+	case e.err == nil:
+		return "component " + e.comp + ": " + e.msg
+	case e.msg == "":
+		return "component " + e.comp + ": " + e.err.Error()
+	}
+	return "component " + e.comp + ": " + e.msg + ": " + e.err.Error()
 }
+
+func (e *componentError) Unwrap() error { return e.err }
 
 func compErr(c *Component, absent bool, format string, args ...any) error {
 	return &componentError{comp: c.String(), msg: fmt.Sprintf(format, args...), absent: absent}
@@ -513,7 +522,7 @@ func appendField(dst []byte, m *Message, c *Component, fields *structuredFields)
 	}
 	lines, err := fieldLines(h, c.Name)
 	if err != nil {
-		return dst, compErr(c, false, "%v", err)
+		return dst, &componentError{comp: c.String(), err: err}
 	}
 	if lines == nil {
 		where := "header"
@@ -693,7 +702,7 @@ func appendStructured(dst []byte, m *Message, c *Component, lines []string, fiel
 	}
 	f := fields.parse(c, typ, lines)
 	if f.err != nil {
-		return dst, compErr(c, false, "the field is not a valid structured field: %v", f.err)
+		return dst, &componentError{comp: c.String(), msg: "the field is not a valid structured field", err: f.err}
 	}
 	switch {
 	case typ == FieldItem:

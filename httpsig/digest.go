@@ -159,7 +159,7 @@ func parseDigestField(sp *sf.Parser, field string) ([]sf.Member, error) {
 	sp.Reset()
 	members, err := sp.ParseDictionary(field)
 	if err != nil {
-		return nil, refuse(ReasonDigestMismatch, "", "Content-Digest is not a valid Dictionary: "+err.Error())
+		return nil, &VerifyError{Reason: ReasonDigestMismatch, Detail: "Content-Digest is not a valid Dictionary: " + err.Error(), Err: err}
 	}
 	known := false
 	for _, m := range members {

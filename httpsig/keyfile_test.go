@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/signet-dev/signet/internal/reqfixture"
 )
 
 // TestKeyFiles parses every key of RFC 9421 B.1 in every form it is given,
@@ -167,7 +169,7 @@ func TestECDSASignatureFormat(t *testing.T) {
 }
 
 func TestAcceptSignature(t *testing.T) {
-	r := refRequest([]byte("{}"))
+	r := reqfixture.Received([]byte("{}"))
 	var p Policy
 	got := p.AcceptSignatureFor(r, true)
 	want := `sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest")`

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signet-dev/signet/internal/reqfixture"
 )
 
 var testNow = time.Unix(1700000000, 0)
@@ -62,7 +64,7 @@ func testKeys(t testing.TB) []testKey {
 func signedRequest(t testing.TB, s *Signer) (*http.Request, []byte) {
 	t.Helper()
 	body := []byte(`{"item":"book","qty":2}`)
-	r := httptest.NewRequest(http.MethodPost, refURL, bytes.NewReader(body))
+	r := httptest.NewRequest(http.MethodPost, reqfixture.URL, bytes.NewReader(body))
 	r.RequestURI = r.URL.RequestURI()
 	r.Header.Set("Content-Type", "application/json")
 	if err := s.SignRequest(r, body); err != nil {
@@ -224,7 +226,7 @@ func TestPolicy(t *testing.T) {
 // be refused, since nothing covers it.
 func TestUnsignedContent(t *testing.T) {
 	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
-	r := httptest.NewRequest(http.MethodPost, refURL, nil)
+	r := httptest.NewRequest(http.MethodPost, reqfixture.URL, nil)
 	r.RequestURI = r.URL.RequestURI()
 	if err := (&Signer{Key: hk, KeyID: "key-1", Now: fixedNow}).SignRequest(r, nil); err != nil {
 		t.Fatal(err)

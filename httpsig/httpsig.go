@@ -2,8 +2,10 @@
 // with the Content-Digest field of RFC 9530 for message content.
 //
 // A [Signer] adds the Signature-Input, Signature and Content-Digest fields to
-// a request; a [Verifier] checks them against a [Policy], resolving keys by
-// their keyid through a [KeyResolver] and rejecting replayed nonces through a
+// a request ([Signer.SignRequest]) or a response; a [Verifier] checks them
+// ([Verifier.VerifyRequest], [Verifier.VerifyResponse]) against a [Policy],
+// resolving keys by their keyid through a [KeyResolver] (a [KeyMap], a
+// [KeyResolverFunc], or a key store) and rejecting replayed nonces through a
 // [NonceStore]. Every refusal is a [*VerifyError] carrying a [Reason].
 //
 // Keys are bound to one [Algorithm]: see [NewSigningKey], [NewVerifyingKey]

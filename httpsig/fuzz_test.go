@@ -59,6 +59,13 @@ func FuzzParseSignatures(f *testing.F) {
 // verifier: it must refuse with a reason, never panic or pass.
 func FuzzVerify(f *testing.F) {
 	seedVectors(f, func(in, sig string) { f.Add(in, sig, "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:", "x") })
+	// Several components reading one structured field, and fields at the
+	// verifier's limits.
+	f.Add(`sig1=("example-dict";key="a" "example-dict";key="b" "example-dict";sf "example-dict";key="a";tr);created=1700000000;keyid="key-1";nonce="n"`, "sig1=:AAAA:", "", "")
+	for _, kind := range []string{"labels", "components", "params", "limits"} {
+		in, sig := hostileFields(kind)
+		f.Add(in, sig, "", "")
+	}
 	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
 	v := &Verifier{Keys: KeyMap{"test-key-rsa-pss": hk, "key-1": hk}, Now: fixedNow, Nonces: &memNonces{seen: map[string]time.Time{}}}
 	f.Fuzz(func(t *testing.T, input, sig, digest, body string) {

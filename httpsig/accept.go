@@ -49,7 +49,7 @@ func (p *Policy) AcceptSignatureFor(r *http.Request, hasContent bool) string {
 	if len(p.Labels) > 0 {
 		label = p.Labels[0]
 	}
-	v, err := AcceptSignatureField(AcceptSignature{Label: label, Components: p.RequiredFor(r, hasContent), Tag: p.Tag})
+	v, err := AcceptSignatureField(AcceptSignature{Label: label, Components: p.requiredFor(r, hasContent), Tag: p.Tag})
 	if err != nil {
 		return ""
 	}

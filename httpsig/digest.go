@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"hash"
-	"io"
 	"net/http"
 	"strings"
 
@@ -86,19 +85,6 @@ func appendDigestMember(dst []byte, alg DigestAlgorithm, sum []byte) []byte {
 	dst = append(dst, alg...)
 	dst = append(dst, '=')
 	return sf.AppendBareByteSeq(dst, sum)
-}
-
-// ContentDigestOf reads r to its end and returns the Content-Digest field
-// value of what it read, holding no more than a buffer of it in memory.
-func ContentDigestOf(alg DigestAlgorithm, r io.Reader) (string, error) {
-	d, err := NewDigester(alg)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(d, r); err != nil {
-		return "", fmt.Errorf("httpsig: reading content: %w", err)
-	}
-	return d.Value(), nil
 }
 
 // contentDigestField returns the Content-Digest field value of h, with

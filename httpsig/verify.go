@@ -92,13 +92,13 @@ func (p *Policy) maxSkew() time.Duration {
 	return p.MaxSkew
 }
 
-// RequiredFor returns the components the policy demands of a signature on
+// requiredFor returns the components the policy demands of a signature on
 // r, which has content if hasContent is set.
-func (p *Policy) RequiredFor(r *http.Request, hasContent bool) []Component {
+func (p *Policy) requiredFor(r *http.Request, hasContent bool) []Component {
 	if p.Required != nil {
 		return p.Required
 	}
-	return defaultProfile(r, hasContent, r.Header.Get("Content-Digest") != "")
+	return DefaultComponents(r, hasContent)
 }
 
 // The components of the default profile, marked as checked.
@@ -117,10 +117,6 @@ var (
 // content-digest if r has content or a Content-Digest field.
 func DefaultComponents(r *http.Request, hasContent bool) []Component {
 	_, hasDigest := contentDigestField(r.Header)
-	return defaultProfile(r, hasContent, hasDigest)
-}
-
-func defaultProfile(r *http.Request, hasContent, hasDigest bool) []Component {
 	hasQuery := splitTarget(r).query != ""
 	return appendDefaultProfile(make([]Component, 0, 6), hasQuery, len(r.Header["Content-Type"]) > 0, hasContent || hasDigest)
 }

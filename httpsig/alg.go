@@ -34,26 +34,34 @@ const (
 	minRSABits                    = 2048
 )
 
-// algorithm says how to make the keys of one algorithm: the one place
-// that lists what this package implements.
+// algorithm describes one algorithm: the one place that lists what this
+// package implements.
 type algorithm struct {
 	name Algorithm
+	kind keyKind
 	// hash digests the signature base for ECDSA and RSA.
 	hash crypto.Hash
 	// curve is the curve of an ECDSA algorithm.
 	curve func() elliptic.Curve
-	// signer and verifier check that key suits the algorithm, and wrap it.
-	signer   func(a *algorithm, key any) (SigningKey, error)
-	verifier func(a *algorithm, key any) (VerifyingKey, error)
 }
 
+// keyKind is the kind of key an algorithm takes.
+type keyKind uint8
+
+const (
+	kindHMAC keyKind = iota
+	kindEd25519
+	kindECDSA
+	kindRSA
+)
+
 var algorithms = [...]algorithm{
-	{name: AlgHMACSHA256, signer: newHMACSigner, verifier: newHMACVerifier},
-	{name: AlgEd25519, signer: newEd25519Signer, verifier: newEd25519Verifier},
-	{name: AlgECDSAP256SHA256, hash: crypto.SHA256, curve: elliptic.P256, signer: newECDSASigner, verifier: newECDSAVerifier},
-	{name: AlgECDSAP384SHA384, hash: crypto.SHA384, curve: elliptic.P384, signer: newECDSASigner, verifier: newECDSAVerifier},
-	{name: AlgRSAPSSSHA512, hash: crypto.SHA512, signer: newRSASigner, verifier: newRSAVerifier},
-	{name: AlgRSAV1_5SHA256, hash: crypto.SHA256, signer: newRSASigner, verifier: newRSAVerifier},
+	{name: AlgHMACSHA256, kind: kindHMAC},
+	{name: AlgEd25519, kind: kindEd25519},
+	{name: AlgECDSAP256SHA256, kind: kindECDSA, hash: crypto.SHA256, curve: elliptic.P256},
+	{name: AlgECDSAP384SHA384, kind: kindECDSA, hash: crypto.SHA384, curve: elliptic.P384},
+	{name: AlgRSAPSSSHA512, kind: kindRSA, hash: crypto.SHA512},
+	{name: AlgRSAV1_5SHA256, kind: kindRSA, hash: crypto.SHA256},
 }
 
 // Algorithms returns every algorithm this package signs and verifies.
@@ -102,7 +110,28 @@ func NewSigningKey(alg Algorithm, key any) (SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.signer(a, key)
+	switch k := key.(type) {
+	case []byte:
+		if a.kind == kindHMAC {
+			return NewHMACKey(k)
+		}
+	case ed25519.PrivateKey:
+		if a.kind == kindEd25519 && len(k) == ed25519.PrivateKeySize {
+			return ed25519Signer{k}, nil
+		}
+	case *ecdsa.PrivateKey:
+		if a.kind == kindECDSA && k.Curve == a.curve() {
+			return ecdsaSigner{a, k}, nil
+		}
+	case *rsa.PrivateKey:
+		if a.kind == kindRSA {
+			if err := checkRSASize(a, &k.PublicKey); err != nil {
+				return nil, err
+			}
+			return rsaSigner{a, k}, nil
+		}
+	}
+	return nil, keyKindError(alg, key)
 }
 
 // NewVerifyingKey returns a key that verifies signatures made with alg. key
@@ -114,80 +143,34 @@ func NewVerifyingKey(alg Algorithm, key any) (VerifyingKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	if priv, ok := key.(ed25519.PrivateKey); ok && len(priv) != ed25519.PrivateKeySize {
+		return nil, keyKindError(alg, key) // its Public would panic
+	}
 	if s, ok := key.(crypto.Signer); ok {
 		key = s.Public()
 	}
-	return a.verifier(a, key)
-}
-
-func newHMACSigner(a *algorithm, key any) (SigningKey, error) {
-	secret, ok := key.([]byte)
-	if !ok {
-		return nil, keyKindError(a.name, key)
+	switch k := key.(type) {
+	case []byte:
+		if a.kind == kindHMAC {
+			return NewHMACKey(k)
+		}
+	case ed25519.PublicKey:
+		if a.kind == kindEd25519 && len(k) == ed25519.PublicKeySize {
+			return ed25519Verifier{k}, nil
+		}
+	case *ecdsa.PublicKey:
+		if a.kind == kindECDSA && k.Curve == a.curve() {
+			return ecdsaVerifier{a, k}, nil
+		}
+	case *rsa.PublicKey:
+		if a.kind == kindRSA {
+			if err := checkRSASize(a, k); err != nil {
+				return nil, err
+			}
+			return rsaVerifier{a, k}, nil
+		}
 	}
-	return NewHMACKey(secret)
-}
-
-func newHMACVerifier(a *algorithm, key any) (VerifyingKey, error) {
-	secret, ok := key.([]byte)
-	if !ok {
-		return nil, keyKindError(a.name, key)
-	}
-	return NewHMACKey(secret)
-}
-
-func newEd25519Signer(a *algorithm, key any) (SigningKey, error) {
-	priv, ok := key.(ed25519.PrivateKey)
-	if !ok || len(priv) != ed25519.PrivateKeySize {
-		return nil, keyKindError(a.name, key)
-	}
-	return ed25519Signer{priv}, nil
-}
-
-func newEd25519Verifier(a *algorithm, key any) (VerifyingKey, error) {
-	pub, ok := key.(ed25519.PublicKey)
-	if !ok || len(pub) != ed25519.PublicKeySize {
-		return nil, keyKindError(a.name, key)
-	}
-	return ed25519Verifier{pub}, nil
-}
-
-func newECDSASigner(a *algorithm, key any) (SigningKey, error) {
-	priv, ok := key.(*ecdsa.PrivateKey)
-	if !ok || priv.Curve != a.curve() {
-		return nil, keyKindError(a.name, key)
-	}
-	return ecdsaSigner{a, priv}, nil
-}
-
-func newECDSAVerifier(a *algorithm, key any) (VerifyingKey, error) {
-	pub, ok := key.(*ecdsa.PublicKey)
-	if !ok || pub.Curve != a.curve() {
-		return nil, keyKindError(a.name, key)
-	}
-	return ecdsaVerifier{a, pub}, nil
-}
-
-func newRSASigner(a *algorithm, key any) (SigningKey, error) {
-	priv, ok := key.(*rsa.PrivateKey)
-	if !ok {
-		return nil, keyKindError(a.name, key)
-	}
-	if err := checkRSASize(a, &priv.PublicKey); err != nil {
-		return nil, err
-	}
-	return rsaSigner{a, priv}, nil
-}
-
-func newRSAVerifier(a *algorithm, key any) (VerifyingKey, error) {
-	pub, ok := key.(*rsa.PublicKey)
-	if !ok {
-		return nil, keyKindError(a.name, key)
-	}
-	if err := checkRSASize(a, pub); err != nil {
-		return nil, err
-	}
-	return rsaVerifier{a, pub}, nil
+	return nil, keyKindError(alg, key)
 }
 
 func checkRSASize(a *algorithm, pub *rsa.PublicKey) error {

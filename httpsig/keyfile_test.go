@@ -197,3 +197,28 @@ func TestAcceptSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyBoundToAlgorithm: a key of another kind than its algorithm takes
+// is refused, whichever way round.
+func TestKeyBoundToAlgorithm(t *testing.T) {
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	secret := make([]byte, 32)
+	for _, alg := range Algorithms() {
+		for _, key := range []any{secret, edPriv, p256, p384} {
+			own, _ := InferAlgorithm(key)
+			_, errS := NewSigningKey(alg, key)
+			_, errV := NewVerifyingKey(alg, key)
+			if fits := own == alg; (errS == nil) != fits || (errV == nil) != fits {
+				t.Errorf("%s with a %s key: signing %v, verifying %v", alg, own, errS, errV)
+			}
+		}
+	}
+	if _, err := NewVerifyingKey(AlgEd25519, ed25519.PrivateKey(edPriv[:10])); err == nil {
+		t.Error("a truncated Ed25519 private key was accepted")
+	}
+	if _, err := NewSigningKey("hs256", secret); err == nil {
+		t.Error("an unknown algorithm was accepted")
+	}
+}

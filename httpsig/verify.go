@@ -141,7 +141,9 @@ type Verifier struct {
 	Policy Policy
 	// Keys resolves keyids. Required.
 	Keys KeyResolver
-	// Nonces, if set, remembers nonces so that replays are refused.
+	// Nonces, if set, remembers nonces so that replays are refused. A
+	// signature with a nonce must then be bounded in time, by a created
+	// parameter under a maximum age or by an expires parameter.
 	Nonces NonceStore
 	// Scheme overrides the scheme of requests, as [Message.Scheme] does.
 	Scheme string

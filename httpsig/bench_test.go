@@ -188,7 +188,7 @@ func hostileFields(kind string) (input, sig string) {
 				}
 				fmt.Fprintf(&in, `"x%d-%03d";req;tr;sf;key="k"`, i, j)
 			}
-			in.WriteString(`);created=1700000000;keyid=reqfixture.KeyID;nonce="n";alg="hmac-sha256"`)
+			in.WriteString(`);created=1700000000;keyid="` + reqfixture.KeyID + `";nonce="n";alg="hmac-sha256"`)
 			sg.WriteString(l + "=:" + strings.Repeat("A", 44) + ":")
 		}
 	case "structured": // one large Dictionary field, read for each of many components
@@ -196,7 +196,7 @@ func hostileFields(kind string) (input, sig string) {
 		for j := range maxComponents - 6 {
 			fmt.Fprintf(&in, ` "x-dict";key="k%d"`, j)
 		}
-		in.WriteString(`);created=1700000000;keyid=reqfixture.KeyID;nonce="n";alg="hmac-sha256"`)
+		in.WriteString(`);created=1700000000;keyid="` + reqfixture.KeyID + `";nonce="n";alg="hmac-sha256"`)
 		sg.WriteString("sig1=:" + strings.Repeat("A", 43) + "=:")
 	case "params": // a signature whose components carry 256 parameters each
 		in.WriteString("sig1=(")
@@ -224,7 +224,17 @@ func BenchmarkRefuse(b *testing.B) {
 	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
 	other, _ := NewHMACKey(bytes.Repeat([]byte{8}, 32))
 	v := &Verifier{Keys: KeyMap{reqfixture.KeyID: hk}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
-	for _, kind := range []string{"bad-signature", "labels", "components", "params", "limits", "structured"} {
+	// Each is refused where it is meant to be: the crafted fields as they
+	// are read, the structured one only once the whole base is built.
+	for _, tt := range []struct {
+		kind string
+		want Reason
+	}{
+		{"bad-signature", ReasonBadSignature}, {"labels", ReasonMalformedSignature},
+		{"components", ReasonMalformedSignature}, {"params", ReasonMalformedSignature},
+		{"limits", ReasonMissingComponent}, {"structured", ReasonBadSignature},
+	} {
+		kind, want := tt.kind, tt.want
 		b.Run(kind, func(b *testing.B) {
 			r := reqfixture.Received(body)
 			if err := benchSigner(other).SignRequest(r, body); err != nil {
@@ -246,6 +256,9 @@ func BenchmarkRefuse(b *testing.B) {
 					size += d.Len()
 				}
 				b.SetBytes(int64(size))
+			}
+			if _, err := v.VerifyRequest(r, body); !isReason(err, want) {
+				b.Fatalf("got %v, want %s", err, want)
 			}
 			b.ReportAllocs()
 			for b.Loop() {

@@ -233,8 +233,9 @@ type Signature struct {
 // ParseSignatures parses the Signature-Input and Signature fields of h
 // (RFC 9421 §4.1, §4.2). Labels must be unique and each Signature-Input
 // member needs a Signature member; a Signature member without a
-// Signature-Input member is ignored, as RFC 9421 §4.2 requires. It returns
-// an error with reason missing-signature when there is no Signature-Input
+// Signature-Input member is ignored, as RFC 9421 §4.2 requires. It reads
+// at most [MaxSignatures] signatures, as a [Verifier] does. It returns an
+// error with reason missing-signature when there is no Signature-Input
 // field, and malformed-signature for anything else wrong.
 func ParseSignatures(h http.Header) ([]Signature, error) {
 	var st sigSet

@@ -35,7 +35,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
-	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/keys"
 )
 
@@ -103,7 +103,7 @@ func Run(t *testing.T, h Harness) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.run(t, &env{t: t, db: h.NewDB(t), master: keys.NewMasterKey(), clock: testenv.NewClock(start)})
+			tt.run(t, &env{t: t, db: h.NewDB(t), master: keys.NewMasterKey(), clock: testtime.NewClock(start)})
 		})
 	}
 }
@@ -115,7 +115,7 @@ type env struct {
 	t      *testing.T
 	db     DB
 	master []byte
-	clock  *testenv.Clock
+	clock  *testtime.Clock
 }
 
 // store opens a raw handle, closed at the end of the test.

@@ -21,7 +21,7 @@ import (
 // cached.
 func cachedService(tb testing.TB) (*keys.Service, *keys.Created) {
 	tb.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "signet.db"), sqlite.Options{})
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "signet.db"), sqlite.Options{Create: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func Example() {
 	dir, _ := os.MkdirTemp("", "signet")
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(dir, "signet.db"), sqlite.Options{})
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "signet.db"), sqlite.Options{Create: true})
 	if err != nil {
 		panic(err)
 	}

@@ -70,17 +70,6 @@ func TestConformance(t *testing.T) {
 	keystest.Run(t, keystest.Harness{NewDB: newTestDB})
 }
 
-func TestIsURL(t *testing.T) {
-	for s, want := range map[string]bool{
-		"postgres://u@h/db": true, "postgresql://h/db": true, "postgresx://h": false,
-		"/var/lib/signet.db": false, "sqlite:///x.db": false, "": false,
-	} {
-		if got := IsURL(s); got != want {
-			t.Errorf("IsURL(%q) = %v", s, got)
-		}
-	}
-}
-
 // TestConcurrentStart checks that instances starting at once on a new
 // database migrate it once.
 func TestConcurrentStart(t *testing.T) {

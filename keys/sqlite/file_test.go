@@ -21,23 +21,6 @@ import (
 	"github.com/signet-dev/signet/keys/keystest"
 )
 
-func TestDefaultPath(t *testing.T) {
-	for _, tt := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{map[string]string{"SIGNET_DB": "/srv/keys.db", "XDG_DATA_HOME": "/x", "HOME": "/h"}, "/srv/keys.db"},
-		{map[string]string{"XDG_DATA_HOME": "/x", "HOME": "/h"}, "/x/signet/signet.db"},
-		{map[string]string{"XDG_DATA_HOME": "relative", "HOME": "/h"}, "/h/.local/share/signet/signet.db"},
-		{map[string]string{"HOME": "/h"}, "/h/.local/share/signet/signet.db"},
-	} {
-		got, err := DefaultPath(func(k string) string { return tt.env[k] })
-		if err != nil || got != tt.want {
-			t.Errorf("DefaultPath(%v) = %q, %v; want %q", tt.env, got, err, tt.want)
-		}
-	}
-}
-
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tt := range []struct{ path, want string }{
@@ -66,7 +49,7 @@ func TestConcurrentStart(t *testing.T) {
 	errs := make([]error, 4)
 	for i := range errs {
 		wg.Go(func() {
-			s, err := Open(context.Background(), path, Options{})
+			s, err := Open(context.Background(), path, Options{Create: true})
 			if err == nil {
 				err = s.Close()
 			}
@@ -96,7 +79,7 @@ func TestConcurrentStart(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "signet.db")
-	s, err := Open(context.Background(), path, Options{})
+	s, err := Open(context.Background(), path, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +108,7 @@ func newService(t *testing.T, s keys.Store, master []byte) *keys.Service {
 // the busy timeout: a write fails with a clear error and leaves nothing.
 func TestLocked(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "signet.db")
-	s, err := Open(context.Background(), path, Options{BusyTimeout: 200 * time.Millisecond})
+	s, err := Open(context.Background(), path, Options{Create: true, BusyTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +228,7 @@ func child(t *testing.T, mode, path string, master []byte, extra ...string) *exe
 func TestKilledMidWrite(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "signet.db")
 	master := keys.NewMasterKey()
-	s, err := Open(context.Background(), path, Options{})
+	s, err := Open(context.Background(), path, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +305,7 @@ func TestKilledMidWrite(t *testing.T) {
 func TestRevokeFromAnotherProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "signet.db")
 	master := keys.NewMasterKey()
-	s, err := Open(context.Background(), path, Options{})
+	s, err := Open(context.Background(), path, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +340,7 @@ func TestReadOnly(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "signet.db")
 	master := keys.NewMasterKey()
-	s, err := Open(context.Background(), path, Options{})
+	s, err := Open(context.Background(), path, Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +428,7 @@ func runAsNobody(t *testing.T, dir, path string, master []byte) []byte {
 // change table keeps: the watcher must report a Reset, not a partial list.
 func TestWatchFallsBehind(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "signet.db")
-	s, err := Open(context.Background(), path, Options{PollInterval: 200 * time.Millisecond})
+	s, err := Open(context.Background(), path, Options{Create: true, PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

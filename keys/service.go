@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/signet-dev/signet/httpsig"
 )
 
@@ -23,6 +25,7 @@ const (
 	DefaultCacheTTL         = time.Minute
 	DefaultNegativeTTL      = 5 * time.Second
 	DefaultLastUsedInterval = time.Minute
+	DefaultLookupTimeout    = 200 * time.Millisecond
 	// DefaultOverlap is how long a rotated key keeps working, for callers
 	// of [Service.Rotate] that offer a default.
 	DefaultOverlap = 24 * time.Hour
@@ -64,7 +67,15 @@ type Options struct {
 	// means DefaultLastUsedInterval.
 	LastUsedInterval time.Duration
 
-	// Now returns the current time. If nil, time.Now is used.
+	// LookupTimeout bounds each read of the store by ResolveKey (a cache
+	// miss): past it, the resolution fails with an error wrapping
+	// ErrUnavailable, so that a store that hangs makes requests fail
+	// closed at once rather than wait. Zero means DefaultLookupTimeout.
+	LookupTimeout time.Duration
+
+	// Now returns the current time. If nil, time.Now is used. The
+	// service's background work (cache expiry, writing last-used times)
+	// runs by it too.
 	Now func() time.Time
 
 	// Rand is the source of key ids and HMAC secrets. If nil,
@@ -79,13 +90,14 @@ type Options struct {
 // A Service manages the keys of a [Store] and resolves keyids for the
 // verifier. It is safe for concurrent use.
 type Service struct {
-	store    Store
-	now      func() time.Time
-	rand     io.Reader
-	log      *slog.Logger
-	ttl      int64 // nanoseconds
-	negTTL   int64 // nanoseconds; 0: no negative cache
-	interval time.Duration
+	store         Store
+	now           func() time.Time
+	rand          io.Reader
+	log           *slog.Logger
+	ttl           int64 // nanoseconds
+	negTTL        int64 // nanoseconds; 0: no negative cache
+	interval      time.Duration
+	lookupTimeout time.Duration
 
 	seal    atomic.Pointer[sealState]
 	rekeyMu sync.Mutex
@@ -98,8 +110,8 @@ type Service struct {
 
 	misses atomic.Uint64 // lookups that went to the store
 
-	flightMu sync.Mutex
-	flights  map[string]*flight
+	lookups singleflight.Group
+	lost    bool // the store's watch lost track; touched by onEvent alone
 
 	pendMu  sync.Mutex
 	pending map[string]int64 // last uses of keys no longer cached, UnixNano
@@ -140,15 +152,15 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("%w: it is not the key this store's secrets are sealed with (check SIGNET_MASTER_KEY or --master-key-file)", ErrWrongMasterKey)
 	}
 	s := &Service{
-		store:    store,
-		now:      opts.Now,
-		rand:     opts.Rand,
-		log:      opts.Logger,
-		ttl:      int64(opts.CacheTTL),
-		negTTL:   int64(opts.NegativeTTL),
-		interval: opts.LastUsedInterval,
-		flights:  make(map[string]*flight),
-		pending:  make(map[string]int64),
+		store:         store,
+		now:           opts.Now,
+		rand:          opts.Rand,
+		log:           opts.Logger,
+		ttl:           int64(opts.CacheTTL),
+		negTTL:        int64(opts.NegativeTTL),
+		interval:      opts.LastUsedInterval,
+		lookupTimeout: opts.LookupTimeout,
+		pending:       make(map[string]int64),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -167,6 +179,9 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 	}
 	if s.interval <= 0 {
 		s.interval = DefaultLastUsedInterval
+	}
+	if s.lookupTimeout <= 0 {
+		s.lookupTimeout = DefaultLookupTimeout
 	}
 	size := opts.CacheSize
 	if size == 0 {

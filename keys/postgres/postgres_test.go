@@ -15,6 +15,7 @@ import (
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/keystest"
 )
@@ -245,4 +246,82 @@ func TestStoreDown(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	u := newDatabase(b)
 	keystest.Bench(b, func(b *testing.B) keys.Store { return openStore(b, u) })
+}
+
+// TestServerHangs stops a private PostgreSQL server with SIGSTOP, as a
+// server that hangs would be: a lookup fails within its deadline with an
+// error wrapping ErrUnavailable (the gateway answers 503), a cached key is
+// refused too once the watch notices, writes fail the same way, and all
+// work again when the server goes on.
+func TestServerHangs(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	u := pg.NewDatabase()
+	ctx := context.Background()
+	st, err := Open(ctx, u, Options{Heartbeat: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cst := &keystest.CountingStore{Store: st}
+	svc, err := keys.New(ctx, cst, keys.Options{MasterKey: keys.NewMasterKey(), LookupTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := mustCreate(t, svc)
+	uncached := mustCreate(t, svc)
+	keystest.WaitCached(t, svc, cst, cached.Key.ID)
+
+	pg.Hang()
+	begin := time.Now()
+	_, err = svc.ResolveKey(ctx, uncached.Key.ID)
+	took := time.Since(begin)
+	if !errors.Is(err, keys.ErrUnavailable) {
+		t.Errorf("ResolveKey with the server hung = %v, want an error wrapping ErrUnavailable", err)
+	}
+	t.Logf("a lookup failed after %v: %v", took, err)
+	if took > 2*time.Second {
+		t.Errorf("a lookup waited %v for a hung server; the deadline is 200ms", took)
+	}
+	testtime.Eventually(t, 3*time.Second, func() error {
+		if _, err := svc.ResolveKey(ctx, cached.Key.ID); !errors.Is(err, keys.ErrUnavailable) {
+			return fmt.Errorf("a cached key with the server hung: %v", err)
+		}
+		return nil
+	})
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = svc.Create(wctx, keys.CreateRequest{Owner: "bob", Actor: "t"})
+	cancel()
+	if !errors.Is(err, keys.ErrUnavailable) {
+		t.Errorf("Create with the server hung = %v, want an error wrapping ErrUnavailable", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if err := svc.Ping(pctx); err == nil {
+		t.Errorf("Ping succeeded with the server hung")
+	}
+	cancel()
+
+	pg.Resume()
+	testtime.Eventually(t, 10*time.Second, func() error {
+		_, err := svc.ResolveKey(ctx, cached.Key.ID)
+		return err
+	})
+	keystest.WaitCached(t, svc, cst, cached.Key.ID)
+	if _, err := svc.ResolveKey(ctx, uncached.Key.ID); err != nil {
+		t.Errorf("after the server went on: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Close() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs after the server went on")
+	}
+}
+
+func mustCreate(t *testing.T, svc *keys.Service) *keys.Created {
+	t.Helper()
+	c, err := svc.Create(context.Background(), keys.CreateRequest{Owner: "alice", Actor: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

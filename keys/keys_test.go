@@ -180,7 +180,7 @@ func TestStatus(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		k    Key
-		want string
+		want Status
 	}{
 		{Key{}, StatusActive},
 		{Key{Expires: now.Add(time.Second)}, StatusActive},

@@ -387,14 +387,15 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]Key, error) {
 	return ks, nil
 }
 
-// Rotate replaces a key by a new one with the same owner, algorithm, scopes
-// and label, and the same lifetime if it had an expiry. The old key keeps
-// working for overlap (it expires then, or at its own expiry if that is
-// sooner), and its Successor names the new key. An HMAC key gets a new
-// secret, returned this once; an asymmetric key needs the new public key.
-// Rotating a revoked key, or one already rotated, is an error wrapping
-// ErrConflict.
-func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, newPublicKey []byte, actor string) (*Created, error) {
+// Rotate replaces the key req.ID by a new one with the same owner,
+// algorithm, scopes and label, and the same lifetime if it had an expiry.
+// The old key keeps working for req.Overlap (it expires then, or at its
+// own expiry if that is sooner), and its Successor names the new key. An
+// HMAC key gets a new secret, returned this once; an asymmetric key needs
+// req.PublicKey. Rotating a revoked key, or one already rotated, is an
+// error wrapping ErrConflict.
+func (s *Service) Rotate(ctx context.Context, req RotateRequest) (*Created, error) {
+	id, overlap, actor := req.ID, req.Overlap, req.Actor
 	if overlap < 0 {
 		return nil, fmt.Errorf("%w: overlap must not be negative", ErrInvalid)
 	}
@@ -408,7 +409,7 @@ func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, 
 		}
 		now := s.clock()
 		st := s.seal.Load()
-		rec, secret, err := s.newMaterial(old.Alg, newPublicKey, st)
+		rec, secret, err := s.newMaterial(old.Alg, req.PublicKey, st)
 		if err != nil {
 			return nil, err
 		}

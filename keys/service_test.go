@@ -148,7 +148,7 @@ func Example() {
 	v := &httpsig.Verifier{Keys: svc}
 	_ = v
 
-	rot, err := svc.Rotate(ctx, c.Key.ID, time.Hour, nil, "ops")
+	rot, err := svc.Rotate(ctx, keys.RotateRequest{ID: c.Key.ID, Overlap: time.Hour, Actor: "ops"})
 	if err != nil {
 		panic(err)
 	}

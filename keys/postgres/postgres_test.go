@@ -133,18 +133,15 @@ func newService(t *testing.T, st keys.Store, master []byte) *keys.Service {
 	return svc
 }
 
-// waitFor polls cond every few milliseconds up to limit, and returns how
-// long it took.
+// waitFor waits up to limit for cond, and returns how long it took.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	begin := time.Now()
-	for !cond() {
-		if time.Since(begin) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
+	return testtime.Eventually(t, limit, func() error {
+		if !cond() {
+			return errors.New(what)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return time.Since(begin)
+		return nil
+	})
 }
 
 // listener returns the pid of the LISTEN connection of the store at u.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/keystest"
 )
@@ -319,18 +320,14 @@ func TestRevokeFromAnotherProcess(t *testing.T) {
 	if out, err := child(t, "revoke", path, master, keyEnv+"="+c.Key.ID).Output(); err != nil {
 		t.Fatalf("revoking in a child process: %v\n%s", err, out)
 	}
-	begin := time.Now()
-	for {
+	took := testtime.Eventually(t, keystest.PropagationLimit, func() error {
 		_, err := svc.ResolveKey(context.Background(), c.Key.ID)
 		if errors.Is(err, httpsig.ErrKeyRevoked) {
-			break
+			return nil
 		}
-		if time.Since(begin) > keystest.PropagationLimit {
-			t.Fatalf("the key revoked by another process still resolves after %v: %v", keystest.PropagationLimit, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	t.Logf("refused %v after the other process revoked it", time.Since(begin))
+		return fmt.Errorf("the key revoked by another process: %v", err)
+	})
+	t.Logf("refused %v after the other process revoked it", took)
 }
 
 // TestReadOnly opens a database file that the process may not write: a

@@ -701,6 +701,7 @@ func TestConcurrentUse(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var failures atomic.Int64
+	var firstFailure atomic.Pointer[error]
 	for g := range 4 {
 		wg.Add(1)
 		go func() {
@@ -714,6 +715,7 @@ func TestConcurrentUse(t *testing.T) {
 				_, err := svc.ResolveKey(ctx(), ids[(g+i)%len(ids)])
 				if err != nil && !errors.Is(err, httpsig.ErrKeyRevoked) && !errors.Is(err, httpsig.ErrKeyExpired) {
 					failures.Add(1)
+					firstFailure.CompareAndSwap(nil, &err)
 				}
 			}
 		}()
@@ -733,7 +735,7 @@ func TestConcurrentUse(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	if n := failures.Load(); n > 0 {
-		t.Errorf("%d resolutions failed", n)
+		t.Errorf("%d resolutions failed, the first with: %v", n, *firstFailure.Load())
 	}
 	if err := resolveErr(svc, ids[0]); !errors.Is(err, httpsig.ErrKeyRevoked) {
 		t.Errorf("revoked key = %v", err)

@@ -128,13 +128,13 @@ func checkLabel(label string) error {
 func parsePublicKey(alg httpsig.Algorithm, data []byte) (httpsig.Algorithm, []byte, httpsig.VerifyingKey, error) {
 	key, named, err := httpsig.ParseKey(data)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("%w: public key: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "httpsig: "))
+		return "", nil, nil, fmt.Errorf("%w: public key: %w", ErrInvalid, err)
 	}
 	switch key.(type) {
 	case []byte:
-		return "", nil, nil, fmt.Errorf("%w: public key: this is a shared secret, not a public key (register a PEM or JWK public key, e.g. the .pub file of signet keygen)", ErrInvalid)
+		return "", nil, nil, fmt.Errorf("%w: public key: this is a shared secret, not a public key", ErrInvalid)
 	case ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey:
-		return "", nil, nil, fmt.Errorf("%w: public key: this is a private key; register only its public key (the .pub file of signet keygen) and keep the private key on the client", ErrInvalid)
+		return "", nil, nil, fmt.Errorf("%w: public key: this is a private key; register only its public key, and keep the private key on the client", ErrInvalid)
 	}
 	if named != "" && alg != "" && named != alg {
 		return "", nil, nil, fmt.Errorf("%w: public key: the key is for %s, not %s", ErrInvalid, named, alg)
@@ -154,7 +154,7 @@ func parsePublicKey(alg httpsig.Algorithm, data []byte) (httpsig.Algorithm, []by
 	}
 	vk, err := httpsig.NewVerifyingKey(alg, key)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("%w: public key: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "httpsig: "))
+		return "", nil, nil, fmt.Errorf("%w: public key: %w", ErrInvalid, err)
 	}
 	if pub, ok := key.(ed25519.PublicKey); ok && weakEd25519(pub) {
 		return "", nil, nil, fmt.Errorf("%w: public key: a weak Ed25519 key (a point of small order, which lets anyone forge signatures)", ErrInvalid)

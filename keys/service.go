@@ -149,7 +149,7 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("keys: reading the master key check value: %w", err)
 	}
 	if !sl.opensCheck(check) {
-		return nil, fmt.Errorf("%w: it is not the key this store's secrets are sealed with (check SIGNET_MASTER_KEY or --master-key-file)", ErrWrongMasterKey)
+		return nil, fmt.Errorf("%w: it is not the key this store's secrets are sealed with", ErrWrongMasterKey)
 	}
 	s := &Service{
 		store:         store,
@@ -270,7 +270,7 @@ func (s *Service) newMaterial(alg httpsig.Algorithm, pub []byte, st *sealState) 
 	var rec Record
 	if alg != "" {
 		if _, err := httpsig.ParseAlgorithm(string(alg)); err != nil {
-			return rec, nil, fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "httpsig: "))
+			return rec, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	if alg.Symmetric() || alg == "" && len(pub) == 0 {
@@ -289,7 +289,7 @@ func (s *Service) newMaterial(alg httpsig.Algorithm, pub []byte, st *sealState) 
 		return rec, secret, nil
 	}
 	if len(pub) == 0 {
-		return rec, nil, fmt.Errorf("%w: an %s key is registered by its public key (PEM or JWK, e.g. made by signet keygen); none was given", ErrInvalid, alg)
+		return rec, nil, fmt.Errorf("%w: an %s key is registered by its public key (PEM or JWK); none was given", ErrInvalid, alg)
 	}
 	alg, pemData, _, err := parsePublicKey(alg, pub)
 	if err != nil {

@@ -33,6 +33,8 @@
 // data_version), so that a revoked key is refused everywhere within a
 // second. While a store cannot report changes, the cache is bypassed:
 // every resolution asks the store, and fails closed if it cannot answer.
+// A read of the store has a deadline ([Options.LookupTimeout]), so that a
+// store that hangs makes resolutions fail at once with [ErrUnavailable].
 // Unknown keyids are remembered for a short while, so that a flood of
 // requests naming one costs one lookup. Last-used times are kept in memory
 // and written in batches, at most once per key per [Options.LastUsedInterval].

@@ -81,6 +81,11 @@ func (e *env) serviceOn(st keys.Store, opts keys.Options) *keys.Service {
 	if opts.Now == nil {
 		opts.Now = e.clock.Now
 	}
+	if opts.LookupTimeout == 0 {
+		// The deadline is for a store that hangs; these tests are about
+		// other things, and run on machines that may be busy.
+		opts.LookupTimeout = 10 * time.Second
+	}
 	svc, err := keys.New(context.Background(), st, opts)
 	if err != nil {
 		st.Close()

@@ -316,10 +316,9 @@ func (s *Service) overlayLastUsed(k *Key) {
 // maintain moves the coarse clock on, drops cache entries older than their
 // TTL, and writes the last-used times every interval, all by the service's
 // clock; it looks at that clock every tick.
-func (s *Service) maintain() {
+func (s *Service) maintain(lastFlush time.Time) {
 	t := time.NewTicker(min(tick, s.interval))
 	defer t.Stop()
-	lastFlush := s.now()
 	for {
 		select {
 		case <-s.ctx.Done():

@@ -196,7 +196,8 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 	s.seal.Store(&sealState{s: sl, check: check})
 	s.coarse.Store(s.now().UnixNano())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.goBackground(s.maintain)
+	started := s.now()
+	s.goBackground(func() { s.maintain(started) })
 	return s, nil
 }
 

@@ -66,10 +66,10 @@ const (
 
 // Options configures a [Store]. The zero value is ready to use.
 type Options struct {
-	// Create makes Open create the file if it does not exist (mode 0600),
-	// and its directory too (mode 0700). Without it, Open of a missing
-	// file fails with an error wrapping fs.ErrNotExist, so that a
-	// mistyped or vanished path is not silently taken for an empty store.
+	// Create makes Open create the file, mode 0600, if it does not exist;
+	// its directory must. Without it, Open of a missing file fails with
+	// an error wrapping fs.ErrNotExist, so that a mistyped or vanished
+	// path is not silently taken for an empty store.
 	Create bool
 
 	// BusyTimeout is how long a write waits for another process's write
@@ -149,6 +149,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.log = slog.Default()
 	}
 	if opts.Create {
+		if _, err := os.Stat(filepath.Dir(abs)); err != nil {
+			return nil, fmt.Errorf("keys/sqlite: database directory: %w", err)
+		}
 		if err := createFile(abs); err != nil {
 			return nil, fmt.Errorf("keys/sqlite: creating %s: %w", abs, err)
 		}
@@ -163,7 +166,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 }
 
 // createFile creates an empty file at path, which is an empty SQLite
-// database, unless there is one; and its directory if need be. The file is
+// database, unless there is one. The file is
 // made aside and linked into place, so that no descriptor of this process
 // is ever open on the file at path: closing one would drop the locks that
 // SQLite holds on it for another Store in this process.
@@ -171,11 +174,7 @@ func createFile(path string) error {
 	if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, ".signet-new-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".signet-new-*")
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,13 @@ func postgresBin() (string, error) {
 // when it fails.
 func StartPostgres(tb testing.TB) *PostgresCluster {
 	tb.Helper()
+	return StartPostgresIn(tb, os.TempDir())
+}
+
+// StartPostgresIn is StartPostgres with the server's files in a new
+// directory under parent: on a small disk of the test's, say.
+func StartPostgresIn(tb testing.TB, parent string) *PostgresCluster {
+	tb.Helper()
 	bin, err := postgresBin()
 	if err != nil {
 		missing(tb, "PostgreSQL server", "/usr/lib/postgresql", err)
@@ -74,7 +81,7 @@ func StartPostgres(tb testing.TB) *PostgresCluster {
 		c.asUser = []string{"runuser", "-u", "postgres", "--"}
 	}
 	reapClusters(bin, c.asUser)
-	if c.dir, err = os.MkdirTemp("", clusterPrefix); err != nil {
+	if c.dir, err = os.MkdirTemp(parent, clusterPrefix); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(c.remove)

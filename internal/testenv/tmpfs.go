@@ -17,7 +17,7 @@ func MountTmpfs(tb testing.TB, size int64) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0755", size), "tmpfs", dir).CombinedOutput()
 	if err != nil {
 		os.Remove(dir)
 		msg := fmt.Sprintf("cannot mount a tmpfs (it needs root): %v: %s", err, out)

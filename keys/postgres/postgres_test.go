@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
@@ -321,4 +324,52 @@ func mustCreate(t *testing.T, svc *keys.Service) *keys.Created {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestDiskFull fills the disk of a private PostgreSQL server: writes fail
+// with an error wrapping ErrUnavailable (disk full, 53100), reads go on,
+// and writes work again once there is room.
+func TestDiskFull(t *testing.T) {
+	disk := testenv.MountTmpfs(t, 128<<20)
+	pg := testenv.StartPostgresIn(t, disk)
+	ctx := context.Background()
+	st, err := Open(ctx, pg.NewDatabase(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(t, st, keys.NewMasterKey())
+	first := mustCreate(t, svc)
+	filler, err := os.Create(filepath.Join(disk, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := filler.Write(buf); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	defer os.Remove(filler.Name())
+
+	var failure error
+	n := 0
+	for ; n < 5000 && failure == nil; n++ {
+		_, failure = svc.Create(ctx, keys.CreateRequest{Owner: "bob", Label: strings.Repeat("x", 200), Actor: "t"})
+	}
+	if failure == nil {
+		t.Fatal("5000 writes succeeded on a full disk")
+	}
+	t.Logf("after %d writes: %v", n-1, failure)
+	var pe *pgconn.PgError
+	if !errors.Is(failure, keys.ErrUnavailable) || !errors.As(failure, &pe) || pe.Code != "53100" {
+		t.Errorf("a write on a full disk = %v, want an error wrapping ErrUnavailable and the server's 53100", failure)
+	}
+	if _, err := svc.ResolveKey(ctx, first.Key.ID); err != nil {
+		t.Errorf("ResolveKey on a full disk: %v", err)
+	}
+	os.Remove(filler.Name())
+	if _, err := svc.Create(ctx, keys.CreateRequest{Owner: "carol", Actor: "t"}); err != nil {
+		t.Errorf("Create once there is room: %v", err)
+	}
 }

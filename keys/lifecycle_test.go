@@ -873,3 +873,37 @@ func resolveErr(svc *keys.Service, id string) error {
 	_, err := svc.ResolveKey(ctx(), id)
 	return err
 }
+
+// hangingStore is a store whose Get waits until released, whatever its
+// context says: a store that does not honour deadlines.
+type hangingStore struct {
+	keys.Store
+	release chan struct{}
+}
+
+func (h *hangingStore) Get(ctx context.Context, id string) (*keys.Record, error) {
+	<-h.release
+	return h.Store.Get(ctx, id)
+}
+
+// TestLookupDeadline checks that a lookup the store does not answer fails
+// within the deadline with ErrUnavailable, even from a store that ignores
+// its context, and that every resolution waiting on it fails the same way.
+func TestLookupDeadline(t *testing.T) {
+	e := newEnv(t)
+	c := mustCreate(t, e.service(keys.Options{}), keys.CreateRequest{})
+	h := &hangingStore{Store: e.open(), release: make(chan struct{})}
+	svc := e.serviceOn(h, keys.Options{LookupTimeout: 50 * time.Millisecond})
+	defer close(h.release)
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() { errs[i] = resolveErr(svc, c.Key.ID) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), "within 50ms") {
+			t.Errorf("ResolveKey from a store that hangs = %v, want ErrUnavailable after the deadline", err)
+		}
+	}
+}

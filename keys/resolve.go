@@ -130,11 +130,16 @@ func (s *Service) resolveSlow(ctx context.Context, id string) (httpsig.Verifying
 		e, cached, err := s.load(lctx, id)
 		return lookup{e, cached}, err
 	})
+	// The deadline holds even for a store that does not honour it.
+	deadline := time.NewTimer(s.lookupTimeout)
+	defer deadline.Stop()
 	var r singleflight.Result
 	select {
 	case r = <-ch:
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-deadline.C:
+		return nil, fmt.Errorf("keys: looking up key %s: no answer within %s: %w", id, s.lookupTimeout, ErrUnavailable)
 	}
 	if r.Err != nil {
 		return nil, r.Err

@@ -8,6 +8,10 @@
 // own, checks it every [Options.Heartbeat], and reconnects by itself; while
 // it is down it reports so, and a [keys.Service] stops trusting its cache.
 //
+// Errors that mean the server cannot answer or write now (the connection
+// failed or timed out; out of disk, 53100; shutting down; a standby) wrap
+// [keys.ErrUnavailable].
+//
 // The audit log is append-only: a trigger refuses UPDATE, DELETE and
 // TRUNCATE on it. The schema is created and migrated by [Open] under an
 // advisory lock, so that instances starting at once apply each migration

@@ -130,8 +130,8 @@ func TestLocked(t *testing.T) {
 	begin := time.Now()
 	_, err = svc.Create(context.Background(), keys.CreateRequest{Owner: "bob", Actor: "t"})
 	waited := time.Since(begin)
-	if err == nil || !strings.Contains(err.Error(), "locked by another writer") {
-		t.Errorf("Create while another connection holds the write lock = %v, want a clear error", err)
+	if !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), "locked by another writer") {
+		t.Errorf("Create while another connection holds the write lock = %v, want a clear error wrapping ErrUnavailable", err)
 	}
 	if waited < 150*time.Millisecond {
 		t.Errorf("gave up after %v, before the busy timeout", waited)

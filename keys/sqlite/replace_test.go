@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -295,5 +297,71 @@ func TestOpenMissing(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Open without Create made the file: %v", err)
+	}
+}
+
+// TestFileReplacedWatch replaces the file under a bare store: its Watch
+// reports the loss, then a Reset once it has reopened the path, and reads
+// come from the new file.
+func TestFileReplacedWatch(t *testing.T) {
+	dir := t.TempDir()
+	path, other := filepath.Join(dir, "signet.db"), filepath.Join(dir, "other.db")
+	ctx := context.Background()
+	for _, p := range []string{path, other} {
+		s, err := Open(ctx, p, Options{Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := keys.Record{Key: keys.Key{ID: "sk_replaced00000000000001", Owner: filepath.Base(p), Alg: httpsig.AlgHMACSHA256, Created: time.Now()}, Secret: []byte("x")}
+		if err := s.Apply(ctx, &keys.Write{Insert: []keys.Record{r}}); err != nil {
+			t.Fatal(err)
+		}
+		if p == other {
+			s.Close()
+			continue
+		}
+		defer s.Close()
+	}
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var mu sync.Mutex
+	var events []keys.Event
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Watch(wctx, func(ev keys.Event) {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	testtime.Eventually(t, time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(events) == 0 {
+			return errors.New("no first Reset")
+		}
+		return nil
+	})
+	if err := os.Rename(other, path); err != nil {
+		t.Fatal(err)
+	}
+	testtime.Eventually(t, time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		lost := slices.IndexFunc(events, func(ev keys.Event) bool { return ev.Lost })
+		if lost < 0 || !slices.ContainsFunc(events[lost:], func(ev keys.Event) bool { return ev.Reset }) {
+			return fmt.Errorf("events %+v: want Lost, then Reset", events)
+		}
+		return nil
+	})
+	r, err := s.Get(ctx, "sk_replaced00000000000001")
+	if err != nil || r.Owner != "other.db" {
+		t.Errorf("Get after the replacement = %+v, %v; want the record of the new file", r, err)
 	}
 }

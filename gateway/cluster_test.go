@@ -104,7 +104,7 @@ func do(t *testing.T, r *http.Request) (int, string) {
 func TestClusterSharesReplaysAndRevocations(t *testing.T) {
 	a, b, _, up, _ := cluster(t)
 	ctx := context.Background()
-	admin, err := a.keys.Create(ctx, keys.CreateRequest{Owner: "ops", Scopes: []string{gateway.AdminScope}, Actor: "test"})
+	admin, err := a.keys.Create(ctx, keys.CreateRequest{Owner: "ops", Scopes: []string{keys.ScopeAdmin}, Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -414,7 +414,7 @@ func runKeysShow(e *Env, args []string) int {
 	row("id", k.ID)
 	row("owner", k.Owner)
 	row("alg", string(k.Alg))
-	row("status", k.Status(e.Now()))
+	row("status", string(k.Status(e.Now())))
 	row("scopes", orDash(strings.Join(k.Scopes, ", ")))
 	row("label", k.Label)
 	timeRow("created", k.Created)
@@ -517,7 +517,7 @@ func runKeysRotate(e *Env, args []string) int {
 	if err != nil {
 		return keysFail(e, name, err)
 	}
-	c, err := ks.Rotate(e.Context, o.id, o.overlap, pub, actor(e))
+	c, err := ks.Rotate(e.Context, keys.RotateRequest{ID: o.id, Overlap: o.overlap, PublicKey: pub, Actor: actor(e)})
 	if err != nil {
 		out.abort()
 		return keysFail(e, name, err)

@@ -67,7 +67,7 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 	case "postgres":
 		st, err = postgres.Open(ctx, target, postgres.Options{})
 	default:
-		st, err = sqlite.Open(ctx, target, sqlite.Options{})
+		st, err = sqlite.Open(ctx, target, sqlite.Options{Create: true})
 	}
 	if err != nil {
 		return nil, singleLineError{err}
@@ -103,10 +103,10 @@ func (o singleLineError) Unwrap() error { return o.err }
 // or the file's path. The default file's directory is made if need be.
 func parseDB(e *Env, dbURL string) (kind, target string, err error) {
 	switch {
-	case postgres.IsURL(dbURL):
+	case isPostgresURL(dbURL):
 		return "postgres", dbURL, nil
 	case dbURL == "":
-		path, err := sqlite.DefaultPath(e.Getenv)
+		path, err := defaultDBPath(e.Getenv)
 		if err != nil {
 			return "", "", err
 		}

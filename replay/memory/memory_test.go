@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
-	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/replay/replaytest"
 )
 
@@ -77,7 +77,7 @@ func TestShardCount(t *testing.T) {
 func TestFull(t *testing.T) {
 	for _, maxEntries := range []int{1, 1000, 2047} {
 		t.Run(strconv.Itoa(maxEntries), func(t *testing.T) {
-			clock := testenv.NewClock(epoch)
+			clock := testtime.NewClock(epoch)
 			s := New(Options{MaxEntries: maxEntries, Now: clock.Now})
 			ctx := context.Background()
 			until := clock.Now().Add(time.Minute)
@@ -121,7 +121,7 @@ func TestFull(t *testing.T) {
 // they expire, it fills again.
 func TestFullSharded(t *testing.T) {
 	const maxEntries = 1 << 16
-	clock := testenv.NewClock(epoch)
+	clock := testtime.NewClock(epoch)
 	s := New(Options{MaxEntries: maxEntries, Now: clock.Now})
 	if len(s.shards) < 2 {
 		t.Fatalf("store has %d shards; the test needs several", len(s.shards))
@@ -159,7 +159,7 @@ func TestFullSharded(t *testing.T) {
 // is held exactly until its own time, whatever the order of insertion.
 func TestExpiryOrder(t *testing.T) {
 	const n = 2000
-	clock := testenv.NewClock(epoch)
+	clock := testtime.NewClock(epoch)
 	s := New(Options{MaxEntries: n, Now: clock.Now})
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -201,7 +201,7 @@ func TestSteadyLoad(t *testing.T) {
 		seconds   = 12 * 300 // twelve windows
 		bound     = perSecond * (300 + 1)
 	)
-	clock := testenv.NewClock(epoch)
+	clock := testtime.NewClock(epoch)
 	s := New(Options{MaxEntries: 1 << 17, Now: clock.Now})
 	ctx := context.Background()
 	var warm uint64
@@ -246,7 +246,7 @@ func TestEntrySize(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("fills a default-sized store, and measures memory the race detector inflates")
 	}
-	clock := testenv.NewClock(epoch)
+	clock := testtime.NewClock(epoch)
 	before := heapInUse()
 	s := New(Options{Now: clock.Now})
 	ctx := context.Background()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/replay/replaytest"
 )
 
@@ -134,7 +135,7 @@ func TestKey(t *testing.T) {
 func TestTTL(t *testing.T) {
 	u := requireRedis(t)
 	s := newTestStore(t, u, Options{})
-	clock := testenv.NewClock(time.Now())
+	clock := testtime.NewClock(time.Now())
 	s.now = clock.Now
 	c := admin(t)
 	defer c.Close()

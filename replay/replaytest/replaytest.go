@@ -1,7 +1,7 @@
 // Package replaytest checks that an implementation of
 // [httpsig.NonceStore] behaves as the verifier needs: [Run] is the behavioural
-// suite that every store in [github.com/signet-dev/signet/replay] passes, and
-// [Clock] is the manual clock it drives them with. A store's tests call it
+// suite that every store in [github.com/signet-dev/signet/replay] passes,
+// driven by the manual clock of [testtime.Clock]. A store's tests call it
 // as
 //
 //	func TestConformance(t *testing.T) {
@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
-	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 )
 
 // A Harness tells [Run] how to make the store under test.
@@ -78,13 +78,13 @@ var start = time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
 
 type fixture struct {
 	t     *testing.T
-	clock *testenv.Clock
+	clock *testtime.Clock
 	store httpsig.NonceStore
 }
 
 func newFixture(t *testing.T, h Harness) *fixture {
 	t.Helper()
-	clock := testenv.NewClock(start)
+	clock := testtime.NewClock(start)
 	return &fixture{t: t, clock: clock, store: h.New(t, clock.Now)}
 }
 

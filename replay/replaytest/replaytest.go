@@ -67,6 +67,7 @@ func Run(t *testing.T, h Harness) {
 		{name: "PastUntilNotStored", run: testPastUntilNotStored},
 		{name: "ConcurrentSamePair", run: testConcurrentSamePair},
 		{name: "ConcurrentDistinctPairs", run: testConcurrentDistinctPairs},
+		{name: "WindowEdge", run: testWindowEdge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

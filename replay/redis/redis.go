@@ -170,7 +170,9 @@ const (
 // pairs there. The URL has the form redis://[user:password@]host[:port][/db],
 // or rediss:// for TLS; query parameters are those of rueidis.ParseURL. A
 // node of a Redis Cluster is found to be one, and the store then works with
-// the whole cluster. New sets the sentinels that are missing (see the
+// the whole cluster; name more nodes with addr parameters, so that the store
+// can start while one is down:
+// redis://node1:6379?addr=node2:6379&addr=node3:6379. New sets the sentinels that are missing (see the
 // package documentation). It returns an error if it cannot reach the server
 // or set them, so that a misconfigured gateway does not start; once made, a
 // store rides out outages by itself.

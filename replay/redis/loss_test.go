@@ -309,3 +309,35 @@ func TestNewReportsNewRedis(t *testing.T) {
 		t.Fatalf("New on a Redis with sentinels reported %v", l.horizons[1:])
 	}
 }
+
+// TestInit prepares a new Redis, on which the first store then vouches for
+// requests at once; Init leaves a horizon that is there alone.
+func TestInit(t *testing.T) {
+	r := startPrivateRedis(t)
+	ctx := context.Background()
+	n, err := Init(ctx, r.url(), Options{KeyPrefix: "p:"})
+	if err != nil || n != tags {
+		t.Fatalf("Init on a new Redis = %d, %v; want %d sentinels set", n, err, tags)
+	}
+	l := &losses{}
+	s := newTestStore(t, r.url(), Options{KeyPrefix: "p:", OnLoss: l.record})
+	now := time.Now()
+	if err := s.Remember(ctx, "sk_1", "n-1", now.Add(-time.Minute), now.Add(time.Minute)); err != nil {
+		t.Errorf("Remember after Init = %v, want nil", err)
+	}
+	if l.count() != 0 {
+		t.Errorf("New after Init reported a loss")
+	}
+
+	// A loss found by a store stands: Init does not undo it.
+	if err := s.client.Do(ctx, s.client.B().Flushall().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remember(ctx, "sk_1", "n-2", now, now.Add(time.Minute)); !errors.Is(err, replay.ErrUnvouched) {
+		t.Fatalf("Remember after a flush = %v, want ErrUnvouched", err)
+	}
+	s.Close() // waits for the sentinels to be set again
+	if n, err := Init(ctx, r.url(), Options{KeyPrefix: "p:"}); err != nil || n != 0 {
+		t.Errorf("Init after a store found the loss = %d, %v; want 0 sentinels set", n, err)
+	}
+}

@@ -120,6 +120,7 @@ type Store struct {
 
 	restoring atomic.Bool    // sentinels are being set again after a loss
 	bg        sync.WaitGroup // the goroutine that sets them
+	set       int            // sentinels New set
 }
 
 var _ httpsig.NonceStore = (*Store)(nil)
@@ -177,6 +178,12 @@ const (
 // or set them, so that a misconfigured gateway does not start; once made, a
 // store rides out outages by itself.
 func New(url string, opts Options) (*Store, error) {
+	return open(url, opts, false)
+}
+
+// open is New, or Init if fresh is set: the missing sentinels are then set
+// with no horizon.
+func open(url string, opts Options, fresh bool) (*Store, error) {
 	co, err := rueidis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
@@ -219,12 +226,15 @@ func New(url string, opts Options) (*Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, co.Dialer.Timeout))
 	defer cancel()
 	horizon := s.now().Add(s.skew)
-	set, err := s.restoreSentinels(ctx, horizon)
+	if fresh {
+		horizon = time.UnixMilli(0)
+	}
+	s.set, err = s.restoreSentinels(ctx, horizon)
 	if err != nil {
 		client.Close()
 		return nil, err
 	}
-	if set > 0 && s.onLoss != nil {
+	if s.set > 0 && s.onLoss != nil {
 		s.onLoss(horizon)
 	}
 	return s, nil
@@ -243,6 +253,25 @@ func (s *Store) setPrefix(prefix string) {
 func tagOf(i int) string {
 	const hex = "0123456789abcdef"
 	return string([]byte{hex[i>>8&0xf], hex[i>>4&0xf], hex[i&0xf]})
+}
+
+// Init prepares a Redis server that has never held the nonces of stores
+// with opts.KeyPrefix, so that they vouch for every signature from the
+// start: it sets the missing sentinels with no horizon, and returns how many
+// it set. Without it, the first stores on a new Redis take it for one that
+// lost its data, and refuse requests created in their first MaxSkew.
+//
+// Run it once, on a new Redis (and in tests), before any store. Run on a
+// Redis that lost its data, it would let every request captured before the
+// loss through again: a store that is running finds the loss itself. It
+// changes no sentinel that is there.
+func Init(ctx context.Context, url string, opts Options) (int, error) {
+	s, err := open(url, Options{KeyPrefix: opts.KeyPrefix, Timeout: opts.Timeout, DialTimeout: opts.DialTimeout}, true)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	return s.set, nil
 }
 
 // restoreSentinels sets every missing sentinel, with a horizon of

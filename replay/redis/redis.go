@@ -27,7 +27,8 @@
 // clock ran that far ahead may have sent them before the loss. [New] sets
 // the sentinels that are missing, and cannot tell a new Redis from one that
 // lost its data: it treats both as a loss, and reports it through
-// [Options.OnLoss], so a first deployment refuses signatures for MaxSkew.
+// [Options.OnLoss], so a first deployment refuses signatures for MaxSkew,
+// unless [Init] was run first, on the operator's word that the Redis is new.
 //
 // Each sentinel covers one of 1,024 hash tags, and a pair's key carries the
 // tag of its sentinel, so that in a Redis Cluster the script touches keys of

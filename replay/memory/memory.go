@@ -96,9 +96,10 @@ type Options struct {
 	// headroom of two or more: 1,000 requests a second with the default
 	// 300 s hold about 300,000 entries, and 1<<20 leaves room for bursts
 	// and for the share each keyid keeps (see the package documentation).
-	// The bound applies to each shard, so a store may report ErrFull a
-	// little before it holds MaxEntries entries in all. If zero or less,
-	// DefaultMaxEntries is used.
+	// The store's tables grow with use, up to 21 bytes for each entry of
+	// MaxEntries: ten million take at most 213 MB. The bound applies to each shard, so a
+	// store may report ErrFull a little before it holds MaxEntries entries
+	// in all. If zero or less, DefaultMaxEntries is used.
 	MaxEntries int
 
 	// Now returns the current time, by which entries expire. If nil,

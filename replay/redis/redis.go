@@ -131,6 +131,9 @@ const (
 	// sentinel: enough for the slots of a cluster's masters to get about
 	// as many each.
 	tags = 1024
+
+	// initTimeout bounds the setting of the sentinels in New and Init.
+	initTimeout = 5 * time.Second
 )
 
 // rememberScript records a pair unless its signature was created before
@@ -224,7 +227,9 @@ func open(url string, opts Options, fresh bool) (*Store, error) {
 	case s.skew < 0:
 		s.skew = 0
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, co.Dialer.Timeout))
+	// Setting the sentinels takes one pipeline of 1,024 commands: more
+	// than a call's timeout on a busy machine, and a start can wait.
+	ctx, cancel := context.WithTimeout(context.Background(), max(initTimeout, co.Dialer.Timeout))
 	defer cancel()
 	horizon := s.now().Add(s.skew)
 	if fresh {
@@ -348,7 +353,7 @@ func (s *Store) lost(horizon time.Time) {
 	}
 	s.bg.Go(func() {
 		defer s.restoring.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*s.timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
 		defer cancel()
 		// Errors are left to the calls, which fail closed; a sentinel still
 		// missing is set by the first call that needs it.

@@ -214,9 +214,9 @@ func shardCount(maxEntries, procs int) int {
 // Remember records the pair (keyID, nonce) until the given time and returns
 // nil, or returns [httpsig.ErrReplayed] if the pair is recorded already and
 // its time has not passed. A pair is held through until itself, and may be
-// held up to two seconds longer: the store counts in whole seconds. A time
-// that has already passed records nothing and returns nil: no signature that
-// old is accepted anyway.
+// held up to two seconds longer: the store counts in whole seconds, so a
+// time that has passed by a second or more records nothing. A pair still
+// held is refused whatever the until given with it.
 //
 // It returns [ErrFull] if the pair is new and the store has no room for it,
 // [ErrKeyFull] if the keyid holds more than its share of a nearly full
@@ -226,9 +226,6 @@ func shardCount(maxEntries, procs int) int {
 // store never waits but for its own lock.
 func (s *Store) Remember(_ context.Context, keyID, nonce string, created, until time.Time) error {
 	t := s.now()
-	if until.Before(t) {
-		return nil
-	}
 	if s.strict && (created.IsZero() || created.Before(time.Unix(0, s.horizon.Load()))) {
 		return replay.ErrUnvouched
 	}

@@ -87,7 +87,8 @@ func (sh *shard) next(i int) int {
 	return i
 }
 
-// remember is Store.Remember once the shard is locked.
+// remember is Store.Remember once the shard is locked. A pair whose exp has
+// passed is looked for but not added.
 func (sh *shard) remember(kh, fp uint64, exp, nowS uint32) error {
 	sh.tick(nowS)
 	for {
@@ -106,6 +107,9 @@ func (sh *shard) remember(kh, fp uint64, exp, nowS uint32) error {
 			if reuse < 0 && e.exp < nowS {
 				reuse = i
 			}
+		}
+		if exp < nowS {
+			return nil
 		}
 		over := sh.overShare(kh)
 		if !over && reuse >= 0 {

@@ -320,7 +320,7 @@ func TestInit(t *testing.T) {
 		t.Fatalf("Init on a new Redis = %d, %v; want %d sentinels set", n, err, tags)
 	}
 	l := &losses{}
-	s := newTestStore(t, r.url(), Options{KeyPrefix: "p:", OnLoss: l.record})
+	s := newTestStore(t, r.url(), Options{KeyPrefix: "p:", MaxSkew: 10 * time.Second, OnLoss: l.record})
 	now := time.Now()
 	if err := s.Remember(ctx, "sk_1", "n-1", now.Add(-time.Minute), now.Add(time.Minute)); err != nil {
 		t.Errorf("Remember after Init = %v, want nil", err)

@@ -144,8 +144,8 @@ const (
 //
 // KEYS[1] is the sentinel, KEYS[2] the pair's key; ARGV[1] is the created
 // time in Unix milliseconds, or empty if there is none; ARGV[2] the time to
-// live of the pair, in milliseconds; ARGV[3] the horizon to set, in Unix
-// milliseconds.
+// live of the pair, in milliseconds, or 0 to look for the pair without
+// recording it; ARGV[3] the horizon to set, in Unix milliseconds.
 var rememberScript = rueidis.NewLuaScript(`
 local horizon = redis.call('GET', KEYS[1])
 local lost = 0
@@ -156,6 +156,9 @@ if not horizon then
 end
 if ARGV[1] == '' or tonumber(ARGV[1]) < tonumber(horizon) then
 	return 2 + lost
+end
+if ARGV[2] == '0' then
+	return redis.call('EXISTS', KEYS[2]) + lost
 end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
 	return lost
@@ -289,15 +292,17 @@ func (s *Store) restoreSentinels(ctx context.Context, horizon time.Time) (int, e
 		cmds[i] = s.client.B().Set().Key(key).Value(value).Nx().Build()
 	}
 	set := 0
+	var firstErr error
 	for _, r := range s.client.DoMulti(ctx, cmds...) {
 		switch err := r.Error(); {
 		case err == nil:
 			set++
-		case !rueidis.IsRedisNil(err): // NX refused: the sentinel is there
-			return set, fmt.Errorf("redis: set sentinels: %w", err)
+		case rueidis.IsRedisNil(err): // NX refused: the sentinel is there
+		case firstErr == nil:
+			firstErr = fmt.Errorf("redis: set sentinels: %w", err)
 		}
 	}
-	return set, nil
+	return set, firstErr
 }
 
 // Remember records the pair (keyID, nonce) until the given time and returns
@@ -306,13 +311,14 @@ func (s *Store) restoreSentinels(ctx context.Context, horizon time.Time) (int, e
 // sentinel, or zero. A pair is held through until itself, rounded up to the
 // millisecond, by the local clock: the time to live sent to Redis is until
 // less the local time, so a Redis server whose clock is off does not shorten
-// it. A time that has already passed records nothing and returns nil. Any
-// other error means Redis did not answer in time or at all: the pair may or
-// may not have been recorded.
+// it. A time that has already passed records nothing, but a pair still held
+// is refused all the same. Any other error means Redis did not answer in
+// time or at all: the pair may or may not have been recorded.
 func (s *Store) Remember(ctx context.Context, keyID, nonce string, created, until time.Time) error {
 	ttl := until.Sub(s.now())
-	if ttl < 0 {
-		return nil
+	ttlMS := "0"
+	if ttl >= 0 {
+		ttlMS = strconv.FormatInt(ttl.Milliseconds()+1, 10)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -324,7 +330,7 @@ func (s *Store) Remember(ctx context.Context, keyID, nonce string, created, unti
 	horizon := s.now().Add(s.skew).UnixMilli()
 	res, err := rememberScript.Exec(ctx, s.client,
 		[]string{s.sentinels[tag], key},
-		[]string{createdMS, strconv.FormatInt(ttl.Milliseconds()+1, 10), strconv.FormatInt(horizon, 10)},
+		[]string{createdMS, ttlMS, strconv.FormatInt(horizon, 10)},
 	).AsInt64()
 	if err != nil {
 		return fmt.Errorf("redis: remember nonce: %w", err)
@@ -355,9 +361,15 @@ func (s *Store) lost(horizon time.Time) {
 		defer s.restoring.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
 		defer cancel()
-		// Errors are left to the calls, which fail closed; a sentinel still
-		// missing is set by the first call that needs it.
-		s.restoreSentinels(ctx, horizon)
+		// Redis may be coming back still: try again for a while. Calls meet
+		// the same errors and fail closed, and a sentinel still missing in
+		// the end is set by the first call that needs it.
+		for {
+			if _, err := s.restoreSentinels(ctx, horizon); err == nil || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(s.timeout / 4)
+		}
 		if s.onLoss != nil {
 			s.onLoss(horizon)
 		}

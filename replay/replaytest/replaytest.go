@@ -65,6 +65,7 @@ func Run(t *testing.T, h Harness) {
 		{name: "HeldThroughUntil", run: testHeldThroughUntil, fakeTime: true},
 		{name: "RefusalChangesNothing", run: testRefusalChangesNothing, fakeTime: true},
 		{name: "PastUntilNotStored", run: testPastUntilNotStored},
+		{name: "HeldRefusedPastUntil", run: testHeldRefusedPastUntil},
 		{name: "ConcurrentSamePair", run: testConcurrentSamePair},
 		{name: "ConcurrentDistinctPairs", run: testConcurrentDistinctPairs},
 		{name: "WindowEdge", run: testWindowEdge},
@@ -244,15 +245,27 @@ func testRefusalChangesNothing(t *testing.T, h Harness) {
 	f.accept("sk_test_1", "n-1", time.Minute)
 }
 
+// testPastUntilNotStored gives untils that have passed, by more than the
+// store's resolution: the store takes the call and holds nothing.
 func testPastUntilNotStored(t *testing.T, h Harness) {
 	f := newFixture(t, h)
-	for _, ttl := range []time.Duration{-time.Hour, -time.Second, -time.Millisecond} {
-		if err := f.remember("sk_test_1", "n-1", ttl); err != nil {
-			t.Fatalf("Remember with until %v ago = %v, want nil", -ttl, err)
+	for _, past := range []time.Duration{time.Hour, time.Second, time.Millisecond} {
+		past += h.Resolution
+		if err := f.remember("sk_test_1", "n-1", -past); err != nil {
+			t.Fatalf("Remember with until %v ago = %v, want nil", past, err)
 		}
 	}
 	f.accept("sk_test_1", "n-1", window)
 	f.refuse("sk_test_1", "n-1", window)
+}
+
+// testHeldRefusedPastUntil checks that a pair still held is refused even by
+// a call whose until has passed: the store refuses what it knows to be a
+// replay, whatever the verifier thinks of the signature's age.
+func testHeldRefusedPastUntil(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	f.accept("sk_test_1", "n-1", window)
+	f.refuse("sk_test_1", "n-1", -time.Hour)
 }
 
 // testConcurrentSamePair has many goroutines race to remember one pair:

@@ -34,6 +34,9 @@ func cluster(t *testing.T) (a, b *node, proxies [2]*testenv.Proxy, up *upstream,
 	dbURL := testenv.NewDatabase(t)
 	redisURL := testenv.RequireRedis(t)
 	prefix := testenv.RedisPrefix(t)
+	if _, err := redis.Init(context.Background(), redisURL, redis.Options{KeyPrefix: prefix}); err != nil {
+		t.Fatal(err)
+	}
 	target, err := url.Parse(redisURL)
 	if err != nil {
 		t.Fatal(err)

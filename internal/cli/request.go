@@ -119,8 +119,8 @@ func runRequest(e *Env, args []string) int {
 		return exitRefused
 	}
 	defer resp.Body.Close()
-	if o.verbose && t.ClockOffset() != 0 {
-		fmt.Fprintf(e.Stderr, "* clock offset learnt from the server's Date: %v\n", t.ClockOffset())
+	if off := t.ClockOffset(req.URL); o.verbose && off != 0 {
+		fmt.Fprintf(e.Stderr, "* clock offset learnt from the server's Date: %v\n", off)
 	}
 	if o.include {
 		writeHead(e.Stdout, "", resp.Proto+" "+resp.Status, resp.Header)

@@ -47,6 +47,9 @@ func setupRequestServer(env *testscript.Env) error {
 //	/skew/DURATION/...  its clock runs DURATION ahead of the real one
 //	/status/CODE        it answers CODE to a verified request
 //	/debug/...          its refusals carry the signature base it built
+//	/own-expired/...    it answers a verified request as an API behind a
+//	                    gateway might: 401 with the gateway's problem type
+//	                    for expired, its challenge and a Date of now
 func newRequestServer(dir string) http.Handler {
 	nonces := memory.New(memory.Options{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -68,6 +71,9 @@ func newRequestServer(dir string) http.Handler {
 		v := &httpsig.Verifier{Keys: dirKeys(dir), Nonces: nonces, Now: now, Debug: strings.HasPrefix(r.URL.Path, "/debug/")}
 		res, err := v.Verify(r, body)
 		w.Header().Set("Date", now().UTC().Format(http.TimeFormat))
+		if err == nil && strings.HasPrefix(r.URL.Path, "/own-expired/") {
+			err = &httpsig.VerifyError{Reason: httpsig.ReasonExpired, Detail: "the session has expired"}
+		}
 		if err != nil {
 			var ve *httpsig.VerifyError
 			if !errors.As(err, &ve) {
@@ -79,6 +85,7 @@ func newRequestServer(dir string) http.Handler {
 				"status": ve.Reason.Status(), "detail": ve.Detail, "signature_base": ve.Base,
 			})
 			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("WWW-Authenticate", `Signature realm="test"`)
 			w.WriteHeader(ve.Reason.Status())
 			w.Write(p)
 			return

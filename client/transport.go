@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -116,7 +115,15 @@ type Transport struct {
 
 	once    sync.Once
 	now     func() time.Time
-	offsets *lru.Cache[string, time.Duration] // by origin: server minus local time
+	offsets *lru.Cache[originKey, time.Duration] // by origin: server minus local time
+	signers sync.Pool                            // of *datedSigner
+}
+
+// A datedSigner is a copy of the Transport's Signer whose clock reads at:
+// the created time of one signature.
+type datedSigner struct {
+	httpsig.Signer
+	at time.Time
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
@@ -136,16 +143,29 @@ func (t *Transport) setup() {
 	if t.Signer != nil && t.Signer.Now != nil {
 		t.now = t.Signer.Now
 	}
-	t.offsets, _ = lru.New[string, time.Duration](maxOrigins)
+	t.offsets, _ = lru.New[originKey, time.Duration](maxOrigins)
+	t.signers.New = func() any {
+		d := &datedSigner{Signer: *t.Signer}
+		d.Now = func() time.Time { return d.at }
+		return d
+	}
 }
 
-// origin returns the scheme, host and port of u, the unit of clock offsets.
-func origin(u *url.URL) string {
-	port := u.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+// An originKey is the scheme, host and port of a URL, the unit of clock
+// offsets.
+type originKey struct{ scheme, host, port string }
+
+func origin(u *url.URL) originKey {
+	o := originKey{strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()}
+	if o.port == "" {
+		switch o.scheme {
+		case "http":
+			o.port = "80"
+		case "https":
+			o.port = "443"
+		}
 	}
-	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(net.JoinHostPort(u.Hostname(), port))
+	return o
 }
 
 func (t *Transport) problemBase() string {
@@ -339,7 +359,7 @@ func bodyOf(data []byte) io.ReadCloser {
 
 // sign returns a signed copy of req that sends body, and its created
 // time: local time now plus the clock offset of the origin org.
-func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser, org string, now time.Time) (*http.Request, time.Time, error) {
+func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser, org originKey, now time.Time) (*http.Request, time.Time, error) {
 	host, err := wireHost(req)
 	if err != nil {
 		return nil, time.Time{}, err
@@ -352,9 +372,11 @@ func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser, org 
 	}
 	offset, _ := t.offsets.Get(org)
 	created := time.Unix(now.Add(offset).Unix(), 0)
-	s := *t.Signer
-	s.Now = func() time.Time { return created }
-	if err := s.SignRequest(r, nil); err != nil {
+	s := t.signers.Get().(*datedSigner)
+	s.at = created
+	err = s.SignRequest(r, nil)
+	t.signers.Put(s)
+	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("client: %w", err)
 	}
 	return r, created, nil
@@ -417,7 +439,7 @@ func (t *Transport) verifyResponse(r *http.Request, resp *http.Response) error {
 // signature created at created (sent at local time sent) for a time the
 // origin's clock offset, corrected from resp's Date, would cure; if so it
 // sets that offset. See [Transport] for the rule. resp.Body stays whole.
-func (t *Transport) correctClock(resp *http.Response, org string, created, sent time.Time) bool {
+func (t *Transport) correctClock(resp *http.Response, org originKey, created, sent time.Time) bool {
 	if resp.StatusCode != http.StatusUnauthorized || !signatureChallenge(resp.Header.Values("WWW-Authenticate")) {
 		return false
 	}

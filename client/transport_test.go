@@ -634,16 +634,16 @@ func TestTransportOffsetsBounded(t *testing.T) {
 }
 
 func TestOrigin(t *testing.T) {
-	for in, want := range map[string]string{
-		"https://API.example.com/x":      "https://api.example.com:443",
-		"https://api.example.com:443/":   "https://api.example.com:443",
-		"http://api.example.com/":        "http://api.example.com:80",
-		"http://api.example.com:8080/":   "http://api.example.com:8080",
-		"https://[::1]:8443/":            "https://[::1]:8443",
-		"https://api.example.com:8443/a": "https://api.example.com:8443",
+	for in, want := range map[string]originKey{
+		"https://API.example.com/x":      {"https", "api.example.com", "443"},
+		"HTTPS://api.example.com:443/":   {"https", "api.example.com", "443"},
+		"http://api.example.com/":        {"http", "api.example.com", "80"},
+		"http://api.example.com:8080/":   {"http", "api.example.com", "8080"},
+		"https://[::1]:8443/":            {"https", "::1", "8443"},
+		"https://api.example.com:8443/a": {"https", "api.example.com", "8443"},
 	} {
 		if got := origin(mustURL(t, in)); got != want {
-			t.Errorf("origin(%s) = %s, want %s", in, got, want)
+			t.Errorf("origin(%s) = %v, want %v", in, got, want)
 		}
 	}
 }

@@ -59,10 +59,11 @@ func demo(e *Env) error {
 	fmt.Fprintln(w)
 
 	quiet := &Env{Stdin: e.Stdin, Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }, Now: e.Now, Context: e.Context}
-	ks, err := openKeys(quiet, filepath.Join(dir, "signet.db"), "")
+	store, err := openKeyStore(quiet, filepath.Join(dir, "signet.db"), "", createAlways)
 	if err != nil {
 		return err
 	}
+	ks := store.Service
 	defer ks.Close()
 
 	api, err := listen(http.HandlerFunc(sampleAPI))

@@ -69,7 +69,7 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 }
 
 func (f *storeFlags) open(e *Env) (*keyStore, error) {
-	return openKeyStore(e, f.db, f.masterKeyFile)
+	return openKeyStore(e, f.db, f.masterKeyFile, mustExist)
 }
 
 // keysFail reports an error of a keys command: invalid input is a usage
@@ -136,6 +136,7 @@ type keysCreateOptions struct {
 	scopes, expires, label string
 	secretOut              string
 	json                   bool
+	init                   bool
 }
 
 func newKeysCreateOptions(e *Env, args []string) (*keysCreateOptions, error) {
@@ -150,6 +151,7 @@ func newKeysCreateOptions(e *Env, args []string) (*keysCreateOptions, error) {
 	fs.StringVar(&o.label, "label", "", "a label for people")
 	fs.StringVar(&o.secretOut, "secret-out", "", "write the HMAC secret to this new file (mode 0600) instead of printing it")
 	fs.BoolVar(&o.json, "json", false, "print JSON")
+	fs.BoolVar(&o.init, "init", false, "start a new, empty SQLite database even where traces of one remain (its master key file, -wal or -shm)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -185,7 +187,11 @@ func runKeysCreate(e *Env, args []string) int {
 	if o.secretOut != "" && pub != nil {
 		return usageError(e, "keys "+name, "--secret-out is for HMAC keys; a key registered by its public key has no secret")
 	}
-	ks, err := o.store.open(e)
+	rule := createIfNew
+	if o.init {
+		rule = createAlways
+	}
+	ks, err := openKeyStore(e, o.store.db, o.store.masterKeyFile, rule)
 	if err != nil {
 		return keysFail(e, name, err)
 	}

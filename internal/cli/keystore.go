@@ -34,19 +34,39 @@ type keyStore struct {
 	autoMasterFile string
 }
 
-// openKeys opens the key store named by dbURL (see dbHelp) with the master
-// key from masterKeyFile, or $SIGNET_MASTER_KEY, or (for SQLite) the file
-// beside the database, made on first use; and returns the key service over
-// it. The caller closes it.
+// A createRule says whether opening a key store may make a new SQLite
+// file. A missing file at the path given is more often a database moved,
+// deleted or replaced under a running server, or a mistyped path, than a
+// wish for an empty one: only signet keys create makes one, and not where
+// traces of a database remain.
+type createRule int
+
+const (
+	// mustExist refuses a missing file: every command but keys create.
+	mustExist createRule = iota
+	// createIfNew makes the file unless its master key file, -wal or
+	// -shm file is there: keys create.
+	createIfNew
+	// createAlways makes the file if it is missing: keys create --init,
+	// and the demo's own database.
+	createAlways
+)
+
+// openKeys opens the key store named by dbURL (see dbHelp), which must
+// exist, with the master key from masterKeyFile, or $SIGNET_MASTER_KEY, or
+// (for SQLite) the file beside the database; and returns the key service
+// over it. The caller closes it.
 func openKeys(e *Env, dbURL, masterKeyFile string) (*keys.Service, error) {
-	ks, err := openKeyStore(e, dbURL, masterKeyFile)
+	ks, err := openKeyStore(e, dbURL, masterKeyFile, mustExist)
 	if err != nil {
 		return nil, err
 	}
 	return ks.Service, nil
 }
 
-func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
+// openKeyStore opens the key store as openKeys does; rule says whether a
+// new SQLite file may be made, and with it the master key file beside it.
+func openKeyStore(e *Env, dbURL, masterKeyFile string, rule createRule) (*keyStore, error) {
 	ctx := e.Context
 	if ctx == nil {
 		ctx = context.Background()
@@ -54,6 +74,11 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 	kind, target, err := parseDB(e, dbURL)
 	if err != nil {
 		return nil, err
+	}
+	if kind == "sqlite" {
+		if err := checkSQLiteFile(target, dbURL == "", rule); err != nil {
+			return nil, err
+		}
 	}
 	master, err := givenMasterKey(e, masterKeyFile)
 	if err != nil {
@@ -90,6 +115,31 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 	return &keyStore{Service: svc, autoMasterFile: autoFile}, nil
 }
 
+// checkSQLiteFile applies rule to the SQLite file at path, the default
+// one if isDefault, whose directory it makes if the file may be made.
+func checkSQLiteFile(path string, isDefault bool, rule createRule) error {
+	_, err := os.Stat(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil // sqlite.Open reports what else is wrong
+	}
+	if rule == mustExist {
+		return fmt.Errorf("no key store at %s: signet keys create makes one (check --db and $SIGNET_DB if it should be there)", path)
+	}
+	if rule == createIfNew {
+		for _, trace := range []string{masterKeyPathFor(path), path + "-wal", path + "-shm"} {
+			if _, err := os.Stat(trace); err == nil {
+				return fmt.Errorf("no key store at %s, but %s is there: the database was moved or deleted; restore it, or give --init to start a new, empty one", path, trace)
+			}
+		}
+	}
+	if isDefault {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("making the database directory: %w", err)
+		}
+	}
+	return nil
+}
+
 // singleLineError shows an error on one line: drivers' errors may take several.
 type singleLineError struct{ err error }
 
@@ -100,7 +150,7 @@ func (o singleLineError) Error() string {
 func (o singleLineError) Unwrap() error { return o.err }
 
 // parseDB tells a PostgreSQL URL from an SQLite file, and returns the URL
-// or the file's path. The default file's directory is made if need be.
+// or the file's path.
 func parseDB(e *Env, dbURL string) (kind, target string, err error) {
 	switch {
 	case postgres.IsURL(dbURL):
@@ -109,9 +159,6 @@ func parseDB(e *Env, dbURL string) (kind, target string, err error) {
 		path, err := sqlite.DefaultPath(e.Getenv)
 		if err != nil {
 			return "", "", err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return "", "", fmt.Errorf("making the database directory: %w", err)
 		}
 		return "sqlite", path, nil
 	}

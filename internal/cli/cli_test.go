@@ -3,12 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/spf13/cobra"
 )
 
 func TestMain(m *testing.M) {
@@ -39,6 +41,25 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// parseOptions parses args with the command newCmd makes, in the given
+// environment, and returns the options its run would get, without running
+// it.
+func parseOptions[O any](t *testing.T, newCmd func(*Env, func(*O) error) *cobra.Command, env map[string]string, args ...string) (*O, error) {
+	t.Helper()
+	e := &Env{
+		Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard,
+		Getenv: func(k string) string { return env[k] }, Now: time.Now, Context: context.Background(),
+	}
+	var got *O
+	cmd := newCmd(e, func(o *O) error { got = o; return nil })
+	cmd.SetArgs(args)
+	cmd.SetOut(io.Discard)
+	cmd.SetErr(io.Discard)
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true
+	err := cmd.Execute()
+	return got, err
 }
 
 // run runs a command line with stdin and returns its exit code and output.
@@ -73,8 +94,9 @@ func TestExitCodes(t *testing.T) {
 		{"no command", "", nil, exitUsage, ""},
 		{"unknown command", "", []string{"frobnicate"}, exitUsage, "unknown command"},
 		{"help", "", []string{"help"}, exitOK, ""},
-		{"sign -h", "", []string{"sign", "-h"}, exitOK, "usage: signet sign"},
-		{"unknown flag", "", []string{"sign", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{"sign -h", "", []string{"sign", "-h"}, exitOK, ""},
+		{"unknown flag", "", []string{"sign", "--bogus"}, exitUsage, "signet sign: unknown flag: --bogus"},
+		{"bad flag value", "", []string{"sign", "--created", "soon"}, exitUsage, `invalid argument "soon" for "--created"`},
 		{"sign without key id", "", []string{"sign", "--key", key}, exitUsage, "--key-id is required"},
 		{"sign unreadable key", "", []string{"sign", "--key-id", "k", "--key", dir + "/missing"}, exitUsage, "no such file"},
 		{"sign unknown alg", "", []string{"sign", "--key-id", "k", "--key", key, "--alg", "hmac-md5"}, exitUsage, "unknown algorithm"},

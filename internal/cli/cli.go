@@ -88,6 +88,12 @@ func newCmdRoot(e *Env) *cobra.Command {
 		newCmdDemo(e),
 		newCmdVersion(e),
 	)
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.RunE = needSubcommand // a shell that is not there is a usage error
+		}
+	}
 	markRuns(root)
 	return root
 }

@@ -3,8 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +41,25 @@ func TestScripts(t *testing.T) {
 				data := ts.ReadFile(args[0])
 				data = strings.ReplaceAll(data, "\n", "\r\n")
 				ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(data), 0o644))
+			},
+			// status CODE PROG ARG... runs PROG, which must exit with CODE;
+			// its output is then stdout and stderr, as after exec.
+			"status": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) < 2 {
+					ts.Fatalf("usage: status CODE PROG ARG...")
+				}
+				want, err := strconv.Atoi(args[0])
+				ts.Check(err)
+				got := 0
+				var exitErr *exec.ExitError
+				if err := ts.Exec(args[1], args[2:]...); errors.As(err, &exitErr) {
+					got = exitErr.ExitCode()
+				} else {
+					ts.Check(err)
+				}
+				if got != want {
+					ts.Fatalf("%s exited %d, want %d", args[1], got, want)
+				}
 			},
 		},
 	})

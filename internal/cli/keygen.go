@@ -51,7 +51,7 @@ func newCmdKeygen(e *Env, runF func(*keygenOptions) error) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&alg, "alg", string(httpsig.AlgEd25519), "algorithm: ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 or hmac-sha256")
+	f.StringVar(&alg, "alg", string(httpsig.AlgEd25519), "algorithm `ALG`: ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 or hmac-sha256")
 	f.StringVar(&o.out, "out", "", "write `PREFIX`.key (private) and PREFIX.pub (public) (required)")
 	f.BoolVar(&o.force, "force", false, "overwrite existing files")
 	return cmd

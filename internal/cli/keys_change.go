@@ -68,7 +68,7 @@ func newCmdKeysSetScopes(e *Env, runF func(*keysSetScopesOptions) error) *cobra.
 	}
 	f := cmd.Flags()
 	o.store.register(f)
-	f.StringVar(&o.scopes, "scopes", "", `the new scopes, comma-separated (--scopes "" for none) (required)`)
+	f.StringVar(&o.scopes, "scopes", "", "the new `SCOPES`, comma-separated (--scopes \"\" for none) (required)")
 	return cmd
 }
 

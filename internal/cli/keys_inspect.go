@@ -33,7 +33,7 @@ func newCmdKeysList(e *Env, runF func(*keysListOptions) error) *cobra.Command {
 	}
 	f := cmd.Flags()
 	o.store.register(f)
-	f.StringVar(&o.owner, "owner", "", "only this owner's keys")
+	f.StringVar(&o.owner, "owner", "", "only the keys of the owner `ID`")
 	f.BoolVar(&o.all, "all", false, "include revoked keys")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	return cmd

@@ -61,19 +61,19 @@ func newCmdSign(e *Env, runF func(*signOptions) error) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.keyID, "key-id", "", "keyid of the signing key (default $"+keyIDEnv+")")
+	f.StringVar(&o.keyID, "key-id", "", "keyid `ID` of the signing key (default $"+keyIDEnv+")")
 	f.StringVar(&o.keyFile, "key", "", "key `FILE`: base64 HMAC secret, PEM or JWK private key (default $"+keyFileEnv+")")
-	f.StringVar(&o.alg, "alg", "", "algorithm: hmac-sha256, ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 (inferred from the key file when it can be)")
-	f.StringVar(&o.components, "components", "", "components to cover, e.g. \"@method @path content-digest\" (default: the Signet profile)")
+	f.StringVar(&o.alg, "alg", "", "algorithm `ALG`: hmac-sha256, ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 (inferred from the key file when it can be)")
+	f.StringVar(&o.components, "components", "", "`COMPONENTS` to cover, e.g. \"@method @path content-digest\" (default: the Signet profile)")
 	f.Int64Var(&o.created, "created", 0, "created time, `UNIX` seconds (default: now)")
 	f.Int64Var(&o.expires, "expires", 0, "expires time, `UNIX` seconds (default: none)")
-	f.StringVar(&o.nonce, "nonce", "", "nonce (default: 128 random bits)")
+	f.StringVar(&o.nonce, "nonce", "", "nonce `N` (default: 128 random bits)")
 	f.BoolVar(&o.noNonce, "no-nonce", false, "send no nonce")
 	f.BoolVar(&o.noAlg, "no-alg", false, "send no alg parameter (the verifier knows the key's algorithm)")
-	f.StringVar(&o.label, "label", httpsig.DefaultLabel, "signature label")
-	f.StringVar(&o.tag, "tag", "", "tag parameter")
-	f.StringVar(&o.scheme, "scheme", "https", "scheme of an origin-form request: https or http")
-	f.StringVar(&o.digest, "digest", "sha-256", "Content-Digest algorithm: sha-256 or sha-512")
+	f.StringVar(&o.label, "label", httpsig.DefaultLabel, "signature `LABEL`")
+	f.StringVar(&o.tag, "tag", "", "tag parameter `T`")
+	f.StringVar(&o.scheme, "scheme", "https", "`SCHEME` of an origin-form request: https or http")
+	f.StringVar(&o.digest, "digest", "sha-256", "Content-Digest algorithm `ALG`: sha-256 or sha-512")
 	return cmd
 }
 

@@ -184,6 +184,9 @@ func report(e *Env, cmd *cobra.Command, err error) int {
 	if cmd != nil {
 		name = cmd.CommandPath()
 	}
+	if errors.Is(err, keys.ErrWrongMasterKey) {
+		err = withAdvice(err, wrongMasterKeyAdvice)
+	}
 	fmt.Fprintf(e.Stderr, "%s: %s\n", name, message(err))
 	var (
 		usage usageError

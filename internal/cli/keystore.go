@@ -21,6 +21,22 @@ import (
 // masterKeyEnv holds a master key in base64 text.
 const masterKeyEnv = "SIGNET_MASTER_KEY"
 
+// Advice the command line adds to the errors of the keys package, which
+// knows nothing of flags, environment variables or shells.
+const (
+	makeMasterKeyAdvice  = "make one with: head -c 32 /dev/urandom | base64"
+	wrongMasterKeyAdvice = "check " + masterKeyEnv + " or --master-key-file"
+)
+
+// withAdvice appends advice to err's message, in parentheses, keeping err
+// in the chain.
+func withAdvice(err error, advice string) error {
+	if strings.Contains(err.Error(), advice) {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, advice)
+}
+
 // dbHelp documents --db for every command that takes it.
 const dbHelp = "key store: an SQLite file (a path, sqlite://PATH or file:PATH) or a postgres:// `URL` (default: $SIGNET_DB, else $XDG_DATA_HOME/signet/signet.db or ~/.local/share/signet/signet.db)"
 
@@ -195,7 +211,7 @@ func givenMasterKey(e *Env, file string) ([]byte, error) {
 	}
 	key, err := keys.ParseMasterKey([]byte(text))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", masterKeyEnv, err)
+		return nil, withAdvice(fmt.Errorf("%s: %w", masterKeyEnv, err), makeMasterKeyAdvice)
 	}
 	return key, nil
 }
@@ -251,7 +267,7 @@ func readMasterKeyFile(e *Env, path string) ([]byte, error) {
 	}
 	key, err := keys.ParseMasterKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("master key file %s: %w", path, err)
+		return nil, withAdvice(fmt.Errorf("master key file %s: %w", path, err), makeMasterKeyAdvice)
 	}
 	return key, nil
 }

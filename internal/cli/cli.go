@@ -209,13 +209,23 @@ func message(err error) string {
 }
 
 // oneLine joins the lines of s (a driver's error may have several) with
-// "; ", and its runs of spaces with one.
+// "; ", or a space after a colon, and its runs of spaces with one.
 func oneLine(s string) string {
-	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
-	for i, l := range lines {
-		lines[i] = strings.Join(strings.Fields(l), " ")
+	var b strings.Builder
+	for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		l = strings.Join(strings.Fields(l), " ")
+		switch {
+		case l == "":
+			continue
+		case b.Len() == 0:
+		case strings.HasSuffix(b.String(), ":"):
+			b.WriteByte(' ')
+		default:
+			b.WriteString("; ")
+		}
+		b.WriteString(l)
 	}
-	return strings.Join(lines, "; ")
+	return b.String()
 }
 
 // noArgs is the Args of a command that takes none.

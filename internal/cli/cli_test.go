@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/spf13/cobra"
+
+	"github.com/signet-dev/signet/keys"
 )
 
 func TestMain(m *testing.M) {
@@ -151,5 +154,25 @@ func TestExitCodes(t *testing.T) {
 				t.Fatalf("stderr is more than one line: %q", stderr)
 			}
 		})
+	}
+}
+
+func TestMessage(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New("httpsig: unknown algorithm \"x\""), `unknown algorithm "x"`},
+		{fmt.Errorf("--alg: %w", errors.New("httpsig: unknown algorithm")), "--alg: unknown algorithm"},
+		{fmt.Errorf("%w: scope \"X\" is not valid", keys.ErrInvalid), `scope "X" is not valid`},
+		{fmt.Errorf("%w: key sk_1 is revoked", keys.ErrConflict), "key sk_1 is revoked"},
+		{fmt.Errorf("master key file m.key: %w", errors.New("keys: master key is empty")), "master key file m.key: master key is empty"},
+		{fmt.Errorf("client: %w", errors.New("httpsig: a: b")), "a: b"},
+		{errors.New("failed to connect:\n\tserver error\n  (retry)\n\n"), "failed to connect: server error; (retry)"},
+		{errors.New("mykeys: x"), "mykeys: x"},
+	} {
+		if got := message(tt.err); got != tt.want {
+			t.Errorf("message(%q) = %q, want %q", tt.err, got, tt.want)
+		}
 	}
 }

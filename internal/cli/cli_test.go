@@ -176,3 +176,46 @@ func TestMessage(t *testing.T) {
 		}
 	}
 }
+
+func TestSignVerifyOptions(t *testing.T) {
+	env := map[string]string{keyIDEnv: "env-id", keyFileEnv: "env.key", "SIGNET_DB": "/d/keys.db"}
+	s, err := parseOptions(t, newCmdSign, env, "--created", "1700000000", "--no-alg")
+	if err != nil || s.keyID != "env-id" || s.keyFile != "env.key" || s.created != 1700000000 || !s.noAlg || s.label != "sig1" || s.scheme != "https" {
+		t.Errorf("sign options = %+v, %v", s, err)
+	}
+	s, err = parseOptions(t, newCmdSign, env, "--key-id", "k", "--key", "f")
+	if err != nil || s.keyID != "k" || s.keyFile != "f" {
+		t.Errorf("sign flags over the environment = %+v, %v", s, err)
+	}
+	for _, tt := range []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		useStore bool
+		err      string
+	}{
+		{name: "key", args: []string{"--key", "k.pub"}},
+		{name: "db", args: []string{"--db", "x.db"}, useStore: true},
+		{name: "SIGNET_DB", env: env, useStore: true},
+		{name: "key over SIGNET_DB", env: env, args: []string{"--key", "k.pub"}},
+		{name: "db and key", args: []string{"--db", "x.db", "--key", "k.pub"}, err: "contradict"},
+		{name: "nothing", err: "--key is required (or --db, or $SIGNET_DB"},
+		{name: "require empty", args: []string{"--key", "k", "--require="}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseOptions(t, newCmdVerify, tt.env, tt.args...)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || o.useStore != tt.useStore {
+				t.Fatalf("options %+v, %v; want useStore %v", o, err, tt.useStore)
+			}
+			if tt.name == "require empty" && (!o.requireSet || o.require != "") {
+				t.Errorf("--require= gave %+v", o)
+			}
+		})
+	}
+}

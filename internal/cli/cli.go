@@ -209,7 +209,8 @@ func message(err error) string {
 }
 
 // oneLine joins the lines of s (a driver's error may have several) with
-// "; ", or a space after a colon, and its runs of spaces with one.
+// "; ", or a space after a colon or question mark, and its runs of spaces
+// with one.
 func oneLine(s string) string {
 	var b strings.Builder
 	for _, l := range strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
@@ -218,7 +219,7 @@ func oneLine(s string) string {
 		case l == "":
 			continue
 		case b.Len() == 0:
-		case strings.HasSuffix(b.String(), ":"):
+		case strings.HasSuffix(b.String(), ":"), strings.HasSuffix(b.String(), "?"):
 			b.WriteByte(' ')
 		default:
 			b.WriteString("; ")

@@ -943,6 +943,7 @@ func TestLoadKey(t *testing.T) {
 		{name: "wrong algorithm", path: secret, alg: httpsig.AlgEd25519, err: "ed25519"},
 		{name: "missing", path: filepath.Join(dir, "nope.key"), err: "no such file"},
 		{name: "not a key", path: write("junk.key", "!!! not a key !!!"), err: "neither PEM, JWK nor base64"},
+		{name: "too large", path: write("large.key", strings.Repeat("A", maxKeyFileBytes+1)), err: "larger than a key file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			k, err := LoadKey(tt.path, tt.alg)

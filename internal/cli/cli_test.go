@@ -105,6 +105,8 @@ func TestExitCodes(t *testing.T) {
 		t.Fatalf("keygen: %d %s", code, stderr)
 	}
 	key := dir + "/h.key"
+	large := dir + "/large.key"
+	os.WriteFile(large, bytes.Repeat([]byte("A"), maxKeyFileBytes+1), 0o600)
 	signed := func() string {
 		_, out, _ := run(t, "GET /x HTTP/1.1\nHost: a.example\n\n", "sign", "--key-id", "k", "--key", key)
 		return out
@@ -124,6 +126,8 @@ func TestExitCodes(t *testing.T) {
 		{"bad flag value", "", []string{"sign", "--created", "soon"}, exitUsage, `invalid argument "soon" for "--created"`},
 		{"sign without key id", "", []string{"sign", "--key", key}, exitUsage, "--key-id is required"},
 		{"sign unreadable key", "", []string{"sign", "--key-id", "k", "--key", dir + "/missing"}, exitUsage, "no such file"},
+		{"sign key file too large", "", []string{"sign", "--key-id", "k", "--key", large}, exitUsage, "larger than a key file"},
+		{"verify key file too large", "", []string{"verify", "--key", large}, exitUsage, "larger than a key file"},
 		{"sign unknown alg", "", []string{"sign", "--key-id", "k", "--key", key, "--alg", "hmac-md5"}, exitUsage, "unknown algorithm"},
 		{"sign alg mismatch", "", []string{"sign", "--key-id", "k", "--key", key, "--alg", "ed25519"}, exitUsage, "cannot be used with algorithm ed25519"},
 		{"sign bad scheme", "", []string{"sign", "--key-id", "k", "--key", key, "--scheme", "ftp"}, exitUsage, "--scheme"},

@@ -309,11 +309,11 @@ export interface VerifyOptions {
   /** If set, the only algorithms accepted (algorithm-mismatch otherwise). */
   algorithms?: Algorithm[];
   /**
-   * Records a nonce; return false if (keyId, nonce) was seen before, which
-   * refuses the message as replayed. Called only after every signature
-   * verified. `until` is when the signature stops being acceptable.
+   * Replay protection, required: a NonceStore (e.g. a MemoryNonceStore),
+   * or `false` to opt out, which only a policy whose requiredParams leave
+   * out "nonce" may do. Called only after every signature verified.
    */
-  rememberNonce?: (keyId: string | undefined, nonce: string, until: Date) => boolean | Promise<boolean>;
+  nonces: NonceStore | false;
   /** The current time, as a Date or Unix seconds; default now. */
   now?: Date | number;
   /** The body, when it is not (or no longer) in the message. */
@@ -324,6 +324,41 @@ export interface VerifyOptions {
   scheme?: string;
   /** See SignOptions.structuredFields. */
   structuredFields?: Record<string, 'dictionary' | 'list' | 'item'>;
+}
+
+/**
+ * Remembers nonces so that replays are refused. `remember` records
+ * (keyId, nonce) until `until` (inclusive) and returns true, or returns
+ * false when the pair is recorded already (the message is refused as
+ * replayed). It throws when it cannot answer: the verifier fails closed.
+ */
+export interface NonceStore {
+  remember(keyId: string, nonce: string, created: Date | undefined, until: Date): boolean | Promise<boolean>;
+}
+
+export interface MemoryNonceStoreOptions {
+  /** Most entries held; default 131,072 (about 30 MB when full). A single key may use half. */
+  maxEntries?: number;
+  /** The clock entries expire by, in milliseconds; default Date.now. */
+  now?: () => number | Date;
+}
+
+/**
+ * A bounded in-memory NonceStore for one process. A key may add a nonce only
+ * while it holds fewer than the store has room left; a nonce that finds no
+ * room throws NonceStoreFullError (fail closed). Live entries are never
+ * dropped to make room.
+ */
+export declare class MemoryNonceStore implements NonceStore {
+  constructor(options?: MemoryNonceStoreOptions);
+  /** Entries held, expired ones not yet dropped included. */
+  readonly size: number;
+  remember(keyId: string, nonce: string, created: Date | undefined, until: Date): boolean;
+}
+
+/** The error of a MemoryNonceStore with no room for a new nonce: answer 503. */
+export declare class NonceStoreFullError extends Error {
+  constructor(message: string);
 }
 
 /** One verified signature. */
@@ -389,20 +424,27 @@ export interface SignedFetchOptions {
   clock?: () => number;
   /** Whether to send a request again after a clock correction; default true. */
   retry?: boolean;
+  /** The gateway's problem type base; default "https://signet.dev/problems/". */
+  problemBase?: string;
 }
 
-/** A fetch that signs. `clockOffset` is the learnt server-minus-local time, in seconds. */
+/** A fetch that signs, with a clock offset learnt per origin. */
 export interface SignedFetch {
   (input: string | URL | Request, init?: RequestInit): Promise<Response>;
-  clockOffset: number;
+  /** The server-minus-local time learnt for the origin of url, in seconds; 0 if none. */
+  clockOffset(url: string | URL): number;
+  /** Sets the offset for the origin of url (whole seconds). At most 256 origins are kept. */
+  setClockOffset(url: string | URL, seconds: number): void;
 }
 
 /**
  * Creates a fetch that signs each request (with a fresh nonce) and sends it.
- * On a 401 whose problem `type` ends in "not-yet-valid" or "expired", the
- * clock offset is corrected from the Date header and kept; the request is
- * sent again once when its body can be replayed (anything but a stream sent
- * with its own Content-Digest).
+ * When the gateway refuses a request for a clock reason (401,
+ * `WWW-Authenticate: Signature`, a problem type of problemBase followed by
+ * "expired" or "not-yet-valid") and its Date moves the origin's offset by
+ * two seconds or more the way that reason asks, the offset is corrected and
+ * the request sent once more, if its body can be replayed (anything but a
+ * stream sent with its own Content-Digest).
  */
 export declare function createSignedFetch(options: SignedFetchOptions): SignedFetch;
 

@@ -13,6 +13,7 @@ import * as sfCodec from './lib/sf.js';
 
 export { sign, generateNonce } from './lib/sign.js';
 export { verify } from './lib/verify.js';
+export { MemoryNonceStore, NonceStoreFullError } from './lib/nonces.js';
 export { createSignedFetch, readProblem } from './lib/fetch.js';
 export { contentDigest, verifyContentDigest, DIGEST_ALGORITHMS } from './lib/digest.js';
 export { Key, importKey, generateKeyPair, generateSecret, ALGORITHMS } from './lib/keys.js';

@@ -20,6 +20,23 @@ export const DEFAULT_REQUIRED_PARAMS = Object.freeze(['created', 'keyid', 'nonce
 // parameter bounds its signature.
 const UNBOUNDED_NONCE_TTL = 24 * 3600;
 
+// The replay protection verify is given: a NonceStore, or null when the
+// caller opted out (only allowed for a policy that does not require nonces).
+function nonceStore(options, requiredParams) {
+  const store = options.nonces;
+  if (store === false) {
+    if (requiredParams.includes('nonce')) {
+      throw new TypeError('signet: nonces: false needs a policy that does not require a nonce (requiredParams without "nonce")');
+    }
+    return null;
+  }
+  if (store === undefined || store === null) {
+    throw new TypeError('signet: verify needs a nonce store (options.nonces, e.g. new MemoryNonceStore()); replay protection is not optional');
+  }
+  if (typeof store.remember !== 'function') throw new TypeError('signet: options.nonces must have a remember method');
+  return store;
+}
+
 function nowSeconds(now) {
   if (now === undefined) return Math.floor(Date.now() / 1000);
   if (now instanceof Date) return Math.floor(now.getTime() / 1000);
@@ -117,9 +134,13 @@ function checkParams(p, label, policy) {
   if (expires !== undefined && now >= expires) throw refuse(Reason.Expired, `the signature expired ${now - expires} s ago`, { label });
 }
 
+// The last moment a signature can pass the freshness check, so the least
+// time its nonce must be remembered. The checks compare whole seconds: the
+// age check passes while floor(now) - created <= maxAge, that is until
+// created + maxAge + 1 s; the expires check passes while now < expires.
 function nonceUntil(v, policy) {
   let until;
-  if (policy.maxAge !== null && v.created !== undefined) until = v.created + policy.maxAge;
+  if (policy.maxAge !== null && v.created !== undefined) until = v.created + policy.maxAge + 1;
   if (v.expires !== undefined && (until === undefined || v.expires < until)) until = v.expires;
   return new Date((until === undefined ? policy.now + UNBOUNDED_NONCE_TTL : until) * 1000);
 }
@@ -134,6 +155,8 @@ function nonceUntil(v, policy) {
  * @param {object} options  see VerifyOptions in index.d.ts
  */
 export async function verify(input, options = {}) {
+  const requiredParams = options.requiredParams === undefined ? DEFAULT_REQUIRED_PARAMS : options.requiredParams;
+  const nonces = nonceStore(options, requiredParams);
   const message = toMessage(input, { scheme: options.scheme });
   const request = options.request === undefined ? undefined : toMessage(options.request, { scheme: options.scheme });
   const inputLines = message.fields.get('signature-input');
@@ -153,7 +176,7 @@ export async function verify(input, options = {}) {
     now: nowSeconds(options.now),
     maxAge: maxAge === null || maxAge === Infinity || maxAge < 0 ? null : maxAge,
     skew: options.clockSkew === undefined ? 30 : Math.max(0, options.clockSkew),
-    requiredParams: options.requiredParams === undefined ? DEFAULT_REQUIRED_PARAMS : options.requiredParams,
+    requiredParams,
   };
 
   const body = options.body !== undefined ? await readBody(options.body) : await messageBody(message);
@@ -213,11 +236,12 @@ export async function verify(input, options = {}) {
 
   // Nonces are spent only once every signature has verified, so that a
   // forged companion signature cannot burn a genuine nonce.
-  if (options.rememberNonce) {
+  if (nonces) {
     for (const v of verified) {
-      if (v.nonce === undefined) continue;
-      const fresh = await options.rememberNonce(v.keyId, v.nonce, nonceUntil(v, policy));
-      if (fresh === false) throw refuse(Reason.Replayed, 'this nonce was already used', { label: v.label });
+      if (v.nonce === undefined || v.nonce === '') continue;
+      const created = v.created === undefined ? undefined : new Date(v.created * 1000);
+      const fresh = await nonces.remember(v.keyId, v.nonce, created, nonceUntil(v, policy));
+      if (fresh !== true) throw refuse(Reason.Replayed, 'this nonce was already used', { label: v.label });
     }
   }
 

@@ -3,6 +3,8 @@
 
 import {
   ALGORITHMS,
+  MemoryNonceStore,
+  NonceStoreFullError,
   Reason,
   SignatureError,
   contentDigest,
@@ -51,7 +53,7 @@ export async function examples(): Promise<void> {
   // Verifying, with a key resolver and a nonce store.
   const key: Key = importKey(publicKey, 'ed25519');
   const alg: Algorithm = key.alg;
-  const seen = new Set<string>();
+  const nonces = new MemoryNonceStore({ maxEntries: 1 << 16 });
   try {
     const result: VerifyResult = await verify(request, {
       keys: async (keyId) => (keyId === 'pk_1' ? key : keyId === 'sk_test_abc' ? { alg: 'hmac-sha256', key: secret } : null),
@@ -60,20 +62,22 @@ export async function examples(): Promise<void> {
       requiredParams: ['created', 'keyid', 'nonce'],
       algorithms: ['ed25519', 'hmac-sha256'],
       label: ['sig1'],
-      rememberNonce: (keyId, nonce) => !seen.has(`${keyId}:${nonce}`) && !!seen.add(`${keyId}:${nonce}`),
+      nonces,
     });
     console.log(result.keyId, result.signatures.length, alg);
   } catch (err) {
     if (err instanceof SignatureError) {
       const reason: ReasonCode = err.reason;
       console.log(reason === Reason.BadSignature, err.label);
+    } else if (err instanceof NonceStoreFullError) {
+      console.log('503', nonces.size);
     }
   }
 
   // A node:http server verifying its requests.
   http.createServer(async (req, res) => {
     try {
-      await verify(req, { keys: { sk_test_abc: { alg: 'hmac-sha256', key: secret } } });
+      await verify(req, { keys: { sk_test_abc: { alg: 'hmac-sha256', key: secret } }, nonces });
       res.end('ok');
     } catch (err) {
       res.statusCode = 401;
@@ -86,7 +90,7 @@ export async function examples(): Promise<void> {
   const res = await signedFetch('https://api.example.com/v1/orders', { method: 'POST', body: '{}' });
   if (res.status === 401) {
     const problem = await readProblem(res);
-    console.log(problem?.reason, parseAcceptSignature(res.headers.get('accept-signature') ?? ''), signedFetch.clockOffset);
+    console.log(problem?.reason, parseAcceptSignature(res.headers.get('accept-signature') ?? ''), signedFetch.clockOffset('https://api.example.com'));
   }
 
   // Digests, fields, the base, structured fields.

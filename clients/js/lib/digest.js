@@ -3,21 +3,29 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as sf from './sf.js';
 import { refuse, Reason } from './errors.js';
-import { bodyBytesSync, eachChunk, isStream } from './message.js';
+import { bodyBytesSync, eachChunk, isBlob, isStream } from './message.js';
 
 // Only the active algorithms of the RFC 9530 registry; the deprecated ones
 // (md5, sha, unixsum, unixcksum, adler, crc32c) are ignored like unknown ones.
+/** @type {Record<string, string>} */
 const HASHES = { 'sha-256': 'sha256', 'sha-512': 'sha512' };
+
+/** @typedef {'sha-256' | 'sha-512'} DigestAlgorithm */
 
 /** The Content-Digest algorithms this package computes and checks. */
 export const DIGEST_ALGORITHMS = Object.freeze(Object.keys(HASHES));
 
+/** @param {string} alg */
 function hashName(alg) {
   const h = HASHES[alg];
   if (!h) throw new TypeError(`signet: unsupported digest algorithm ${JSON.stringify(alg)} (use sha-256 or sha-512)`);
   return h;
 }
 
+/**
+ * @param {string} alg
+ * @param {Buffer} digest
+ */
 function field(alg, digest) {
   return `${alg}=:${digest.toString('base64')}:`;
 }
@@ -37,8 +45,8 @@ export function contentDigestOf(bytes, alg = 'sha-256') {
  * Computes a Content-Digest field value, e.g. `sha-256=:…:`. Streams
  * (ReadableStream, Node streams, async iterables) are hashed chunk by chunk
  * and are consumed; null or undefined is empty content.
- * @param {unknown} body
- * @param {string} [alg]  "sha-256" (default) or "sha-512"
+ * @param {import('./message.js').BodyInput | undefined} body
+ * @param {DigestAlgorithm} [alg]  "sha-256" (default) or "sha-512"
  * @returns {Promise<string>}
  */
 export async function contentDigest(body, alg = 'sha-256') {
@@ -48,7 +56,7 @@ export async function contentDigest(body, alg = 'sha-256') {
     if (bytes) h.update(bytes);
   } else if (isStream(body)) {
     await eachChunk(body, (chunk) => h.update(chunk));
-  } else if (body && typeof body.arrayBuffer === 'function') {
+  } else if (isBlob(body)) {
     h.update(new Uint8Array(await body.arrayBuffer()));
   } else {
     throw new TypeError('signet: unsupported body type; use a string, bytes, Blob or stream');
@@ -73,6 +81,7 @@ export function parseContentDigest(value) {
   return out;
 }
 
+/** @param {string} value */
 function expectedDigests(value) {
   let digests;
   try {
@@ -84,9 +93,13 @@ function expectedDigests(value) {
   return digests;
 }
 
+/**
+ * @param {Map<string, Uint8Array>} digests
+ * @param {Map<string, import('node:crypto').Hash>} hashes
+ */
 function compare(digests, hashes) {
   for (const [alg, want] of digests) {
-    const got = hashes.get(alg).digest();
+    const got = /** @type {import('node:crypto').Hash} */ (hashes.get(alg)).digest();
     if (want.length !== got.length || !timingSafeEqual(got, want)) {
       throw refuse(Reason.DigestMismatch, `${alg} digest of the content does not match Content-Digest`);
     }
@@ -102,6 +115,7 @@ function compare(digests, hashes) {
  */
 export function checkContentDigest(value, bytes) {
   const digests = expectedDigests(value);
+  /** @type {Map<string, import('node:crypto').Hash>} */
   const hashes = new Map();
   for (const alg of digests.keys()) hashes.set(alg, createHash(HASHES[alg]).update(bytes || new Uint8Array(0)));
   compare(digests, hashes);
@@ -111,13 +125,15 @@ export function checkContentDigest(value, bytes) {
  * Like checkContentDigest, for a body of any accepted kind; streams are
  * hashed chunk by chunk (and consumed).
  * @param {string} value
- * @param {unknown} body
+ * @param {import('./message.js').BodyInput | undefined} body
  * @returns {Promise<void>}
  */
 export async function verifyContentDigest(value, body) {
   const digests = expectedDigests(value);
+  /** @type {Map<string, import('node:crypto').Hash>} */
   const hashes = new Map();
   for (const alg of digests.keys()) hashes.set(alg, createHash(HASHES[alg]));
+  /** @param {Uint8Array} chunk */
   const update = (chunk) => {
     for (const h of hashes.values()) h.update(chunk);
   };
@@ -126,7 +142,7 @@ export async function verifyContentDigest(value, body) {
     if (bytes) update(bytes);
   } else if (isStream(body)) {
     await eachChunk(body, update);
-  } else if (body && typeof body.arrayBuffer === 'function') {
+  } else if (isBlob(body)) {
     update(new Uint8Array(await body.arrayBuffer()));
   } else {
     throw new TypeError('signet: unsupported body type; use a string, bytes, Blob or stream');

@@ -7,6 +7,37 @@ import { sign } from './sign.js';
 /** The problem type base of a Signet gateway: the type is this plus a reason code. */
 export const DEFAULT_PROBLEM_BASE = 'https://signet.dev/problems/';
 
+/**
+ * Options of createSignedFetch.
+ * @typedef {object} SignedFetchOptions
+ * @property {string} keyId
+ * @property {import('./keys.js').KeyMaterial} key
+ * @property {import('./keys.js').Algorithm} [alg]
+ * @property {string} [label]
+ * @property {string[]} [components]
+ * @property {string} [tag]
+ * @property {number} [expiresIn]  sets `expires` this many seconds after `created`
+ * @property {import('./digest.js').DigestAlgorithm} [digestAlgorithm]
+ * @property {(request: Request) => Promise<Response>} [fetch]  the fetch to send with; default the global fetch
+ * @property {() => number} [clock]  the local clock in milliseconds; default Date.now
+ * @property {boolean} [retry]  whether to send a request again after a clock correction; default true
+ * @property {string} [problemBase]  the gateway's problem type base; default "https://signet.dev/problems/"
+ */
+
+/**
+ * A fetch that signs, with a clock offset learnt per origin.
+ * @typedef {((input: string | URL | Request, init?: RequestInit) => Promise<Response>) & {
+ *   clockOffset(url: string | URL): number,
+ *   setClockOffset(url: string | URL, seconds: number): void,
+ * }} SignedFetch
+ */
+
+/**
+ * RFC 9457 problem details, with `reason`: the last word of `type`.
+ * @typedef {{ type?: string, title?: string, status?: number, detail?: string, reason: string | undefined,
+ *   [member: string]: unknown }} Problem
+ */
+
 // How many origins' clock offsets a signed fetch keeps; the least recently
 // learnt goes first.
 const MAX_ORIGINS = 256;
@@ -26,6 +57,7 @@ const SIGNATURE_CHALLENGE_RE = /(?:^|,)[ \t]*signature(?:[ \t,]|$)/i;
  * `reason` is the last path segment of `type` when it is one of Signet's
  * reason codes' shape (lower-case words joined by "-").
  * @param {Response} response
+ * @returns {Promise<Problem | null>}
  */
 export async function readProblem(response) {
   const type = (response.headers.get('content-type') || '').split(';')[0].trim().toLowerCase();
@@ -63,9 +95,11 @@ export async function readProblem(response) {
  * A stream body is sent as is only when the request already carries
  * Content-Digest; otherwise it is read into memory first, since its digest
  * must be known before the headers are sent.
- * @param {object} options  see SignedFetchOptions in index.d.ts
+ * @param {SignedFetchOptions} options
+ * @returns {SignedFetch}
  */
-export function createSignedFetch(options = {}) {
+export function createSignedFetch(options) {
+  if (!options || typeof options !== 'object') throw new TypeError('signet: createSignedFetch needs options');
   if (options.keyId === undefined || options.keyId === null) throw new TypeError('signet: createSignedFetch needs keyId');
   const key = importKey(options.key, options.alg);
   const fetchImpl = options.fetch || globalThis.fetch;
@@ -77,14 +111,25 @@ export function createSignedFetch(options = {}) {
   /** @type {Map<string, number>} origin → server minus local time, in seconds */
   const offsets = new Map();
 
+  /** @param {string | URL} url */
   const originOf = (url) => new URL(String(url)).origin;
+  /** @param {string} origin */
   const offsetOf = (origin) => offsets.get(origin) || 0;
+  /**
+   * @param {string} origin
+   * @param {number} seconds
+   */
   function setOffset(origin, seconds) {
     offsets.delete(origin);
     offsets.set(origin, seconds);
-    if (offsets.size > MAX_ORIGINS) offsets.delete(offsets.keys().next().value);
+    if (offsets.size > MAX_ORIGINS) offsets.delete(/** @type {string} */ (offsets.keys().next().value));
   }
 
+  /**
+   * @param {Request} request
+   * @param {Uint8Array<ArrayBuffer> | null | undefined} body  undefined: the request's own stream
+   * @param {number} offset
+   */
   async function send(request, body, offset) {
     const signed = await sign(
       { method: request.method, url: request.url, headers: request.headers, body: body === undefined ? request.body : body },
@@ -101,14 +146,20 @@ export function createSignedFetch(options = {}) {
     );
     const headers = new Headers(request.headers);
     for (const [name, value] of Object.entries(signed.headers)) headers.set(name, value);
+    /** @type {RequestInit} */
     const init = { headers };
     if (body !== null && body !== undefined) init.body = body;
     return fetchImpl(new Request(request, init));
   }
 
-  // Returns the corrected offset when response is the gateway's refusal for
-  // a clock reason and its Date moves the offset that signed the request
-  // (used) the way the reason asks; undefined otherwise.
+  /**
+   * Returns the corrected offset when response is the gateway's refusal for
+   * a clock reason and its Date moves the offset that signed the request
+   * (used) the way the reason asks; undefined otherwise.
+   * @param {Response} response
+   * @param {number} used
+   * @returns {Promise<number | undefined>}
+   */
   async function correction(response, used) {
     if (response.status !== 401) return undefined;
     if (!SIGNATURE_CHALLENGE_RE.test(response.headers.get('www-authenticate') || '')) return undefined;

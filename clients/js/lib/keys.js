@@ -16,15 +16,24 @@ import {
 import { inspect } from 'node:util';
 
 /** The algorithm names this package signs and verifies with. */
-export const ALGORITHMS = Object.freeze([
+export const ALGORITHMS = Object.freeze(/** @type {const} */ ([
   'hmac-sha256',
   'ed25519',
   'ecdsa-p256-sha256',
   'ecdsa-p384-sha384',
   'rsa-pss-sha512',
   'rsa-v1_5-sha256',
-]);
+]));
 
+/** @typedef {typeof ALGORITHMS[number]} Algorithm */
+
+/**
+ * Key material: an HMAC secret as base64 text or bytes; PEM text (PKCS#8,
+ * SPKI, PKCS#1, SEC1); a JWK object or JWK JSON text; a KeyObject; or a Key.
+ * @typedef {string | Uint8Array | ArrayBuffer | KeyObject | JsonWebKey | Key} KeyMaterial
+ */
+
+/** @type {Record<string, { types: string[], curve?: string, hash?: string, sigLen?: number }>} */
 const SPECS = {
   'hmac-sha256': { types: [] },
   ed25519: { types: ['ed25519'] },
@@ -34,6 +43,7 @@ const SPECS = {
   'rsa-v1_5-sha256': { types: ['rsa'], hash: 'sha256' },
 };
 
+/** @param {string} text */
 function decodeSecret(text) {
   const s = text.trim();
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(s)) {
@@ -45,6 +55,7 @@ function decodeSecret(text) {
 }
 
 // JOSE names (RFC 7518, RFC 8037) and RFC 9421 names a JWK "alg" may hold.
+/** @type {Record<string, Algorithm>} */
 const JWK_ALGS = {
   HS256: 'hmac-sha256',
   EdDSA: 'ed25519',
@@ -55,13 +66,18 @@ const JWK_ALGS = {
   RS256: 'rsa-v1_5-sha256',
 };
 
+/**
+ * @param {any} jwk
+ * @returns {Algorithm | undefined}
+ */
 function jwkAlgorithm(jwk) {
   if (jwk.alg === undefined) return undefined;
   const alg = Object.prototype.hasOwnProperty.call(JWK_ALGS, jwk.alg) ? JWK_ALGS[jwk.alg] : jwk.alg;
   if (!SPECS[alg]) throw new TypeError(`signet: JWK alg ${JSON.stringify(jwk.alg)} is not supported`);
-  return alg;
+  return /** @type {Algorithm} */ (alg);
 }
 
+/** @param {any} jwk */
 function fromJwk(jwk) {
   if (jwk.kty === 'oct') {
     if (typeof jwk.k !== 'string') throw new TypeError('signet: JWK of kty "oct" needs "k"');
@@ -72,8 +88,12 @@ function fromJwk(jwk) {
     : createPublicKey({ key: jwk, format: 'jwk' });
 }
 
-// Returns the KeyObject of the material and the algorithm the material
-// itself names (a JWK "alg"), if any.
+/**
+ * Returns the KeyObject of the material and the algorithm the material
+ * itself names (a JWK "alg"), if any.
+ * @param {unknown} material
+ * @returns {{ ko: KeyObject, named?: Algorithm }}
+ */
 function toKeyObject(material) {
   if (material instanceof KeyObject) return { ko: material };
   if (typeof material === 'string') {
@@ -89,12 +109,16 @@ function toKeyObject(material) {
     return { ko: createSecretKey(Buffer.from(material)) };
   }
   if (material instanceof ArrayBuffer) return toKeyObject(new Uint8Array(material));
-  if (material && typeof material === 'object' && typeof material.kty === 'string') {
+  if (material && typeof material === 'object' && typeof (/** @type {any} */ (material)).kty === 'string') {
     return { ko: fromJwk(material), named: jwkAlgorithm(material) };
   }
   throw new TypeError('signet: a key must be PEM or JWK text, a JWK object, a KeyObject, base64 text or bytes');
 }
 
+/**
+ * @param {KeyObject} ko
+ * @returns {Algorithm}
+ */
 function inferAlgorithm(ko) {
   if (ko.type === 'secret') return 'hmac-sha256';
   const type = ko.asymmetricKeyType;
@@ -108,6 +132,10 @@ function inferAlgorithm(ko) {
   throw new TypeError(`signet: cannot tell the algorithm of a ${type} key; pass alg`);
 }
 
+/**
+ * @param {string} alg
+ * @param {KeyObject} ko
+ */
 function checkCompatible(alg, ko) {
   const spec = SPECS[alg];
   if (!spec) throw new TypeError(`signet: unsupported algorithm ${JSON.stringify(alg)}`);
@@ -115,7 +143,7 @@ function checkCompatible(alg, ko) {
     if (ko.type !== 'secret') throw new TypeError('signet: hmac-sha256 needs a secret key');
     return;
   }
-  if (ko.type === 'secret' || !spec.types.includes(ko.asymmetricKeyType)) {
+  if (ko.type === 'secret' || !spec.types.includes(ko.asymmetricKeyType || '')) {
     throw new TypeError(`signet: a ${ko.asymmetricKeyType || ko.type} key cannot be used with ${alg}`);
   }
   const details = ko.asymmetricKeyDetails || {};
@@ -138,14 +166,19 @@ function checkCompatible(alg, ko) {
  */
 export class Key {
   #ko;
+  /** @type {KeyObject | undefined} */
   #verifyKo;
 
-  /** @param {string} alg @param {KeyObject} ko */
+  /**
+   * Use importKey.
+   * @param {Algorithm} alg
+   * @param {KeyObject} ko
+   */
   constructor(alg, ko) {
     if (!(ko instanceof KeyObject)) throw new TypeError('signet: use importKey to make a Key');
     checkCompatible(alg, ko);
     this.#ko = ko;
-    /** @type {string} */
+    /** The algorithm the key is bound to. */
     this.alg = alg;
     /** @type {'secret'|'private'|'public'} */
     this.type = ko.type;
@@ -240,8 +273,8 @@ export class Key {
  * name such as "EdDSA" or "PS512", or an RFC 9421 name) binds the key too.
  * Without alg the algorithm is inferred where the key type leaves no
  * choice (RSA keys other than RSASSA-PSS need alg).
- * @param {unknown} material
- * @param {string} [alg]
+ * @param {KeyMaterial} material
+ * @param {Algorithm} [alg]
  * @returns {Key}
  */
 export function importKey(material, alg) {
@@ -262,21 +295,24 @@ export function importKey(material, alg) {
 /**
  * Generates a key pair for an asymmetric algorithm, as PEM text
  * (PKCS#8 private, SPKI public).
- * @param {string} alg
+ * @param {Exclude<Algorithm, 'hmac-sha256'>} alg
  * @returns {{ privateKey: string, publicKey: string }}
  */
 export function generateKeyPair(alg) {
-  const enc = { publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } };
+  /** @type {{ type: 'spki', format: 'pem' }} */
+  const publicKeyEncoding = { type: 'spki', format: 'pem' };
+  /** @type {{ type: 'pkcs8', format: 'pem' }} */
+  const privateKeyEncoding = { type: 'pkcs8', format: 'pem' };
   switch (alg) {
     case 'ed25519':
-      return generateKeyPairSync('ed25519', enc);
+      return generateKeyPairSync('ed25519', { publicKeyEncoding, privateKeyEncoding });
     case 'ecdsa-p256-sha256':
-      return generateKeyPairSync('ec', { namedCurve: 'prime256v1', ...enc });
+      return generateKeyPairSync('ec', { namedCurve: 'prime256v1', publicKeyEncoding, privateKeyEncoding });
     case 'ecdsa-p384-sha384':
-      return generateKeyPairSync('ec', { namedCurve: 'secp384r1', ...enc });
+      return generateKeyPairSync('ec', { namedCurve: 'secp384r1', publicKeyEncoding, privateKeyEncoding });
     case 'rsa-pss-sha512':
     case 'rsa-v1_5-sha256':
-      return generateKeyPairSync('rsa', { modulusLength: 2048, ...enc });
+      return generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding, privateKeyEncoding });
     default:
       throw new TypeError(`signet: cannot generate a key pair for ${JSON.stringify(alg)}`);
   }

@@ -131,8 +131,12 @@ export class MemoryNonceStore {
     return true;
   }
 
-  // Reports whether keyId may add a pair, dropping expired entries first if
-  // that is what it takes. Never drops a live entry.
+  /**
+   * Reports whether keyId may add a pair, dropping expired entries first if
+   * that is what it takes. Never drops a live entry.
+   * @param {string} keyId
+   * @param {number} now
+   */
   #hasRoom(keyId, now) {
     const held = this.#perKey.get(keyId) || 0;
     for (;;) {
@@ -142,6 +146,10 @@ export class MemoryNonceStore {
     }
   }
 
+  /**
+   * @param {number} now
+   * @param {number} max
+   */
   #sweep(now, max) {
     for (let i = 0; i < max && this.#heap.length > 0 && this.#heap[0].until < now; i++) this.#drop();
   }
@@ -163,6 +171,7 @@ export class MemoryNonceStore {
     }
   }
 
+  /** @param {{ until: number, pair: string, keyId: string }} e */
   #push(e) {
     const h = this.#heap;
     let i = h.length;
@@ -176,6 +185,7 @@ export class MemoryNonceStore {
     h[i] = e;
   }
 
+  /** @param {number} i */
   #down(i) {
     const h = this.#heap;
     const e = h[i];

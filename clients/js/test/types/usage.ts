@@ -1,5 +1,5 @@
-// Type-checked (tsc --noEmit, part of npm test) against index.d.ts through
-// the package's own exports map. Never run.
+// Type-checked (tsc --noEmit, part of npm test) against the declarations
+// generated into types/, through the package's own exports map. Never run.
 
 import {
   ALGORITHMS,

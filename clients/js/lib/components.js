@@ -2,6 +2,7 @@
 // (RFC 9421 §2).
 
 import * as sf from './sf.js';
+import { base64, latin1, utf8 } from './bytes.js';
 import { refuse, Reason } from './errors.js';
 
 /**
@@ -169,7 +170,7 @@ function fieldValue(message, comp, options) {
   if (!lines) throw missing(`${where} ${JSON.stringify(comp.name)} is not in the message`);
   const cleaned = lines.map((v) => cleanFieldValue(v, comp.name));
   if (comp.params.has('bs')) {
-    return cleaned.map((v) => `:${Buffer.from(v, 'latin1').toString('base64')}:`).join(', ');
+    return cleaned.map((v) => `:${base64(latin1(v))}:`).join(', ');
   }
   const combined = cleaned.join(', ');
   if (!comp.params.has('key') && !comp.params.has('sf')) return combined;
@@ -200,8 +201,8 @@ function fieldValue(message, comp, options) {
 function formDecode(s) {
   const plus = s.replace(/\+/g, ' ');
   if (!plus.includes('%')) return plus;
-  const src = Buffer.from(plus, 'utf8');
-  const out = Buffer.alloc(src.length);
+  const src = utf8(plus);
+  const out = new Uint8Array(src.length);
   let n = 0;
   /** @param {number} c */
   const hex = (c) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
@@ -244,7 +245,7 @@ export function parseQuery(query) {
  */
 export function encodeQueryPart(s) {
   let out = '';
-  for (const b of Buffer.from(s, 'utf8')) {
+  for (const b of utf8(s)) {
     if ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
         b === 0x2a || b === 0x2d || b === 0x2e || b === 0x5f) {
       out += String.fromCharCode(b);

@@ -1,6 +1,6 @@
 // A fetch that signs every request, in the shape of an HTTP client transport.
 
-import { importKey } from './keys.js';
+import { keyImporter } from './keys.js';
 import { isStream } from './message.js';
 import { sign } from './sign.js';
 
@@ -101,7 +101,8 @@ export async function readProblem(response) {
 export function createSignedFetch(options) {
   if (!options || typeof options !== 'object') throw new TypeError('signet: createSignedFetch needs options');
   if (options.keyId === undefined || options.keyId === null) throw new TypeError('signet: createSignedFetch needs keyId');
-  const key = importKey(options.key, options.alg);
+  const key = keyImporter(options.key, options.alg);
+  if (key.type === 'public') throw new TypeError('signet: createSignedFetch needs a secret or private key, not a public key');
   const fetchImpl = options.fetch || globalThis.fetch;
   if (typeof fetchImpl !== 'function') throw new TypeError('signet: no fetch available; pass options.fetch');
   const clock = options.clock || Date.now;
@@ -135,7 +136,7 @@ export function createSignedFetch(options) {
       { method: request.method, url: request.url, headers: request.headers, body: body === undefined ? request.body : body },
       {
         keyId: options.keyId,
-        key,
+        key: await key.load(),
         label: options.label,
         components: options.components,
         tag: options.tag,

@@ -2,7 +2,7 @@
 // Request/Response, Node's IncomingMessage, plain objects) is reduced to the
 // parts RFC 9421 derives components from, keeping the target URI raw.
 
-import { domainToASCII } from 'node:url';
+import { concat, utf8 } from './bytes.js';
 
 /**
  * Header fields: a `Headers`, a `Map`, an array of `[name, value]` pairs
@@ -202,6 +202,22 @@ function rawHeaderTable(raw) {
 }
 
 /**
+ * The ASCII form (IDNA, as the URL Standard's host parser does it) of a
+ * host with non-ASCII characters; "" when it is not a valid domain. The
+ * ASCII characters around must be valid in a reg-name already, so that the
+ * URL parser cannot read part of the host as a path, port or userinfo.
+ * @param {string} host
+ */
+function domainToASCII(host) {
+  if (!/^[A-Za-z0-9\-._~!$&'()*+,;=\u0080-\uffff]+$/.test(host)) return '';
+  try {
+    return new URL(`http://${host}/`).hostname;
+  } catch {
+    return '';
+  }
+}
+
+/**
  * Normalizes an authority: userinfo dropped, host lower-cased (IDNA for
  * non-ASCII), default port for the scheme removed.
  * @param {string} raw
@@ -370,11 +386,11 @@ export function toMessage(input, options = {}) {
  */
 export function bodyBytesSync(body) {
   if (body === null || body === undefined) return null;
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
+  if (typeof body === 'string') return utf8(body);
   if (body instanceof Uint8Array) return body;
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
   if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  if (typeof URLSearchParams !== 'undefined' && body instanceof URLSearchParams) return Buffer.from(body.toString(), 'utf8');
+  if (typeof URLSearchParams !== 'undefined' && body instanceof URLSearchParams) return utf8(body.toString());
   return undefined;
 }
 
@@ -404,7 +420,7 @@ export function isBlob(body) {
  */
 export async function eachChunk(stream, visit) {
   /** @param {unknown} c */
-  const bytes = (c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : bodyBytesSync(c));
+  const bytes = (c) => (typeof c === 'string' ? utf8(c) : bodyBytesSync(c));
   if (typeof stream.getReader === 'function') {
     const reader = stream.getReader();
     try {
@@ -439,7 +455,7 @@ export async function readBody(body) {
     /** @type {Uint8Array[]} */
     const chunks = [];
     await eachChunk(body, (c) => chunks.push(c));
-    return new Uint8Array(Buffer.concat(chunks));
+    return concat(chunks);
   }
   throw new TypeError('signet: unsupported body type; use a string, bytes, Blob or stream');
 }

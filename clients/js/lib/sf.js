@@ -10,6 +10,8 @@
 //   list        Array<item | inner list>
 //   dictionary  Map<key, item | inner list>
 
+import { base64, fromBase64 } from './bytes.js';
+
 /**
  * @typedef {string | boolean | number | Decimal | Token | Uint8Array} BareItem
  *   number is an Integer, or a Decimal when it is not an integer
@@ -328,7 +330,7 @@ class Parser {
       this.fail('invalid base64 length in byte sequence');
     }
     this.i = end + 1;
-    return new Uint8Array(Buffer.from(b64, 'base64'));
+    return fromBase64(b64);
   }
 
   boolean() {
@@ -455,7 +457,7 @@ export function serializeBareItem(v) {
     return v.value;
   }
   if (v instanceof Decimal) return serializeDecimal(v.value);
-  if (v instanceof Uint8Array) return `:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')}:`;
+  if (v instanceof Uint8Array) return `:${base64(v)}:`;
   throw new TypeError(`structured field: cannot serialize ${Object.prototype.toString.call(v)}`);
 }
 

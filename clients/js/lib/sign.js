@@ -1,6 +1,6 @@
 // Signing (RFC 9421 §3.1) with the Signet default profile.
 
-import { randomFillSync } from 'node:crypto';
+import { base64, base64url, latin1 } from './bytes.js';
 import { buildBase, parseComponent, serializeSignatureParams } from './components.js';
 import { contentDigestOf } from './digest.js';
 import { importKey } from './keys.js';
@@ -51,7 +51,7 @@ import * as sf from './sf.js';
  * @property {Uint8Array} signature  the raw signature
  */
 
-const noncePool = Buffer.alloc(4096);
+const noncePool = new Uint8Array(4096);
 let noncePos = noncePool.length;
 
 /**
@@ -62,10 +62,10 @@ export function generateNonce() {
   // Random bytes are drawn in batches (one system call per 256 nonces); each
   // byte of the pool is used once.
   if (noncePos + 16 > noncePool.length) {
-    randomFillSync(noncePool);
+    globalThis.crypto.getRandomValues(noncePool);
     noncePos = 0;
   }
-  const nonce = noncePool.toString('base64url', noncePos, noncePos + 16);
+  const nonce = base64url(noncePool.subarray(noncePos, noncePos + 16));
   noncePos += 16;
   return nonce;
 }
@@ -91,7 +91,7 @@ function unixSeconds(t, what) {
  */
 export function baseBytes(base) {
   if (/[^\x00-\xff]/.test(base)) throw new TypeError('signet: a component value has a character above U+00FF; field values must be byte strings');
-  return Buffer.from(base, 'latin1');
+  return latin1(base);
 }
 
 /**
@@ -172,7 +172,7 @@ export async function sign(input, options) {
   if (!options || typeof options !== 'object') throw new TypeError('signet: sign needs options');
   if (options.keyId === undefined || options.keyId === null) throw new TypeError('signet: sign needs keyId');
   if (options.key === undefined || options.key === null) throw new TypeError('signet: sign needs key');
-  const key = importKey(options.key, options.alg);
+  const key = await importKey(options.key, options.alg);
   if (!key.canSign) throw new TypeError('signet: sign needs a secret or private key, not a public key');
   const label = options.label === undefined ? 'sig1' : options.label;
   if (!sf.isKey(label)) throw new TypeError(`signet: invalid label ${JSON.stringify(label)} (lower-case letters, digits, "_", "-", ".", "*")`);
@@ -190,7 +190,7 @@ export async function sign(input, options) {
   if (hasContent) {
     // Content always gets a fresh Content-Digest (replacing one the message
     // may carry), whether or not the components cover it.
-    const value = contentDigestOf(body, options.digestAlgorithm || 'sha-256');
+    const value = await contentDigestOf(body, options.digestAlgorithm || 'sha-256');
     headers['Content-Digest'] = value;
     const fields = new Map(message.fields);
     fields.set('content-digest', [value]);
@@ -228,8 +228,8 @@ export async function sign(input, options) {
     throw new TypeError(`signet: ${err.message}`);
   }
   const base = buildBase(message, components, signatureParams, { request, structuredFields: options.structuredFields });
-  const signature = key.sign(baseBytes(base));
+  const signature = await key.sign(baseBytes(base));
   headers['Signature-Input'] = mergeSignatureField(message.fields.get('signature-input'), label, `${label}=${signatureParams}`, 'Signature-Input');
-  headers.Signature = mergeSignatureField(message.fields.get('signature'), label, `${label}=:${signature.toString('base64')}:`, 'Signature');
-  return { headers, base, label, signatureParams, signature: new Uint8Array(signature) };
+  headers.Signature = mergeSignatureField(message.fields.get('signature'), label, `${label}=:${base64(signature)}:`, 'Signature');
+  return { headers, base, label, signatureParams, signature };
 }

@@ -29,7 +29,7 @@ import { parseSignatureFields, plainParams } from './signatures.js';
 /**
  * Options of verify: the verifier's policy.
  * @typedef {object} VerifyOptions
- * @property {KeyResolver | Map<string, KeyInput> | Record<string, KeyInput>} keys
+ * @property {KeyResolver | Map<string, KeyInput | Promise<KeyInput>> | Record<string, KeyInput | Promise<KeyInput>>} keys
  *   how to find keys by keyid. A key is bound to one algorithm: a signature
  *   whose `alg` names another is refused (algorithm-mismatch).
  * @property {import('./nonces.js').NonceStore | false} nonces  replay
@@ -162,13 +162,27 @@ async function resolveKey(keys, keyId, info) {
   } else {
     throw new TypeError('signet: verify needs keys (a function, a Map or an object keyed by keyid)');
   }
+  // A Map or object may hold keys still being imported.
+  found = await found;
   if (found === undefined || found === null) {
     throw refuse(Reason.UnknownKey, `no key has keyid ${JSON.stringify(keyId)}`, { label: info().label });
   }
   if (found instanceof Key) return found;
-  if (typeof found === 'object' && 'key' in found) return importKey(found.key, found.alg);
+  if (typeof found === 'object' && 'key' in found) {
+    let key = imported.get(found);
+    if (!key) {
+      key = importKey(found.key, found.alg);
+      imported.set(found, key);
+    }
+    return key;
+  }
   throw new TypeError('signet: a key resolver must return a Key or { alg, key }');
 }
+
+// The keys imported from { alg, key } entries, so that a table of them is
+// imported once, not on every request.
+/** @type {WeakMap<object, Promise<import('./keys.js').Key>>} */
+const imported = new WeakMap();
 
 /**
  * @param {unknown} err
@@ -341,11 +355,11 @@ export async function verify(input, options) {
     } catch (err) {
       throw withLabel(err, label);
     }
-    if (!key.verify(bytes, /** @type {Uint8Array} */ (s.signature))) throw refuse(Reason.BadSignature, 'the signature does not match the message', { label });
+    if (!(await key.verify(bytes, /** @type {Uint8Array} */ (s.signature)))) throw refuse(Reason.BadSignature, 'the signature does not match the message', { label });
     if (s.components.some((c) => c.name === 'content-digest' && c.params.size === 0)) {
       try {
         // Covered, so the base had the field.
-        checkContentDigest(/** @type {string[]} */ (digestField).join(', '), body);
+        await checkContentDigest(/** @type {string[]} */ (digestField).join(', '), body);
       } catch (err) {
         throw withLabel(err, label);
       }

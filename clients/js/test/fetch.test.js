@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { MemoryNonceStore, createSignedFetch, generateKeyPair, parseAcceptSignature, readProblem, verify } from '../index.js';
 
 const SECRET = Buffer.alloc(32, 7).toString('base64');
-const ED = generateKeyPair('ed25519');
+const ED = await generateKeyPair('ed25519');
 const KEYS = {
   sk_test_abc: { alg: 'hmac-sha256', key: SECRET },
   pk_test_ed: { alg: 'ed25519', key: ED.publicKey },

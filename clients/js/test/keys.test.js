@@ -31,7 +31,7 @@ test('PKCS#8, SPKI, PKCS#1 and SEC1 PEM, made by OpenSSL through node:crypto', a
   await roundTrip(pem(ec.privateKey, 'sec1'), pem(ec.publicKey, 'spki'), 'ecdsa-p256-sha256');
   const ec384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
   await roundTrip(pem(ec384.privateKey, 'sec1'), pem(ec384.publicKey, 'spki'), 'ecdsa-p384-sha384');
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 1280 });
   await roundTrip(pem(rsa.privateKey, 'pkcs1'), pem(rsa.publicKey, 'pkcs1'), 'rsa-v1_5-sha256');
   await roundTrip(pem(rsa.privateKey, 'pkcs1'), pem(rsa.publicKey, 'spki'), 'rsa-pss-sha512');
   const ed = generateKeyPairSync('ed25519');
@@ -40,22 +40,23 @@ test('PKCS#8, SPKI, PKCS#1 and SEC1 PEM, made by OpenSSL through node:crypto', a
 });
 
 test('RSASSA-PSS keys: unrestricted or restricted to rsa-pss-sha512 only', async () => {
-  const free = generateKeyPairSync('rsa-pss', { modulusLength: 2048 });
+  const free = generateKeyPairSync('rsa-pss', { modulusLength: 1280 });
   const k = await roundTrip(pem(free.privateKey, 'pkcs8'), pem(free.publicKey, 'spki'), 'rsa-pss-sha512');
   assert.equal((await importKey(pem(free.publicKey, 'spki'))).alg, 'rsa-pss-sha512', 'inferred');
   assert.equal(k.type, 'private');
   await assert.rejects(importKey(pem(free.publicKey, 'spki'), 'rsa-v1_5-sha256'), /cannot be used with rsa-v1_5-sha256/);
 
-  const ok = generateKeyPairSync('rsa-pss', { modulusLength: 2048, hashAlgorithm: 'sha512', mgf1HashAlgorithm: 'sha512', saltLength: 64 });
+  // Smaller moduli keep the test fast; rsa-pss-sha512 needs 1040 bits at least.
+  const ok = generateKeyPairSync('rsa-pss', { modulusLength: 1280, hashAlgorithm: 'sha512', mgf1HashAlgorithm: 'sha512', saltLength: 64 });
   await roundTrip(pem(ok.privateKey, 'pkcs8'), pem(ok.publicKey, 'spki'), 'rsa-pss-sha512');
-  const shorter = generateKeyPairSync('rsa-pss', { modulusLength: 2048, hashAlgorithm: 'sha512', mgf1HashAlgorithm: 'sha512', saltLength: 32 });
+  const shorter = generateKeyPairSync('rsa-pss', { modulusLength: 1280, hashAlgorithm: 'sha512', mgf1HashAlgorithm: 'sha512', saltLength: 32 });
   await roundTrip(pem(shorter.privateKey, 'pkcs8'), pem(shorter.publicKey, 'spki'), 'rsa-pss-sha512');
   for (const restricted of [
     { hashAlgorithm: 'sha256', mgf1HashAlgorithm: 'sha256', saltLength: 32 },
     { hashAlgorithm: 'sha512', mgf1HashAlgorithm: 'sha256', saltLength: 64 },
     { hashAlgorithm: 'sha512', mgf1HashAlgorithm: 'sha512', saltLength: 65 },
   ]) {
-    const p = generateKeyPairSync('rsa-pss', { modulusLength: 2048, ...restricted });
+    const p = generateKeyPairSync('rsa-pss', { modulusLength: 1024, ...restricted });
     await assert.rejects(importKey(pem(p.publicKey, 'spki')), /restricted/, JSON.stringify(restricted));
     await assert.rejects(importKey(pem(p.privateKey, 'pkcs8')), /restricted/, JSON.stringify(restricted));
   }
@@ -91,10 +92,10 @@ test('Web Crypto keys: a CryptoKeyPair, a public key, a secret; their parameters
   assert.ok(alone.canSign);
   await assert.rejects(alone.verify(data, sig), /cannot verify/);
   await assert.rejects(importKey(pair, 'ecdsa-p256-sha256'), /for ecdsa-p384-sha384/);
-  const rsa = await s.generateKey({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, false, ['sign', 'verify']);
+  const rsa = await s.generateKey({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]) }, false, ['sign', 'verify']);
   assert.equal((await importKey(rsa)).alg, 'rsa-v1_5-sha256');
   await assert.rejects(importKey(rsa, 'rsa-pss-sha512'), /for rsa-v1_5-sha256/);
-  const sha1 = await s.generateKey({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-1', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) }, false, ['sign']);
+  const sha1 = await s.generateKey({ name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-1', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]) }, false, ['sign']);
   await assert.rejects(importKey(sha1), /does not fit/);
   const hmac = await s.importKey('raw', new Uint8Array(32).fill(7), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify']);
   const a = await importKey(hmac);

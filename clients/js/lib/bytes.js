@@ -30,19 +30,6 @@ export function latin1(s) {
   return out;
 }
 
-/**
- * The byte string of bytes: one character per octet.
- * @param {Uint8Array} bytes
- */
-export function latin1String(bytes) {
-  let out = '';
-  // In slices, to stay clear of the engines' limit on arguments.
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    out += String.fromCharCode.apply(null, /** @type {number[]} */ (/** @type {unknown} */ (bytes.subarray(i, i + 0x8000))));
-  }
-  return out;
-}
-
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 

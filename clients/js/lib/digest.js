@@ -51,8 +51,8 @@ export async function contentDigestOf(bytes, alg = 'sha-256') {
  * @returns {Promise<string>}
  */
 export async function contentDigest(body, alg = 'sha-256') {
-  const hash = hashName(alg);
-  return `${alg}=:${base64(await digest(hash, await readBody(body)))}:`;
+  hashName(alg); // before the stream is read
+  return contentDigestOf(await readBody(body), alg);
 }
 
 /**
@@ -94,7 +94,15 @@ function expectedDigests(value) {
  * @returns {Promise<void>}
  */
 export async function checkContentDigest(value, bytes) {
-  for (const [alg, want] of expectedDigests(value)) {
+  return compare(expectedDigests(value), bytes);
+}
+
+/**
+ * @param {Map<string, Uint8Array>} digests
+ * @param {Uint8Array | null} bytes
+ */
+async function compare(digests, bytes) {
+  for (const [alg, want] of digests) {
     // Digests are not secrets; the comparison is constant-time all the same.
     if (!equalBytes(await digest(HASHES[alg], bytes), want)) {
       throw refuse(Reason.DigestMismatch, `${alg} digest of the content does not match Content-Digest`);
@@ -110,6 +118,6 @@ export async function checkContentDigest(value, bytes) {
  * @returns {Promise<void>}
  */
 export async function verifyContentDigest(value, body) {
-  expectedDigests(value);
-  return checkContentDigest(value, await readBody(body));
+  const digests = expectedDigests(value); // before the stream is read
+  return compare(digests, await readBody(body));
 }

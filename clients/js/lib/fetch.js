@@ -1,5 +1,6 @@
 // A fetch that signs every request, in the shape of an HTTP client transport.
 
+import { concat } from './bytes.js';
 import { keyImporter } from './keys.js';
 import { isStream } from './message.js';
 import { sign } from './sign.js';
@@ -38,6 +39,10 @@ export const DEFAULT_PROBLEM_BASE = 'https://signet.dev/problems/';
  *   [member: string]: unknown }} Problem
  */
 
+// The largest problem body readProblem reads: a refusal is a few hundred
+// bytes, and a server's answer must not cost unbounded memory.
+const MAX_PROBLEM_BYTES = 64 << 10;
+
 // How many origins' clock offsets a signed fetch keeps; the least recently
 // learnt goes first.
 const MAX_ORIGINS = 256;
@@ -53,9 +58,10 @@ const SIGNATURE_CHALLENGE_RE = /(?:^|,)[ \t]*signature(?:[ \t,]|$)/i;
 
 /**
  * Reads the RFC 9457 problem details of a response without consuming it.
- * Resolves to null when the response is not application/problem+json.
- * `reason` is the last path segment of `type` when it is one of Signet's
- * reason codes' shape (lower-case words joined by "-").
+ * Resolves to null when the response is not application/problem+json, or
+ * its body is not JSON or is over 64 KiB. `reason` is the last path segment
+ * of `type` when it is one of Signet's reason codes' shape (lower-case
+ * words joined by "-").
  * @param {Response} response
  * @returns {Promise<Problem | null>}
  */
@@ -64,7 +70,9 @@ export async function readProblem(response) {
   if (type !== 'application/problem+json') return null;
   let body;
   try {
-    body = await response.clone().json();
+    const text = await readText(response.clone(), MAX_PROBLEM_BYTES);
+    if (text === null) return null;
+    body = JSON.parse(text);
   } catch {
     return null;
   }
@@ -72,6 +80,34 @@ export async function readProblem(response) {
   const t = typeof body.type === 'string' ? body.type : undefined;
   const m = t && /([a-z]+(?:-[a-z]+)*)$/.exec(t);
   return { ...body, reason: m ? m[1] : undefined };
+}
+
+/**
+ * The body of response as UTF-8 text, or null when it is over max bytes
+ * (the rest is not read).
+ * @param {Response} response
+ * @param {number} max
+ * @returns {Promise<string | null>}
+ */
+async function readText(response, max) {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  /** @type {Uint8Array[]} */
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      // Not awaited: the cancel of one branch of a clone settles only when
+      // the other branch is cancelled too.
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(concat(chunks));
 }
 
 /**

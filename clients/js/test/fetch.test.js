@@ -311,3 +311,33 @@ test('an API\'s own 401 is never sent a POST twice', async () => {
     await new Promise((resolve) => api.close(resolve));
   }
 });
+
+test('readProblem reads problem+json only, and at most 64 KiB of it', async () => {
+  const problem = (body, type = 'application/problem+json') => new Response(body, { status: 401, headers: { 'content-type': type } });
+  assert.equal((await readProblem(problem('{"type":"https://signet.dev/problems/replayed"}'))).reason, 'replayed');
+  assert.equal(await readProblem(problem('{"type":"x"}', 'application/json')), null);
+  assert.equal(await readProblem(problem('not json')), null);
+  const big = JSON.stringify({ type: 'https://signet.dev/problems/expired', detail: 'x'.repeat(64 << 10) });
+  assert.equal(await readProblem(problem(big)), null);
+  const fits = JSON.stringify({ type: 'https://signet.dev/problems/expired', detail: 'x'.repeat((64 << 10) - 60) });
+  assert.ok(fits.length <= 64 << 10);
+  assert.equal((await readProblem(problem(fits))).reason, 'expired');
+  const res = problem('{"type":"https://signet.dev/problems/replayed"}');
+  await readProblem(res);
+  assert.equal((await res.json()).type, 'https://signet.dev/problems/replayed', 'the response is still readable');
+
+  // A refusal too big to read is not taken for the gateway's, and what the
+  // wrapper returns can still be read whole.
+  let calls = 0;
+  const signed = createSignedFetch({
+    keyId: 'k',
+    key: SECRET,
+    fetch: async () => {
+      calls++;
+      return new Response(big, { status: 401, headers: { 'content-type': 'application/problem+json', 'www-authenticate': 'Signature', date: new Date(Date.now() + 3600_000).toUTCString() } });
+    },
+  });
+  const refused = await signed('https://api.example/v1/x', { method: 'POST', body: '{}' });
+  assert.equal(calls, 1);
+  assert.equal((await refused.text()).length, big.length);
+});

@@ -138,9 +138,8 @@ export class MemoryNonceStore {
    * @param {number} now
    */
   #hasRoom(keyId, now) {
-    const held = this.#perKey.get(keyId) || 0;
     for (;;) {
-      if (held < this.#max - this.#until.size) return true;
+      if ((this.#perKey.get(keyId) || 0) < this.#max - this.#until.size) return true;
       if (this.#heap.length === 0 || this.#heap[0].until >= now) return false;
       this.#drop();
     }

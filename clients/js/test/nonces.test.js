@@ -90,6 +90,15 @@ test('one key holds at most half; a key that holds none still gets in', () => {
   assert.equal(store.remember('busy', 'busy-0', undefined, at(60_000)), false, 'a replay is still a replay');
 });
 
+test('a key at its share gets room again as its own entries expire', () => {
+  const { store, clock } = storeAt({ maxEntries: 10 });
+  for (let i = 0; i < 5; i++) store.remember('k', `old${i}`, undefined, at(100));
+  assert.throws(() => store.remember('k', 'new', undefined, at(1000)), NonceStoreFullError);
+  clock.now = T0 + 101;
+  for (let i = 0; i < 5; i++) assert.equal(store.remember('k', `new${i}`, undefined, at(1000)), true, `new${i}`);
+  assert.equal(store.size, 5);
+});
+
 test('expired entries are dropped as the store is used, not only when it is full', () => {
   const { store, clock } = storeAt({ maxEntries: 1 << 12 });
   for (let i = 0; i < 1000; i++) store.remember(`k${i % 10}`, `n${i}`, undefined, at(1000));

@@ -101,10 +101,10 @@ class SignetAuth(httpx.Auth):
         original = request.headers.copy()
         used = self._sign(request, body)
         response = yield request
-        if not (replayable and self._client.retry and self._client.may_be_clock_refusal(response.status_code, response.headers)):
+        if not self._client.may_be_clock_refusal(response.status_code, response.headers):
             return
         response.read()
-        if self._correct(request, response, used):
+        if self._correct(request, response, used) and replayable and self._client.retry:
             request.headers = original.copy()
             self._sign(request, body)
             yield request
@@ -120,10 +120,10 @@ class SignetAuth(httpx.Auth):
         original = request.headers.copy()
         used = self._sign(request, body)
         response = yield request
-        if not (replayable and self._client.retry and self._client.may_be_clock_refusal(response.status_code, response.headers)):
+        if not self._client.may_be_clock_refusal(response.status_code, response.headers):
             return
         await response.aread()
-        if self._correct(request, response, used):
+        if self._correct(request, response, used) and replayable and self._client.retry:
             request.headers = original.copy()
             self._sign(request, body)
             yield request

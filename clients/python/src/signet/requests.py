@@ -90,8 +90,7 @@ class SignetAuth(requests.auth.AuthBase):
         replay = self._prepare_body(r)
         original = r.headers.copy()
         used = self._sign(r)
-        if replay is not None and self._client.retry:
-            r.register_hook("response", _RetryHook(self, original, replay, used))
+        r.register_hook("response", _RetryHook(self, original, replay, used))
         return r
 
     def _prepare_body(self, r: requests.PreparedRequest) -> Optional[Callable[[], Any]]:
@@ -139,7 +138,7 @@ class SignetAuth(requests.auth.AuthBase):
 class _RetryHook:
     """The response hook that corrects the clock and sends a request once more."""
 
-    def __init__(self, auth: SignetAuth, original: Any, replay: Callable[[], Any], used: int) -> None:
+    def __init__(self, auth: SignetAuth, original: Any, replay: Optional[Callable[[], Any]], used: int) -> None:
         self.auth = auth
         self.original = original
         self.replay = replay
@@ -152,6 +151,8 @@ class _RetryHook:
         u = urlsplit(resp.request.url or "")
         origin = origin_of(u.scheme, resp.request.headers.get("Host") or u.netloc.rpartition("@")[2])
         if client.correction(origin, resp.status_code, resp.headers, resp.content, self.used) is None:
+            return resp
+        if self.replay is None or not client.retry:
             return resp
         resp.close()
         prep = resp.request.copy()

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-from .components import Component, ComponentError, parse_component, parse_components
+from .components import Component, parse_component, parse_components
 from .components import signature_base as _signature_base
 from .digest import DIGEST_ALGORITHMS, Digester, check_content_digest, content_digest
 from .errors import Reason, Refused, SignetError, VerifyError
 from .keys import ALGORITHMS, Key, KeyFormatError, generate_key_pair, generate_secret, hmac_key, load_key, load_key_file
-from .message import Message, Request, Response
+from .message import ComponentError, Message, Request, Response
 from .problem import DEFAULT_PROBLEM_BASE, Problem, raise_for_refusal, read_problem
 from .sign import DEFAULT_LABEL, Signed, Signer, default_components, new_nonce
 from .signatures import AcceptSignature, ParsedSignature, parse_accept_signature, parse_signature_input, parse_signatures

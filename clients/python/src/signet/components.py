@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import sf
 from .message import ComponentError, Message, Request, Response, normalize_authority
@@ -140,7 +140,7 @@ class Component:
         return cls(item.value, item.params)
 
 
-def parse_component(text: str) -> Component:
+def parse_component(text: Union[str, Component]) -> Component:
     """Parses a component identifier such as ``"content-type"`` or
     ``"@query-param";name="id"``. A bare name without quotes, such as
     ``@method`` or ``example-dict;key="a"``, is accepted too.
@@ -158,13 +158,13 @@ def parse_component(text: str) -> Component:
     return Component.from_item(item)
 
 
-def parse_components(components: Iterable[str | Component] | str) -> List[Component]:
+def parse_components(components: Union[Iterable[Union[str, Component]], str]) -> List[Component]:
     """Parses component identifiers: an iterable of them, or one string of
     identifiers separated by spaces or commas (``'@method @path "content-type"'``).
     A component given twice is an error.
     """
-    items = _split_outside_quotes(components) if isinstance(components, str) else list(components)
-    out = [c if isinstance(c, Component) else parse_component(c) for c in items]
+    items: List[Union[str, Component]] = list(_split_outside_quotes(components) if isinstance(components, str) else components)
+    out = [parse_component(c) for c in items]
     check_duplicates(out)
     return out
 

@@ -97,6 +97,7 @@ class Key:
 
     alg: str
     kind: str
+    _material: Union[bytes, _PrivateKey, _PublicKey]
 
     @property
     def can_sign(self) -> bool:
@@ -127,7 +128,7 @@ class Key:
         m = self._material
         if isinstance(m, bytes):
             return hmac.compare_digest(hmac.new(m, data, hashlib.sha256).digest(), signature)
-        pub = m.public_key() if not _is_public(m) else m  # type: ignore[union-attr]
+        pub = m.public_key() if isinstance(m, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)) else m
         try:
             if isinstance(pub, ed25519.Ed25519PublicKey):
                 if len(signature) != 64:
@@ -155,17 +156,18 @@ class Key:
         """The key that verifies this key's signatures: the public half of a
         private key, or the key itself."""
         m = self._material
-        if isinstance(m, bytes) or _is_public(m):
-            return self
-        return Key(self.alg, m.public_key())  # type: ignore[union-attr]
+        if isinstance(m, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            return Key(self.alg, m.public_key())
+        return self
 
     def public_pem(self) -> str:
         """The public key as SPKI PEM text, as a Signet server registers it."""
         m = self._material
         if isinstance(m, bytes):
             raise TypeError("signet: an HMAC secret has no public key")
-        pub = m if _is_public(m) else m.public_key()  # type: ignore[union-attr]
-        return pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+        pub = m.public_key() if isinstance(m, (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)) else m
+        pem: bytes = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return pem.decode("ascii")
 
     def __repr__(self) -> str:
         return f"Key(alg={self.alg!r}, kind={self.kind!r})"
@@ -193,17 +195,19 @@ def _describe(m: object) -> str:
 def _check_fits(alg: str, m: object) -> None:
     ok = False
     if alg == "hmac-sha256":
-        ok = isinstance(m, bytes)
-        if ok and len(m) < MIN_HMAC_SECRET_BYTES:  # type: ignore[arg-type]
-            raise KeyFormatError(f"signet: hmac-sha256 secret is {len(m)} bytes, need at least {MIN_HMAC_SECRET_BYTES}")  # type: ignore[arg-type]
+        if isinstance(m, bytes):
+            if len(m) < MIN_HMAC_SECRET_BYTES:
+                raise KeyFormatError(f"signet: hmac-sha256 secret is {len(m)} bytes, need at least {MIN_HMAC_SECRET_BYTES}")
+            ok = True
     elif alg == "ed25519":
         ok = isinstance(m, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey))
     elif alg in _CURVES:
         ok = isinstance(m, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) and isinstance(m.curve, _CURVES[alg][0])
     elif alg in ("rsa-pss-sha512", "rsa-v1_5-sha256"):
-        ok = isinstance(m, (rsa.RSAPrivateKey, rsa.RSAPublicKey))
-        if ok and m.key_size < MIN_RSA_BITS:  # type: ignore[union-attr]
-            raise KeyFormatError(f"signet: {alg} key has {m.key_size} bits, need at least {MIN_RSA_BITS}")  # type: ignore[union-attr]
+        if isinstance(m, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+            if m.key_size < MIN_RSA_BITS:
+                raise KeyFormatError(f"signet: {alg} key has {m.key_size} bits, need at least {MIN_RSA_BITS}")
+            ok = True
     if not ok:
         raise KeyFormatError(f"signet: a {_describe(m)} key cannot be used with algorithm {alg}")
 
@@ -398,7 +402,7 @@ def _parse_jwk(jwk: Mapping[str, Any]) -> Tuple[Union[bytes, _PrivateKey, _Publi
 
 def generate_key_pair(alg: str = "ed25519") -> Tuple[str, str]:
     """Generates a key pair and returns it as PEM text: (PKCS#8 private, SPKI public)."""
-    priv: _PrivateKey
+    priv: Any
     if alg == "ed25519":
         priv = ed25519.Ed25519PrivateKey.generate()
     elif alg in _CURVES:

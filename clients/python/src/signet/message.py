@@ -10,7 +10,7 @@ them); one given as ``bytes`` is taken as it is.
 from __future__ import annotations
 
 import re
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union, cast
 
 __all__ = ["Fields", "HeadersLike", "Request", "Response", "normalize_authority"]
 
@@ -270,7 +270,7 @@ Message = Union[Request, Response]
 
 def with_fields(message: Message, fields: Fields) -> Message:
     """A shallow copy of message with another field table."""
-    copy = object.__new__(type(message))
+    copy = cast(Message, object.__new__(type(message)))
     for name in type(message).__slots__:
         object.__setattr__(copy, name, getattr(message, name))
     copy.fields = fields

@@ -53,13 +53,10 @@ HeaderGetter = Union[Mapping[str, str], Callable[[str], Optional[str]]]
 
 
 def _get(headers: Any, name: str) -> Optional[str]:
-    if callable(headers):
-        v = headers(name)
-    else:
-        v = headers.get(name)
+    v = headers(name) if callable(headers) else headers.get(name)
     if isinstance(v, bytes):
-        v = v.decode("latin-1")
-    return v
+        return v.decode("latin-1")
+    return v if isinstance(v, str) else None
 
 
 def challenges_signature(www_authenticate: Optional[str]) -> bool:

@@ -90,7 +90,7 @@ class SignetAuth(requests.auth.AuthBase):
         replay = self._prepare_body(r)
         original = r.headers.copy()
         used = self._sign(r)
-        r.register_hook("response", _RetryHook(self, original, replay, used))
+        r.register_hook("response", _RetryHook(self, original, replay, used))  # type: ignore[no-untyped-call]
         return r
 
     def _prepare_body(self, r: requests.PreparedRequest) -> Optional[Callable[[], Any]]:
@@ -110,10 +110,10 @@ class SignetAuth(requests.auth.AuthBase):
         seekable = _seekable(body)
         if has_digest:
             if seekable:
-                start = body.tell()  # type: ignore[union-attr]
+                start = body.tell()
 
                 def rewind() -> Any:
-                    body.seek(start)  # type: ignore[union-attr]
+                    body.seek(start)
                     return body
 
                 return rewind
@@ -158,10 +158,10 @@ class _RetryHook:
         prep = resp.request.copy()
         prep.headers = self.original.copy()
         prep.body = self.replay()
-        extract_cookies_to_jar(prep._cookies, resp.request, resp.raw)  # type: ignore[attr-defined]
+        extract_cookies_to_jar(prep._cookies, resp.request, resp.raw)  # type: ignore[attr-defined,no-untyped-call]
         prep.prepare_cookies(prep._cookies)  # type: ignore[attr-defined]
         self.auth._sign(prep)
-        again = resp.connection.send(prep, **kwargs)  # type: ignore[attr-defined]
+        again: requests.Response = resp.connection.send(prep, **kwargs)  # type: ignore[attr-defined]
         again.history.append(resp)
         again.request = prep
         return again

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import sf
-from .components import Component, ComponentError, FieldType, base_bytes, check_duplicates, parse_component, signature_base
+from .components import Component, FieldType, base_bytes, check_duplicates, parse_component, signature_base
 from .digest import content_digest
 from .keys import Key, Material, load_key
-from .message import Message, Request, Response, with_fields
+from .message import ComponentError, Message, Request, Response, with_fields
 from .signatures import serialize_signature_params
 
 __all__ = ["DEFAULT_LABEL", "Signed", "Signer", "default_components", "new_nonce"]

@@ -40,8 +40,39 @@ class ParsedSignature:
     """The serialised ``@signature-params`` value."""
     value: bytes
 
-    def param(self, name: str) -> Optional[sf.BareItem]:
-        return self.params.get(name)
+    # Typed views of the parameters parse_signatures checked.
+
+    @property
+    def created(self) -> Optional[int]:
+        return self._int("created")
+
+    @property
+    def expires(self) -> Optional[int]:
+        return self._int("expires")
+
+    @property
+    def key_id(self) -> Optional[str]:
+        return self._str("keyid")
+
+    @property
+    def alg(self) -> Optional[str]:
+        return self._str("alg")
+
+    @property
+    def nonce(self) -> Optional[str]:
+        return self._str("nonce")
+
+    @property
+    def tag(self) -> Optional[str]:
+        return self._str("tag")
+
+    def _int(self, name: str) -> Optional[int]:
+        v = self.params.get(name)
+        return v if type(v) is int else None
+
+    def _str(self, name: str) -> Optional[str]:
+        v = self.params.get(name)
+        return v if isinstance(v, str) else None
 
 
 class _EmptyAlg(ValueError):

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 from . import sf
-from .components import Component, ComponentError, FieldType, base_bytes, parse_component, signature_base
+from .components import Component, FieldType, base_bytes, parse_component, signature_base
 from .digest import check_content_digest
 from .errors import Reason, SignetError, VerifyError
 from .keys import ALGORITHMS, Key, load_key
-from .message import Message, Request, Response
+from .message import ComponentError, Message, Request
 from .sign import default_components
 from .signatures import ParsedSignature, parse_signatures
 
@@ -255,15 +255,14 @@ class Verifier:
         for s in selected:
             key, base = self._check_one(message, s, required, now)
             if result is None:
-                p = s.params
                 result = Verified(
                     label=s.label,
-                    key_id=str(p["keyid"]),
+                    key_id=s.key_id or "",
                     key=key,
-                    created=p.get("created"),  # type: ignore[arg-type]
-                    expires=p.get("expires"),  # type: ignore[arg-type]
-                    nonce=p.get("nonce"),  # type: ignore[arg-type]
-                    tag=p.get("tag"),  # type: ignore[arg-type]
+                    created=s.created,
+                    expires=s.expires,
+                    nonce=s.nonce,
+                    tag=s.tag,
                     components=[c.id for c in s.components],
                     signatures=len(selected),
                     base=base if self.debug else None,
@@ -272,11 +271,9 @@ class Verifier:
         # forged companion signature cannot burn a genuine nonce.
         if self.nonces is not None:
             for s in selected:
-                nonce = s.params.get("nonce")
-                if not nonce:
+                if not s.nonce:
                     continue
-                created = s.params.get("created")
-                if not self.nonces.remember(str(s.params["keyid"]), str(nonce), created, self._nonce_until(s, now)):  # type: ignore[arg-type]
+                if not self.nonces.remember(s.key_id or "", s.nonce, s.created, self._nonce_until(s, now)):
                     raise VerifyError(Reason.REPLAYED, "this nonce was already used", label=s.label)
         assert result is not None
         return result
@@ -302,39 +299,36 @@ class Verifier:
         return selected
 
     def _nonce_until(self, s: ParsedSignature, now: int) -> float:
-        created, expires = s.params.get("created"), s.params.get("expires")
-        until: Optional[float] = None
+        until: Optional[int] = None
         max_age = self.policy.max_age
-        if max_age is not None and created is not None:
+        if max_age is not None and s.created is not None:
             # The age check compares whole seconds: a signature passes
             # until created + max_age + 1, and its nonce must be held as long.
-            until = created + math.floor(max_age) + 1  # type: ignore[operator]
-        if expires is not None and (until is None or expires < until):  # type: ignore[operator]
-            until = expires  # type: ignore[assignment]
+            until = s.created + math.floor(max_age) + 1
+        if s.expires is not None and (until is None or s.expires < until):
+            until = s.expires
         return float(now + _UNBOUNDED_NONCE_TTL if until is None else until)
 
     def _check_params(self, s: ParsedSignature, now: int) -> None:
-        p, label, policy = s.params, s.label, self.policy
+        label, policy = s.label, self.policy
         for name in policy.required_params:
-            if not _present(p, name):
+            if not _present(s.params, name):
                 raise VerifyError(Reason.MALFORMED_SIGNATURE, f"the signature has no {name} parameter, which this server requires", label=label)
-        alg = p.get("alg")
-        if alg is not None and alg not in ALGORITHMS:
-            raise VerifyError(Reason.ALGORITHM_MISMATCH, f"unknown algorithm {alg!r}", label=label)
-        created = p.get("created")
+        if s.alg is not None and s.alg not in ALGORITHMS:
+            raise VerifyError(Reason.ALGORITHM_MISMATCH, f"unknown algorithm {s.alg!r}", label=label)
+        created = s.created
         if created is not None:
             skew = max(0, math.floor(policy.max_skew))
-            if created > now + skew:  # type: ignore[operator]
+            if created > now + skew:
                 raise VerifyError(
                     Reason.NOT_YET_VALID,
-                    f"created is {created - now} s in the future; check the client's clock against the Date header",  # type: ignore[operator]
+                    f"created is {created - now} s in the future; check the client's clock against the Date header",
                     label=label,
                 )
-            if policy.max_age is not None and now - created > math.floor(policy.max_age):  # type: ignore[operator]
-                raise VerifyError(Reason.EXPIRED, f"created is {now - created} s ago, more than the {policy.max_age} s allowed", label=label)  # type: ignore[operator]
-        expires = p.get("expires")
-        if expires is not None and now >= expires:  # type: ignore[operator]
-            raise VerifyError(Reason.EXPIRED, f"the signature expired {now - expires} s ago", label=label)  # type: ignore[operator]
+            if policy.max_age is not None and now - created > math.floor(policy.max_age):
+                raise VerifyError(Reason.EXPIRED, f"created is {now - created} s ago, more than the {policy.max_age} s allowed", label=label)
+        if s.expires is not None and now >= s.expires:
+            raise VerifyError(Reason.EXPIRED, f"the signature expired {now - s.expires} s ago", label=label)
 
     def _resolve(self, key_id: str, label: str) -> Key:
         keys = self.keys
@@ -344,23 +338,22 @@ class Verifier:
         return found if isinstance(found, Key) else load_key(found)
 
     def _check_one(self, message: Message, s: ParsedSignature, required: Sequence[Component], now: int) -> Tuple[Key, str]:
-        label, p = s.label, s.params
+        label = s.label
         self._check_params(s, now)
         covered = set(s.components)
         for r in required:
             if r not in covered:
                 raise VerifyError(Reason.MISSING_COMPONENT, f"the signature must cover {r.id}", label=label)
-        if not _present(p, "keyid"):
+        if not s.key_id:
             raise VerifyError(Reason.UNKNOWN_KEY, "the signature has no keyid parameter", label=label)
         try:
-            key = self._resolve(str(p["keyid"]), label)
+            key = self._resolve(s.key_id, label)
         except VerifyError as e:
             if e.label is None:
                 e.label = label
             raise
-        alg = p.get("alg")
-        if alg is not None and alg != key.alg:
-            raise VerifyError(Reason.ALGORITHM_MISMATCH, f"the key is bound to {key.alg}, the signature says {alg!r}", label=label)
+        if s.alg is not None and s.alg != key.alg:
+            raise VerifyError(Reason.ALGORITHM_MISMATCH, f"the key is bound to {key.alg}, the signature says {s.alg!r}", label=label)
         if self.policy.algorithms is not None and key.alg not in self.policy.algorithms:
             raise VerifyError(Reason.ALGORITHM_MISMATCH, f"algorithm {key.alg} is not accepted here", label=label)
         try:

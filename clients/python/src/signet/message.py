@@ -114,7 +114,7 @@ def normalize_authority(host: str, scheme: str) -> str:
     z = name.find("%25")
     if z >= 0 and name.startswith("["):
         name = name[:z] + "]"
-    if any(ord(c) >= 0x80 for c in name):
+    if not name.isascii():
         raise ValueError(f"the host {name!r} is not ASCII; sign its punycode (A-label) form, which is what is sent")
     while len(port) > 1 and port[0] == "0":
         port = port[1:]

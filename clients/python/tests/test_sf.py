@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import decimal
 import random
-from typing import Callable, Optional
+from typing import Optional
 
 import pytest
 

@@ -5,7 +5,7 @@ package's reason), malformed fields, keys, replays and the nonce store."""
 from __future__ import annotations
 
 import threading
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import pytest
 

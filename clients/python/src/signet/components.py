@@ -335,19 +335,13 @@ class _BaseBuilder:
 
     def field(self, c: Component) -> str:
         m = self.message
-        if c.req and not isinstance(m, Response):
-            raise ComponentError(c.id, "the req parameter applies only to responses", False)
-        source: Message
-        if c.req or isinstance(m, Request):
-            if c.req:
-                assert isinstance(m, Response)
-                if m.request is None:
-                    raise ComponentError(c.id, "no request to take it from", True)
-                source = m.request
-            else:
-                source = m
-        else:
-            source = m
+        source: Message = m
+        if c.req:
+            if not isinstance(m, Response):
+                raise ComponentError(c.id, "the req parameter applies only to responses", False)
+            if m.request is None:
+                raise ComponentError(c.id, "no request to take it from", True)
+            source = m.request
         table = source.trailers if c.tr else source.fields
         lines = None if table is None else table.get(c.name)
         if lines is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Optional
 
 from .errors import Refused
 
@@ -47,9 +47,6 @@ class Problem:
     def exception(self) -> Refused:
         """A :class:`signet.Refused` exception for this refusal."""
         return Refused(self.status, self.reason, self.body)
-
-
-HeaderGetter = Union[Mapping[str, str], Callable[[str], Optional[str]]]
 
 
 def _get(headers: Any, name: str) -> Optional[str]:

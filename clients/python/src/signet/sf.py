@@ -99,13 +99,8 @@ MAX_INNER_ITEMS = 256
 MAX_PARAMS = 256
 _MAX_INTEGER = 999_999_999_999_999
 
-_LCALPHA = frozenset("abcdefghijklmnopqrstuvwxyz")
 _DIGIT = frozenset("0123456789")
-_ALPHA = _LCALPHA | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_KEY_CHARS = _LCALPHA | _DIGIT | frozenset("_-.*")
-_TCHAR = _ALPHA | _DIGIT | frozenset("!#$%&'*+-.^_`|~")
-_TOKEN_CHARS = _TCHAR | frozenset(":/")
-_B64_CHARS = _ALPHA | _DIGIT | frozenset("+/")
+_ALPHA = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 _KEY_RE = re.compile(r"[a-z*][a-z0-9_\-.*]*\Z")
 _TOKEN_RE = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*\Z")
@@ -113,6 +108,11 @@ _STRING_RE = re.compile(r"[\x20-\x7e]*\Z")
 # The characters of a String that need no escape, in one run.
 _STRING_RUN = re.compile(r'[\x20-\x21\x23-\x5b\x5d-\x7e]*')
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# Runs the parser takes in one step, matched at a position.
+_KEY_AT = re.compile(r"[a-z*][a-z0-9_\-.*]*")
+_TOKEN_AT = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
+_DIGITS_AT = re.compile(r"[0-9]*")
+_B64_AT = re.compile(r"[A-Za-z0-9+/]*")
 
 
 class _Parser:
@@ -243,14 +243,11 @@ class _Parser:
         return out
 
     def key(self) -> str:
-        s, start = self.s, self.i
-        if start == len(s) or not (s[start] in _LCALPHA or s[start] == "*"):
+        m = _KEY_AT.match(self.s, self.i)
+        if m is None:
             raise self.fail("expected a key")
-        i = start + 1
-        while i < len(s) and s[i] in _KEY_CHARS:
-            i += 1
-        self.i = i
-        return s[start:i]
+        self.i = m.end()
+        return m.group()
 
     def bare_item(self) -> BareItem:
         c = self.peek()
@@ -272,35 +269,27 @@ class _Parser:
         if negative:
             self.i += 1
         start = self.i
-        if self.i == len(s) or s[self.i] not in _DIGIT:
+        whole = _DIGITS_AT.match(s, start).end() - start  # type: ignore[union-attr]
+        if whole == 0:
             raise self.fail("expected a digit")
-        int_digits = frac_digits = 0
-        dot = False
-        while self.i < len(s):
-            c = s[self.i]
-            if c in _DIGIT:
-                if dot:
-                    if frac_digits == 3:
-                        raise self.fail("decimal has too many fractional digits")
-                    frac_digits += 1
-                else:
-                    if int_digits == 15:
-                        raise self.fail("integer has too many digits")
-                    int_digits += 1
-            elif c == "." and not dot:
-                if int_digits > 12:
-                    raise self.fail("decimal has too many integer digits")
-                dot = True
-            else:
-                break
-            self.i += 1
-        text = s[start : self.i]
-        if not dot:
-            n = int(text)
+        if whole > 15:
+            self.i = start + 15
+            raise self.fail("integer has too many digits")
+        self.i = start + whole
+        if self.i == len(s) or s[self.i] != ".":
+            n = int(s[start : self.i])
             return -n if negative else n
-        if frac_digits == 0:
+        if whole > 12:
+            raise self.fail("decimal has too many integer digits")
+        self.i += 1
+        frac = _DIGITS_AT.match(s, self.i).end() - self.i  # type: ignore[union-attr]
+        if frac == 0:
             raise self.fail('decimal ends with "."')
-        d = decimal.Decimal(text)
+        if frac > 3:
+            self.i += 3
+            raise self.fail("decimal has too many fractional digits")
+        self.i += frac
+        d = decimal.Decimal(s[start : self.i])
         return -d if negative else d
 
     def string(self) -> str:
@@ -327,21 +316,16 @@ class _Parser:
             raise self.fail("invalid character in string")
 
     def token(self) -> Token:
-        s, start = self.s, self.i
-        i = start + 1
-        while i < len(s) and s[i] in _TOKEN_CHARS:
-            i += 1
-        self.i = i
-        return Token(s[start:i])
+        m = _TOKEN_AT.match(self.s, self.i)
+        assert m is not None  # bare_item saw its first character
+        self.i = m.end()
+        return Token(m.group())
 
     def byte_sequence(self) -> bytes:
         s = self.s
         self.i += 1  # ":"
         start = self.i
-        i = start
-        while i < len(s) and s[i] in _B64_CHARS:
-            i += 1
-        data_end = i
+        i = data_end = _B64_AT.match(s, start).end()  # type: ignore[union-attr]
         while i < len(s) and s[i] == "=" and i - data_end < 2:
             i += 1
         self.i = i

@@ -207,7 +207,7 @@ func goSignsPythonVerifies(t *testing.T, py *crosscheck, hc *http.Client, server
 			signer.Components = comps
 		}
 		if c.expires {
-			signer.Expires = 300 * time.Second
+			signer.ExpiresAfter = 300 * time.Second
 		}
 		var body io.Reader
 		if len(c.req.Body) > 0 {

@@ -42,7 +42,7 @@ import (
 func TestBrowser(t *testing.T) {
 	chromium := findChromium(t)
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{})
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,8 +154,16 @@ type Verifier struct {
 	// signatures cross a trust boundary you do not control: it tells a
 	// caller what the server would have signed.
 	Debug bool
+	// Presign is the policy for presigned requests, which
+	// [Verifier.VerifyPresigned] checks; the other methods ignore it.
+	Presign PresignPolicy
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// Set on the copy VerifyPresigned makes: the bound on expires minus
+	// created, and that the message carries exactly one signature.
+	maxLifetime time.Duration
+	presigned   bool
 }
 
 // Result describes a verified message: the first of its checked signatures,
@@ -211,6 +219,9 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	defer verifyStates.Put(st)
 	if err := st.parse(h); err != nil {
 		return Result{}, err
+	}
+	if v.presigned && len(st.sigs) != 1 {
+		return Result{}, refuse(ReasonMalformedSignature, "", "a presigned URL carries exactly one signature")
 	}
 	if err := v.selectSignatures(st); err != nil {
 		return Result{}, err
@@ -416,6 +427,9 @@ func (v *Verifier) checkParams(p *Params, now time.Time) error {
 		if _, err := ParseAlgorithm(string(p.Alg)); err != nil {
 			return refuse(ReasonAlgorithmMismatch, "", "unknown algorithm "+strconv.Quote(string(p.Alg)))
 		}
+	}
+	if v.maxLifetime > 0 && p.Expires.Sub(p.Created) > v.maxLifetime {
+		return refuse(ReasonMalformedSignature, "", "the signature is valid for "+p.Expires.Sub(p.Created).String()+", more than the "+v.maxLifetime.String()+" allowed")
 	}
 	if !p.Created.IsZero() && p.Created.After(now.Add(v.Policy.maxSkew())) {
 		return refuse(ReasonNotYetValid, "", "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")

@@ -164,6 +164,9 @@ type Verifier struct {
 	// created, and that the message carries exactly one signature.
 	maxLifetime time.Duration
 	presigned   bool
+	// Set on the verifiers of ResponseVerifier: no clock checks, and the
+	// content checked as it streams, by the caller.
+	ignoreTime, deferDigest bool
 }
 
 // Result describes a verified message: the first of its checked signatures,
@@ -181,6 +184,8 @@ type Result struct {
 	// Base is the signature base of the first signature, when
 	// Verifier.Debug is set.
 	Base string
+
+	coversDigest bool // some signature covers content-digest
 }
 
 type verifyState struct {
@@ -238,12 +243,14 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 		st.required = appendDefaultProfile(st.required, hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
 	}
 	var res Result
+	coversDigest := false
 	for n, i := range st.selected {
 		s := &st.sigs[i]
 		key, err := v.checkOne(ctx, m, body, now, st, s)
 		if err != nil {
 			return Result{}, s.blame(err)
 		}
+		coversDigest = coversDigest || covers(s.params.Components, &compContentDigest)
 		if n == 0 {
 			p := &s.params
 			res = Result{Label: s.label, KeyID: p.KeyID, Key: key, Created: p.Created, Expires: p.Expires, Nonce: p.Nonce, Tag: p.Tag}
@@ -277,7 +284,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 			}
 		}
 	}
-	res.Signatures = len(st.selected)
+	res.Signatures, res.coversDigest = len(st.selected), coversDigest
 	return res, nil
 }
 
@@ -402,7 +409,7 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 	if err := key.Verify(st.base, s.value); err != nil {
 		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Detail: "the signature does not match the message", Err: err}, st)
 	}
-	if covers(p.Components, &compContentDigest) {
+	if !v.deferDigest && covers(p.Components, &compContentDigest) {
 		if err := checkDigest(&st.fields.sp, st.digest, body); err != nil {
 			return nil, err
 		}
@@ -427,6 +434,9 @@ func (v *Verifier) checkParams(p *Params, now time.Time) error {
 		if _, err := ParseAlgorithm(string(p.Alg)); err != nil {
 			return refuse(ReasonAlgorithmMismatch, "", "unknown algorithm "+strconv.Quote(string(p.Alg)))
 		}
+	}
+	if v.ignoreTime {
+		return nil
 	}
 	if v.maxLifetime > 0 && p.Expires.Sub(p.Created) > v.maxLifetime {
 		return refuse(ReasonMalformedSignature, "", "the signature is valid for "+p.Expires.Sub(p.Created).String()+", more than the "+v.maxLifetime.String()+" allowed")

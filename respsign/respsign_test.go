@@ -419,4 +419,3 @@ func TestKeysHandler(t *testing.T) {
 	}
 	resp.Body.Close()
 }
-

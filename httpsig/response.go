@@ -17,8 +17,16 @@ import (
 // client can tell the server's own answers (and its Date) from anything
 // else on the path.
 const (
-	// ResponseTag is the tag parameter of a response signature.
+	// ResponseTag is the tag of the signature of a response a server
+	// relays from the service behind it (a gateway's upstream, the
+	// handler behind middleware): it vouches that the response is the
+	// service's answer to that request, unaltered.
 	ResponseTag = "signet-response"
+	// GatewayTag is the tag of the signature of a response the server
+	// makes itself: its refusals and its own errors. Only such a
+	// response speaks for the server: a client corrects its clock, or
+	// sends a request again, on nothing else.
+	GatewayTag = "signet-gateway"
 	// ResponseLabel is the label a [ResponseSigner] gives its signature.
 	ResponseLabel = "signet"
 )
@@ -74,7 +82,8 @@ type ResponseSigner struct {
 	KeyID string     // required
 	// Label of the signature; empty means ResponseLabel.
 	Label string
-	// Tag of the signature; empty means ResponseTag.
+	// Tag of the signature: ResponseTag or GatewayTag; empty means
+	// ResponseTag.
 	Tag string
 	// Digest is the algorithm for Content-Digest; empty means sha-256.
 	Digest DigestAlgorithm
@@ -116,10 +125,10 @@ func (s *ResponseSigner) NewDigester() (*Digester, error) {
 // SignHeader sets Date to the signer's clock (the clock the server checks
 // created times against, which is what a client learns from it) and
 // Content-Digest to digest when it is not empty, removes any signature
-// already there under its label or with its tag (only the signer speaks
-// for its tag; fields that do not parse are removed whole), and adds its
-// signature, covering [ResponseComponents] with the parameters created,
-// keyid, alg and tag.
+// already there under its label or with one of the two tags (only the
+// server speaks for them; fields that do not parse are removed whole),
+// and adds its signature, covering [ResponseComponents] with the
+// parameters created, keyid, alg and tag.
 func (s *ResponseSigner) SignHeader(h http.Header, status int, req *http.Request, digest string) error {
 	if s.Key == nil || s.KeyID == "" {
 		return errors.New("httpsig: a ResponseSigner needs a Key and a KeyID")
@@ -137,7 +146,7 @@ func (s *ResponseSigner) SignHeader(h http.Header, status int, req *http.Request
 		h["Content-Digest"] = []string{digest}
 	}
 	label, tag := s.label(), s.tag()
-	dropSignatures(h, label, tag)
+	dropSignatures(h, label)
 	p := Params{
 		Components: ResponseComponents(req, h, digest != ""),
 		Created:    time.Unix(t.Unix(), 0), KeyID: s.KeyID, Alg: s.Key.Algorithm(), Tag: tag,
@@ -166,8 +175,8 @@ func (s *ResponseSigner) SignResponse(resp *http.Response, body []byte) error {
 }
 
 // dropSignatures removes the members of Signature-Input and Signature
-// whose label is label or whose tag is tag.
-func dropSignatures(h http.Header, label, tag string) {
+// whose label is label or whose tag is one of the server's.
+func dropSignatures(h http.Header, label string) {
 	inputs, values := h["Signature-Input"], h["Signature"]
 	if len(inputs) == 0 && len(values) == 0 {
 		return
@@ -184,7 +193,7 @@ func dropSignatures(h http.Header, label, tag string) {
 	var dropped []string
 	in = slices.DeleteFunc(in, func(m sf.Member) bool {
 		drop := m.Key == label || slices.ContainsFunc(m.Params, func(p sf.Param) bool {
-			return p.Key == "tag" && p.Value.Kind == sf.String && p.Value.Str == tag
+			return p.Key == "tag" && p.Value.Kind == sf.String && (p.Value.Str == ResponseTag || p.Value.Str == GatewayTag)
 		})
 		if drop {
 			dropped = append(dropped, m.Key)
@@ -212,7 +221,7 @@ func setDictionary(h http.Header, name string, members []sf.Member) {
 // profile. Its fields are read-only once it is in use; it is then safe for
 // concurrent use.
 //
-// It checks every signature with its tag, and demands of each that it
+// It checks every signature with one of its tags, and demands of each that it
 // cover @status, date, content-type when the response has it, and of the
 // request (resp.Request, as it was sent) @method, @path, @query when it has
 // a query and signature when it was signed; the content must be covered
@@ -222,8 +231,9 @@ func setDictionary(h http.Header, name string, members []sf.Member) {
 type ResponseVerifier struct {
 	// Keys resolves the keyids of the server's signatures. Required.
 	Keys KeyResolver
-	// Tag selects the signatures to check; empty means ResponseTag.
-	Tag string
+	// Tags select the signatures to check; nil means ResponseTag and
+	// GatewayTag. [Result].Tag says which the response carried.
+	Tags []string
 	// Structured adds structured-field types, as [Message.Structured] does.
 	Structured map[string]FieldType
 }
@@ -235,9 +245,9 @@ func (v *ResponseVerifier) verifier(resp *http.Response) (*Verifier, error) {
 	if resp.Request == nil {
 		return nil, errors.New("httpsig: the response has no Request, which its signature covers")
 	}
-	tag := v.Tag
-	if tag == "" {
-		tag = ResponseTag
+	tags := v.Tags
+	if tags == nil {
+		tags = []string{ResponseTag, GatewayTag}
 	}
 	required := []Component{compStatus, compDate}
 	if len(resp.Header["Content-Type"]) > 0 {
@@ -246,9 +256,9 @@ func (v *ResponseVerifier) verifier(resp *http.Response) (*Verifier, error) {
 	return &Verifier{
 		Policy: Policy{
 			Required: appendResponseBinding(required, resp.Request), RequiredParams: []string{"created", "keyid"},
-			Tag: tag, MaxAge: -1,
+			MaxAge: -1,
 		},
-		Keys: v.Keys, Structured: v.Structured, ignoreTime: true,
+		Keys: v.Keys, Structured: v.Structured, ignoreTime: true, tags: tags,
 	}, nil
 }
 

@@ -277,8 +277,8 @@ func (*rwc) Close() error { return nil }
 func TestResponseSignerDropsSignatures(t *testing.T) {
 	f := newResponseFixture(t)
 	h := http.Header{
-		"Signature-Input": {`up1=("@status");created=1;keyid="upstream", signet=("@status");keyid="forged", x=("@status");tag="signet-response"`},
-		"Signature":       {`up1=:AAAA:, signet=:BBBB:, x=:CCCC:`},
+		"Signature-Input": {`up1=("@status");created=1;keyid="upstream", signet=("@status");keyid="forged", x=("@status");tag="signet-response", y=("@status");tag="signet-gateway"`},
+		"Signature":       {`up1=:AAAA:, signet=:BBBB:, x=:CCCC:, y=:DDDD:`},
 	}
 	if err := f.signer.SignHeader(h, 200, f.req, ""); err != nil {
 		t.Fatal(err)
@@ -373,5 +373,37 @@ func TestResponseVerifierNeedsRequest(t *testing.T) {
 	resp.Request = nil
 	if _, err := f.verifier.Verify(context.Background(), resp, nil); err == nil || errors.Is(err, ErrUnknownKey) {
 		t.Errorf("%v", err)
+	}
+}
+
+// TestResponseTags tells the server's own answers from the answers it
+// relays, and checks every signature of either kind.
+func TestResponseTags(t *testing.T) {
+	f := newResponseFixture(t)
+	own := *f.signer
+	own.Tag = GatewayTag
+	resp := &http.Response{StatusCode: 401, Header: http.Header{}, Request: f.req}
+	if err := own.SignResponse(resp, []byte(`{"type":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.verifier.Verify(context.Background(), resp, []byte(`{"type":"x"}`))
+	if err != nil || res.Tag != GatewayTag {
+		t.Fatalf("%+v %v", res, err)
+	}
+	relayed := f.response(t, 401, nil, []byte(`{"type":"x"}`))
+	if res, err := f.verifier.Verify(context.Background(), relayed, []byte(`{"type":"x"}`)); err != nil || res.Tag != ResponseTag {
+		t.Fatalf("%+v %v", res, err)
+	}
+	// A forged gateway signature beside a good relayed one spoils it.
+	relayed.Header["Signature-Input"][0] += `, forged=("@status" "date" "@method";req "@path";req "@query";req "signature";req);created=1;keyid="gw-1";tag="signet-gateway"`
+	relayed.Header["Signature"][0] += `, forged=:` + base64.StdEncoding.EncodeToString(make([]byte, 64)) + `:`
+	if _, err := f.verifier.Verify(context.Background(), relayed, []byte(`{"type":"x"}`)); err == nil {
+		t.Error("a forged gateway signature rode on a good one")
+	}
+	// Only the tags asked for.
+	v := *f.verifier
+	v.Tags = []string{GatewayTag}
+	if _, err := v.Verify(context.Background(), f.response(t, 200, nil, nil), nil); err == nil {
+		t.Error("a relayed response passed a verifier of gateway answers only")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -167,6 +168,7 @@ type Verifier struct {
 	// Set on the verifiers of ResponseVerifier: no clock checks, and the
 	// content checked as it streams, by the caller.
 	ignoreTime, deferDigest bool
+	tags                    []string // as Policy.Tag, any of these
 }
 
 // Result describes a verified message: the first of its checked signatures,
@@ -308,6 +310,12 @@ func (v *Verifier) selectSignatures(st *verifyState) error {
 		st.selected = slices.DeleteFunc(st.selected, func(i int) bool { return st.sigs[i].params.Tag != v.Policy.Tag })
 		if len(st.selected) == 0 {
 			return refuse(ReasonMissingSignature, "", "the message has no signature with tag "+strconv.Quote(v.Policy.Tag))
+		}
+	}
+	if v.tags != nil {
+		st.selected = slices.DeleteFunc(st.selected, func(i int) bool { return !slices.Contains(v.tags, st.sigs[i].params.Tag) })
+		if len(st.selected) == 0 {
+			return refuse(ReasonMissingSignature, "", "the message has no signature with tag "+strings.Join(v.tags, " or "))
 		}
 	}
 	if len(st.selected) == 0 {

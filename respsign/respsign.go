@@ -4,8 +4,15 @@
 // and publishes the server's public keys as a JWK set.
 //
 // [Signer.Wrap] returns a handler that signs every response of the handler
-// it wraps, refusals included; [Signer.ModifyResponse] signs the 101 of a
-// WebSocket upgrade that an httputil.ReverseProxy inside writes itself.
+// it wraps, refusals included, as the server's own answers (tag
+// signet-gateway); [Signer.Relay], inside it, marks the responses of the
+// service behind the server as relayed (tag signet-response), so that a
+// client never takes the service's 401 for the server's refusal.
+// [Signer.ModifyResponse] signs the 101 of a WebSocket upgrade that an
+// httputil.ReverseProxy inside writes itself. A gateway is
+//
+//	signer.Wrap(verify(signer.Relay(proxy)))  // proxy.ModifyResponse = signer.ModifyResponse
+//
 // The signature needs the Content-Digest of the content in the header,
 // before the content is sent, and gets it in one of three ways:
 //
@@ -78,6 +85,9 @@ type Options struct {
 // documentation. It is safe for concurrent use.
 type Signer struct {
 	opts Options
+	// own signs the server's own answers, relay those of the service
+	// behind it.
+	own, relay httpsig.ResponseSigner
 }
 
 // New returns a Signer for opts.
@@ -92,43 +102,60 @@ func New(opts Options) (*Signer, error) {
 		opts.MaxBytes = DefaultMaxBytes
 	}
 	opts.MaxBytes = max(opts.MaxBytes, opts.MemoryBytes)
-	return &Signer{opts: opts}, nil
+	s := &Signer{opts: opts, own: *opts.Signer, relay: *opts.Signer}
+	s.own.Tag, s.relay.Tag = httpsig.GatewayTag, httpsig.ResponseTag
+	return s, nil
 }
 
 type contextKey struct{}
 
-// Wrap returns a handler that signs the responses of next. The request it
-// receives must be the request as the client sent it: the response
-// signature covers its method, path, query and Signature field, so Wrap
-// goes outside anything that rewrites them. next receives the request
-// with a context that lets [Signer.ModifyResponse] find it again.
+// Wrap returns a handler that signs the responses of next, as the
+// server's own answers (tag signet-gateway), unless [Signer.Relay] marks
+// them relayed. The request it receives must be the request as the client
+// sent it: the response signature covers its method, path, query and
+// Signature field, so Wrap goes outside anything that rewrites them.
 func (s *Signer) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &signingWriter{opts: &s.opts, w: w, r: r}
+		sw := &signingWriter{s: s, opts: &s.opts, w: w, r: r}
 		defer sw.release()
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), contextKey{}, r)))
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), contextKey{}, sw)))
 		sw.finish()
+	})
+}
+
+// Relay returns a handler that marks the response of next, inside Wrap,
+// as relayed from the service behind the server (tag signet-response):
+// put it around the reverse proxy, or the application, after the checks
+// whose refusals are the server's own. A client acts on the server's own
+// refusals (a clock correction, a retry), never on relayed ones, however
+// they look.
+func (s *Signer) Relay(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sw, ok := r.Context().Value(contextKey{}).(*signingWriter); ok && sw.s == s {
+			sw.relayed = true
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
 // ModifyResponse is for the ModifyResponse field of the
 // httputil.ReverseProxy that Wrap wraps: it signs a 101 (Switching
 // Protocols) response, which the proxy writes itself on the hijacked
-// connection, out of Wrap's reach. Other responses pass through Wrap and
-// are left alone here.
+// connection, out of Wrap's reach, as relayed. Other responses pass
+// through Wrap and are left alone here.
 func (s *Signer) ModifyResponse(resp *http.Response) error {
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return nil
 	}
-	var in *http.Request
+	var sw *signingWriter
 	if resp.Request != nil {
-		in, _ = resp.Request.Context().Value(contextKey{}).(*http.Request)
+		sw, _ = resp.Request.Context().Value(contextKey{}).(*signingWriter)
 	}
-	if in == nil {
+	if sw == nil || sw.s != s {
 		return errors.New("respsign: ModifyResponse needs the proxy to be wrapped by Signer.Wrap")
 	}
-	if err := s.opts.Signer.SignHeader(resp.Header, resp.StatusCode, in, ""); err != nil {
-		s.opts.fail(in, err)
+	if err := s.relay.SignHeader(resp.Header, resp.StatusCode, sw.r, ""); err != nil {
+		s.opts.fail(sw.r, err)
 		return err
 	}
 	return nil
@@ -150,7 +177,9 @@ const (
 
 // signingWriter is the http.ResponseWriter the wrapped handler writes to.
 type signingWriter struct {
-	opts   *Options
+	s       *Signer
+	relayed bool // see Signer.Relay
+	opts    *Options
 	w      http.ResponseWriter
 	r      *http.Request
 	mode   int
@@ -257,12 +286,19 @@ func (s *signingWriter) hold() {
 // sendHeader signs the header for content with Content-Digest digest (""
 // for none) and sends it.
 func (s *signingWriter) sendHeader(digest string) {
-	if err := s.opts.Signer.SignHeader(s.w.Header(), s.status, s.r, digest); err != nil {
+	if err := s.signer().SignHeader(s.w.Header(), s.status, s.r, digest); err != nil {
 		s.fail(err)
 		s.abandon()
 		return
 	}
 	s.w.WriteHeader(s.status)
+}
+
+func (s *signingWriter) signer() *httpsig.ResponseSigner {
+	if s.relayed {
+		return &s.s.relay
+	}
+	return &s.s.own
 }
 
 func (s *signingWriter) Write(p []byte) (int, error) {
@@ -380,7 +416,7 @@ func (s *signingWriter) finish() {
 		h := s.w.Header()
 		delete(h, "Transfer-Encoding")
 		h.Set("Content-Length", strconv.FormatInt(s.size, 10))
-		if err := s.opts.Signer.SignHeader(h, s.status, s.r, digest); err != nil {
+		if err := s.signer().SignHeader(h, s.status, s.r, digest); err != nil {
 			s.fail(err)
 			s.abandon()
 			return
@@ -408,7 +444,7 @@ func (s *signingWriter) replaceWithError() {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	digest, err := s.opts.Signer.ContentDigest(body)
 	if err == nil {
-		err = s.opts.Signer.SignHeader(h, http.StatusBadGateway, s.r, digest)
+		err = s.s.own.SignHeader(h, http.StatusBadGateway, s.r, digest)
 	}
 	if err != nil {
 		s.abandon()

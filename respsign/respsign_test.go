@@ -73,11 +73,24 @@ func serve(t *testing.T, opts respsign.Options, h http.Handler) string {
 	}
 	if p, ok := h.(*httputil.ReverseProxy); ok {
 		p.ModifyResponse = s.ModifyResponse
+		h = s.Relay(p)
+	}
+	if v, ok := h.(verifyThenRelay); ok {
+		h = v.verify(s.Relay(v.next))
 	}
 	srv := httptest.NewServer(s.Wrap(h))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// verifyThenRelay is a handler behind middleware.Verify, whose answers
+// are relayed.
+type verifyThenRelay struct {
+	verify func(http.Handler) http.Handler
+	next   http.Handler
+}
+
+func (verifyThenRelay) ServeHTTP(http.ResponseWriter, *http.Request) { panic("unwrapped") }
 
 // fetch sends a signed request and verifies the response as it streams.
 func fetch(t *testing.T, v *httpsig.ResponseVerifier, method, u string) (*http.Response, []byte, error) {
@@ -294,26 +307,37 @@ func TestSignRefusals(t *testing.T) {
 	signer, verifier := gatewaySigner(t)
 	key, _ := httpsig.NewHMACKey(bytes.Repeat([]byte("c"), 32))
 	verify := middleware.Verify(middleware.Options{Keys: httpsig.KeyMap{"sk_client": key}, Nonces: memory.New(memory.Options{})})
-	u := serve(t, respsign.Options{Signer: signer}, verify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
-	})))
-	// Unsigned: a 401 with no request signature to bind to.
+	u := serve(t, respsign.Options{Signer: signer}, verifyThenRelay{verify, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The service's own 401, dressed as the server's.
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.Header().Set("WWW-Authenticate", `Signature realm="signet"`)
+		w.WriteHeader(401)
+		io.WriteString(w, `{"type":"https://signet.dev/problems/expired"}`)
+	})})
+	// Unsigned: the server's refusal, with no request signature to bind to.
 	resp, err := http.Get(u + "/v1/x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verifier.VerifyStream(context.Background(), resp); err != nil {
+	res, err := verifier.VerifyStream(context.Background(), resp)
+	if err != nil {
 		t.Fatalf("the refusal of an unsigned request: %v", err)
 	}
 	body, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if err != nil || resp.StatusCode != 401 || !strings.Contains(string(body), "missing-signature") {
-		t.Errorf("%s %s %v", resp.Status, body, err)
+	if err != nil || resp.StatusCode != 401 || !strings.Contains(string(body), "missing-signature") || res.Tag != httpsig.GatewayTag {
+		t.Errorf("%s %s %v, tag %q", resp.Status, body, err, res.Tag)
 	}
-	// Signed: accepted, and the answer signed.
-	resp2, body, err := fetch(t, verifier, http.MethodGet, u+"/v1/x")
-	if err != nil || resp2.StatusCode != 200 || string(body) != "ok" {
-		t.Errorf("%s %q %v", resp2.Status, body, err)
+	// Signed: accepted, and the service's 401 is signed as relayed.
+	req, _ := http.NewRequest(http.MethodGet, u+"/v1/x", nil)
+	clientSigner(t).SignRequest(req, nil)
+	resp, err = http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if res, err := verifier.VerifyStream(context.Background(), resp); err != nil || resp.StatusCode != 401 || res.Tag != httpsig.ResponseTag {
+		t.Errorf("%s, tag %q, %v", resp.Status, res.Tag, err)
 	}
 }
 
@@ -360,6 +384,9 @@ func TestSignProxy(t *testing.T) {
 	if err != nil || string(body) != "hi" {
 		t.Fatalf("/hi: %q, %v", body, err)
 	}
+	if !strings.Contains(resp.Header.Get("Signature-Input"), `tag="signet-response"`) {
+		t.Errorf("a relayed answer: %s", resp.Header.Get("Signature-Input"))
+	}
 	if d, _ := http.ParseTime(resp.Header.Get("Date")); time.Since(d) > time.Minute {
 		t.Errorf("Date %s is the upstream's, not the signer's", resp.Header.Get("Date"))
 	}
@@ -383,8 +410,8 @@ func TestSignProxy(t *testing.T) {
 	if wsResp.StatusCode != 101 {
 		t.Fatalf("upgrade: %s", wsResp.Status)
 	}
-	if _, err := verifier.VerifyStream(context.Background(), wsResp); err != nil {
-		t.Fatalf("the 101: %v", err)
+	if res, err := verifier.VerifyStream(context.Background(), wsResp); err != nil || res.Tag != httpsig.ResponseTag {
+		t.Fatalf("the 101: tag %q, %v", res.Tag, err)
 	}
 	io.WriteString(conn, "ping\n")
 	if line, err := br.ReadString('\n'); err != nil || line != "echo ping\n" {

@@ -180,10 +180,10 @@ type signingWriter struct {
 	s       *Signer
 	relayed bool // see Signer.Relay
 	opts    *Options
-	w      http.ResponseWriter
-	r      *http.Request
-	mode   int
-	status int
+	w       http.ResponseWriter
+	r       *http.Request
+	mode    int
+	status  int
 
 	// modeHold: what is held, and its digest.
 	mem     *bytes.Buffer

@@ -79,7 +79,9 @@ const maxOrigins = 1024
 // The request is sent at most twice. Without GatewayKeys, the Date field
 // is not authenticated: it is trusted to set the clock offset of its
 // origin, for created times only, and no further. With GatewayKeys, only a
-// refusal the gateway signed (its status, problem body and Date) counts.
+// refusal the gateway signed as its own answer (tag signet-gateway: its
+// status, problem body and Date) counts; an answer it relays from the API
+// behind it never does, however it looks.
 //
 // Responses, with GatewayKeys set: each response's signature (tag
 // signet-response) is checked when its header arrives, against the request
@@ -244,11 +246,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	signed, err := t.checkResponse(req, r, resp)
+	own, err := t.checkResponse(req, r, resp)
 	if err != nil {
 		return nil, err
 	}
-	if !t.correctClock(resp, org, created, sent, signed) || c.replay == nil {
+	if !t.correctClock(resp, org, created, sent, own) || c.replay == nil {
 		return resp, nil
 	}
 	body, err := c.replay()
@@ -449,7 +451,8 @@ func (t *Transport) asksForGzip(r *http.Request) bool {
 }
 
 // checkResponse checks the gateway's signature of resp, an answer to r,
-// the signed copy of the caller's req, and reports whether it verified.
+// the signed copy of the caller's req, and reports whether it verified as
+// the gateway's own answer (tag signet-gateway), not one it relays.
 // It returns an error, having closed the body, only when
 // RequireSignedResponses is set and it did not, or when Base decompressed
 // the content itself.
@@ -484,16 +487,17 @@ func (t *Transport) checkResponse(req, r *http.Request, resp *http.Response) (bo
 		resp.ContentLength, resp.Uncompressed = -1, true
 	}
 	resp.Body = markVerified(resp.Body, res)
-	return true, nil
+	return res.Tag == httpsig.GatewayTag, nil
 }
 
 // correctClock reports whether resp is a Signet server's refusal of the
 // signature created at created (sent at local time sent) for a time the
 // origin's clock offset, corrected from resp's Date, would cure; if so it
 // sets that offset. See [Transport] for the rule. resp.Body stays whole.
-func (t *Transport) correctClock(resp *http.Response, org originKey, created, sent time.Time, signed bool) bool {
-	if t.GatewayKeys != nil && !signed {
-		// Only the gateway's signature vouches for its refusal and Date.
+func (t *Transport) correctClock(resp *http.Response, org originKey, created, sent time.Time, own bool) bool {
+	if t.GatewayKeys != nil && !own {
+		// Only the gateway's signature of its own answer vouches for a
+		// refusal and its Date.
 		return false
 	}
 	if resp.StatusCode != http.StatusUnauthorized || !signatureChallenge(resp.Header.Values("WWW-Authenticate")) {

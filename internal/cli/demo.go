@@ -110,8 +110,13 @@ func demo(e *Env) error {
 
 	d.step("A signed request", first.Clone(e.Context), body, 200, "")
 
-	tampered := first.Clone(e.Context)
-	d.step("The same request with its body changed on the way", tampered, []byte(`{"sku":"B-1","qty":200}`), 401, "digest-mismatch")
+	// Intercepted before it arrived: the gateway spends a nonce before it
+	// reads the body, so the first request's would be refused as a replay.
+	tampered := d.newRequest(body)
+	if err := d.signer.SignRequest(tampered, body); err != nil {
+		return err
+	}
+	d.step("Another signed request, its body changed on the way", tampered, []byte(`{"sku":"B-1","qty":200}`), 401, "digest-mismatch")
 
 	d.step("The first request sent again (a replay)", first.Clone(e.Context), body, 401, "replayed")
 

@@ -43,7 +43,6 @@ const (
 	HeaderOwner     = "X-Signet-Owner"
 	HeaderScopes    = "X-Signet-Scopes"
 	HeaderRequestID = "X-Request-Id"
-	headerPrefix    = "X-Signet-"
 )
 
 // Pinger is implemented by the stores that can say whether they are up.
@@ -66,6 +65,10 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; zero means
 	// middleware.DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BodyBudget bounds the bytes of request bodies held in memory at
+	// once (see middleware.Options.BodyBudget); zero means
+	// middleware.DefaultBodyBudget.
+	BodyBudget int64
 	// StripSignature removes Signature and Signature-Input before
 	// forwarding.
 	StripSignature bool
@@ -132,6 +135,7 @@ func New(cfg Config) (*Gateway, error) {
 		Keys:         countErrors{cfg.Keys, nil, g.metrics.keyStoreErrors},
 		Nonces:       countErrors{nil, cfg.Nonces, g.metrics.replayStoreErrors},
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		BodyBudget:   cfg.BodyBudget,
 		Scheme:       cfg.Scheme,
 		Debug:        cfg.Debug,
 		Observe:      g.observe,
@@ -145,7 +149,7 @@ func New(cfg Config) (*Gateway, error) {
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
-	g.handler = withRequestID(g.verify(g.proxy))
+	g.handler = withRequestID(g.checkForward(g.verify(g.proxy)))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }
@@ -173,18 +177,16 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 func (g *Gateway) AdminHandler() http.Handler { return g.admin }
 
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetURL(g.cfg.Upstream)
-	// ReverseProxy drops query parameters net/url cannot parse; the
-	// signature covered the query as sent, so the upstream gets it as sent.
-	pr.Out.URL.RawQuery = joinQuery(g.cfg.Upstream.RawQuery, pr.In.URL.RawQuery)
+	// checkForward made sure the target can be forwarded as received.
+	pr.Out.URL, _ = g.upstreamURL(pr.In)
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
-	pr.SetXForwarded()
 	h := pr.Out.Header
 	for k := range h {
-		if strings.HasPrefix(k, headerPrefix) {
+		if spoofable(k) {
 			delete(h, k)
 		}
 	}
+	pr.SetXForwarded()
 	if g.cfg.StripSignature {
 		delete(h, "Signature")
 		delete(h, "Signature-Input")

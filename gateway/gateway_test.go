@@ -116,7 +116,7 @@ type env struct {
 }
 
 // testWriter sends logs to the test's log, shown only when it fails.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))

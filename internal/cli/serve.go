@@ -29,6 +29,7 @@ type serveOptions struct {
 	tlsCert        string
 	tlsKey         string
 	maxBody        int64
+	bodyBudget     int64
 	stripSignature bool
 	scheme         string
 	maxAge, skew   time.Duration
@@ -41,7 +42,7 @@ type serveOptions struct {
 
 func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	o := &serveOptions{}
-	var maxBody, level string
+	var maxBody, bodyBudget, level string
 	fs := newFlags(e, "serve", "--upstream URL [flags]")
 	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required)")
 	fs.StringVar(&o.listen, "listen", ":8080", "address for client traffic")
@@ -53,6 +54,7 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate chain, to serve HTTPS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&maxBody, "max-body", "10MiB", "largest request body accepted (413 above)")
+	fs.StringVar(&bodyBudget, "body-budget", "64MiB", "request body bytes held in memory at once, across requests (503 beyond; at least --max-body)")
 	fs.BoolVar(&o.stripSignature, "strip-signature", false, "remove Signature and Signature-Input before forwarding")
 	fs.StringVar(&o.scheme, "scheme", "", `scheme clients use, when a TLS-terminating proxy stands in front ("https")`)
 	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old a signature's created time may be")
@@ -86,6 +88,9 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	}
 	if o.maxBody, err = parseSize(maxBody); err != nil {
 		return nil, fmt.Errorf("--max-body: %v", err)
+	}
+	if o.bodyBudget, err = parseSize(bodyBudget); err != nil {
+		return nil, fmt.Errorf("--body-budget: %v", err)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %v", err)
@@ -155,7 +160,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 	g, err := gateway.New(gateway.Config{
 		Upstream: upstream, Keys: ks, Admin: ks, Nonces: nonces,
 		Policy:       httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
-		MaxBodyBytes: o.maxBody, StripSignature: o.stripSignature, Scheme: o.scheme,
+		MaxBodyBytes: o.maxBody, BodyBudget: o.bodyBudget, StripSignature: o.stripSignature, Scheme: o.scheme,
 		Debug: o.debugExplain, Logger: log,
 	})
 	if err != nil {

@@ -395,6 +395,11 @@ func TestWireRepeatedCoveredField(t *testing.T) {
 	if strings.Join(other, "|") != "1|2" {
 		t.Errorf("upstream X-Other lines %q: an uncovered field was changed", other)
 	}
+	// "a, " cannot be sent as one line: a parser trims it to "a,".
+	for _, lines := range []string{"X-Tenant: a\r\nX-Tenant:", "X-Tenant:\r\nX-Tenant: b"} {
+		raw := wiretest.Sign(t, &s, e.host("GET /x HTTP/1.1\r\nHost: HOST\r\nAccept: */*\r\n"+lines+"\r\n\r\n"))
+		e.send(t, raw, 400, "invalid-field")
+	}
 }
 
 // TestWireUpgrade: only WebSocket upgrades are let through.

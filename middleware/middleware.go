@@ -68,6 +68,9 @@ const (
 	// removes, because the Connection field names it or it is hop-by-hop
 	// by definition.
 	ReasonHopByHop httpsig.Reason = "hop-by-hop-field"
+	// ReasonInvalidField (400): a covered field has several lines that
+	// cannot be passed on as the one value that was verified.
+	ReasonInvalidField httpsig.Reason = "invalid-field"
 	// ReasonTrailers (400): the request has trailer fields.
 	ReasonTrailers httpsig.Reason = "trailers-not-accepted"
 )
@@ -253,6 +256,13 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}, start)
 		return
 	}
+	if name := combineCovered(r.Header, res.Covered); name != "" {
+		mw.refuse(w, r, &refusal{
+			status: http.StatusBadRequest, reason: ReasonInvalidField, keyID: res.KeyID, unread: true,
+			detail: "the covered field " + strconv.Quote(name) + " has several lines, the first or last empty: the value they make cannot be passed on as one line",
+		}, start)
+		return
+	}
 	body, held, ref := mw.readBody(r)
 	defer mw.budget.give(held)
 	if ref != nil {
@@ -274,7 +284,6 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	combineCovered(r.Header, res.Covered)
 	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created, problemBase: mw.opts.ProblemBase}
 	if o, ok := res.Key.(owned); ok {
 		id.Owner, id.Scopes = o.Owner(), o.Scopes()
@@ -434,8 +443,10 @@ func coveredHopByHop(h http.Header, covered []httpsig.Component) string {
 // one value the signature covered (RFC 9421 §2.1), so that the handler, and
 // a server behind a proxy, read what was verified and not just its first
 // line. A field covered with bs anywhere keeps its lines: that signature
-// covered them one by one.
-func combineCovered(h http.Header, covered []httpsig.Component) {
+// covered them one by one. It returns the name of a field whose value
+// cannot be passed on as one line, because its first or last line is empty
+// and a parser would trim the ", " that joins it; "" when all is well.
+func combineCovered(h http.Header, covered []httpsig.Component) string {
 	repeated := false
 	for _, v := range h {
 		if len(v) > 1 {
@@ -444,7 +455,7 @@ func combineCovered(h http.Header, covered []httpsig.Component) {
 		}
 	}
 	if !repeated {
-		return
+		return ""
 	}
 	for i := range covered {
 		c := &covered[i]
@@ -452,10 +463,16 @@ func combineCovered(h http.Header, covered []httpsig.Component) {
 			continue
 		}
 		key := textproto.CanonicalMIMEHeaderKey(c.Name)
-		if v := h[key]; len(v) > 1 {
-			h[key] = []string{strings.Join(v, ", ")}
+		v := h[key]
+		if len(v) < 2 {
+			continue
 		}
+		if v[0] == "" || v[len(v)-1] == "" {
+			return c.Name
+		}
+		h[key] = []string{strings.Join(v, ", ")}
 	}
+	return ""
 }
 
 // budget is the number of body bytes that may still be held in memory.
@@ -617,6 +634,7 @@ var titles = map[httpsig.Reason]string{
 	ReasonInvalidTarget:              "Invalid request target",
 	ReasonInvalidHost:                "Invalid Host",
 	ReasonHopByHop:                   "Covered field is hop-by-hop",
+	ReasonInvalidField:               "Covered field cannot be passed on",
 	ReasonTrailers:                   "Trailers not accepted",
 }
 

@@ -136,6 +136,7 @@ func TestWireRepeatedCoveredField(t *testing.T) {
 	if got := a.last().Header["X-Tenant"]; len(got) != 1 || got[0] != "a, b" {
 		t.Fatalf("the handler got X-Tenant %q, want the one verified value", got)
 	}
+	a.send(t, wiretest.Sign(t, &s, a.host("GET /x HTTP/1.1\r\nHost: HOST\r\nX-Tenant: a\r\nX-Tenant:\r\n\r\n")), 400, "invalid-field")
 }
 
 // TestWireBodyAfterVerification: 100 Continue only once the signature

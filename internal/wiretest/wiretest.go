@@ -167,24 +167,34 @@ func readMessage(br *bufio.Reader, c net.Conn) error {
 // Sign returns raw, an HTTP/1.1 request with CRLF line endings, signed by
 // s as a server that parses it verifies it: the Content-Digest (for a
 // body), Signature-Input and Signature fields are added after its other
-// fields, which keep their order and spelling.
+// fields, which keep their order and spelling. It fails t if raw cannot
+// be parsed or signed.
 func Sign(t testing.TB, s *httpsig.Signer, raw string) string {
 	t.Helper()
+	signed, err := TrySign(s, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed
+}
+
+// TrySign is Sign, returning an error where Sign fails.
+func TrySign(s *httpsig.Signer, raw string) (string, error) {
 	head, body, ok := strings.Cut(raw, "\r\n\r\n")
 	if !ok {
-		t.Fatalf("no end of head in %q", raw)
+		return "", fmt.Errorf("no end of head in %q", raw)
 	}
 	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
 	if err != nil {
-		t.Fatalf("parsing %q: %v", raw, err)
+		return "", fmt.Errorf("parsing %q: %w", raw, err)
 	}
 	content, err := io.ReadAll(r.Body)
 	if err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("reading the body of %q: %w", raw, err)
 	}
 	had := r.Header.Get("Content-Digest") != ""
 	if err := s.SignRequest(r, content); err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	var b strings.Builder
 	b.WriteString(head)
@@ -195,7 +205,7 @@ func Sign(t testing.TB, s *httpsig.Signer, raw string) string {
 	b.WriteString("Signature-Input: " + r.Header.Get("Signature-Input") + "\r\n")
 	b.WriteString("Signature: " + r.Header.Get("Signature") + "\r\n\r\n")
 	b.WriteString(body)
-	return b.String()
+	return b.String(), nil
 }
 
 // Dial opens a connection to addr that is closed when t ends.

@@ -259,7 +259,7 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if name := combineCovered(r.Header, res.Covered); name != "" {
 		mw.refuse(w, r, &refusal{
 			status: http.StatusBadRequest, reason: ReasonInvalidField, keyID: res.KeyID, unread: true,
-			detail: "the covered field " + strconv.Quote(name) + " has several lines, the first or last empty: the value they make cannot be passed on as one line",
+			detail: "the covered field " + strconv.Quote(name) + " has several lines, the last one empty: the value they make cannot be passed on as one line",
 		}, start)
 		return
 	}
@@ -444,8 +444,8 @@ func coveredHopByHop(h http.Header, covered []httpsig.Component) string {
 // a server behind a proxy, read what was verified and not just its first
 // line. A field covered with bs anywhere keeps its lines: that signature
 // covered them one by one. It returns the name of a field whose value
-// cannot be passed on as one line, because its first or last line is empty
-// and a parser would trim the ", " that joins it; "" when all is well.
+// cannot be passed on as one line, because its last line is empty and a
+// parser would trim the ", " before it; "" when all is well.
 func combineCovered(h http.Header, covered []httpsig.Component) string {
 	repeated := false
 	for _, v := range h {
@@ -467,7 +467,7 @@ func combineCovered(h http.Header, covered []httpsig.Component) string {
 		if len(v) < 2 {
 			continue
 		}
-		if v[0] == "" || v[len(v)-1] == "" {
+		if v[len(v)-1] == "" {
 			return c.Name
 		}
 		h[key] = []string{strings.Join(v, ", ")}

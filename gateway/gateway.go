@@ -8,12 +8,19 @@
 // administration API under /v1/, itself protected by signatures from keys
 // with the admin scope.
 //
-// The upstream receives each request as the client sent it, except that
-// X-Signet-* fields from the client are removed, X-Signet-Key-Id,
-// X-Signet-Owner and X-Signet-Scopes carry the verified identity,
-// X-Forwarded-For, -Host and -Proto say where it came from, X-Request-Id
-// identifies it, and the Signature and Signature-Input fields are removed
-// if Config.StripSignature is set.
+// The upstream receives each request as the client sent it, its target
+// byte for byte under the upstream URL's path, except that every client
+// field that a stack could read as X-Signet-* (any case, '_' for '-') is
+// removed, X-Signet-Key-Id, X-Signet-Owner and X-Signet-Scopes carry the
+// verified identity, X-Forwarded-For, -Host and -Proto say where it came
+// from, X-Request-Id identifies it, a covered field of several lines is the
+// one value that was verified, and the Signature and Signature-Input fields
+// are removed if Config.StripSignature is set. Before anything is verified
+// or read, the gateway refuses (400) a target that cannot be forwarded as
+// it will be verified (a fragment, a dot-segment under a base path, bytes
+// net/http would re-encode) and an Upgrade to anything but WebSocket; the
+// rest of the checks are [middleware.Verify]'s. The upstream must be
+// reachable only through the gateway, since it trusts the identity fields.
 package gateway
 
 import (

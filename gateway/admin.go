@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,17 +43,11 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	if g.cfg.Admin == nil {
 		return mux
 	}
-	verify := middleware.Verify(middleware.Options{
-		Policy:       g.cfg.Policy,
-		Keys:         countErrors{g.cfg.Keys, nil, g.metrics.keyStoreErrors},
-		Nonces:       countErrors{nil, g.cfg.Nonces, g.metrics.replayStoreErrors},
-		MaxBodyBytes: maxAdminBody,
-		Scheme:       g.cfg.Scheme,
-		Observe:      g.observe,
-		Now:          g.cfg.Now,
-	})
+	opts := g.opts
+	opts.MaxBodyBytes, opts.BodyBudget, opts.Verifier.Debug = maxAdminBody, 0, false
+	verify, requireAdmin := middleware.Verify(opts), middleware.RequireScopes(opts, AdminScope)
 	admin := func(h http.HandlerFunc) http.Handler {
-		return withRequestID(verify(middleware.RequireScopes(AdminScope)(h)))
+		return withRequestID(verify(requireAdmin(h)))
 	}
 	a := &adminAPI{keys: g.cfg.Admin, g: g}
 	mux.Handle("POST /v1/keys", admin(a.create))
@@ -174,7 +167,7 @@ func (a *adminAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !a.decode(w, r, &req) {
 		return
 	}
-	overlap := 24 * time.Hour
+	overlap := keys.DefaultOverlap
 	if req.Overlap != "" {
 		d, err := keys.ParseDuration(req.Overlap)
 		if err != nil || d < 0 {
@@ -247,19 +240,16 @@ func invalid(detail string) error { return fmt.Errorf("%w: %s", keys.ErrInvalid,
 // logged and answered with 500 without detail.
 func (a *adminAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	detail := err.Error()
-	for _, p := range []string{"keys: ", "invalid request: "} {
-		detail = strings.TrimPrefix(detail, p)
-	}
 	switch {
 	case errors.Is(err, keys.ErrInvalid):
-		writeProblem(w, http.StatusBadRequest, "invalid-request", "Invalid request", detail)
+		a.g.writeProblem(w, http.StatusBadRequest, "invalid-request", "Invalid request", detail)
 	case errors.Is(err, keys.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, "not-found", "Not found", detail)
+		a.g.writeProblem(w, http.StatusNotFound, "not-found", "Not found", detail)
 	case errors.Is(err, keys.ErrConflict):
-		writeProblem(w, http.StatusConflict, "conflict", "Conflict", detail)
+		a.g.writeProblem(w, http.StatusConflict, "conflict", "Conflict", detail)
 	default:
 		a.g.log.Error("admin API error", "request_id", r.Header.Get(HeaderRequestID), "path", r.URL.Path, "error", err.Error())
-		writeProblem(w, http.StatusInternalServerError, "internal-error", "Internal error", "the request failed; the server log has the details")
+		a.g.writeProblem(w, http.StatusInternalServerError, "internal-error", "Internal error", "the request failed; the server log has the details")
 	}
 }
 
@@ -271,13 +261,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-func writeProblem(w http.ResponseWriter, status int, reason, title, detail string) {
-	middleware.WriteProblem(w, &middleware.Problem{Type: middleware.DefaultProblemBase + reason, Title: title, Status: status, Detail: detail})
+func (g *Gateway) writeProblem(w http.ResponseWriter, status int, reason, title, detail string) {
+	middleware.WriteProblem(w, &middleware.Problem{Type: g.problemBase + reason, Title: title, Status: status, Detail: detail})
 }
 
 func (g *Gateway) now() time.Time {
-	if g.cfg.Now != nil {
-		return g.cfg.Now()
+	if now := g.cfg.Verify.Verifier.Now; now != nil {
+		return now()
 	}
 	return time.Now()
 }

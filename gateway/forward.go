@@ -36,7 +36,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, reason httpsig.
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close") // the body is not read
 	}
-	writeProblem(w, http.StatusBadRequest, string(reason), title, detail)
+	g.writeProblem(w, http.StatusBadRequest, string(reason), title, detail)
 	g.observe(r, middleware.Outcome{Status: http.StatusBadRequest, Reason: reason, Err: errors.New("gateway: " + detail)})
 }
 

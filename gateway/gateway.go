@@ -61,30 +61,17 @@ type Pinger interface {
 type Config struct {
 	// Upstream is the service requests are forwarded to. Required.
 	Upstream *url.URL
-	// Keys resolves keyids for verification. Required.
-	Keys httpsig.KeyResolver
+	// Verify configures the verification of requests; its Verifier's
+	// Keys and Nonces are required. The admin API verifies with the same
+	// settings, but takes bodies of at most 64 KiB and never shows
+	// signature bases. Every outcome goes to the gateway's metrics and
+	// logs, then to Verify.Observe, if set.
+	Verify middleware.Options
 	// Admin serves the key administration API; nil leaves /v1/ out.
 	Admin KeyAdmin
-	// Nonces remembers nonces. Required.
-	Nonces httpsig.NonceStore
-	// Policy is the verification policy; zero is Signet's default.
-	Policy httpsig.Policy
-	// MaxBodyBytes bounds request bodies; zero means
-	// middleware.DefaultMaxBodyBytes.
-	MaxBodyBytes int64
-	// BodyBudget bounds the bytes of request bodies held in memory at
-	// once (see middleware.Options.BodyBudget); zero means
-	// middleware.DefaultBodyBudget.
-	BodyBudget int64
 	// StripSignature removes Signature and Signature-Input before
 	// forwarding.
 	StripSignature bool
-	// Scheme is the scheme clients use, when a TLS-terminating proxy
-	// stands in front of the gateway; empty means from the connection.
-	Scheme string
-	// Debug shows clients the signature base on refusals. Never in
-	// production.
-	Debug bool
 	// Transport reaches the upstream; nil means one tuned for a busy
 	// single upstream (see NewTransport).
 	Transport http.RoundTripper
@@ -93,61 +80,57 @@ type Config struct {
 	// Registry receives the metrics; nil means a new registry, served at
 	// /metrics of the admin handler.
 	Registry *prometheus.Registry
-	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
 }
 
 // Gateway is the reverse proxy. It is safe for concurrent use.
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	metrics  *metrics
-	verify   func(http.Handler) http.Handler
-	proxy    *httputil.ReverseProxy
-	handler  http.Handler
-	admin    http.Handler
-	checkers []Pinger
+	cfg         Config
+	log         *slog.Logger
+	metrics     *metrics
+	opts        middleware.Options // of the client handler, as used
+	problemBase string
+	proxy       *httputil.ReverseProxy
+	handler     http.Handler
+	admin       http.Handler
+	checkers    []Pinger
 }
 
 // New returns a Gateway for cfg.
 func New(cfg Config) (*Gateway, error) {
+	v := &cfg.Verify.Verifier
 	switch {
 	case cfg.Upstream == nil || cfg.Upstream.Host == "":
 		return nil, errors.New("gateway: Config.Upstream needs a scheme and host")
 	case cfg.Upstream.Scheme != "http" && cfg.Upstream.Scheme != "https":
 		return nil, errors.New("gateway: the upstream URL must be http or https")
-	case cfg.Keys == nil:
-		return nil, errors.New("gateway: Config.Keys is nil")
-	case cfg.Nonces == nil:
-		return nil, errors.New("gateway: Config.Nonces is nil")
+	case v.Keys == nil:
+		return nil, errors.New("gateway: Config.Verify.Verifier.Keys is nil")
+	case v.Nonces == nil:
+		return nil, errors.New("gateway: Config.Verify.Verifier.Nonces is nil")
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, problemBase: cfg.Verify.ProblemBase}
 	if g.log == nil {
 		g.log = slog.Default()
+	}
+	if g.problemBase == "" {
+		g.problemBase = middleware.DefaultProblemBase
 	}
 	if cfg.Registry == nil {
 		g.cfg.Registry = prometheus.NewRegistry()
 	}
-	g.metrics = newMetrics(g.cfg.Registry, cfg.Keys)
+	g.metrics = newMetrics(g.cfg.Registry, v.Keys)
 	if cfg.Transport == nil {
 		g.cfg.Transport = NewTransport()
 	}
-	for _, dep := range []any{cfg.Keys, cfg.Nonces} {
+	for _, dep := range []any{v.Keys, v.Nonces} {
 		if p, ok := dep.(Pinger); ok {
 			g.checkers = append(g.checkers, p)
 		}
 	}
-	g.verify = middleware.Verify(middleware.Options{
-		Policy:       cfg.Policy,
-		Keys:         countErrors{cfg.Keys, nil, g.metrics.keyStoreErrors},
-		Nonces:       countErrors{nil, cfg.Nonces, g.metrics.replayStoreErrors},
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		BodyBudget:   cfg.BodyBudget,
-		Scheme:       cfg.Scheme,
-		Debug:        cfg.Debug,
-		Observe:      g.observe,
-		Now:          cfg.Now,
-	})
+	g.opts = cfg.Verify
+	g.opts.Verifier.Keys = countErrors{v.Keys, nil, g.metrics.keyStoreErrors}
+	g.opts.Verifier.Nonces = countErrors{nil, v.Nonces, g.metrics.replayStoreErrors}
+	g.opts.Observe = g.observe
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		Transport:    g.cfg.Transport,
@@ -156,7 +139,7 @@ func New(cfg Config) (*Gateway, error) {
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
-	g.handler = withRequestID(g.checkForward(g.verify(g.proxy)))
+	g.handler = withRequestID(g.checkForward(middleware.Verify(g.opts)(g.proxy)))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }
@@ -222,11 +205,15 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	g.metrics.upstreamErrors.Inc()
 	g.log.Warn("upstream error", "request_id", r.Header.Get(HeaderRequestID), "error", err.Error())
-	writeProblem(w, status, "upstream-unavailable", "Upstream unavailable", "the service behind the gateway did not answer")
+	g.writeProblem(w, status, "upstream-unavailable", "Upstream unavailable", "the service behind the gateway did not answer")
 }
 
-// observe records the outcome of verification in metrics and logs.
+// observe records the outcome of verification in metrics and logs, and
+// passes it on to the Observe of the configuration.
 func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
+	if g.cfg.Verify.Observe != nil {
+		defer g.cfg.Verify.Observe(r, o)
+	}
 	g.metrics.observe(o)
 	if o.Status == 0 && !g.log.Enabled(r.Context(), slog.LevelDebug) {
 		return // accepted requests are logged at debug level only

@@ -19,6 +19,7 @@ import (
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/wiretest"
+	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
@@ -45,8 +46,9 @@ func newWireEnv(t testing.TB, upstreamPath string, mutate func(*gateway.Config))
 	}
 	u, _ := url.Parse(e.up.URL(upstreamPath))
 	cfg := gateway.Config{
-		Upstream: u, Keys: e.keys, Nonces: memory.New(memory.Options{}),
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Upstream: u,
+		Verify:   middleware.Options{Verifier: httpsig.Verifier{Keys: e.keys, Nonces: memory.New(memory.Options{})}},
+		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -167,7 +169,7 @@ func TestWireBodyAfterVerification(t *testing.T) {
 // TestWireBodyBudget: the bodies held at once stay within the budget;
 // beyond it, 503 with Retry-After; the budget comes back.
 func TestWireBodyBudget(t *testing.T) {
-	e := newWireEnv(t, "", func(c *gateway.Config) { c.MaxBodyBytes, c.BodyBudget = 6000, 10000 })
+	e := newWireEnv(t, "", func(c *gateway.Config) { c.Verify.MaxBodyBytes, c.Verify.BodyBudget = 6000, 10000 })
 	body := strings.Repeat("x", 6000)
 	post := func() string {
 		return e.sign(t, "POST /upload HTTP/1.1\r\nHost: HOST\r\nContent-Type: text/plain\r\nContent-Length: 6000\r\n\r\n"+body)

@@ -77,17 +77,14 @@ const (
 
 // Options configures [Verify]. Zero values are the documented defaults.
 type Options struct {
-	// Policy says what signatures must cover and how fresh they must be;
-	// the zero value is Signet's default profile.
-	Policy httpsig.Policy
-	// Keys resolves keyids. Required. If the key it returns also has
-	// methods Owner() string and Scopes() []string, the Identity carries
-	// them.
-	Keys httpsig.KeyResolver
-	// Nonces remembers nonces to refuse replays. Required unless the
-	// policy does not require a nonce: replay protection is not optional
-	// by accident.
-	Nonces httpsig.NonceStore
+	// Verifier checks the signatures: its Policy says what they must
+	// cover and how fresh they must be (the zero value is Signet's default
+	// profile), Keys resolves keyids (required), Nonces remembers nonces
+	// (required unless the policy requires none: replay protection is not
+	// optional by accident). Its Debug mode adds the signature base the
+	// server built to refusals, which tells callers what the server would
+	// accept: never in production. Its Now also dates refusals.
+	Verifier httpsig.Verifier
 	// MaxBodyBytes bounds the body read for the Content-Digest check;
 	// zero means DefaultMaxBodyBytes. Larger bodies get 413.
 	MaxBodyBytes int64
@@ -99,24 +96,33 @@ type Options struct {
 	// MaxBodyBytes is raised to it, so that every body under the limit
 	// can pass alone.
 	BodyBudget int64
-	// Scheme, if set, is the scheme clients used ("https" behind a
-	// TLS-terminating proxy); otherwise it comes from the connection.
-	Scheme string
 	// ProblemBase prefixes reason codes in problem types; empty means
 	// DefaultProblemBase.
 	ProblemBase string
 	// Realm names the protection space in WWW-Authenticate; empty means
 	// "signet".
 	Realm string
-	// Debug adds the signature base the server built to refusals, so a
-	// client developer can compare it with their own. It tells callers
-	// what the server would accept; never turn it on in production.
-	Debug bool
 	// Observe, if set, is called once per request with its outcome, for
 	// logs and metrics.
 	Observe func(r *http.Request, o Outcome)
-	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
+}
+
+// withDefaults returns o with its zero values replaced by the defaults.
+func (o Options) withDefaults() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.BodyBudget <= 0 {
+		o.BodyBudget = DefaultBodyBudget
+	}
+	o.BodyBudget = max(o.BodyBudget, o.MaxBodyBytes)
+	if o.ProblemBase == "" {
+		o.ProblemBase = DefaultProblemBase
+	}
+	if o.Realm == "" {
+		o.Realm = "signet"
+	}
+	return o
 }
 
 // Outcome is what became of one request.
@@ -142,8 +148,6 @@ type Identity struct {
 	Alg     httpsig.Algorithm
 	Label   string
 	Created time.Time
-
-	problemBase string // for RequireScopes' refusals
 }
 
 // HasScope reports whether the identity holds scope.
@@ -171,57 +175,41 @@ func NewContext(ctx context.Context, id *Identity) context.Context {
 	return context.WithValue(ctx, identityKey, id)
 }
 
-// owned is implemented by keys that know who they belong to.
-type owned interface {
+// An OwnedKey is a verifying key that knows whom it belongs to. When the
+// key resolver returns one, the [Identity] carries its owner and scopes;
+// the keys of keys.Service are OwnedKeys.
+type OwnedKey interface {
+	httpsig.VerifyingKey
+	// Owner returns the id of the client or user the key belongs to.
 	Owner() string
+	// Scopes returns the key's scopes; the caller must not modify them.
 	Scopes() []string
 }
 
 type verifier struct {
 	opts   Options
-	v      httpsig.Verifier
 	budget *budget
 	next   http.Handler
 }
 
 // Verify returns a middleware that lets through only requests whose
-// signatures verify. It panics if opts.Keys is nil, or opts.Nonces is nil
-// while the policy requires nonces.
+// signatures verify. It panics if opts.Verifier.Keys is nil, or
+// opts.Verifier.Nonces is nil while the policy requires nonces.
 func Verify(opts Options) func(http.Handler) http.Handler {
-	if opts.Keys == nil {
-		panic("middleware: Options.Keys is nil")
+	if opts.Verifier.Keys == nil {
+		panic("middleware: Options.Verifier.Keys is nil")
 	}
-	if opts.Nonces == nil && requiresNonce(&opts.Policy) {
-		panic("middleware: Options.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
+	if opts.Verifier.Nonces == nil && requiresNonce(&opts.Verifier.Policy) {
+		panic("middleware: Options.Verifier.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
 	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if opts.BodyBudget <= 0 {
-		opts.BodyBudget = DefaultBodyBudget
-	}
-	opts.BodyBudget = max(opts.BodyBudget, opts.MaxBodyBytes)
+	opts = opts.withDefaults()
 	b := new(budget)
 	b.left.Store(opts.BodyBudget)
-	if opts.ProblemBase == "" {
-		opts.ProblemBase = DefaultProblemBase
-	}
-	if opts.Realm == "" {
-		opts.Realm = "signet"
-	}
-	if opts.Debug {
+	if opts.Verifier.Debug {
 		slog.Warn("middleware: debug mode is on: refusals show clients the signature base the server expects; never use it in production")
 	}
 	return func(next http.Handler) http.Handler {
-		return &verifier{
-			opts:   opts,
-			next:   next,
-			budget: b,
-			v: httpsig.Verifier{
-				Policy: opts.Policy, Keys: opts.Keys, Nonces: opts.Nonces,
-				Scheme: opts.Scheme, Debug: opts.Debug, Now: opts.Now,
-			},
-		}
+		return &verifier{opts: opts, budget: b, next: next}
 	}
 }
 
@@ -244,7 +232,7 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mw.refuse(w, r, ref, start)
 		return
 	}
-	res, err := mw.v.VerifyRequestHeader(r)
+	res, err := mw.opts.Verifier.VerifyRequestHeader(r)
 	if err != nil {
 		mw.refuse(w, r, verifyRefusal(r, err), start)
 		return
@@ -284,8 +272,8 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created, problemBase: mw.opts.ProblemBase}
-	if o, ok := res.Key.(owned); ok {
+	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created}
+	if o, ok := res.Key.(OwnedKey); ok {
 		id.Owner, id.Scopes = o.Owner(), o.Scopes()
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -645,7 +633,7 @@ func (mw *verifier) refuse(w http.ResponseWriter, r *http.Request, ref *refusal,
 	switch ref.status {
 	case http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Signature realm="`+mw.opts.Realm+`"`)
-		if v := mw.opts.Policy.AcceptSignatureFor(r, r.ContentLength != 0); v != "" {
+		if v := mw.opts.Verifier.Policy.AcceptSignatureFor(r, r.ContentLength != 0); v != "" {
 			h.Set("Accept-Signature", v)
 		}
 	case http.StatusServiceUnavailable:
@@ -656,7 +644,7 @@ func (mw *verifier) refuse(w http.ResponseWriter, r *http.Request, ref *refusal,
 		// (HTTP/2 resets the stream instead.)
 		h.Set("Connection", "close")
 	}
-	writeProblem(w, mw.now(), &p)
+	writeProblem(w, mw.opts.now(), &p)
 	if mw.opts.Observe != nil {
 		mw.opts.Observe(r, Outcome{Status: ref.status, Reason: ref.reason, KeyID: ref.keyID, Err: ref.errOrDetail(), Elapsed: time.Since(start)})
 	}
@@ -671,9 +659,9 @@ func (ref *refusal) errOrDetail() error {
 	return errors.New("middleware: " + ref.detail)
 }
 
-func (mw *verifier) now() time.Time {
-	if mw.opts.Now != nil {
-		return mw.opts.Now()
+func (o *Options) now() time.Time {
+	if o.Verifier.Now != nil {
+		return o.Verifier.Now()
 	}
 	return time.Now()
 }
@@ -694,8 +682,10 @@ func writeProblem(w http.ResponseWriter, now time.Time, p *Problem) {
 }
 
 // RequireScopes returns a middleware, to be placed after Verify, that
-// answers 403 insufficient-scope unless the identity holds every scope.
-func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
+// answers 403 insufficient-scope, with a problem type under
+// opts.ProblemBase, unless the identity holds every scope.
+func RequireScopes(opts Options, scopes ...string) func(http.Handler) http.Handler {
+	opts = opts.withDefaults()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id, ok := FromContext(r.Context())
@@ -703,12 +693,8 @@ func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 				if ok && id.HasScope(s) {
 					continue
 				}
-				base := DefaultProblemBase
-				if ok && id.problemBase != "" {
-					base = id.problemBase
-				}
-				writeProblem(w, time.Now(), &Problem{
-					Type:   base + string(httpsig.ReasonInsufficientScope),
+				writeProblem(w, opts.now(), &Problem{
+					Type:   opts.ProblemBase + string(httpsig.ReasonInsufficientScope),
 					Title:  titles[httpsig.ReasonInsufficientScope],
 					Status: http.StatusForbidden,
 					Detail: "this needs the scope " + strconv.Quote(s),

@@ -34,7 +34,7 @@ func newWireApp(t testing.TB, mutate func(*middleware.Options)) *wireApp {
 	t.Helper()
 	key, _ := httpsig.NewHMACKey(bytes.Repeat([]byte("s"), 32))
 	a := &wireApp{signer: &httpsig.Signer{Key: key, KeyID: "sk_1"}}
-	opts := middleware.Options{
+	opts := middleware.Options{Verifier: httpsig.Verifier{
 		Keys: resolver(func(_ context.Context, id string) (httpsig.VerifyingKey, error) {
 			if id != "sk_1" {
 				return nil, httpsig.ErrUnknownKey
@@ -42,7 +42,7 @@ func newWireApp(t testing.TB, mutate func(*middleware.Options)) *wireApp {
 			return ownedKey{key, "acme", nil}, nil
 		}),
 		Nonces: memory.New(memory.Options{}),
-	}
+	}}
 	if mutate != nil {
 		mutate(&opts)
 	}

@@ -72,7 +72,8 @@ func demo(e *Env) error {
 	defer api.Close()
 	upstream, _ := url.Parse("http://" + api.Addr)
 	g, err := gateway.New(gateway.Config{
-		Upstream: upstream, Keys: ks, Admin: ks, Nonces: memory.New(memory.Options{}),
+		Upstream: upstream, Admin: ks,
+		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ks, Nonces: memory.New(memory.Options{})}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

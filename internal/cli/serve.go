@@ -16,6 +16,7 @@ import (
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 	"github.com/signet-dev/signet/replay/redis"
 )
@@ -158,10 +159,14 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 	}
 	upstream, _ := url.Parse(o.upstream)
 	g, err := gateway.New(gateway.Config{
-		Upstream: upstream, Keys: ks, Admin: ks, Nonces: nonces,
-		Policy:       httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
-		MaxBodyBytes: o.maxBody, BodyBudget: o.bodyBudget, StripSignature: o.stripSignature, Scheme: o.scheme,
-		Debug: o.debugExplain, Logger: log,
+		Upstream: upstream, Admin: ks, StripSignature: o.stripSignature, Logger: log,
+		Verify: middleware.Options{
+			Verifier: httpsig.Verifier{
+				Policy: httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
+				Keys:   ks, Nonces: nonces, Scheme: o.scheme, Debug: o.debugExplain,
+			},
+			MaxBodyBytes: o.maxBody, BodyBudget: o.bodyBudget,
+		},
 	})
 	if err != nil {
 		return err

@@ -23,7 +23,19 @@ func (g *Gateway) checkForward(next http.Handler) http.Handler {
 			g.refuse(w, r, ReasonUpgradeNotAccepted, "Upgrade not accepted", "the gateway switches only to websocket")
 			return
 		}
-		if _, detail := g.upstreamURL(r); detail != "" {
+		path, query, hasQuery, detail := g.target(r)
+		if detail == "" && strings.HasPrefix(path, "//") {
+			// The one case where the URL might not be written as given.
+			u := g.upstreamURL(path, query, hasQuery)
+			want := path
+			if u.ForceQuery || u.RawQuery != "" {
+				want += "?" + u.RawQuery
+			}
+			if u.RequestURI() != want {
+				detail = "the request target cannot be passed on byte for byte; percent-encode it"
+			}
+		}
+		if detail != "" {
 			g.refuse(w, r, middleware.ReasonInvalidTarget, "Invalid request target", detail)
 			return
 		}
@@ -40,68 +52,65 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, reason httpsig.
 	g.observe(r, middleware.Outcome{Status: http.StatusBadRequest, Reason: reason, Err: errors.New("gateway: " + detail)})
 }
 
-// upstreamURL returns the URL the upstream gets for r: the upstream's
-// scheme and host, its base path joined with the path of the request
-// target exactly as received (which is what the signature covered), and
-// the query as received after the upstream's own. It returns a detail
-// for the client instead when the target has a fragment, is not in
-// origin or absolute form, would leave the base path through a
-// dot-segment, or cannot be written byte for byte.
-func (g *Gateway) upstreamURL(r *http.Request) (*url.URL, string) {
+// target returns the path and query the upstream gets for r: the
+// upstream's base path joined with the path of the request target exactly
+// as received (which is what the signature covers), and the query as
+// received. It returns a detail for the client instead when the target has
+// a fragment, is not in origin or absolute form, or would leave the base
+// path through a dot-segment.
+func (g *Gateway) target(r *http.Request) (path, query string, hasQuery bool, detail string) {
 	rt := r.RequestURI
 	if rt == "" {
 		rt = r.URL.RequestURI()
 	}
 	if strings.IndexByte(rt, '#') >= 0 {
-		return nil, "the request target has a fragment (#), which a request target never carries (RFC 9112 §3.2)"
+		return "", "", false, "the request target has a fragment (#), which a request target never carries (RFC 9112 §3.2)"
 	}
 	pq := rt
 	if !strings.HasPrefix(rt, "/") {
 		// absolute-form, whose path and query httpsig covers
 		_, rest, ok := strings.Cut(rt, "://")
 		if !ok {
-			return nil, "the request target must be a path (origin form) or an absolute URL"
+			return "", "", false, "the request target must be a path (origin form) or an absolute URL"
 		}
 		pq = ""
 		if i := strings.IndexAny(rest, "/?"); i >= 0 {
 			pq = rest[i:]
 		}
 	}
-	path, query, hasQuery := strings.Cut(pq, "?")
+	path, query, hasQuery = strings.Cut(pq, "?")
 	if path == "" {
 		path = "/"
 	}
-	up := g.cfg.Upstream
-	base := up.EscapedPath()
-	if base != "" && base != "/" && hasDotSegment(path) {
-		return nil, "the path has a dot-segment (., .., or one percent-encoded), which could leave the upstream's base path"
-	}
-	switch {
+	switch base := g.basePath; {
 	case base == "":
+	case hasDotSegment(path):
+		return "", "", false, "the path has a dot-segment (., .., or one percent-encoded), which could leave the upstream's base path"
 	case strings.HasSuffix(base, "/"):
 		path = base + path[1:]
 	default:
 		path = base + path
 	}
+	return path, query, hasQuery, ""
+}
+
+// upstreamURL returns the URL of the upstream for the path and query
+// target returned, which the transport writes as they are.
+func (g *Gateway) upstreamURL(path, query string, hasQuery bool) *url.URL {
+	up := g.cfg.Upstream
 	u := &url.URL{Scheme: up.Scheme, Host: up.Host, RawQuery: joinQuery(up.RawQuery, query)}
 	u.ForceQuery = hasQuery && u.RawQuery == ""
 	if !strings.HasPrefix(path, "//") {
 		// Opaque is written as it is; a path would be re-encoded.
 		u.Opaque = path
-	} else if u.Path, u.RawPath = path, path; strings.IndexByte(path, '%') >= 0 {
-		// An opaque "//x" would be written as the absolute "http://x".
-		if p, err := url.PathUnescape(path); err == nil {
-			u.Path = p
-		}
+		return u
 	}
-	want := path
-	if u.ForceQuery || u.RawQuery != "" {
-		want += "?" + u.RawQuery
+	// An opaque "//x" would be written as the absolute "http://x".
+	u.Path, u.RawPath = path, path
+	if p, err := url.PathUnescape(path); err == nil {
+		u.Path = p
 	}
-	if u.RequestURI() != want {
-		return nil, "the request target cannot be passed on byte for byte; percent-encode it"
-	}
-	return u, ""
+	return u
 }
 
 // hasDotSegment reports whether a path has a segment that some server

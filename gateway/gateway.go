@@ -86,6 +86,7 @@ type Config struct {
 // Gateway is the reverse proxy. It is safe for concurrent use.
 type Gateway struct {
 	cfg         Config
+	basePath    string // of the upstream URL, escaped; "" for none or "/"
 	log         *slog.Logger
 	metrics     *metrics
 	opts        middleware.Options // of the client handler, as used
@@ -110,6 +111,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: Config.Verify.Verifier.Nonces is nil")
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, problemBase: cfg.Verify.ProblemBase}
+	if base := cfg.Upstream.EscapedPath(); base != "/" {
+		g.basePath = base
+	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -169,7 +173,8 @@ func (g *Gateway) AdminHandler() http.Handler { return g.admin }
 
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// checkForward made sure the target can be forwarded as received.
-	pr.Out.URL, _ = g.upstreamURL(pr.In)
+	path, query, hasQuery, _ := g.target(pr.In)
+	pr.Out.URL = g.upstreamURL(path, query, hasQuery)
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
 	h := pr.Out.Header
 	for k := range h {

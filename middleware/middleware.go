@@ -506,23 +506,27 @@ func (mw *verifier) readBody(r *http.Request) (body []byte, held int64, ref *ref
 		return nil, 0, nil
 	}
 	limit := mw.opts.MaxBodyBytes
-	tooLarge := &refusal{status: http.StatusRequestEntityTooLarge, reason: ReasonBodyTooLarge, detail: "the request body is larger than the " + strconv.FormatInt(limit, 10) + " bytes accepted", err: errTooLarge, unread: true}
-	noBudget := &refusal{status: http.StatusServiceUnavailable, reason: ReasonUnavailable, detail: "the server has too many request bodies in memory; retry later", err: errNoBudget, unread: true}
+	tooLarge := func() *refusal {
+		return &refusal{status: http.StatusRequestEntityTooLarge, reason: ReasonBodyTooLarge, detail: "the request body is larger than the " + strconv.FormatInt(limit, 10) + " bytes accepted", err: errTooLarge, unread: true}
+	}
+	noBudget := func() *refusal {
+		return &refusal{status: http.StatusServiceUnavailable, reason: ReasonUnavailable, detail: "the server has too many request bodies in memory; retry later", err: errNoBudget, unread: true}
+	}
 	// The buffer never grows past ceiling: the declared length, or one
 	// byte over the limit, which tells a body of unknown length too large.
 	ceiling, size := limit+1, int64(firstUnknownBuffer)
 	if cl := r.ContentLength; cl >= 0 {
 		if cl > limit {
-			return nil, 0, tooLarge
+			return nil, 0, tooLarge()
 		}
 		if !mw.budget.take(cl) {
-			return nil, 0, noBudget
+			return nil, 0, noBudget()
 		}
 		ceiling, size, held = cl, min(cl, firstBuffer), cl
 	} else {
 		size = min(size, ceiling)
 		if !mw.budget.take(size) {
-			return nil, 0, noBudget
+			return nil, 0, noBudget()
 		}
 		held = size
 	}
@@ -531,7 +535,7 @@ func (mw *verifier) readBody(r *http.Request) (body []byte, held int64, ref *ref
 		if len(buf) == cap(buf) {
 			if int64(cap(buf)) == ceiling {
 				if r.ContentLength < 0 {
-					return nil, held, tooLarge
+					return nil, held, tooLarge()
 				}
 				// All the declared bytes are in: read on to the end, which
 				// also tells the server the body was consumed.
@@ -551,7 +555,7 @@ func (mw *verifier) readBody(r *http.Request) (body []byte, held int64, ref *ref
 			next := min(2*int64(cap(buf)), ceiling)
 			if r.ContentLength < 0 {
 				if !mw.budget.take(next - held) {
-					return nil, held, noBudget
+					return nil, held, noBudget()
 				}
 				held = next
 			}
@@ -570,7 +574,7 @@ func (mw *verifier) readBody(r *http.Request) (body []byte, held int64, ref *ref
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return nil, held, tooLarge
+				return nil, held, tooLarge()
 			}
 			return nil, held, bodyError(err)
 		}

@@ -264,11 +264,9 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if res.ContentDigest != "" {
 		if err := httpsig.CheckContentDigest(res.ContentDigest, body); err != nil {
-			var ve *httpsig.VerifyError
-			if errors.As(err, &ve) {
-				ve.Label = res.Label
-			}
-			mw.refuse(w, r, verifyRefusal(r, err), start)
+			ref := verifyRefusal(r, err)
+			ref.label, ref.keyID, ref.unread = res.Label, res.KeyID, false
+			mw.refuse(w, r, ref, start)
 			return
 		}
 	}

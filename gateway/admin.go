@@ -115,7 +115,7 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request) {
 	}
 	expires, err := keys.ParseExpiry(req.Expires, a.g.now())
 	if err != nil {
-		a.fail(w, r, invalid("expires: "+err.Error()))
+		a.fail(w, r, fmt.Errorf("%w: expires: %w", keys.ErrInvalid, err))
 		return
 	}
 	c, err := a.keys.Create(r.Context(), keys.CreateRequest{
@@ -171,7 +171,7 @@ func (a *adminAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	if req.Overlap != "" {
 		d, err := keys.ParseDuration(req.Overlap)
 		if err != nil || d < 0 {
-			a.fail(w, r, invalid("overlap must be a duration such as 24h or 7d"))
+			a.fail(w, r, fmt.Errorf("%w: overlap must be a duration such as 24h or 7d", keys.ErrInvalid))
 			return
 		}
 		overlap = d
@@ -228,13 +228,11 @@ func (a *adminAPI) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		a.fail(w, r, invalid("the body must be a JSON object with known fields: "+err.Error()))
+		a.fail(w, r, fmt.Errorf("%w: the body must be a JSON object with known fields: %w", keys.ErrInvalid, err))
 		return false
 	}
 	return true
 }
-
-func invalid(detail string) error { return fmt.Errorf("%w: %s", keys.ErrInvalid, detail) }
 
 // fail maps key store errors to problem responses; unexpected errors are
 // logged and answered with 500 without detail.

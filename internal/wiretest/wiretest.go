@@ -224,21 +224,42 @@ func Dial(t testing.TB, addr string) net.Conn {
 // and its body.
 func Send(t testing.TB, addr, raw string) (*http.Response, string) {
 	t.Helper()
-	c := Dial(t, addr)
-	if _, err := io.WriteString(c, raw); err != nil {
+	resp, body, err := TrySend(t, addr, raw)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return ReadFinal(t, bufio.NewReader(c))
+	return resp, body
+}
+
+// TrySend is Send, returning an error where Send fails: a server that
+// refuses a malformed request and closes the connection while the
+// request is still being written may reset it before its answer is read.
+func TrySend(t testing.TB, addr, raw string) (*http.Response, string, error) {
+	t.Helper()
+	c := Dial(t, addr)
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, raw); err != nil {
+		return nil, "", err
+	}
+	return readFinal(br)
 }
 
 // ReadFinal reads responses from br up to the first that is not 1xx, and
 // returns it and its body.
 func ReadFinal(t testing.TB, br *bufio.Reader) (*http.Response, string) {
 	t.Helper()
+	resp, body, err := readFinal(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func readFinal(br *bufio.Reader) (*http.Response, string, error) {
 	for {
-		resp, body := Read(t, br)
-		if resp.StatusCode >= 200 {
-			return resp, body
+		resp, body, err := read(br)
+		if err != nil || resp.StatusCode >= 200 {
+			return resp, body, err
 		}
 	}
 }
@@ -246,16 +267,24 @@ func ReadFinal(t testing.TB, br *bufio.Reader) (*http.Response, string) {
 // Read reads a response and its body from br.
 func Read(t testing.TB, br *bufio.Reader) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.ReadResponse(br, nil)
+	resp, body, err := read(br)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func read(br *bufio.Reader) (*http.Response, string, error) {
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatal(err)
+		return nil, "", err
 	}
-	return resp, string(body)
+	return resp, string(body), nil
 }
 
 // Head splits a recorded request into its request line and field lines,

@@ -56,8 +56,8 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, reason httpsig.
 // upstream's base path joined with the path of the request target exactly
 // as received (which is what the signature covers), and the query as
 // received. It returns a detail for the client instead when the target has
-// a fragment, is not in origin or absolute form, or would leave the base
-// path through a dot-segment.
+// a fragment, is not in origin form, or would leave the base path through a
+// dot-segment.
 func (g *Gateway) target(r *http.Request) (path, query string, hasQuery bool, detail string) {
 	rt := r.RequestURI
 	if rt == "" {
@@ -66,19 +66,13 @@ func (g *Gateway) target(r *http.Request) (path, query string, hasQuery bool, de
 	if strings.IndexByte(rt, '#') >= 0 {
 		return "", "", false, "the request target has a fragment (#), which a request target never carries (RFC 9112 §3.2)"
 	}
-	pq := rt
 	if !strings.HasPrefix(rt, "/") {
-		// absolute-form, whose path and query httpsig covers
-		_, rest, ok := strings.Cut(rt, "://")
-		if !ok {
-			return "", "", false, "the request target must be a path (origin form) or an absolute URL"
-		}
-		pq = ""
-		if i := strings.IndexAny(rest, "/?"); i >= 0 {
-			pq = rest[i:]
-		}
+		// The absolute form would reach the upstream in origin form, its
+		// request target not the one a signature on @request-target
+		// covered; clients send it only to forward proxies.
+		return "", "", false, "the request target must be a path (origin form), as sent to an origin server"
 	}
-	path, query, hasQuery = strings.Cut(pq, "?")
+	path, query, hasQuery = strings.Cut(rt, "?")
 	if path == "" {
 		path = "/"
 	}

@@ -17,8 +17,8 @@
 // one value that was verified, and the Signature and Signature-Input fields
 // are removed if Config.StripSignature is set. Before anything is verified
 // or read, the gateway refuses (400) a target that cannot be forwarded as
-// it will be verified (a fragment, a dot-segment under a base path, one
-// that cannot be written byte for byte) and an Upgrade to anything but
+// it will be verified (a fragment, the absolute form, a dot-segment under
+// a base path, one that cannot be written byte for byte) and an Upgrade to anything but
 // WebSocket; the rest of the checks are [middleware.Verify]'s. The
 // upstream must be reachable only through the gateway, since it trusts
 // the identity fields.

@@ -60,6 +60,7 @@ func BenchmarkProxy(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					r := httptest.NewRequest("POST", "https://api.example.com/v1/orders?customer=42&expand=items", bytes.NewReader(body))
+					r.RequestURI = r.URL.RequestURI() // origin form, as a server reads it
 					r.Header.Set("Content-Type", "application/json")
 					if err := signer.SignRequest(r, body); err != nil {
 						b.Error(err)

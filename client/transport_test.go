@@ -119,7 +119,7 @@ func newServer(t *testing.T, cfg serverConfig) *server {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		res, err := v.Verify(r, body)
+		res, err := v.VerifyRequest(r, body)
 		if err != nil {
 			reason, _ := httpsig.ReasonOf(err)
 			s.mu.Lock()

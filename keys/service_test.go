@@ -1,17 +1,16 @@
 package keys_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/reqfixture"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/keystest"
 	"github.com/signet-dev/signet/keys/sqlite"
@@ -97,9 +96,8 @@ func BenchmarkVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := bytes.Repeat([]byte(`{"sku":"B-1","qty":2},`), 1024/22)
-	req, _ := http.NewRequest("POST", "https://api.example.com/v1/orders?customer=42&expand=items", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	body := reqfixture.Body()
+	req := reqfixture.NewRequest(body)
 	if err := (&httpsig.Signer{Key: key, KeyID: c.Key.ID}).SignRequest(req, body); err != nil {
 		b.Fatal(err)
 	}
@@ -114,7 +112,7 @@ func BenchmarkVerify(b *testing.B) {
 			v := &httpsig.Verifier{Keys: r.keys}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := v.Verify(req, body); err != nil {
+				if _, err := v.VerifyRequest(req, body); err != nil {
 					b.Fatal(err)
 				}
 			}

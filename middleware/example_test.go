@@ -29,7 +29,7 @@ func (k clientKey) Scopes() []string { return k.scopes }
 func Example() {
 	secret := []byte(strings.Repeat("k", 32)) // from signet keys create
 	key, _ := httpsig.NewHMACKey(secret)
-	keys := resolver(func(_ context.Context, id string) (httpsig.VerifyingKey, error) {
+	keys := httpsig.KeyResolverFunc(func(_ context.Context, id string) (httpsig.VerifyingKey, error) {
 		if id != "sk_acme" {
 			return nil, httpsig.ErrUnknownKey
 		}

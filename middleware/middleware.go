@@ -199,7 +199,7 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 	if opts.Verifier.Keys == nil {
 		panic("middleware: Options.Verifier.Keys is nil")
 	}
-	if opts.Verifier.Nonces == nil && requiresNonce(&opts.Verifier.Policy) {
+	if opts.Verifier.Nonces == nil && opts.Verifier.Policy.RequiresNonce() {
 		panic("middleware: Options.Verifier.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
 	}
 	opts = opts.withDefaults()
@@ -213,19 +213,6 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 	}
 }
 
-func requiresNonce(p *httpsig.Policy) bool {
-	params := p.RequiredParams
-	if params == nil {
-		params = httpsig.DefaultRequiredParams
-	}
-	for _, s := range params {
-		if s == "nonce" {
-			return true
-		}
-	}
-	return false
-}
-
 func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if ref := checkRequest(r); ref != nil {
@@ -234,7 +221,7 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := mw.opts.Verifier.VerifyRequestHeader(r)
 	if err != nil {
-		mw.refuse(w, r, verifyRefusal(r, err), start)
+		mw.refuse(w, r, verifyRefusal(err), start)
 		return
 	}
 	if name := coveredHopByHop(r.Header, res.Covered); name != "" {
@@ -264,7 +251,7 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if res.ContentDigest != "" {
 		if err := httpsig.CheckContentDigest(res.ContentDigest, body); err != nil {
-			ref := verifyRefusal(r, err)
+			ref := verifyRefusal(err)
 			ref.label, ref.keyID, ref.unread = res.Label, res.KeyID, false
 			mw.refuse(w, r, ref, start)
 			return
@@ -311,14 +298,14 @@ type refusal struct {
 
 // verifyRefusal turns an error of the verifier into a refusal: a
 // *httpsig.VerifyError is the client's fault, anything else means a store
-// could not answer.
-func verifyRefusal(r *http.Request, err error) *refusal {
+// could not answer (and names the keyid concerned).
+func verifyRefusal(err error) *refusal {
 	var ve *httpsig.VerifyError
 	if errors.As(err, &ve) {
-		return &refusal{status: ve.Reason.Status(), reason: ve.Reason, detail: ve.Detail, err: err, label: ve.Label, keyID: keyIDOf(r), base: ve.Base, unread: true}
+		return &refusal{status: ve.Reason.Status(), reason: ve.Reason, detail: ve.Detail, err: err, label: ve.Label, keyID: ve.KeyID, base: ve.Base, unread: true}
 	}
 	return &refusal{
-		status: http.StatusServiceUnavailable, reason: ReasonUnavailable, err: err, keyID: keyIDOf(r), unread: true,
+		status: http.StatusServiceUnavailable, reason: ReasonUnavailable, err: err, unread: true,
 		// The cause (a database or Redis error) is for the logs only.
 		detail: "the server cannot check signatures right now; retry later",
 	}
@@ -581,15 +568,6 @@ func (mw *verifier) readBody(r *http.Request) (body []byte, held int64, ref *ref
 
 func bodyError(err error) *refusal {
 	return &refusal{status: http.StatusBadRequest, reason: ReasonBadBody, detail: "the request body could not be read: " + err.Error(), err: fmt.Errorf("middleware: reading the request body: %w", err), unread: true}
-}
-
-// keyIDOf returns the keyid of the first signature, for logs of refusals.
-func keyIDOf(r *http.Request) string {
-	sigs, err := httpsig.ParseSignatures(r.Header)
-	if err != nil || len(sigs) == 0 {
-		return ""
-	}
-	return sigs[0].Params.KeyID
 }
 
 // Problem is the RFC 9457 body of a refusal.

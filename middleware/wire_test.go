@@ -35,7 +35,7 @@ func newWireApp(t testing.TB, mutate func(*middleware.Options)) *wireApp {
 	key, _ := httpsig.NewHMACKey(bytes.Repeat([]byte("s"), 32))
 	a := &wireApp{signer: &httpsig.Signer{Key: key, KeyID: "sk_1"}}
 	opts := middleware.Options{Verifier: httpsig.Verifier{
-		Keys: resolver(func(_ context.Context, id string) (httpsig.VerifyingKey, error) {
+		Keys: httpsig.KeyResolverFunc(func(_ context.Context, id string) (httpsig.VerifyingKey, error) {
 			if id != "sk_1" {
 				return nil, httpsig.ErrUnknownKey
 			}

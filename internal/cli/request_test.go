@@ -66,7 +66,7 @@ func newRequestServer(dir string) http.Handler {
 			return
 		}
 		v := &httpsig.Verifier{Keys: dirKeys(dir), Nonces: nonces, Now: now, Debug: strings.HasPrefix(r.URL.Path, "/debug/")}
-		res, err := v.Verify(r, body)
+		res, err := v.VerifyRequest(r, body)
 		w.Header().Set("Date", now().UTC().Format(http.TimeFormat))
 		if err != nil {
 			var ve *httpsig.VerifyError

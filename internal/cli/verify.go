@@ -32,7 +32,7 @@ func newVerifyOptions(e *Env, args []string) (*verifyOptions, error) {
 	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old the created time may be; 0 for no limit")
 	fs.Int64Var(&o.now, "now", 0, "check as of this Unix time (default: now)")
 	fs.Var(&o.require, "require", `components the signature must cover (default: the Signet profile; --require="" for none)`)
-	fs.StringVar(&o.params, "params", strings.Join(httpsig.DefaultRequiredParams, ","), "signature parameters that must be present")
+	fs.StringVar(&o.params, "params", strings.Join(httpsig.DefaultRequiredParams(), ","), "signature parameters that must be present")
 	fs.StringVar(&o.labels, "label", "", "labels of the signatures to check, comma-separated (default: all)")
 	fs.StringVar(&o.tag, "tag", "", "check only signatures with this tag")
 	fs.BoolVar(&o.explain, "explain", false, "print the signature base that was built")
@@ -140,7 +140,7 @@ func runVerify(e *Env, args []string) int {
 	if msg.Response != nil {
 		res, err = v.VerifyResponse(e.Context, msg.Response, msg.Body)
 	} else {
-		res, err = v.Verify(msg.Request, msg.Body)
+		res, err = v.VerifyRequest(msg.Request, msg.Body)
 	}
 	return reportVerify(e, o.explain, res, err)
 }

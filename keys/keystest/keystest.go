@@ -648,7 +648,7 @@ func signAndVerify(t *testing.T, svc *keys.Service, now func() time.Time, keyID 
 		t.Fatalf("SignRequest: %v", err)
 	}
 	v := &httpsig.Verifier{Keys: svc, Now: now}
-	return v.Verify(req, body)
+	return v.VerifyRequest(req, body)
 }
 
 // hmacSigner returns the signing key of a created HMAC key, read the way a

@@ -16,9 +16,6 @@ import (
 	"github.com/signet-dev/signet/middleware"
 )
 
-// AdminScope is the scope a key needs to use the admin API.
-const AdminScope = "admin"
-
 // maxAdminBody bounds admin API request bodies.
 const maxAdminBody = 64 << 10
 
@@ -28,7 +25,7 @@ type KeyAdmin interface {
 	Create(ctx context.Context, req keys.CreateRequest) (*keys.Created, error)
 	Get(ctx context.Context, id string) (*keys.Key, error)
 	List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error)
-	Rotate(ctx context.Context, id string, overlap time.Duration, newPublicKey []byte, actor string) (*keys.Created, error)
+	Rotate(ctx context.Context, req keys.RotateRequest) (*keys.Created, error)
 	Revoke(ctx context.Context, id, actor string) error
 	SetScopes(ctx context.Context, id string, scopes []string, actor string) error
 	Audit(ctx context.Context, f keys.AuditFilter) ([]keys.AuditEvent, error)
@@ -45,7 +42,7 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	}
 	opts := g.opts
 	opts.MaxBodyBytes, opts.BodyBudget, opts.Verifier.Debug = maxAdminBody, 0, false
-	verify, requireAdmin := middleware.Verify(opts), middleware.RequireScopes(opts, AdminScope)
+	verify, requireAdmin := middleware.Verify(opts), middleware.RequireScopes(opts, keys.ScopeAdmin)
 	admin := func(h http.HandlerFunc) http.Handler {
 		return withRequestID(verify(requireAdmin(h)))
 	}
@@ -180,7 +177,7 @@ func (a *adminAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	if req.PublicKey != "" {
 		pub = []byte(req.PublicKey)
 	}
-	c, err := a.keys.Rotate(r.Context(), r.PathValue("id"), overlap, pub, actor(r))
+	c, err := a.keys.Rotate(r.Context(), keys.RotateRequest{ID: r.PathValue("id"), Overlap: overlap, PublicKey: pub, Actor: actor(r)})
 	if err != nil {
 		a.fail(w, r, err)
 		return

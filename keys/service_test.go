@@ -20,7 +20,7 @@ import (
 // cached.
 func cachedService(tb testing.TB) (*keys.Service, *keys.Created) {
 	tb.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "signet.db"), sqlite.Options{})
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "signet.db"), sqlite.Options{Create: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func Example() {
 	dir, _ := os.MkdirTemp("", "signet")
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(dir, "signet.db"), sqlite.Options{})
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "signet.db"), sqlite.Options{Create: true})
 	if err != nil {
 		panic(err)
 	}
@@ -146,7 +146,7 @@ func Example() {
 	v := &httpsig.Verifier{Keys: svc}
 	_ = v
 
-	rot, err := svc.Rotate(ctx, c.Key.ID, time.Hour, nil, "ops")
+	rot, err := svc.Rotate(ctx, keys.RotateRequest{ID: c.Key.ID, Overlap: time.Hour, Actor: "ops"})
 	if err != nil {
 		panic(err)
 	}

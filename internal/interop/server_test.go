@@ -38,7 +38,7 @@ func startServer(t *testing.T, keys []*testKey) string {
 	t.Helper()
 	ctx := context.Background()
 	clock := func() time.Time { return time.Unix(now, 0) }
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{})
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +128,14 @@ type outcome struct {
 	received *received
 	reason   string
 	detail   string
+}
+
+// replayOfBody reports whether the gateway refused as a replay a request
+// whose body was altered, which the other side, holding no nonces, refuses
+// as it should (want): the gateway spends the nonce before it reads the
+// body, and these very headers were accepted before.
+func (o outcome) replayOfBody(want httpsig.Reason, other string) bool {
+	return o.received == nil && o.reason == string(httpsig.ReasonReplayed) && want == httpsig.ReasonDigestMismatch && other == string(want)
 }
 
 func (o outcome) String() string {

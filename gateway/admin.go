@@ -33,6 +33,10 @@ type KeyAdmin interface {
 
 var _ KeyAdmin = (*keys.Service)(nil)
 
+// The keys the key service resolves tell the middleware whom they belong
+// to; without it the upstream would get an empty owner.
+var _ middleware.OwnedKey = (*keys.ResolvedKey)(nil)
+
 func (g *Gateway) newAdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", g.healthz)

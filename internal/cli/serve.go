@@ -37,6 +37,14 @@ type serveOptions struct {
 	logLevel       slog.Level
 	debugExplain   bool
 	shutdown       time.Duration
+	limits         serveLimits
+}
+
+// serveLimits bound the gateway's work; see README for the defaults.
+type serveLimits struct {
+	maxInFlight                   int
+	upstreamTimeout, writeTimeout time.Duration
+	drain                         time.Duration
 }
 
 func newServeOptions(e *Env, args []string) (*serveOptions, error) {
@@ -61,7 +69,11 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&level, "log-level", "info", "log level: debug (every request), info (refusals), warn, error")
 	fs.BoolVar(&o.debugExplain, "debug-explain", false, "show clients the signature base on refusals (never in production)")
-	fs.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGTERM")
+	fs.DurationVar(&o.shutdown, "shutdown-timeout", 20*time.Second, "after the drain, how long requests in flight may take to finish before they are cut")
+	fs.DurationVar(&o.limits.drain, "drain", 5*time.Second, "on SIGTERM, how long to fail /healthz while still serving, so that load balancers move away")
+	fs.IntVar(&o.limits.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests handled at once; beyond, 503 with Retry-After")
+	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
+	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -79,6 +91,10 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 		return nil, errors.New("--scheme must be http or https")
 	case o.maxAge <= 0 || o.skew < 0:
 		return nil, errors.New("--max-age must be positive and --max-skew not negative")
+	case o.limits.maxInFlight < 1:
+		return nil, errors.New("--max-in-flight must be at least 1")
+	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
+		return nil, errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
 	}
 	u, err := url.Parse(o.upstream)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -157,6 +173,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 		Policy:       httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
 		MaxBodyBytes: o.maxBody, StripSignature: o.stripSignature, Scheme: o.scheme,
 		Debug: o.debugExplain, Logger: log,
+		MaxInFlight: o.limits.maxInFlight, UpstreamTimeout: noneIfZero(o.limits.upstreamTimeout), WriteTimeout: noneIfZero(o.limits.writeTimeout),
 	})
 	if err != nil {
 		return err
@@ -179,7 +196,12 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 		return err
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	// Cancelled when the shutdown gives up on requests still in flight,
+	// so that their upstream calls and WebSockets end too.
+	requests, cutRequests := context.WithCancel(context.Background())
+	defer cutRequests()
 	srv := &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return requests },
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
@@ -207,14 +229,19 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 	go func() { errs <- adminSrv.Serve(adminLn) }()
 	select {
 	case err = <-errs:
-	case <-e.Context.Done():
-		log.Info("shutting down", "timeout", o.shutdown.String())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
-	defer cancel()
-	shutdownErr := errors.Join(srv.Shutdown(ctx), adminSrv.Shutdown(ctx))
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// A listener failed: stop at once, with an error.
+		g.Drain()
+		stop(log, g, srv, adminSrv, cutRequests, 0, o.shutdown, errs)
 		return err
+	case <-e.Context.Done():
 	}
-	return shutdownErr
+	return stop(log, g, srv, adminSrv, cutRequests, o.limits.drain, o.shutdown, errs)
+}
+
+// noneIfZero turns a flag's 0 ("no limit") into the gateway's negative.
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

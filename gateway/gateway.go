@@ -149,7 +149,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.cfg.Registry = prometheus.NewRegistry()
 	}
 	g.inFlight = newInFlight(orDefault(cfg.MaxInFlight, DefaultMaxInFlight), orDefault(cfg.WriteTimeout, DefaultWriteTimeout))
-	g.metrics = newMetrics(g.cfg.Registry, cfg.Keys, g.inFlight)
+	g.metrics = newMetrics(g.cfg.Registry, cfg.Keys, cfg.Nonces, g.inFlight)
 	g.unavailable = newSampledLog(g.log, slog.LevelError, "verification unavailable")
 	g.overloaded = newSampledLog(g.log, slog.LevelError, "overloaded: refused a request beyond the limit of requests in flight")
 	g.upstreamFailed = newSampledLog(g.log, slog.LevelWarn, "upstream error")

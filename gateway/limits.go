@@ -66,8 +66,9 @@ func (l *inFlight) handler(next http.Handler, refuse http.HandlerFunc, afterHead
 			refuse(w, r)
 			return
 		}
+		now := time.Now()
 		s.mu.Lock()
-		s.busy, s.method, s.path, s.requestID, s.start = true, r.Method, r.URL.Path, r.Header.Get(HeaderRequestID), time.Now()
+		s.busy, s.method, s.path, s.requestID, s.start = true, r.Method, r.URL.Path, r.Header.Get(HeaderRequestID), now
 		s.mu.Unlock()
 		s.w = slotWriter{ResponseWriter: w, timeout: l.writeTimeout}
 		if r.ProtoMajor == 1 {
@@ -75,7 +76,7 @@ func (l *inFlight) handler(next http.Handler, refuse http.HandlerFunc, afterHead
 			// response, which would fail a 100 Continue now. (An HTTP/2
 			// stream starts without one, and would be reset when it
 			// passed, written to or not.)
-			s.w.extend()
+			s.w.setDeadline(now)
 		}
 		defer func() {
 			// httputil.ReverseProxy aborts the handler with
@@ -124,19 +125,35 @@ func (l *inFlight) snapshot() []InFlightRequest {
 }
 
 // slotWriter is the ResponseWriter of an admitted request. It gives the
-// client writeTimeout to accept each write: a client that stops reading is
-// cut off, a long download or event stream that keeps flowing is not
+// client writeTimeout (at least three quarters of it) to accept each write:
+// a client that stops reading is cut off, a long download or event stream
+// that keeps flowing is not
 // (over HTTP/2 the deadline runs between writes too, so a stream that
 // pauses longer than writeTimeout is cut). It remembers whether writing
 // failed.
 type slotWriter struct {
 	http.ResponseWriter
 	timeout     time.Duration
+	set         time.Time // when the write deadline was last set; zero: never
 	wroteHeader bool
 	writeFailed bool
 }
 
-func (w *slotWriter) extend() { setWriteDeadline(w.ResponseWriter, w.timeout) }
+// extend moves the write deadline to timeout from now, unless it was set
+// less than a quarter of that ago: setting a deadline costs more than
+// writing to the buffer, and a response is mostly a header and one write.
+func (w *slotWriter) extend() {
+	if w.timeout > 0 && (w.set.IsZero() || time.Since(w.set) >= w.timeout/4) {
+		w.setDeadline(time.Now())
+	}
+}
+
+func (w *slotWriter) setDeadline(now time.Time) {
+	if w.timeout > 0 {
+		w.set = now
+		http.NewResponseController(w.ResponseWriter).SetWriteDeadline(now.Add(w.timeout))
+	}
+}
 
 func setWriteDeadline(w http.ResponseWriter, timeout time.Duration) {
 	if timeout > 0 {

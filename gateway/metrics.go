@@ -22,13 +22,20 @@ type metrics struct {
 	upstreamCut       prometheus.Counter // the response broke off after its header
 }
 
+// occupied is implemented by nonce stores that hold their entries
+// themselves, as *memory.Store does.
+type occupied interface {
+	Len() int
+	Cap() int
+}
+
 // cacheCounter is implemented by key resolvers that cache, as
 // *keys.Service does.
 type cacheCounter interface {
 	CacheStats() keys.CacheStats
 }
 
-func newMetrics(reg prometheus.Registerer, resolver any, inFlight *inFlight) *metrics {
+func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFlight) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_requests_total",
@@ -90,6 +97,18 @@ func newMetrics(reg prometheus.Registerer, resolver any, inFlight *inFlight) *me
 				Name: "signet_key_cache_misses_total",
 				Help: "Key lookups that went to the key store.",
 			}, func() float64 { return float64(c.CacheStats().Misses) }),
+		)
+	}
+	if o, ok := nonces.(occupied); ok {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "signet_replay_store_entries",
+				Help: "Nonces the in-memory replay store holds; when it reaches its capacity, requests are refused with 503.",
+			}, func() float64 { return float64(o.Len()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "signet_replay_store_capacity",
+				Help: "Nonces the in-memory replay store may hold (serve --replay-capacity).",
+			}, func() float64 { return float64(o.Cap()) }),
 		)
 	}
 	m.accepted = m.requests.WithLabelValues("accepted", "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +27,7 @@ type serveOptions struct {
 	db, masterKey  string
 	redisURL       string
 	redisPrefix    string
+	replayCapacity int
 	tlsCert        string
 	tlsKey         string
 	maxBody        int64
@@ -58,6 +60,7 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&o.masterKey, "master-key-file", "", "file holding the master key that seals HMAC secrets (default: $SIGNET_MASTER_KEY, or a file beside the SQLite database)")
 	fs.StringVar(&o.redisURL, "redis", "", "redis:// URL of a replay cache shared by several gateways (default: in memory)")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", redis.DefaultKeyPrefix, "prefix of the nonce keys in Redis")
+	fs.IntVar(&o.replayCapacity, "replay-capacity", memory.DefaultMaxEntries, "nonces the in-memory replay cache holds: at least 2 × peak signed requests/s × (--max-age + --max-skew)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate chain, to serve HTTPS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&maxBody, "max-body", "10MiB", "largest request body accepted (413 above)")
@@ -91,6 +94,10 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 		return nil, errors.New("--scheme must be http or https")
 	case o.maxAge <= 0 || o.skew < 0:
 		return nil, errors.New("--max-age must be positive and --max-skew not negative")
+	case o.replayCapacity < 1:
+		return nil, errors.New("--replay-capacity must be at least 1")
+	case o.redisURL != "" && flagSet(fs, "replay-capacity"):
+		return nil, errors.New("--replay-capacity sizes the in-memory replay cache; with --redis, Redis holds the nonces (size its maxmemory instead)")
 	case o.limits.maxInFlight < 1:
 		return nil, errors.New("--max-in-flight must be at least 1")
 	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
@@ -107,6 +114,13 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 		return nil, fmt.Errorf("--log-level: %v", err)
 	}
 	return o, nil
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // parseSize reads a byte count such as 1048576, 512KiB or 10MiB.
@@ -165,7 +179,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 		defer rs.Close()
 		nonces = rs
 	} else {
-		nonces = memory.New(memory.Options{})
+		nonces = memory.New(memory.Options{MaxEntries: o.replayCapacity})
 	}
 	upstream, _ := url.Parse(o.upstream)
 	g, err := gateway.New(gateway.Config{
@@ -217,7 +231,8 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 	}
 	log.Info("signet serve listening",
 		"addr", ln.Addr().String(), "scheme", scheme, "admin_addr", adminLn.Addr().String(),
-		"upstream", upstream.Redacted(), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""])
+		"upstream", upstream.Redacted(), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""],
+		"max_in_flight", o.limits.maxInFlight, "upstream_timeout", o.limits.upstreamTimeout.String(), "write_timeout", o.limits.writeTimeout.String())
 	errs := make(chan error, 2)
 	go func() {
 		if tlsConfig != nil {

@@ -161,8 +161,9 @@ func soak(ctx context.Context, o options) (bool, error) {
 
 	fmt.Fprintln(o.out)
 	for i, g := range gws {
-		fmt.Fprintf(o.out, "gateway %c: RSS %s -> %s, open descriptors %d -> %d, goroutines %d -> %d\n",
-			'A'+i, mib(start[i].rss), mib(end[i].rss), start[i].fds, end[i].fds, start[i].goroutines, end[i].goroutines)
+		w := l.warm[i]
+		fmt.Fprintf(o.out, "gateway %c (idle, after the first interval, at the end): RSS %s, %s, %s; open descriptors %d, %d, %d; goroutines %d, %d, %d\n",
+			'A'+i, mib(start[i].rss), mib(w.rss), mib(end[i].rss), start[i].fds, w.fds, end[i].fds, start[i].goroutines, w.goroutines, end[i].goroutines)
 		if g.exited() {
 			fmt.Fprintf(o.out, "gateway %c exited during the soak (%v):\n%s\n", 'A'+i, g.waitError, g.logs)
 			l.total.wrong.Add(1)
@@ -244,6 +245,7 @@ type load struct {
 	replays chan *http.Request // accepted requests, to send again
 
 	total    counts
+	warm     [2]usage // of each gateway after the first interval
 	interval atomic.Pointer[counts]
 	sent     atomic.Int64
 
@@ -288,7 +290,8 @@ func (l *load) run(ctx context.Context) {
 		})
 	}
 	fmt.Fprintf(l.o.out, "%6s %8s %8s %8s %8s %8s %11s %6s %9s %9s\n", "t", "req/s", "good", "tampered", "replayed", "unsigned", "good errors", "wrong", "good p50", "good p99")
-	started, last := time.Now(), time.Now()
+	started := time.Now()
+	last, first := started, true
 	end := started.Add(l.o.duration)
 	report := time.NewTicker(l.o.interval)
 	defer report.Stop()
@@ -304,6 +307,10 @@ func (l *load) run(ctx context.Context) {
 		case now := <-report.C:
 			if end.Sub(now) > l.o.interval/10 { // else the last line says it
 				l.line(l.interval.Swap(&counts{}), now.Sub(started), now.Sub(last))
+				if first {
+					first = false
+					l.warm = [2]usage{l.gws[0].usage(), l.gws[1].usage()}
+				}
 				last = now
 			}
 		case <-ctx.Done():

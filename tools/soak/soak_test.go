@@ -28,7 +28,7 @@ func TestSoakShort(t *testing.T) {
 	if !ok {
 		t.Fatal("unexpected answers")
 	}
-	for _, want := range []string{"good p99", "gateway A: RSS", "gateway B: RSS", "(errors 0)", "unexpected answers 0"} {
+	for _, want := range []string{"good p99", "gateway A (idle", "gateway B (idle", "(errors 0)", "unexpected answers 0"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the report lacks %q", want)
 		}

@@ -341,3 +341,34 @@ func TestProcessMetrics(t *testing.T) {
 		t.Errorf("key lookups timed: %v", n)
 	}
 }
+
+// TestHTTP2 serves a client over HTTP/2, where write deadlines are kept
+// per stream: answers get through, one after another on one connection.
+func TestHTTP2(t *testing.T) {
+	var cfg gateway.Config
+	e := newEnv(t, func(c *gateway.Config) { c.WriteTimeout = time.Second; cfg = *c })
+	g, err := gateway.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(g.Handler())
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	for i := range 3 {
+		r, _ := http.NewRequest("POST", srv.URL+"/v1/orders", strings.NewReader(`{"n":1}`))
+		r.Header.Set("Content-Type", "application/json")
+		if err := e.hmac.SignRequest(r, []byte(`{"n":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || string(b) != "hello acme" {
+			t.Fatalf("request %d: %s %d %q", i, resp.Proto, resp.StatusCode, b)
+		}
+	}
+}

@@ -325,8 +325,7 @@ func validRequestID(id string) bool {
 }
 
 // countErrors counts the errors of a key resolver or nonce store that mean
-// it could not answer (not refusals).
-// countErrors also times key lookups.
+// it could not answer (not refusals), and times key lookups.
 type countErrors struct {
 	keys    httpsig.KeyResolver
 	nonces  httpsig.NonceStore

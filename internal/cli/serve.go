@@ -245,7 +245,6 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 	select {
 	case err = <-errs:
 		// A listener failed: stop at once, with an error.
-		g.Drain()
 		stop(log, g, srv, adminSrv, cutRequests, 0, o.shutdown, errs)
 		return err
 	case <-e.Context.Done():

@@ -175,18 +175,10 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	var health string
-	for deadline := time.Now().Add(2 * time.Second); ; {
+	eventually(t, 2*time.Second, "/healthz to say draining", func() bool {
 		code, body, err := get(http.DefaultClient, "http://"+p.addrs.AdminAddr+"/healthz")
-		if err == nil && code == 503 && strings.Contains(body, `"draining"`) {
-			break
-		}
-		health = strings.TrimSpace(body)
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz during the drain: %d %s %v", code, health, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && code == 503 && strings.Contains(body, `"draining"`)
+	})
 	if code, body, err := get(c, base+"/v1/during-drain"); err != nil || code != 200 {
 		t.Fatalf("a request during the drain: %d %q %v", code, body, err)
 	}
@@ -263,5 +255,16 @@ func TestServeCannotListen(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "keys.db")
 	if code := Run(e, []string{"serve", "--upstream", "http://127.0.0.1:1", "--db", db, "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0"}); code != exitRefused {
 		t.Fatalf("exit %d with the port taken", code)
+	}
+}
+
+// eventually polls cond until it holds, or fails the test after d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %s for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -178,6 +178,7 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite:      g.rewrite,
 		Transport:    g.cfg.Transport,
 		ErrorHandler: g.upstreamError,
+		BufferPool:   &bufferPool{},
 		// FlushInterval stays zero: ReverseProxy passes streamed responses
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),

@@ -31,7 +31,7 @@ func ExampleNewTransport() {
 	verifier := &httpsig.Verifier{Keys: httpsig.KeyMap{"sk_test_1": pub}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		res, err := verifier.Verify(r, body)
+		res, err := verifier.VerifyRequest(r, body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return

@@ -9,8 +9,9 @@ import (
 	"github.com/signet-dev/signet/httpsig"
 )
 
-// maxKeyFileBytes bounds what LoadKey reads; key files are a few KiB.
-const maxKeyFileBytes = 1 << 20
+// maxKeyFileBytes bounds what LoadKey reads: an RSA private key as JWK,
+// the largest kind, is a few KiB.
+const maxKeyFileBytes = 64 << 10
 
 // LoadKey reads the signing key in the file at path: a private key that
 // `signet keygen` wrote (PEM, PKCS#8), or any other file [httpsig.ParseKey]
@@ -23,9 +24,12 @@ func LoadKey(path string, alg httpsig.Algorithm) (httpsig.SigningKey, error) {
 		return nil, fmt.Errorf("client: key file: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes))
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("client: key file %s: %w", path, err)
+	}
+	if len(data) > maxKeyFileBytes {
+		return nil, fmt.Errorf("client: key file %s is larger than a key file (%d bytes at most)", path, maxKeyFileBytes)
 	}
 	key, err := httpsig.LoadSigningKey(alg, data)
 	if err != nil {

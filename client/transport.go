@@ -3,9 +3,9 @@
 // RFC 9530, the way a Signet server expects them.
 //
 // [Transport] is an [http.RoundTripper] that signs every request with an
-// [httpsig.Signer] before its Base transport sends it. It corrects its clock
-// from the Date field of a server that refuses a signature as expired or not
-// yet valid, and can check the signatures of responses. [NewTransport] makes
+// [httpsig.Signer] before its Base transport sends it. It corrects its clock,
+// per origin, when a Signet server refuses a signature for its time, and can
+// check the signatures of responses. [NewTransport] makes
 // one from a key file written by `signet keygen`; [LoadKey] reads such a
 // file.
 package client
@@ -18,11 +18,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/signet-dev/signet/httpsig"
 )
@@ -31,13 +33,23 @@ import (
 // body it must hold in memory, and for a response body it verifies.
 const DefaultMaxBodyBytes = 32 << 20
 
+// DefaultProblemBase is the prefix of the problem types of a Signet
+// server's refusals (middleware.DefaultProblemBase); a zero Transport acts
+// on refusals whose type starts with it.
+const DefaultProblemBase = "https://signet.dev/problems/"
+
 // maxProblemBytes bounds what is read of a refusal to find its reason.
 const maxProblemBytes = 64 << 10
+
+// maxOrigins bounds the clock offsets a Transport remembers: one per
+// origin, the least recently used forgotten first.
+const maxOrigins = 1024
 
 // Transport is an [http.RoundTripper] that signs each request it sends.
 //
 // Each request gets a fresh nonce and a created time from the Signer's
-// clock plus the offset the Transport has learnt (see [Transport.ClockOffset]).
+// clock plus the offset the Transport has learnt for the request's origin
+// (see [Transport.ClockOffset]).
 // A request with a body gets a Content-Digest field first:
 //
 //   - if the request already carries Content-Digest, that field is signed as
@@ -47,11 +59,24 @@ const maxProblemBytes = 64 << 10
 //     is computed over a copy from GetBody, streamed, and Body is sent;
 //   - else the body is read into memory, at most MaxBodyBytes of it, once.
 //
-// When a server answers 401 with an RFC 9457 problem whose type ends in
-// "not-yet-valid" or "expired", the Transport sets its clock offset from the
-// response's Date field and, if the body can be sent again (no body,
-// GetBody, or a body it read into memory), signs and sends the request once
-// more. It never retries anything else.
+// A refusal makes the Transport correct its clock for the origin (scheme,
+// host and port) and send the request once more only when all of these
+// hold, so that an API's own answers are never taken for the gateway's:
+//
+//   - the response is a 401 with a WWW-Authenticate challenge for the
+//     Signature scheme and an RFC 9457 problem whose type is ProblemBase
+//     followed by "expired" or "not-yet-valid";
+//   - it has a Date field, and by that Date the refused created time lies
+//     in the past (expired) or the future (not-yet-valid) by more than the
+//     Date's one-second precision and the round trip explain, so that a
+//     created time from the corrected clock would fall inside the window
+//     the refused one missed;
+//   - the body can be sent again (no body, GetBody, or a body it read into
+//     memory), for the retry; the offset is learnt even when it cannot.
+//
+// The request is sent at most twice. The Date field is not authenticated:
+// it is trusted to set the clock offset of its origin, for created times
+// only, and no further.
 //
 // The caller's request is never modified. A Transport is safe for concurrent
 // use by multiple goroutines; its fields must not change once it is in use,
@@ -83,29 +108,71 @@ type Transport struct {
 	// Zero means DefaultMaxBodyBytes.
 	MaxResponseBytes int64
 
-	once   sync.Once
-	signer httpsig.Signer // *Signer, with a clock that adds offset
-	now    func() time.Time
-	offset atomic.Int64 // server minus local time, in nanoseconds
+	// ProblemBase is the prefix of the problem types of the refusals of
+	// the Signet server the requests go to. Empty means
+	// DefaultProblemBase.
+	ProblemBase string
+
+	once    sync.Once
+	now     func() time.Time
+	offsets *lru.Cache[originKey, time.Duration] // by origin: server minus local time
+	signers sync.Pool                            // of *datedSigner
+}
+
+// A datedSigner is a copy of the Transport's Signer whose clock reads at:
+// the created time of one signature.
+type datedSigner struct {
+	httpsig.Signer
+	at time.Time
 }
 
 var _ http.RoundTripper = (*Transport)(nil)
 
-// ClockOffset returns the difference between the servers' clock and the
-// local one that the Transport has learnt from refusals, and adds to the
-// created time of its signatures. It is zero until a server has refused a
-// signature for its time.
-func (t *Transport) ClockOffset() time.Duration {
-	return time.Duration(t.offset.Load())
+// ClockOffset returns the difference between the clock of the server at
+// u's origin and the local one, as the Transport has learnt it from
+// refusals, and adds to the created time of the signatures it sends there.
+// It is zero until that server has refused a signature for its time.
+func (t *Transport) ClockOffset(u *url.URL) time.Duration {
+	t.once.Do(t.setup)
+	d, _ := t.offsets.Peek(origin(u))
+	return d
 }
 
 func (t *Transport) setup() {
-	t.signer = *t.Signer
 	t.now = time.Now
-	if t.Signer.Now != nil {
+	if t.Signer != nil && t.Signer.Now != nil {
 		t.now = t.Signer.Now
 	}
-	t.signer.Now = func() time.Time { return t.now().Add(time.Duration(t.offset.Load())) }
+	t.offsets, _ = lru.New[originKey, time.Duration](maxOrigins)
+	t.signers.New = func() any {
+		d := &datedSigner{Signer: *t.Signer}
+		d.Now = func() time.Time { return d.at }
+		return d
+	}
+}
+
+// An originKey is the scheme, host and port of a URL, the unit of clock
+// offsets.
+type originKey struct{ scheme, host, port string }
+
+func origin(u *url.URL) originKey {
+	o := originKey{strings.ToLower(u.Scheme), strings.ToLower(u.Hostname()), u.Port()}
+	if o.port == "" {
+		switch o.scheme {
+		case "http":
+			o.port = "80"
+		case "https":
+			o.port = "443"
+		}
+	}
+	return o
+}
+
+func (t *Transport) problemBase() string {
+	if t.ProblemBase != "" {
+		return t.ProblemBase
+	}
+	return DefaultProblemBase
 }
 
 func (t *Transport) base() http.RoundTripper {
@@ -142,7 +209,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := t.sign(req, &c, c.first)
+	org := origin(req.URL)
+	sent := t.now()
+	r, created, err := t.sign(req, &c, c.first, org, sent)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +224,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := t.verifyResponse(r, resp); err != nil {
 		return nil, err
 	}
-	if !t.correctClock(resp) || c.replay == nil {
+	if !t.correctClock(resp, org, created, sent) || c.replay == nil {
 		return resp, nil
 	}
 	body, err := c.replay()
@@ -164,7 +233,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	discard(resp.Body)
-	r, err = t.sign(req, &c, body)
+	r, _, err = t.sign(req, &c, body, org, t.now())
 	if err != nil {
 		if body != nil {
 			body.Close()
@@ -209,7 +278,7 @@ func (t *Transport) content(req *http.Request) (content, error) {
 // streamedContent digests a copy of the body from GetBody, so that the
 // body is never held in memory.
 func (t *Transport) streamedContent(req *http.Request) (content, error) {
-	d, err := httpsig.NewDigester(t.signer.Digest)
+	d, err := httpsig.NewDigester(t.Signer.Digest)
 	if err != nil {
 		return content{}, fmt.Errorf("client: %w", err)
 	}
@@ -245,7 +314,7 @@ func (t *Transport) bufferedContent(req *http.Request) (content, error) {
 	if len(data) == 0 {
 		return content{first: http.NoBody, replay: replay}, nil
 	}
-	digest, err := httpsig.ContentDigest(t.signer.Digest, data)
+	digest, err := httpsig.ContentDigest(t.Signer.Digest, data)
 	if err != nil {
 		return content{}, fmt.Errorf("client: %w", err)
 	}
@@ -288,11 +357,12 @@ func bodyOf(data []byte) io.ReadCloser {
 	return io.NopCloser(bytes.NewReader(data))
 }
 
-// sign returns a signed copy of req that sends body.
-func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser) (*http.Request, error) {
+// sign returns a signed copy of req that sends body, and its created
+// time: local time now plus the clock offset of the origin org.
+func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser, org originKey, now time.Time) (*http.Request, time.Time, error) {
 	host, err := wireHost(req)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	r := req.Clone(req.Context())
 	r.Host = host
@@ -300,10 +370,16 @@ func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser) (*ht
 	if c.digest != "" {
 		r.Header["Content-Digest"] = []string{c.digest}
 	}
-	if err := t.signer.SignRequest(r, nil); err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+	offset, _ := t.offsets.Get(org)
+	created := time.Unix(now.Add(offset).Unix(), 0)
+	s := t.signers.Get().(*datedSigner)
+	s.at = created
+	err = s.SignRequest(r, nil)
+	t.signers.Put(s)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("client: %w", err)
 	}
-	return r, nil
+	return r, created, nil
 }
 
 // wireHost returns the Host field net/http will send for r, which is the
@@ -359,10 +435,12 @@ func (t *Transport) verifyResponse(r *http.Request, resp *http.Response) error {
 	return nil
 }
 
-// correctClock reports whether resp refuses a signature for its time, and
-// if so sets the clock offset from its Date field. resp.Body stays whole.
-func (t *Transport) correctClock(resp *http.Response) bool {
-	if resp.StatusCode != http.StatusUnauthorized {
+// correctClock reports whether resp is a Signet server's refusal of the
+// signature created at created (sent at local time sent) for a time the
+// origin's clock offset, corrected from resp's Date, would cure; if so it
+// sets that offset. See [Transport] for the rule. resp.Body stays whole.
+func (t *Transport) correctClock(resp *http.Response, org originKey, created, sent time.Time) bool {
+	if resp.StatusCode != http.StatusUnauthorized || !signatureChallenge(resp.Header.Values("WWW-Authenticate")) {
 		return false
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/problem+json" {
@@ -383,27 +461,85 @@ func (t *Transport) correctClock(resp *http.Response) bool {
 	var problem struct {
 		Type string `json:"type"`
 	}
-	if json.Unmarshal(head, &problem) != nil || !isTimeProblem(problem.Type) {
+	if json.Unmarshal(head, &problem) != nil {
+		return false
+	}
+	reason, ok := strings.CutPrefix(problem.Type, t.problemBase())
+	if !ok {
+		return false
+	}
+	now := t.now()
+	// A clock that was right still puts created up to a second (Date's
+	// precision), a second more (an offset learnt before, rounded) and
+	// the round trip away from Date: what lies within that margin is no
+	// evidence of a wrong clock, and a correction would change nothing.
+	margin := 2*time.Second + max(now.Sub(sent), 0)
+	switch httpsig.Reason(reason) {
+	case httpsig.ReasonExpired:
+		if date.Sub(created) <= margin {
+			return false
+		}
+	case httpsig.ReasonNotYetValid:
+		if created.Sub(date) <= margin {
+			return false
+		}
+	default:
 		return false
 	}
 	// Date has whole seconds: the server read its clock somewhere in
 	// [date, date+1s).
-	offset := date.Add(500 * time.Millisecond).Sub(t.now()).Round(time.Second)
-	t.offset.Store(int64(offset))
+	t.offsets.Add(org, date.Add(500*time.Millisecond).Sub(now).Round(time.Second))
 	return true
 }
 
-// isTimeProblem reports whether a problem type names one of the reasons a
-// clock correction can cure.
-func isTimeProblem(typ string) bool {
-	for _, r := range []httpsig.Reason{httpsig.ReasonNotYetValid, httpsig.ReasonExpired} {
-		if rest, ok := strings.CutSuffix(typ, string(r)); ok {
-			if rest == "" || strings.ContainsAny(rest[len(rest)-1:], "/#:") {
+// signatureChallenge reports whether WWW-Authenticate field values hold a
+// challenge for the Signature scheme (RFC 9110 §11.6.1).
+func signatureChallenge(values []string) bool {
+	for _, v := range values {
+		for _, scheme := range challengeSchemes(v) {
+			if strings.EqualFold(scheme, "Signature") {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// challengeSchemes returns the auth-schemes of the challenges in one
+// WWW-Authenticate field value: the tokens that open an element of the
+// comma-separated list and are not the name of an auth-param.
+func challengeSchemes(v string) []string {
+	var schemes []string
+	inQuote, start := false, true
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case inQuote:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inQuote = false
+			}
+		case c == '"':
+			inQuote = true
+		case c == ',':
+			start = true
+		case start && c != ' ' && c != '\t':
+			start = false
+			j := i
+			for j < len(v) && !strings.ContainsRune(" \t,=\"", rune(v[j])) {
+				j++
+			}
+			k := j
+			for k < len(v) && (v[k] == ' ' || v[k] == '\t') {
+				k++
+			}
+			if j > i && (k == len(v) || v[k] != '=') {
+				schemes = append(schemes, v[i:j])
+			}
+			i = max(j, i+1) - 1
+		}
+	}
+	return schemes
 }
 
 // discard drains a little of a body, so that its connection can be used

@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,7 +120,7 @@ func newServer(t *testing.T, cfg serverConfig) *server {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		res, err := v.Verify(r, body)
+		res, err := v.VerifyRequest(r, body)
 		if err != nil {
 			reason, _ := httpsig.ReasonOf(err)
 			s.mu.Lock()
@@ -147,6 +148,7 @@ func writeProblem(w http.ResponseWriter, now time.Time, reason httpsig.Reason, d
 	})
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.Header().Set("Date", now.UTC().Format(http.TimeFormat))
+	w.Header().Set("WWW-Authenticate", `Signature realm="signet"`)
 	w.WriteHeader(http.StatusUnauthorized)
 	w.Write(body)
 }
@@ -297,8 +299,8 @@ func TestTransportConcurrent(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if tr.ClockOffset() != time.Hour {
-		t.Errorf("clock offset %v, want 1h", tr.ClockOffset())
+	if off := tr.ClockOffset(mustURL(t, srv.URL)); off != time.Hour {
+		t.Errorf("clock offset %v, want 1h", off)
 	}
 }
 
@@ -376,27 +378,13 @@ func TestTransportCorrectsClock(t *testing.T) {
 		name       string
 		skew       time.Duration
 		firstRefus httpsig.Reason
-		intercept  func(w http.ResponseWriter, r *http.Request, hit int64) bool
 	}{
 		{name: "server ahead", skew: 10 * time.Minute, firstRefus: httpsig.ReasonExpired},
 		{name: "server behind", skew: -10 * time.Minute, firstRefus: httpsig.ReasonNotYetValid},
-		{
-			// A server that answers not-yet-valid with a Date 10 minutes
-			// ahead, then accepts.
-			name: "scripted not-yet-valid", skew: 10 * time.Minute, firstRefus: httpsig.ReasonNotYetValid,
-			intercept: func(w http.ResponseWriter, r *http.Request, hit int64) bool {
-				if hit != 1 {
-					return false
-				}
-				io.Copy(io.Discard, r.Body)
-				writeProblem(w, t0.Add(10*time.Minute), httpsig.ReasonNotYetValid, "created is in the future")
-				return true
-			},
-		},
 	} {
 		for _, body := range []string{"", `{"sku":"A-1"}`} {
 			t.Run(fmt.Sprintf("%s/body=%d", tt.name, len(body)), func(t *testing.T) {
-				srv := newServer(t, serverConfig{keys: keyMap(keys), skew: tt.skew, intercept: tt.intercept})
+				srv := newServer(t, serverConfig{keys: keyMap(keys), skew: tt.skew})
 				tr := newTransport(keys[0], nil)
 				c := &http.Client{Transport: tr}
 				resp, err := c.Post(srv.URL+"/v1/orders", "application/json", strings.NewReader(body))
@@ -411,10 +399,10 @@ func TestTransportCorrectsClock(t *testing.T) {
 				if n := srv.hits.Load(); n != 2 {
 					t.Errorf("the server saw %d requests, want 2", n)
 				}
-				if r := srv.refusals(); tt.intercept == nil && (len(r) != 1 || r[0] != tt.firstRefus) {
+				if r := srv.refusals(); len(r) != 1 || r[0] != tt.firstRefus {
 					t.Errorf("refusals %v, want [%s]", r, tt.firstRefus)
 				}
-				if off := tr.ClockOffset(); off != tt.skew {
+				if off := tr.ClockOffset(mustURL(t, srv.URL)); off != tt.skew {
 					t.Errorf("clock offset %v, want %v", off, tt.skew)
 				}
 				// The next request is signed with the corrected clock.
@@ -431,8 +419,32 @@ func TestTransportCorrectsClock(t *testing.T) {
 	}
 }
 
+// refusal answers as a server refusing with a problem: status, type, a
+// Date this far from the tests' clock (none if nil), and a Signature
+// challenge if challenge.
+func refusal(status int, typ string, date *time.Duration, challenge bool) func(w http.ResponseWriter, r *http.Request, hit int64) bool {
+	return func(w http.ResponseWriter, r *http.Request, hit int64) bool {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/problem+json")
+		if date != nil {
+			w.Header().Set("Date", t0.Add(*date).UTC().Format(http.TimeFormat))
+		} else {
+			w.Header()["Date"] = nil
+		}
+		if challenge {
+			w.Header().Set("WWW-Authenticate", `Basic realm="x", Signature realm="signet"`)
+		}
+		w.WriteHeader(status)
+		fmt.Fprintf(w, `{"type":%q}`, typ)
+		return true
+	}
+}
+
+func after(d time.Duration) *time.Duration { return &d }
+
 // TestTransportNoRetry checks the refusals that are returned as they are,
-// after one request.
+// after one request: whatever a retry would not cure, and whatever is not
+// the Signet server's own refusal for the time.
 func TestTransportNoRetry(t *testing.T) {
 	keys := testKeys(t)
 	wrongKeys := keyMap(keys)
@@ -441,35 +453,43 @@ func TestTransportNoRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrongKeys[keys[0].id] = otherSecret
-	problem := func(status int, typ string, date bool) func(w http.ResponseWriter, r *http.Request, hit int64) bool {
-		return func(w http.ResponseWriter, r *http.Request, hit int64) bool {
-			w.Header().Set("Content-Type", "application/problem+json")
-			if date {
-				w.Header().Set("Date", t0.Add(time.Hour).UTC().Format(http.TimeFormat))
-			} else {
-				w.Header()["Date"] = nil
-			}
-			w.WriteHeader(status)
-			fmt.Fprintf(w, `{"type":%q}`, typ)
-			return true
-		}
-	}
+	const base = "https://signet.dev/problems/"
 	for _, tt := range []struct {
-		name       string
-		cfg        serverConfig
-		streamBody bool // a body with its own Content-Digest and no GetBody
-		wantType   string
-		wantOffset time.Duration
+		name        string
+		cfg         serverConfig
+		problemBase string
+		streamBody  bool // a body with its own Content-Digest and no GetBody
+		wantType    string
+		wantOffset  time.Duration
 	}{
 		{name: "body cannot be replayed", cfg: serverConfig{skew: 10 * time.Minute}, streamBody: true,
-			wantType: "https://signet.dev/problems/expired", wantOffset: 10 * time.Minute},
-		{name: "bad-signature", cfg: serverConfig{keys: wrongKeys}, wantType: "https://signet.dev/problems/bad-signature"},
-		{name: "key-expired", cfg: serverConfig{intercept: problem(401, "https://signet.dev/problems/key-expired", true)},
-			wantType: "https://signet.dev/problems/key-expired"},
-		{name: "expired without Date", cfg: serverConfig{intercept: problem(401, "https://signet.dev/problems/expired", false)},
-			wantType: "https://signet.dev/problems/expired"},
-		{name: "403 expired", cfg: serverConfig{intercept: problem(403, "https://signet.dev/problems/expired", true)},
-			wantType: "https://signet.dev/problems/expired"},
+			wantType: base + "expired", wantOffset: 10 * time.Minute},
+		{name: "bad-signature", cfg: serverConfig{keys: wrongKeys}, wantType: base + "bad-signature"},
+		{name: "key-expired", cfg: serverConfig{intercept: refusal(401, base+"key-expired", after(time.Hour), true)},
+			wantType: base + "key-expired"},
+		{name: "expired without Date", cfg: serverConfig{intercept: refusal(401, base+"expired", nil, true)},
+			wantType: base + "expired"},
+		{name: "403 expired", cfg: serverConfig{intercept: refusal(403, base+"expired", after(time.Hour), true)},
+			wantType: base + "expired"},
+		// The API behind the gateway answers its own 401 with the
+		// gateway's problem type and challenge, and a Date that agrees
+		// with the clock: a retry would change nothing.
+		{name: "expired by a Date that agrees", cfg: serverConfig{intercept: refusal(401, base+"expired", after(0), true)},
+			wantType: base + "expired"},
+		{name: "expired by a Date 2s ahead", cfg: serverConfig{intercept: refusal(401, base+"expired", after(2*time.Second), true)},
+			wantType: base + "expired"},
+		{name: "not-yet-valid by a Date ahead", cfg: serverConfig{intercept: refusal(401, base+"not-yet-valid", after(10*time.Minute), true)},
+			wantType: base + "not-yet-valid"},
+		{name: "expired by a Date behind", cfg: serverConfig{intercept: refusal(401, base+"expired", after(-10*time.Minute), true)},
+			wantType: base + "expired"},
+		{name: "expired without a Signature challenge", cfg: serverConfig{intercept: refusal(401, base+"expired", after(time.Hour), false)},
+			wantType: base + "expired"},
+		{name: "expired of another problem base", cfg: serverConfig{intercept: refusal(401, "https://api.example.com/problems/expired", after(time.Hour), true)},
+			wantType: "https://api.example.com/problems/expired"},
+		{name: "expired of the default base, another configured", problemBase: "urn:gw:",
+			cfg: serverConfig{intercept: refusal(401, base+"expired", after(time.Hour), true)}, wantType: base + "expired"},
+		{name: "a type that only ends in expired", cfg: serverConfig{intercept: refusal(401, base+"x/expired", after(time.Hour), true)},
+			wantType: base + "x/expired"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.cfg.keys == nil {
@@ -486,6 +506,7 @@ func TestTransportNoRetry(t *testing.T) {
 				req.Header.Set("Content-Digest", mustDigest(t, body))
 			}
 			tr := newTransport(keys[0], nil)
+			tr.ProblemBase = tt.problemBase
 			resp, err := (&http.Client{Transport: tr}).Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -499,11 +520,141 @@ func TestTransportNoRetry(t *testing.T) {
 			if n := srv.hits.Load(); n != 1 {
 				t.Errorf("the server saw %d requests, want 1", n)
 			}
-			if off := tr.ClockOffset(); off != tt.wantOffset {
+			if off := tr.ClockOffset(req.URL); off != tt.wantOffset {
 				t.Errorf("clock offset %v, want %v", off, tt.wantOffset)
 			}
 		})
 	}
+}
+
+// TestTransportProblemBase checks that a configured problem base is the
+// one acted on.
+func TestTransportProblemBase(t *testing.T) {
+	keys := testKeys(t)
+	srv := newServer(t, serverConfig{keys: keyMap(keys), intercept: func(w http.ResponseWriter, r *http.Request, hit int64) bool {
+		if hit > 1 {
+			return false
+		}
+		return refusal(401, "urn:gw:expired", after(10*time.Minute), true)(w, r, hit)
+	}, skew: 10 * time.Minute})
+	tr := newTransport(keys[0], nil)
+	tr.ProblemBase = "urn:gw:"
+	resp, err := (&http.Client{Transport: tr}).Post(srv.URL+"/v1/orders", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || srv.hits.Load() != 2 {
+		t.Errorf("%s after %d requests, want 200 after 2", resp.Status, srv.hits.Load())
+	}
+}
+
+// TestTransportOffsetPerOrigin checks that each origin gets its own clock
+// offset, and that a refusal from one leaves the others alone.
+func TestTransportOffsetPerOrigin(t *testing.T) {
+	keys := testKeys(t)
+	ahead := newServer(t, serverConfig{keys: keyMap(keys), skew: 10 * time.Minute})
+	behind := newServer(t, serverConfig{keys: keyMap(keys), skew: -10 * time.Minute})
+	right := newServer(t, serverConfig{keys: keyMap(keys)})
+	tr := newTransport(keys[0], nil)
+	c := &http.Client{Transport: tr}
+	for round := 1; round <= 2; round++ {
+		for _, srv := range []*server{ahead, behind, right} {
+			resp, err := c.Post(srv.URL+"/v1/orders", "application/json", strings.NewReader("{}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("round %d: %s", round, resp.Status)
+			}
+		}
+	}
+	for _, tt := range []struct {
+		srv  *server
+		hits int64
+		want time.Duration
+	}{{ahead, 3, 10 * time.Minute}, {behind, 3, -10 * time.Minute}, {right, 2, 0}} {
+		if n, off := tt.srv.hits.Load(), tr.ClockOffset(mustURL(t, tt.srv.URL)); n != tt.hits || off != tt.want {
+			t.Errorf("%s: %d requests, offset %v; want %d, %v", tt.srv.URL, n, off, tt.hits, tt.want)
+		}
+	}
+}
+
+// skewedHosts answers, without network, as a Signet server whose clock
+// runs 10 minutes ahead would: the first request to each host is refused
+// as expired, the next accepted.
+type skewedHosts struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *skewedHosts) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	s.mu.Lock()
+	first := !s.seen[r.URL.Host]
+	s.seen[r.URL.Host] = true
+	s.mu.Unlock()
+	if !first {
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+	}
+	rec := httptest.NewRecorder()
+	writeProblem(rec, t0.Add(10*time.Minute), httpsig.ReasonExpired, "too old")
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
+}
+
+// TestTransportOffsetsBounded checks that the offsets of many origins take
+// bounded memory: the least recently used are forgotten.
+func TestTransportOffsetsBounded(t *testing.T) {
+	tr := newTransport(testKeys(t)[0], &skewedHosts{seen: map[string]bool{}})
+	c := &http.Client{Transport: tr}
+	for i := range maxOrigins + 10 {
+		resp, err := c.Get(fmt.Sprintf("https://h%d.example/", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("host %d: %s", i, resp.Status)
+		}
+	}
+	if n := tr.offsets.Len(); n != maxOrigins {
+		t.Errorf("%d offsets remembered, want %d", n, maxOrigins)
+	}
+	if off := tr.ClockOffset(mustURL(t, "https://h0.example/")); off != 0 {
+		t.Errorf("the oldest origin's offset %v was kept", off)
+	}
+	if off := tr.ClockOffset(mustURL(t, fmt.Sprintf("https://h%d.example:443/", maxOrigins+9))); off != 10*time.Minute {
+		t.Errorf("the newest origin's offset is %v", off)
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	for in, want := range map[string]originKey{
+		"https://API.example.com/x":      {"https", "api.example.com", "443"},
+		"HTTPS://api.example.com:443/":   {"https", "api.example.com", "443"},
+		"http://api.example.com/":        {"http", "api.example.com", "80"},
+		"http://api.example.com:8080/":   {"http", "api.example.com", "8080"},
+		"https://[::1]:8443/":            {"https", "::1", "8443"},
+		"https://api.example.com:8443/a": {"https", "api.example.com", "8443"},
+	} {
+		if got := origin(mustURL(t, in)); got != want {
+			t.Errorf("origin(%s) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 type failingBase struct{ err error }
@@ -627,20 +778,38 @@ func TestTransportContextCancelled(t *testing.T) {
 	}
 }
 
-func TestIsTimeProblem(t *testing.T) {
-	for typ, want := range map[string]bool{
-		"https://signet.dev/problems/expired":       true,
-		"https://signet.dev/problems/not-yet-valid": true,
-		"urn:signet:not-yet-valid":                  true,
-		"expired":                                   true,
-		"https://signet.dev/problems/key-expired":   false,
-		"https://signet.dev/problems/bad-signature": false,
-		"": false,
+func TestSignatureChallenge(t *testing.T) {
+	for v, want := range map[string]bool{
+		`Signature realm="signet"`:                  true,
+		`signature`:                                 true,
+		`Basic realm="a, Signature b", Signature`:   true,
+		`Basic realm="x", Signature realm="signet"`: true,
+		`Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple"`: false,
+		`Basic realm="Signature"`: false,
+		`Bearer Signature=x`:      false,
+		`Basic signature=1`:       false,
+		`Signatures realm=x`:      false,
+		``:                        false,
 	} {
-		if got := isTimeProblem(typ); got != want {
-			t.Errorf("isTimeProblem(%q) = %v, want %v", typ, got, want)
+		if got := signatureChallenge([]string{v}); got != want {
+			t.Errorf("signatureChallenge(%q) = %v, want %v (schemes %q)", v, got, want, challengeSchemes(v))
 		}
 	}
+}
+
+// FuzzChallengeSchemes checks that any field value parses, and that what
+// is found is a nonempty token.
+func FuzzChallengeSchemes(f *testing.F) {
+	for _, s := range []string{`Signature realm="signet"`, `Basic realm="x\"y", Signature`, `,=,`, `a =b, c`, `"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		for _, s := range challengeSchemes(v) {
+			if s == "" || strings.ContainsAny(s, " \t,=\"") {
+				t.Errorf("challengeSchemes(%q) found %q", v, s)
+			}
+		}
+	})
 }
 
 // TestTransportHost checks that the authority signed is the host that goes
@@ -774,6 +943,7 @@ func TestLoadKey(t *testing.T) {
 		{name: "wrong algorithm", path: secret, alg: httpsig.AlgEd25519, err: "ed25519"},
 		{name: "missing", path: filepath.Join(dir, "nope.key"), err: "no such file"},
 		{name: "not a key", path: write("junk.key", "!!! not a key !!!"), err: "neither PEM, JWK nor base64"},
+		{name: "too large", path: write("large.key", strings.Repeat("A", maxKeyFileBytes+1)), err: "larger than a key file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			k, err := LoadKey(tt.path, tt.alg)

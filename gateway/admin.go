@@ -17,9 +17,6 @@ import (
 	"github.com/signet-dev/signet/middleware"
 )
 
-// AdminScope is the scope a key needs to use the admin API.
-const AdminScope = "admin"
-
 // maxAdminBody bounds admin API request bodies.
 const maxAdminBody = 64 << 10
 
@@ -29,7 +26,7 @@ type KeyAdmin interface {
 	Create(ctx context.Context, req keys.CreateRequest) (*keys.Created, error)
 	Get(ctx context.Context, id string) (*keys.Key, error)
 	List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error)
-	Rotate(ctx context.Context, id string, overlap time.Duration, newPublicKey []byte, actor string) (*keys.Created, error)
+	Rotate(ctx context.Context, req keys.RotateRequest) (*keys.Created, error)
 	Revoke(ctx context.Context, id, actor string) error
 	SetScopes(ctx context.Context, id string, scopes []string, actor string) error
 	Audit(ctx context.Context, f keys.AuditFilter) ([]keys.AuditEvent, error)
@@ -54,7 +51,7 @@ func (g *Gateway) newAdminHandler() http.Handler {
 		Now:          g.cfg.Now,
 	})
 	admin := func(h http.HandlerFunc) http.Handler {
-		return withRequestID(verify(middleware.RequireScopes(AdminScope)(h)))
+		return withRequestID(verify(middleware.RequireScopes(keys.ScopeAdmin)(h)))
 	}
 	a := &adminAPI{keys: g.cfg.Admin, g: g}
 	mux.Handle("POST /v1/keys", admin(a.create))
@@ -178,7 +175,7 @@ func (a *adminAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !a.decode(w, r, &req) {
 		return
 	}
-	overlap := 24 * time.Hour
+	overlap := keys.DefaultOverlap
 	if req.Overlap != "" {
 		d, err := keys.ParseDuration(req.Overlap)
 		if err != nil || d < 0 {
@@ -191,7 +188,7 @@ func (a *adminAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	if req.PublicKey != "" {
 		pub = []byte(req.PublicKey)
 	}
-	c, err := a.keys.Rotate(r.Context(), r.PathValue("id"), overlap, pub, actor(r))
+	c, err := a.keys.Rotate(r.Context(), keys.RotateRequest{ID: r.PathValue("id"), Overlap: overlap, PublicKey: pub, Actor: actor(r)})
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -34,7 +34,7 @@ type adminEnv struct {
 func newAdminEnv(t *testing.T) *adminEnv {
 	t.Helper()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{})
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	e := &adminEnv{keys: ks, up: up, gw: httptest.NewServer(g.Handler()), admin: httptest.NewServer(g.AdminHandler())}
 	t.Cleanup(e.gw.Close)
 	t.Cleanup(e.admin.Close)
-	c, err := ks.Create(ctx, keys.CreateRequest{Owner: "ops", Scopes: []string{gateway.AdminScope}, Actor: "test"})
+	c, err := ks.Create(ctx, keys.CreateRequest{Owner: "ops", Scopes: []string{keys.ScopeAdmin}, Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

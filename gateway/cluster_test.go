@@ -34,6 +34,9 @@ func cluster(t *testing.T) (a, b *node, proxies [2]*testenv.Proxy, up *upstream,
 	dbURL := testenv.NewDatabase(t)
 	redisURL := testenv.RequireRedis(t)
 	prefix := testenv.RedisPrefix(t)
+	if _, err := redis.Init(context.Background(), redisURL, redis.Options{KeyPrefix: prefix}); err != nil {
+		t.Fatal(err)
+	}
 	target, err := url.Parse(redisURL)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +107,7 @@ func do(t *testing.T, r *http.Request) (int, string) {
 func TestClusterSharesReplaysAndRevocations(t *testing.T) {
 	a, b, _, up, _ := cluster(t)
 	ctx := context.Background()
-	admin, err := a.keys.Create(ctx, keys.CreateRequest{Owner: "ops", Scopes: []string{gateway.AdminScope}, Actor: "test"})
+	admin, err := a.keys.Create(ctx, keys.CreateRequest{Owner: "ops", Scopes: []string{keys.ScopeAdmin}, Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func AcceptSignatureField(reqs ...AcceptSignature) (string, error) {
 		p := Params{Components: a.Components, KeyID: a.KeyID, Alg: a.Alg, Nonce: a.Nonce, Tag: a.Tag}
 		var err error
 		if dst, err = p.appendTo(dst); err != nil {
-			return "", err
+			return "", fmt.Errorf("httpsig: Accept-Signature %s: %w", a.Label, err)
 		}
 	}
 	return string(dst), nil
@@ -49,7 +49,7 @@ func (p *Policy) AcceptSignatureFor(r *http.Request, hasContent bool) string {
 	if len(p.Labels) > 0 {
 		label = p.Labels[0]
 	}
-	v, err := AcceptSignatureField(AcceptSignature{Label: label, Components: p.RequiredFor(r, hasContent), Tag: p.Tag})
+	v, err := AcceptSignatureField(AcceptSignature{Label: label, Components: p.requiredFor(r, hasContent), Tag: p.Tag})
 	if err != nil {
 		return ""
 	}
@@ -70,6 +70,7 @@ func ParseAcceptSignature(field string) ([]AcceptSignature, error) {
 		return nil, errors.New("httpsig: Accept-Signature repeats a label or parameter")
 	}
 	out := make([]AcceptSignature, 0, len(members))
+	var dups componentSet
 	for _, m := range members {
 		for _, prm := range m.Params {
 			if prm.Key == "created" {
@@ -77,8 +78,8 @@ func ParseAcceptSignature(field string) ([]AcceptSignature, error) {
 			}
 		}
 		var p Params
-		if err := paramsFromMember(m, nil, &p); err != nil {
-			return nil, fmt.Errorf("httpsig: Accept-Signature %s: %v", m.Key, trimPkg(err.Error()))
+		if err := paramsFromMember(m, nil, &p, &dups); err != nil {
+			return nil, fmt.Errorf("httpsig: Accept-Signature %s: %w", m.Key, err)
 		}
 		out = append(out, AcceptSignature{Label: m.Key, Components: p.Components, KeyID: p.KeyID, Alg: p.Alg, Nonce: p.Nonce, Tag: p.Tag})
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"math/big"
+	"strings"
 	"sync"
 )
 
@@ -33,18 +34,66 @@ const (
 	minRSABits                    = 2048
 )
 
-// Algorithms lists every algorithm this package signs and verifies.
-var Algorithms = []Algorithm{AlgHMACSHA256, AlgEd25519, AlgECDSAP256SHA256, AlgECDSAP384SHA384, AlgRSAPSSSHA512, AlgRSAV1_5SHA256}
+// algorithm describes one algorithm: the one place that lists what this
+// package implements.
+type algorithm struct {
+	name Algorithm
+	kind keyKind
+	// hash digests the signature base for ECDSA and RSA.
+	hash crypto.Hash
+	// curve is the curve of an ECDSA algorithm.
+	curve func() elliptic.Curve
+}
+
+// keyKind is the kind of key an algorithm takes.
+type keyKind uint8
+
+const (
+	kindHMAC keyKind = iota
+	kindEd25519
+	kindECDSA
+	kindRSA
+)
+
+var algorithms = [...]algorithm{
+	{name: AlgHMACSHA256, kind: kindHMAC},
+	{name: AlgEd25519, kind: kindEd25519},
+	{name: AlgECDSAP256SHA256, kind: kindECDSA, hash: crypto.SHA256, curve: elliptic.P256},
+	{name: AlgECDSAP384SHA384, kind: kindECDSA, hash: crypto.SHA384, curve: elliptic.P384},
+	{name: AlgRSAPSSSHA512, kind: kindRSA, hash: crypto.SHA512},
+	{name: AlgRSAV1_5SHA256, kind: kindRSA, hash: crypto.SHA256},
+}
+
+// Algorithms returns every algorithm this package signs and verifies.
+func Algorithms() []Algorithm {
+	out := make([]Algorithm, len(algorithms))
+	for i := range algorithms {
+		out[i] = algorithms[i].name
+	}
+	return out
+}
+
+func lookupAlgorithm(name Algorithm) (*algorithm, error) {
+	for i := range algorithms {
+		if algorithms[i].name == name {
+			return &algorithms[i], nil
+		}
+	}
+	known := make([]string, len(algorithms))
+	for i := range algorithms {
+		known[i] = string(algorithms[i].name)
+	}
+	return nil, fmt.Errorf("httpsig: unknown algorithm %q (known: %s)", name, strings.Join(known, ", "))
+}
 
 // ParseAlgorithm returns the Algorithm named s, or an error if this package
 // does not implement it.
 func ParseAlgorithm(s string) (Algorithm, error) {
-	for _, a := range Algorithms {
-		if string(a) == s {
-			return a, nil
-		}
+	a, err := lookupAlgorithm(Algorithm(s))
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("httpsig: unknown algorithm %q (known: hmac-sha256, ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256)", s)
+	return a.name, nil
 }
 
 // Symmetric reports whether a signs and verifies with one shared secret.
@@ -57,37 +106,32 @@ var errBadSignature = errors.New("httpsig: signature does not verify")
 // alg names, or an *rsa.PrivateKey of at least 2048 bits. A key of the wrong
 // kind for alg is an error: a key is bound to one algorithm.
 func NewSigningKey(alg Algorithm, key any) (SigningKey, error) {
-	switch alg {
-	case AlgHMACSHA256:
-		secret, ok := key.([]byte)
-		if !ok {
-			return nil, keyKindError(alg, key)
-		}
-		return NewHMACKey(secret)
-	case AlgEd25519:
-		priv, ok := key.(ed25519.PrivateKey)
-		if !ok || len(priv) != ed25519.PrivateKeySize {
-			return nil, keyKindError(alg, key)
-		}
-		return ed25519Signer{priv}, nil
-	case AlgECDSAP256SHA256, AlgECDSAP384SHA384:
-		priv, ok := key.(*ecdsa.PrivateKey)
-		if !ok || priv.Curve != curveOf(alg) {
-			return nil, keyKindError(alg, key)
-		}
-		return ecdsaSigner{alg, priv}, nil
-	case AlgRSAPSSSHA512, AlgRSAV1_5SHA256:
-		priv, ok := key.(*rsa.PrivateKey)
-		if !ok {
-			return nil, keyKindError(alg, key)
-		}
-		if priv.N.BitLen() < minRSABits {
-			return nil, fmt.Errorf("httpsig: %s key has %d bits, need at least %d", alg, priv.N.BitLen(), minRSABits)
-		}
-		return rsaSigner{alg, priv}, nil
+	a, err := lookupAlgorithm(alg)
+	if err != nil {
+		return nil, err
 	}
-	_, err := ParseAlgorithm(string(alg))
-	return nil, err
+	switch k := key.(type) {
+	case []byte:
+		if a.kind == kindHMAC {
+			return NewHMACKey(k)
+		}
+	case ed25519.PrivateKey:
+		if a.kind == kindEd25519 && len(k) == ed25519.PrivateKeySize {
+			return ed25519Signer{k}, nil
+		}
+	case *ecdsa.PrivateKey:
+		if a.kind == kindECDSA && k.Curve == a.curve() {
+			return ecdsaSigner{a, k}, nil
+		}
+	case *rsa.PrivateKey:
+		if a.kind == kindRSA {
+			if err := checkRSASize(a, &k.PublicKey); err != nil {
+				return nil, err
+			}
+			return rsaSigner{a, k}, nil
+		}
+	}
+	return nil, keyKindError(alg, key)
 }
 
 // NewVerifyingKey returns a key that verifies signatures made with alg. key
@@ -95,40 +139,45 @@ func NewSigningKey(alg Algorithm, key any) (SigningKey, error) {
 // *ecdsa.PublicKey, *rsa.PublicKey) of the kind alg needs; a private key is
 // accepted too and its public half used.
 func NewVerifyingKey(alg Algorithm, key any) (VerifyingKey, error) {
+	a, err := lookupAlgorithm(alg)
+	if err != nil {
+		return nil, err
+	}
+	if priv, ok := key.(ed25519.PrivateKey); ok && len(priv) != ed25519.PrivateKeySize {
+		return nil, keyKindError(alg, key) // its Public would panic
+	}
 	if s, ok := key.(crypto.Signer); ok {
 		key = s.Public()
 	}
-	switch alg {
-	case AlgHMACSHA256:
-		secret, ok := key.([]byte)
-		if !ok {
-			return nil, keyKindError(alg, key)
+	switch k := key.(type) {
+	case []byte:
+		if a.kind == kindHMAC {
+			return NewHMACKey(k)
 		}
-		return NewHMACKey(secret)
-	case AlgEd25519:
-		pub, ok := key.(ed25519.PublicKey)
-		if !ok || len(pub) != ed25519.PublicKeySize {
-			return nil, keyKindError(alg, key)
+	case ed25519.PublicKey:
+		if a.kind == kindEd25519 && len(k) == ed25519.PublicKeySize {
+			return ed25519Verifier{k}, nil
 		}
-		return ed25519Verifier{pub}, nil
-	case AlgECDSAP256SHA256, AlgECDSAP384SHA384:
-		pub, ok := key.(*ecdsa.PublicKey)
-		if !ok || pub.Curve != curveOf(alg) {
-			return nil, keyKindError(alg, key)
+	case *ecdsa.PublicKey:
+		if a.kind == kindECDSA && k.Curve == a.curve() {
+			return ecdsaVerifier{a, k}, nil
 		}
-		return ecdsaVerifier{alg, pub}, nil
-	case AlgRSAPSSSHA512, AlgRSAV1_5SHA256:
-		pub, ok := key.(*rsa.PublicKey)
-		if !ok {
-			return nil, keyKindError(alg, key)
+	case *rsa.PublicKey:
+		if a.kind == kindRSA {
+			if err := checkRSASize(a, k); err != nil {
+				return nil, err
+			}
+			return rsaVerifier{a, k}, nil
 		}
-		if pub.N.BitLen() < minRSABits {
-			return nil, fmt.Errorf("httpsig: %s key has %d bits, need at least %d", alg, pub.N.BitLen(), minRSABits)
-		}
-		return rsaVerifier{alg, pub}, nil
 	}
-	_, err := ParseAlgorithm(string(alg))
-	return nil, err
+	return nil, keyKindError(alg, key)
+}
+
+func checkRSASize(a *algorithm, pub *rsa.PublicKey) error {
+	if bits := pub.N.BitLen(); bits < minRSABits {
+		return fmt.Errorf("httpsig: %s key has %d bits, need at least %d", a.name, bits, minRSABits)
+	}
+	return nil
 }
 
 func keyKindError(alg Algorithm, key any) error {
@@ -152,13 +201,6 @@ func describeKey(key any) string {
 		return "missing"
 	}
 	return fmt.Sprintf("%T", key)
-}
-
-func curveOf(alg Algorithm) elliptic.Curve {
-	if alg == AlgECDSAP384SHA384 {
-		return elliptic.P384()
-	}
-	return elliptic.P256()
 }
 
 // HMACKey signs and verifies hmac-sha256 signatures with a shared secret.
@@ -231,18 +273,18 @@ func (v ed25519Verifier) Verify(base, sig []byte) error {
 }
 
 type ecdsaSigner struct {
-	alg  Algorithm
+	alg  *algorithm
 	priv *ecdsa.PrivateKey
 }
 
-func (s ecdsaSigner) Algorithm() Algorithm { return s.alg }
+func (s ecdsaSigner) Algorithm() Algorithm { return s.alg.name }
 
 // Sign returns r‖s, each zero-padded to the curve size, as RFC 9421 §3.3.4
 // requires (not the ASN.1 DER of crypto/ecdsa).
 func (s ecdsaSigner) Sign(base []byte) ([]byte, error) {
-	r, ss, err := ecdsa.Sign(rand.Reader, s.priv, digestFor(s.alg, base))
+	r, ss, err := ecdsa.Sign(rand.Reader, s.priv, digest(s.alg.hash, base))
 	if err != nil {
-		return nil, fmt.Errorf("httpsig: %s: %w", s.alg, err)
+		return nil, fmt.Errorf("httpsig: %s: %w", s.alg.name, err)
 	}
 	size := (s.priv.Curve.Params().BitSize + 7) / 8
 	out := make([]byte, 2*size)
@@ -252,11 +294,11 @@ func (s ecdsaSigner) Sign(base []byte) ([]byte, error) {
 }
 
 type ecdsaVerifier struct {
-	alg Algorithm
+	alg *algorithm
 	pub *ecdsa.PublicKey
 }
 
-func (v ecdsaVerifier) Algorithm() Algorithm { return v.alg }
+func (v ecdsaVerifier) Algorithm() Algorithm { return v.alg.name }
 func (v ecdsaVerifier) Verify(base, sig []byte) error {
 	size := (v.pub.Curve.Params().BitSize + 7) / 8
 	if len(sig) != 2*size {
@@ -264,44 +306,48 @@ func (v ecdsaVerifier) Verify(base, sig []byte) error {
 	}
 	r := new(big.Int).SetBytes(sig[:size])
 	s := new(big.Int).SetBytes(sig[size:])
-	if !ecdsa.Verify(v.pub, digestFor(v.alg, base), r, s) {
+	if !ecdsa.Verify(v.pub, digest(v.alg.hash, base), r, s) {
 		return errBadSignature
 	}
 	return nil
 }
 
 type rsaSigner struct {
-	alg  Algorithm
+	alg  *algorithm
 	priv *rsa.PrivateKey
 }
 
-func (s rsaSigner) Algorithm() Algorithm { return s.alg }
+// pssOptions are those of rsa-pss-sha512 (RFC 9421 §3.3.1): a salt as long
+// as the SHA-512 digest.
+var pssOptions = rsa.PSSOptions{SaltLength: sha512.Size, Hash: crypto.SHA512}
+
+func (s rsaSigner) Algorithm() Algorithm { return s.alg.name }
 func (s rsaSigner) Sign(base []byte) ([]byte, error) {
 	var sig []byte
 	var err error
-	if s.alg == AlgRSAPSSSHA512 {
-		sig, err = rsa.SignPSS(rand.Reader, s.priv, crypto.SHA512, digestFor(s.alg, base), &rsa.PSSOptions{SaltLength: sha512.Size, Hash: crypto.SHA512})
+	if s.alg.name == AlgRSAPSSSHA512 {
+		sig, err = rsa.SignPSS(rand.Reader, s.priv, s.alg.hash, digest(s.alg.hash, base), &pssOptions)
 	} else {
-		sig, err = rsa.SignPKCS1v15(rand.Reader, s.priv, crypto.SHA256, digestFor(s.alg, base))
+		sig, err = rsa.SignPKCS1v15(rand.Reader, s.priv, s.alg.hash, digest(s.alg.hash, base))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("httpsig: %s: %w", s.alg, err)
+		return nil, fmt.Errorf("httpsig: %s: %w", s.alg.name, err)
 	}
 	return sig, nil
 }
 
 type rsaVerifier struct {
-	alg Algorithm
+	alg *algorithm
 	pub *rsa.PublicKey
 }
 
-func (v rsaVerifier) Algorithm() Algorithm { return v.alg }
+func (v rsaVerifier) Algorithm() Algorithm { return v.alg.name }
 func (v rsaVerifier) Verify(base, sig []byte) error {
 	var err error
-	if v.alg == AlgRSAPSSSHA512 {
-		err = rsa.VerifyPSS(v.pub, crypto.SHA512, digestFor(v.alg, base), sig, &rsa.PSSOptions{SaltLength: sha512.Size, Hash: crypto.SHA512})
+	if v.alg.name == AlgRSAPSSSHA512 {
+		err = rsa.VerifyPSS(v.pub, v.alg.hash, digest(v.alg.hash, base), sig, &pssOptions)
 	} else {
-		err = rsa.VerifyPKCS1v15(v.pub, crypto.SHA256, digestFor(v.alg, base), sig)
+		err = rsa.VerifyPKCS1v15(v.pub, v.alg.hash, digest(v.alg.hash, base), sig)
 	}
 	if err != nil {
 		return errBadSignature
@@ -309,12 +355,14 @@ func (v rsaVerifier) Verify(base, sig []byte) error {
 	return nil
 }
 
-func digestFor(alg Algorithm, base []byte) []byte {
-	switch alg {
-	case AlgECDSAP384SHA384:
+// digest returns the digest of base with h, one of the hashes of the
+// algorithms table.
+func digest(h crypto.Hash, base []byte) []byte {
+	switch h {
+	case crypto.SHA384:
 		d := sha512.Sum384(base)
 		return d[:]
-	case AlgRSAPSSSHA512:
+	case crypto.SHA512:
 		d := sha512.Sum512(base)
 		return d[:]
 	}

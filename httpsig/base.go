@@ -32,6 +32,13 @@ type Message struct {
 	hasTarget bool
 }
 
+// fresh returns a copy of m without the parts derived from its request,
+// so that they are derived again from what the request holds now, and m,
+// which the caller may share, is left alone.
+func (m *Message) fresh() *Message {
+	return &Message{Request: m.Request, Response: m.Response, Scheme: m.Scheme, Structured: m.Structured}
+}
+
 // FieldType is the top-level type of a structured field (RFC 8941 §3).
 type FieldType uint8
 
@@ -75,31 +82,46 @@ type componentError struct {
 	comp   string
 	msg    string
 	absent bool
+	err    error // the cause, if any
 }
 
 func (e *componentError) Error() string {
-	return "httpsig: component " + e.comp + ": " + e.msg
+	switch {
+	case e.err == nil:
+		return "component " + e.comp + ": " + e.msg
+	case e.msg == "":
+		return "component " + e.comp + ": " + e.err.Error()
+	}
+	return "component " + e.comp + ": " + e.msg + ": " + e.err.Error()
 }
+
+func (e *componentError) Unwrap() error { return e.err }
 
 func compErr(c *Component, absent bool, format string, args ...any) error {
 	return &componentError{comp: c.String(), msg: fmt.Sprintf(format, args...), absent: absent}
 }
 
-// SignatureBase returns the signature base of m for p (RFC 9421 §2.5).
+// SignatureBase returns the signature base of m for p (RFC 9421 §2.5). It
+// does not modify m.
 func SignatureBase(m *Message, p *Params) ([]byte, error) {
-	var sp sf.Parser
-	return appendBase(nil, m, p, "", &sp)
+	var fields structuredFields
+	base, err := appendBase(nil, m.fresh(), p, "", &fields)
+	if err != nil {
+		return nil, fmt.Errorf("httpsig: %w", err)
+	}
+	return base, nil
 }
 
-// appendBase appends the signature base to dst; sp is scratch for
+// appendBase appends the signature base to dst; fields is scratch for
 // structured fields. raw, if not empty, is the canonical serialisation of
 // p as received, which saves serialising it again.
-func appendBase(dst []byte, m *Message, p *Params, raw string, sp *sf.Parser) ([]byte, error) {
+func appendBase(dst []byte, m *Message, p *Params, raw string, fields *structuredFields) ([]byte, error) {
+	fields.reset()
 	start, lines := len(dst), 0
 	for i := range p.Components {
 		var n int
 		var err error
-		if dst, n, err = appendComponent(dst, m, &p.Components[i], sp); err != nil {
+		if dst, n, err = appendComponent(dst, m, &p.Components[i], fields); err != nil {
 			return dst, err
 		}
 		lines += n
@@ -108,7 +130,7 @@ func appendBase(dst []byte, m *Message, p *Params, raw string, sp *sf.Parser) ([
 	// base. Counting them all at once is cheaper than checking each value.
 	if bytes.Count(dst[start:], newline) != lines || bytes.IndexByte(dst[start:], '\r') >= 0 {
 		for i := range p.Components {
-			v, n, _ := appendComponent(nil, m, &p.Components[i], sp)
+			v, n, _ := appendComponent(nil, m, &p.Components[i], fields)
 			if bytes.Count(v, newline) != n || bytes.IndexByte(v, '\r') >= 0 {
 				return dst, compErr(&p.Components[i], false, "value contains a line break")
 			}
@@ -126,7 +148,7 @@ var newline = []byte{'\n'}
 // appendComponent appends the base lines for c and says how many: one,
 // except for @query-param, which gives one per occurrence of its parameter.
 // Values are not checked for line breaks; appendBase does that.
-func appendComponent(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byte, int, error) {
+func appendComponent(dst []byte, m *Message, c *Component, fields *structuredFields) ([]byte, int, error) {
 	if c.Name == QueryParam {
 		r, err := requestFor(m, c)
 		if err != nil {
@@ -140,7 +162,7 @@ func appendComponent(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byt
 	if c.Name[0] == '@' {
 		dst, err = appendDerived(dst, m, c)
 	} else {
-		dst, err = appendField(dst, m, c, sp)
+		dst, err = appendField(dst, m, c, fields)
 	}
 	if err != nil {
 		return dst, 0, err
@@ -479,7 +501,7 @@ func decodeRuneWHATWG(b []byte) (rune, int) {
 }
 
 // appendField appends the value of the HTTP field c names (RFC 9421 §2.1).
-func appendField(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byte, error) {
+func appendField(dst []byte, m *Message, c *Component, fields *structuredFields) ([]byte, error) {
 	var h http.Header
 	switch {
 	case c.Req && m.Response == nil:
@@ -500,7 +522,7 @@ func appendField(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byte, e
 	}
 	lines, err := fieldLines(h, c.Name)
 	if err != nil {
-		return dst, compErr(c, false, "%v", err)
+		return dst, &componentError{comp: c.String(), err: err}
 	}
 	if lines == nil {
 		where := "header"
@@ -519,7 +541,7 @@ func appendField(dst []byte, m *Message, c *Component, sp *sf.Parser) ([]byte, e
 		}
 		return dst, nil
 	case c.Key != "" || c.SF:
-		return appendStructured(dst, m, c, lines, sp)
+		return appendStructured(dst, m, c, lines, fields)
 	}
 	for i, l := range lines {
 		if i > 0 {
@@ -610,7 +632,61 @@ func appendFieldLine(dst []byte, v string) []byte {
 	return dst
 }
 
-func appendStructured(dst []byte, m *Message, c *Component, lines []string, sp *sf.Parser) ([]byte, error) {
+// structuredFields holds the structured fields read while building one
+// signature base, each parsed once however many components read it: a
+// signature may cover one large Dictionary under many keys. The zero value
+// is ready.
+type structuredFields struct {
+	sp     sf.Parser
+	parsed []structuredField
+}
+
+// structuredField is one field as parsed: which one, and what it holds.
+type structuredField struct {
+	name    string
+	req, tr bool
+	typ     FieldType
+	item    sf.Item
+	members []sf.Member
+	err     error
+}
+
+func (fs *structuredFields) reset() {
+	fs.sp.Reset()
+	fs.parsed = fs.parsed[:0]
+}
+
+// parse returns the field c reads, of type typ, whose lines are given.
+func (fs *structuredFields) parse(c *Component, typ FieldType, lines []string) *structuredField {
+	for i := range fs.parsed {
+		f := &fs.parsed[i]
+		if f.name == c.Name && f.req == c.Req && f.tr == c.Tr && f.typ == typ {
+			return f
+		}
+	}
+	var joined []byte
+	for i, l := range lines {
+		if i > 0 {
+			joined = append(joined, ", "...)
+		}
+		joined = appendFieldLine(joined, l)
+	}
+	fs.parsed = append(fs.parsed, structuredField{name: c.Name, req: c.Req, tr: c.Tr, typ: typ})
+	f := &fs.parsed[len(fs.parsed)-1]
+	// The parser's results stay valid until the next reset, which comes
+	// with the next base.
+	switch typ {
+	case FieldItem:
+		f.item, f.err = fs.sp.ParseItem(string(joined))
+	case FieldList:
+		f.members, f.err = fs.sp.ParseList(string(joined))
+	case FieldDictionary:
+		f.members, f.err = fs.sp.ParseDictionary(string(joined))
+	}
+	return f
+}
+
+func appendStructured(dst []byte, m *Message, c *Component, lines []string, fields *structuredFields) ([]byte, error) {
 	typ, ok := m.Structured[c.Name]
 	if !ok {
 		typ, ok = knownStructured[c.Name]
@@ -624,40 +700,22 @@ func appendStructured(dst []byte, m *Message, c *Component, lines []string, sp *
 	if !ok {
 		return dst, compErr(c, false, "the structured type of this field is not known")
 	}
-	var joined []byte
-	for i, l := range lines {
-		if i > 0 {
-			joined = append(joined, ", "...)
-		}
-		joined = appendFieldLine(joined, l)
+	f := fields.parse(c, typ, lines)
+	if f.err != nil {
+		return dst, &componentError{comp: c.String(), msg: "the field is not a valid structured field", err: f.err}
 	}
-	sp.Reset()
-	var err error
-	switch typ {
-	case FieldItem:
-		var it sf.Item
-		if it, err = sp.ParseItem(string(joined)); err == nil {
-			return sf.AppendItem(dst, it)
-		}
-	case FieldList:
-		var ms []sf.Member
-		if ms, err = sp.ParseList(string(joined)); err == nil {
-			return sf.AppendList(dst, ms)
-		}
-	case FieldDictionary:
-		var ms []sf.Member
-		if ms, err = sp.ParseDictionary(string(joined)); err != nil {
-			break
-		}
-		if c.Key == "" {
-			return sf.AppendDictionary(dst, ms)
-		}
-		for _, mem := range ms {
-			if mem.Key == c.Key {
-				return sf.AppendMemberValue(dst, mem)
-			}
-		}
-		return dst, compErr(c, true, "the dictionary has no member %q", c.Key)
+	switch {
+	case typ == FieldItem:
+		return sf.AppendItem(dst, f.item)
+	case typ == FieldList:
+		return sf.AppendList(dst, f.members)
+	case c.Key == "":
+		return sf.AppendDictionary(dst, f.members)
 	}
-	return dst, compErr(c, false, "the field is not a valid structured field: %v", err)
+	for _, mem := range f.members {
+		if mem.Key == c.Key {
+			return sf.AppendMemberValue(dst, mem)
+		}
+	}
+	return dst, compErr(c, true, "the dictionary has no member %q", c.Key)
 }

@@ -5,41 +5,14 @@ import (
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
-	"net/http"
-	"net/http/httptest"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signet-dev/signet/httpsig/internal/sf"
+	"github.com/signet-dev/signet/internal/reqfixture"
 )
-
-// The reference request of DESIGN.md: POST with a 1 KiB JSON body.
-const (
-	refURL    = "https://api.example.com/v1/orders?customer=42&expand=items"
-	benchTime = 1700000000
-)
-
-func refBody() []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"customer":42,"items":[`)
-	for i := 0; b.Len() < 1024-40; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"sku":"SKU-00000","qty":1}`)
-	}
-	b.WriteString(`],"note":"`)
-	b.WriteString(strings.Repeat("x", 1024-2-b.Len()))
-	b.WriteString(`"}`)
-	return b.Bytes()
-}
-
-// refRequest returns the reference request as a server receives it.
-func refRequest(body []byte) *http.Request {
-	r := httptest.NewRequest(http.MethodPost, refURL, bytes.NewReader(body))
-	r.RequestURI = r.URL.RequestURI() // origin-form, as sent to a server
-	r.Header.Set("Content-Type", "application/json")
-	return r
-}
 
 type benchKeys struct {
 	name   string
@@ -48,7 +21,7 @@ type benchKeys struct {
 	raw    func(base, sig, body []byte) bool // the crypto alone
 }
 
-func newBenchKeys(b *testing.B) []benchKeys {
+func newBenchKeys(b testing.TB) []benchKeys {
 	secret := bytes.Repeat([]byte{7}, 32)
 	hk, err := NewHMACKey(secret)
 	if err != nil {
@@ -75,17 +48,17 @@ func newBenchKeys(b *testing.B) []benchKeys {
 }
 
 func benchSigner(k SigningKey) *Signer {
-	return &Signer{Key: k, KeyID: "sk_bench_1", Now: func() time.Time { return time.Unix(benchTime, 0) }}
+	return &Signer{Key: k, KeyID: reqfixture.KeyID, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
 }
 
 // BenchmarkSign signs the reference request: Content-Digest of the body,
 // a fresh nonce, the signature base, the signature, the two fields.
 func BenchmarkSign(b *testing.B) {
-	body := refBody()
+	body := reqfixture.Body()
 	for _, k := range newBenchKeys(b) {
 		b.Run(k.name, func(b *testing.B) {
 			s := benchSigner(k.signer)
-			r := refRequest(body)
+			r := reqfixture.Received(body)
 			b.ReportAllocs()
 			for b.Loop() {
 				delete(r.Header, "Signature-Input")
@@ -102,17 +75,17 @@ func BenchmarkSign(b *testing.B) {
 // parsed, the base rebuilt, the Content-Digest checked against the body,
 // the signature checked.
 func BenchmarkVerify(b *testing.B) {
-	body := refBody()
+	body := reqfixture.Body()
 	for _, k := range newBenchKeys(b) {
 		b.Run(k.name, func(b *testing.B) {
-			r := refRequest(body)
+			r := reqfixture.Received(body)
 			if err := benchSigner(k.signer).SignRequest(r, body); err != nil {
 				b.Fatal(err)
 			}
-			v := &Verifier{Keys: KeyMap{"sk_bench_1": k.verify}, Now: func() time.Time { return time.Unix(benchTime, 0) }}
+			v := &Verifier{Keys: KeyMap{reqfixture.KeyID: k.verify}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := v.Verify(r, body); err != nil {
+				if _, err := v.VerifyRequest(r, body); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -124,7 +97,7 @@ func BenchmarkVerify(b *testing.B) {
 // the body and the MAC or signature check over a base of the same size, as
 // a floor for BenchmarkVerify.
 func BenchmarkRawCrypto(b *testing.B) {
-	body := refBody()
+	body := reqfixture.Body()
 	for _, k := range newBenchKeys(b) {
 		b.Run(k.name, func(b *testing.B) {
 			base, sig := refBase(b, k.signer, body)
@@ -140,7 +113,7 @@ func BenchmarkRawCrypto(b *testing.B) {
 // and the MAC or signature over a base of the same size, as a floor for
 // BenchmarkSign.
 func BenchmarkRawSign(b *testing.B) {
-	body := refBody()
+	body := reqfixture.Body()
 	for _, k := range newBenchKeys(b) {
 		b.Run(k.name, func(b *testing.B) {
 			base, _ := refBase(b, k.signer, body)
@@ -158,7 +131,7 @@ func BenchmarkRawSign(b *testing.B) {
 // refBase signs the reference request and returns its signature base and
 // signature, for the raw-crypto floors.
 func refBase(b *testing.B, k SigningKey, body []byte) (base, sig []byte) {
-	r := refRequest(body)
+	r := reqfixture.Received(body)
 	if err := benchSigner(k).SignRequest(r, body); err != nil {
 		b.Fatal(err)
 	}
@@ -168,4 +141,155 @@ func refBase(b *testing.B, k SigningKey, body []byte) (base, sig []byte) {
 		b.Fatal(err)
 	}
 	return base, sigs[0].Value
+}
+
+// hostileFields returns Signature-Input and Signature values crafted to
+// make a verifier work hard before it refuses them.
+func hostileFields(kind string) (input, sig string) {
+	var in, sg strings.Builder
+	sep := func(b *strings.Builder) {
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+	}
+	switch kind {
+	case "labels": // 1,024 signatures with nothing in them, 22 bytes each
+		for i := range 1024 {
+			sep(&in)
+			sep(&sg)
+			l := fmt.Sprintf("s%015d", i)
+			in.WriteString(l + "=()")
+			sg.WriteString(l + "=::")
+		}
+	case "components": // 8 signatures, each covering 256 distinct fields
+		for i := range MaxSignatures {
+			sep(&in)
+			sep(&sg)
+			l := fmt.Sprintf("s%d", i)
+			in.WriteString(l + "=(")
+			for j := range 256 {
+				if j > 0 {
+					in.WriteByte(' ')
+				}
+				fmt.Fprintf(&in, `"x%d-%03d"`, i, j)
+			}
+			in.WriteString(`);created=1;keyid="k"`)
+			sg.WriteString(l + "=::")
+		}
+	case "limits": // as much as the limits let through: 8 signatures, 64 components each
+		for i := range MaxSignatures {
+			sep(&in)
+			sep(&sg)
+			l := fmt.Sprintf("s%d", i)
+			in.WriteString(l + "=(")
+			for j := range maxComponents {
+				if j > 0 {
+					in.WriteByte(' ')
+				}
+				fmt.Fprintf(&in, `"x%d-%03d";req;tr;sf;key="k"`, i, j)
+			}
+			in.WriteString(`);created=1700000000;keyid="` + reqfixture.KeyID + `";nonce="n";alg="hmac-sha256"`)
+			sg.WriteString(l + "=:" + strings.Repeat("A", 44) + ":")
+		}
+	case "structured": // one large Dictionary field, read for each of many components
+		in.WriteString(`sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest"`)
+		for j := range maxComponents - 6 {
+			fmt.Fprintf(&in, ` "x-dict";key="k%d"`, j)
+		}
+		in.WriteString(`);created=1700000000;keyid="` + reqfixture.KeyID + `";nonce="n";alg="hmac-sha256"`)
+		sg.WriteString("sig1=:" + strings.Repeat("A", 43) + "=:")
+	case "params": // a signature whose components carry 256 parameters each
+		in.WriteString("sig1=(")
+		for j := range 64 {
+			if j > 0 {
+				in.WriteByte(' ')
+			}
+			in.WriteString(`"a"`)
+			for k := range 256 {
+				fmt.Fprintf(&in, ";p%d", k)
+			}
+		}
+		in.WriteString(")")
+		sg.WriteString("sig1=::")
+	}
+	return in.String(), sg.String()
+}
+
+// BenchmarkRefuse measures refusals: an ordinary one (the reference
+// request with a wrong signature, which costs a whole verification) and
+// fields crafted to be costly to parse. The crafted ones must cost about
+// what the ordinary one does.
+func BenchmarkRefuse(b *testing.B) {
+	body := reqfixture.Body()
+	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
+	other, _ := NewHMACKey(bytes.Repeat([]byte{8}, 32))
+	v := &Verifier{Keys: KeyMap{reqfixture.KeyID: hk}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+	// Each is refused where it is meant to be: the crafted fields as they
+	// are read, the structured one only once the whole base is built.
+	for _, tt := range []struct {
+		kind string
+		want Reason
+	}{
+		{"bad-signature", ReasonBadSignature}, {"labels", ReasonMalformedSignature},
+		{"components", ReasonMalformedSignature}, {"params", ReasonMalformedSignature},
+		{"limits", ReasonMissingComponent}, {"structured", ReasonBadSignature},
+	} {
+		kind, want := tt.kind, tt.want
+		b.Run(kind, func(b *testing.B) {
+			r := reqfixture.Received(body)
+			if err := benchSigner(other).SignRequest(r, body); err != nil {
+				b.Fatal(err)
+			}
+			if kind != "bad-signature" {
+				in, sig := hostileFields(kind)
+				r.Header["Signature-Input"], r.Header["Signature"] = []string{in}, []string{sig}
+				size := len(in) + len(sig)
+				if kind == "structured" {
+					var d strings.Builder
+					for j := range sf.MaxMembers {
+						if j > 0 {
+							d.WriteString(", ")
+						}
+						fmt.Fprintf(&d, "k%d=%d", j, j)
+					}
+					r.Header.Set("X-Dict", d.String())
+					size += d.Len()
+				}
+				b.SetBytes(int64(size))
+			}
+			if _, err := v.VerifyRequest(r, body); !isReason(err, want) {
+				b.Fatalf("got %v, want %s", err, want)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.VerifyRequest(r, body); err == nil {
+					b.Fatal("accepted")
+				}
+			}
+		})
+	}
+}
+
+// TestVerifyAllocs: verifying the reference request allocates nothing once
+// the verifier's pools are warm.
+func TestVerifyAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	body := reqfixture.Body()
+	for _, k := range newBenchKeys(t) {
+		r := reqfixture.Received(body)
+		if err := benchSigner(k.signer).SignRequest(r, body); err != nil {
+			t.Fatal(err)
+		}
+		v := &Verifier{Keys: KeyMap{reqfixture.KeyID: k.verify}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+		allocs := testing.AllocsPerRun(1000, func() {
+			if _, err := v.VerifyRequest(r, body); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: VerifyRequest allocates %v times per call, want 0", k.name, allocs)
+		}
+	}
 }

@@ -47,7 +47,9 @@ type Component struct {
 	// Tr takes the field from the trailers instead of the header.
 	Tr bool
 
-	order string // parameter keys as parsed, one letter each
+	// order holds the parameter keys as parsed, one letter each, then
+	// zeros.
+	order [len(pOrder)]byte
 	// checked is Name once validated, so that serialising a parsed
 	// component skips checking the name again (and notices a change).
 	checked string
@@ -85,7 +87,7 @@ func ParseComponent(s string) (Component, error) {
 	}
 	c, err := componentFromItem(it)
 	if err != nil {
-		return Component{}, err
+		return Component{}, fmt.Errorf("httpsig: %w", err)
 	}
 	return c, nil
 }
@@ -101,8 +103,9 @@ func ParseComponents(s string) ([]Component, error) {
 		}
 		out = append(out, c)
 	}
-	if err := checkDuplicates(out); err != nil {
-		return nil, err
+	var set componentSet
+	if err := set.checkDuplicates(out); err != nil {
+		return nil, fmt.Errorf("httpsig: %w", err)
 	}
 	return out, nil
 }
@@ -136,7 +139,7 @@ func splitOutsideQuotes(s string) []string {
 	return out
 }
 
-var errComponentItem = errors.New("httpsig: a component identifier must be a String")
+var errComponentItem = errors.New("a component identifier must be a String")
 
 func componentFromItem(it sf.Item) (Component, error) {
 	if it.Value.Kind != sf.String {
@@ -144,57 +147,43 @@ func componentFromItem(it sf.Item) (Component, error) {
 	}
 	c := Component{Name: it.Value.Str}
 	if len(it.Params) > len(pOrder) {
-		return Component{}, fmt.Errorf("httpsig: component %q has too many parameters", c.Name)
+		return Component{}, fmt.Errorf("component %q has too many parameters", c.Name)
 	}
-	var order [len(pOrder)]byte
 	for i, prm := range it.Params {
 		v := prm.Value
 		switch prm.Key {
 		case "key", "name":
 			if v.Kind != sf.String {
-				return Component{}, fmt.Errorf("httpsig: component %q: parameter %s must be a String", c.Name, prm.Key)
+				return Component{}, fmt.Errorf("component %q: parameter %s must be a String", c.Name, prm.Key)
 			}
 			if prm.Key == "key" {
-				c.Key, order[i] = v.Str, pKey
+				c.Key, c.order[i] = v.Str, pKey
 			} else {
-				c.Param, order[i] = v.Str, pName
+				c.Param, c.order[i] = v.Str, pName
 			}
 			continue
 		}
 		if !v.True() {
-			return Component{}, fmt.Errorf("httpsig: component %q: parameter %s must be the Boolean true", c.Name, prm.Key)
+			return Component{}, fmt.Errorf("component %q: parameter %s must be the Boolean true", c.Name, prm.Key)
 		}
 		switch prm.Key {
 		case "sf":
-			c.SF, order[i] = true, pSF
+			c.SF, c.order[i] = true, pSF
 		case "bs":
-			c.BS, order[i] = true, pBS
+			c.BS, c.order[i] = true, pBS
 		case "req":
-			c.Req, order[i] = true, pReq
+			c.Req, c.order[i] = true, pReq
 		case "tr":
-			c.Tr, order[i] = true, pTr
+			c.Tr, c.order[i] = true, pTr
 		default:
-			return Component{}, fmt.Errorf("httpsig: component %q: unknown parameter %q", c.Name, prm.Key)
+			return Component{}, fmt.Errorf("component %q: unknown parameter %q", c.Name, prm.Key)
 		}
-	}
-	if len(it.Params) > 0 {
-		c.order = orderString(order[:len(it.Params)])
 	}
 	if err := c.validate(); err != nil {
 		return Component{}, err
 	}
 	c.checked = c.Name
 	return c, nil
-}
-
-// orderString interns the common parameter orders so that parsing them
-// allocates nothing.
-func orderString(b []byte) string {
-	if len(b) == 1 {
-		i := strings.IndexByte(pOrder, b[0])
-		return pOrder[i : i+1]
-	}
-	return string(b)
 }
 
 // fieldNameChars marks the bytes of a lower-case field name: tchar of
@@ -216,41 +205,41 @@ var fieldNameChars = func() (t [256]bool) {
 // other (RFC 9421 §2.5: unknown or incompatible parameters are errors).
 func (c Component) validate() error {
 	if c.Name == "" {
-		return errors.New("httpsig: empty component name")
+		return errors.New("empty component name")
 	}
 	if c.Name[0] == '@' {
 		switch c.Name {
 		case Method, TargetURI, Authority, Scheme, RequestTarget, Path, Query, Status:
 			if c.Param != "" {
-				return fmt.Errorf("httpsig: component %q takes no name parameter", c.Name)
+				return fmt.Errorf("component %q takes no name parameter", c.Name)
 			}
 		case QueryParam:
 			if c.Param == "" {
-				return errors.New(`httpsig: component "@query-param" needs a name parameter`)
+				return errors.New(`component "@query-param" needs a name parameter`)
 			}
 		case SignatureParams:
-			return errors.New(`httpsig: "@signature-params" cannot be a covered component`)
+			return errors.New(`"@signature-params" cannot be a covered component`)
 		default:
-			return fmt.Errorf("httpsig: unknown derived component %q", c.Name)
+			return fmt.Errorf("unknown derived component %q", c.Name)
 		}
 		if c.Key != "" || c.SF || c.BS || c.Tr {
-			return fmt.Errorf("httpsig: component %q takes only the req parameter", c.Name)
+			return fmt.Errorf("component %q takes only the req parameter", c.Name)
 		}
 		if c.Name == Status && c.Req {
-			return errors.New(`httpsig: "@status";req names nothing: a request has no status`)
+			return errors.New(`"@status";req names nothing: a request has no status`)
 		}
 		return nil
 	}
 	for i := 0; i < len(c.Name); i++ {
 		if !fieldNameChars[c.Name[i]] {
-			return fmt.Errorf("httpsig: component %q is not a lower-case field name", c.Name)
+			return fmt.Errorf("component %q is not a lower-case field name", c.Name)
 		}
 	}
 	if c.Param != "" {
-		return fmt.Errorf("httpsig: field component %q takes no name parameter", c.Name)
+		return fmt.Errorf("field component %q takes no name parameter", c.Name)
 	}
 	if c.BS && (c.SF || c.Key != "") {
-		return fmt.Errorf("httpsig: component %q: bs cannot be combined with sf or key", c.Name)
+		return fmt.Errorf("component %q: bs cannot be combined with sf or key", c.Name)
 	}
 	return nil
 }
@@ -262,13 +251,51 @@ func (c *Component) equal(d *Component) bool {
 		c.SF == d.SF && c.BS == d.BS && c.Req == d.Req && c.Tr == d.Tr
 }
 
-func checkDuplicates(cs []Component) error {
-	for i := range cs {
-		for j := i + 1; j < len(cs); j++ {
-			if cs[i].equal(&cs[j]) {
-				return fmt.Errorf("httpsig: component %s is covered twice", cs[i].String())
+// componentSet finds a component covered twice in time linear in the
+// number of components: a short list is compared pairwise, a longer one
+// through a map kept from one list to the next. The zero value is ready.
+type componentSet struct {
+	seen map[componentID]struct{}
+}
+
+// componentID holds what tells components apart, as equal compares them.
+type componentID struct {
+	name, key, param   string
+	sf, bs, req, trail bool
+}
+
+// pairwiseComponents is the longest list compared pairwise: 120 pairs.
+const pairwiseComponents = 16
+
+func (set *componentSet) checkDuplicates(cs []Component) error {
+	dup := -1
+	if len(cs) <= pairwiseComponents {
+	pairs:
+		for i := range cs {
+			for j := i + 1; j < len(cs); j++ {
+				if cs[i].equal(&cs[j]) {
+					dup = i
+					break pairs
+				}
 			}
 		}
+	} else {
+		if set.seen == nil {
+			set.seen = make(map[componentID]struct{}, len(cs))
+		}
+		clear(set.seen)
+		for i := range cs {
+			c := &cs[i]
+			id := componentID{c.Name, c.Key, c.Param, c.SF, c.BS, c.Req, c.Tr}
+			if _, ok := set.seen[id]; ok {
+				dup = i
+				break
+			}
+			set.seen[id] = struct{}{}
+		}
+	}
+	if dup >= 0 {
+		return fmt.Errorf("component %s is covered twice", cs[dup].String())
 	}
 	return nil
 }
@@ -284,16 +311,12 @@ func (c Component) String() string {
 // for a hand-built Component with unprintable bytes, which are dropped by
 // the error path of AppendString.
 func (c *Component) appendTo(dst []byte) []byte {
-	if c.order == "" && c.plain() && (c.checked == c.Name || isPlainName(c.Name)) {
+	if c.order[0] == 0 && c.plain() && (c.checked == c.Name || isPlainName(c.Name)) {
 		dst = append(dst, '"')
 		dst = append(dst, c.Name...)
 		return append(dst, '"')
 	}
 	dst, _ = sf.AppendString(dst, c.Name)
-	order := c.order
-	if order == "" {
-		order = pOrder
-	}
 	var done [len(pOrder)]bool
 	emit := func(p byte) {
 		i := strings.IndexByte(pOrder, p)
@@ -330,8 +353,11 @@ func (c *Component) appendTo(dst []byte) []byte {
 			}
 		}
 	}
-	for i := 0; i < len(order); i++ {
-		emit(order[i])
+	for _, p := range c.order {
+		if p == 0 {
+			break
+		}
+		emit(p)
 	}
 	for i := 0; i < len(pOrder); i++ {
 		emit(pOrder[i])

@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"hash"
-	"io"
 	"net/http"
 	"strings"
 
@@ -88,19 +87,6 @@ func appendDigestMember(dst []byte, alg DigestAlgorithm, sum []byte) []byte {
 	return sf.AppendBareByteSeq(dst, sum)
 }
 
-// ContentDigestOf reads r to its end and returns the Content-Digest field
-// value of what it read, holding no more than a buffer of it in memory.
-func ContentDigestOf(alg DigestAlgorithm, r io.Reader) (string, error) {
-	d, err := NewDigester(alg)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(d, r); err != nil {
-		return "", fmt.Errorf("httpsig: reading content: %w", err)
-	}
-	return d.Value(), nil
-}
-
 // contentDigestField returns the Content-Digest field value of h, with
 // several field lines combined, and whether there is one.
 func contentDigestField(h http.Header) (string, bool) {
@@ -159,7 +145,7 @@ func parseDigestField(sp *sf.Parser, field string) ([]sf.Member, error) {
 	sp.Reset()
 	members, err := sp.ParseDictionary(field)
 	if err != nil {
-		return nil, refuse(ReasonDigestMismatch, "", "Content-Digest is not a valid Dictionary: "+err.Error())
+		return nil, &VerifyError{Reason: ReasonDigestMismatch, Detail: "Content-Digest is not a valid Dictionary: " + err.Error(), Err: err}
 	}
 	known := false
 	for _, m := range members {

@@ -50,11 +50,15 @@ var (
 )
 
 // VerifyError is the error of a message that was refused. Reason says why in
-// one stable word; Label names the signature concerned, if any.
+// one stable word; Label and KeyID name the signature concerned, if any, so
+// that a server can log a refusal without reading the message again.
 type VerifyError struct {
 	Reason Reason
 	Label  string
-	Detail string // human-readable; never holds key material
+	// KeyID is the keyid parameter of the signature concerned, as the
+	// message claims it, when it was read.
+	KeyID  string
+	Detail string // a human-readable sentence; never holds key material
 	Err    error  // underlying cause, if any
 	// Base is the signature base the verifier built, when its Debug mode
 	// is on and the failure came after building it.

@@ -2,8 +2,10 @@
 // with the Content-Digest field of RFC 9530 for message content.
 //
 // A [Signer] adds the Signature-Input, Signature and Content-Digest fields to
-// a request; a [Verifier] checks them against a [Policy], resolving keys by
-// their keyid through a [KeyResolver] and rejecting replayed nonces through a
+// a request ([Signer.SignRequest]) or a response; a [Verifier] checks them
+// ([Verifier.VerifyRequest], [Verifier.VerifyResponse]) against a [Policy],
+// resolving keys by their keyid through a [KeyResolver] (a [KeyMap], a
+// [KeyResolverFunc], or a key store) and rejecting replayed nonces through a
 // [NonceStore]. Every refusal is a [*VerifyError] carrying a [Reason].
 //
 // Keys are bound to one [Algorithm]: see [NewSigningKey], [NewVerifyingKey]
@@ -52,8 +54,10 @@ type KeyResolver interface {
 //
 // Remember atomically records the pair (keyID, nonce) until the given time
 // and returns nil, or returns [ErrReplayed] if the pair is already recorded.
-// Any other error means the store could not answer; the verifier then fails
-// closed. created is the created time of the signature (zero if it has
+// A pair is held through until itself. The [Verifier] passes an until no
+// earlier than the last instant at which any message carrying the pair
+// can pass its freshness checks. Any other error means the store could not
+// answer; the verifier then fails closed. created is the created time of the signature (zero if it has
 // none): a store that may have forgotten pairs it once held (a restart, a
 // Redis that lost its data) returns an error wrapping [ErrReplayed] for a
 // signature created before it can vouch for every pair, since the pair may
@@ -62,8 +66,21 @@ type NonceStore interface {
 	Remember(ctx context.Context, keyID, nonce string, created, until time.Time) error
 }
 
+// KeyResolverFunc adapts a function to a [KeyResolver].
+type KeyResolverFunc func(ctx context.Context, keyID string) (VerifyingKey, error)
+
+// ResolveKey returns f(ctx, keyID).
+func (f KeyResolverFunc) ResolveKey(ctx context.Context, keyID string) (VerifyingKey, error) {
+	return f(ctx, keyID)
+}
+
 // KeyMap is a [KeyResolver] over a fixed set of keys, by keyid.
 type KeyMap map[string]VerifyingKey
+
+var (
+	_ KeyResolver = KeyResolverFunc(nil)
+	_ KeyResolver = KeyMap(nil)
+)
 
 // ResolveKey returns the key for keyID, or [ErrUnknownKey].
 func (m KeyMap) ResolveKey(_ context.Context, keyID string) (VerifyingKey, error) {

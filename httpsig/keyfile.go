@@ -167,138 +167,162 @@ func parseJWK(text []byte) (any, Algorithm, error) {
 	if err := json.Unmarshal(text, &j); err != nil {
 		return nil, "", errors.New("httpsig: malformed JWK JSON")
 	}
-	alg := Algorithm("")
+	var alg Algorithm
 	if j.Alg != "" {
-		a, ok := jwkAlgs[j.Alg]
-		if !ok {
-			if a2, err := ParseAlgorithm(j.Alg); err == nil {
-				a, ok = a2, true
+		var ok bool
+		if alg, ok = jwkAlgs[j.Alg]; !ok {
+			a, err := ParseAlgorithm(j.Alg)
+			if err != nil {
+				return nil, "", fmt.Errorf("httpsig: JWK alg %q is not supported", j.Alg)
 			}
+			alg = a
 		}
-		if !ok {
-			return nil, "", fmt.Errorf("httpsig: JWK alg %q is not supported", j.Alg)
-		}
-		alg = a
 	}
-	b64 := func(name, s string) ([]byte, error) {
-		if s == "" {
-			return nil, fmt.Errorf("httpsig: JWK member %q is missing", name)
-		}
-		v, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-		if err != nil {
-			return nil, fmt.Errorf("httpsig: JWK member %q is not base64url", name)
-		}
-		return v, nil
-	}
+	var key any
+	var err error
 	switch j.Kty {
 	case "oct":
-		k, err := b64("k", j.K)
-		return k, alg, err
+		key, err = j.decode("k", j.K)
 	case "OKP":
-		if j.Crv != "Ed25519" {
-			return nil, "", fmt.Errorf("httpsig: JWK curve %q is not supported", j.Crv)
-		}
-		x, err := b64("x", j.X)
-		if err != nil {
-			return nil, "", err
-		}
-		if len(x) != ed25519.PublicKeySize {
-			return nil, "", errors.New("httpsig: JWK Ed25519 public key has the wrong length")
-		}
-		if j.D == "" {
-			return ed25519.PublicKey(x), alg, nil
-		}
-		d, err := b64("d", j.D)
-		if err != nil {
-			return nil, "", err
-		}
-		if len(d) != ed25519.SeedSize {
-			return nil, "", errors.New("httpsig: JWK Ed25519 private key has the wrong length")
-		}
-		priv := ed25519.NewKeyFromSeed(d)
-		if !bytes.Equal(priv.Public().(ed25519.PublicKey), x) {
-			return nil, "", errors.New("httpsig: JWK Ed25519 private and public parts do not match")
-		}
-		return priv, alg, nil
+		key, err = j.ed25519Key()
 	case "EC":
-		var curve elliptic.Curve
-		switch j.Crv {
-		case "P-256":
-			curve = elliptic.P256()
-		case "P-384":
-			curve = elliptic.P384()
-		default:
-			return nil, "", fmt.Errorf("httpsig: JWK curve %q is not supported", j.Crv)
-		}
-		x, err := b64("x", j.X)
-		if err != nil {
-			return nil, "", err
-		}
-		y, err := b64("y", j.Y)
-		if err != nil {
-			return nil, "", err
-		}
-		size := (curve.Params().BitSize + 7) / 8
-		if len(x) != size || len(y) != size {
-			return nil, "", errors.New("httpsig: JWK EC coordinates have the wrong length")
-		}
-		// Round-trip through the uncompressed point encoding so that
-		// crypto/ecdsa checks the point is on the curve.
-		point := append(append([]byte{4}, x...), y...)
-		pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
-		if err != nil {
-			return nil, "", errors.New("httpsig: JWK EC point is not on the curve")
-		}
-		if j.D == "" {
-			return pub, alg, nil
-		}
-		d, err := b64("d", j.D)
-		if err != nil {
-			return nil, "", err
-		}
-		priv, err := ecdsa.ParseRawPrivateKey(curve, d)
-		if err != nil {
-			return nil, "", errors.New("httpsig: JWK EC private key is invalid")
-		}
-		if !priv.PublicKey.Equal(pub) {
-			return nil, "", errors.New("httpsig: JWK EC private and public parts do not match")
-		}
-		return priv, alg, nil
+		key, err = j.ecdsaKey()
 	case "RSA":
-		nb, err := b64("n", j.N)
-		if err != nil {
-			return nil, "", err
-		}
-		eb, err := b64("e", j.E)
-		if err != nil {
-			return nil, "", err
-		}
-		e := new(big.Int).SetBytes(eb)
-		if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
-			return nil, "", errors.New("httpsig: JWK RSA exponent is out of range")
-		}
-		pub := rsa.PublicKey{N: new(big.Int).SetBytes(nb), E: int(e.Int64())}
-		if j.D == "" {
-			return &pub, alg, nil
-		}
-		var parts [3]*big.Int
-		for i, m := range []struct{ name, v string }{{"d", j.D}, {"p", j.P}, {"q", j.Q}} {
-			b, err := b64(m.name, m.v)
-			if err != nil {
-				return nil, "", err
-			}
-			parts[i] = new(big.Int).SetBytes(b)
-		}
-		priv := &rsa.PrivateKey{PublicKey: pub, D: parts[0], Primes: []*big.Int{parts[1], parts[2]}}
-		if err := priv.Validate(); err != nil {
-			return nil, "", errors.New("httpsig: JWK RSA private key is invalid")
-		}
-		priv.Precompute()
-		return priv, alg, nil
+		key, err = j.rsaKey()
 	case "":
-		return nil, "", errors.New("httpsig: JWK has no kty")
+		err = errors.New("httpsig: JWK has no kty")
+	default:
+		err = fmt.Errorf("httpsig: JWK kty %q is not supported", j.Kty)
 	}
-	return nil, "", fmt.Errorf("httpsig: JWK kty %q is not supported", j.Kty)
+	if err != nil {
+		return nil, "", err
+	}
+	return key, alg, nil
+}
+
+// decode returns the bytes of the base64url member name, whose value is s.
+func (j *jwk) decode(name, s string) ([]byte, error) {
+	if s == "" {
+		return nil, fmt.Errorf("httpsig: JWK member %q is missing", name)
+	}
+	v, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return nil, fmt.Errorf("httpsig: JWK member %q is not base64url", name)
+	}
+	return v, nil
+}
+
+// ed25519Key returns the key of an OKP JWK: an ed25519.PublicKey, or an
+// ed25519.PrivateKey whose public half matches x.
+func (j *jwk) ed25519Key() (any, error) {
+	if j.Crv != "Ed25519" {
+		return nil, fmt.Errorf("httpsig: JWK curve %q is not supported", j.Crv)
+	}
+	x, err := j.decode("x", j.X)
+	if err != nil {
+		return nil, err
+	}
+	if len(x) != ed25519.PublicKeySize {
+		return nil, errors.New("httpsig: JWK Ed25519 public key has the wrong length")
+	}
+	if j.D == "" {
+		return ed25519.PublicKey(x), nil
+	}
+	d, err := j.decode("d", j.D)
+	if err != nil {
+		return nil, err
+	}
+	if len(d) != ed25519.SeedSize {
+		return nil, errors.New("httpsig: JWK Ed25519 private key has the wrong length")
+	}
+	priv := ed25519.NewKeyFromSeed(d)
+	if !bytes.Equal(priv.Public().(ed25519.PublicKey), x) {
+		return nil, errors.New("httpsig: JWK Ed25519 private and public parts do not match")
+	}
+	return priv, nil
+}
+
+// ecdsaKey returns the key of an EC JWK: an *ecdsa.PublicKey on the curve,
+// or an *ecdsa.PrivateKey whose public half is (x, y).
+func (j *jwk) ecdsaKey() (any, error) {
+	var curve elliptic.Curve
+	switch j.Crv {
+	case "P-256":
+		curve = elliptic.P256()
+	case "P-384":
+		curve = elliptic.P384()
+	default:
+		return nil, fmt.Errorf("httpsig: JWK curve %q is not supported", j.Crv)
+	}
+	x, err := j.decode("x", j.X)
+	if err != nil {
+		return nil, err
+	}
+	y, err := j.decode("y", j.Y)
+	if err != nil {
+		return nil, err
+	}
+	size := (curve.Params().BitSize + 7) / 8
+	if len(x) != size || len(y) != size {
+		return nil, errors.New("httpsig: JWK EC coordinates have the wrong length")
+	}
+	// Through the uncompressed point encoding, so that crypto/ecdsa checks
+	// the point is on the curve.
+	point := append(append([]byte{4}, x...), y...)
+	pub, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+	if err != nil {
+		return nil, errors.New("httpsig: JWK EC point is not on the curve")
+	}
+	if j.D == "" {
+		return pub, nil
+	}
+	d, err := j.decode("d", j.D)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := ecdsa.ParseRawPrivateKey(curve, d)
+	if err != nil {
+		return nil, errors.New("httpsig: JWK EC private key is invalid")
+	}
+	if !priv.PublicKey.Equal(pub) {
+		return nil, errors.New("httpsig: JWK EC private and public parts do not match")
+	}
+	return priv, nil
+}
+
+// rsaKey returns the key of an RSA JWK: an *rsa.PublicKey, or a validated
+// *rsa.PrivateKey of two primes.
+func (j *jwk) rsaKey() (any, error) {
+	nb, err := j.decode("n", j.N)
+	if err != nil {
+		return nil, err
+	}
+	eb, err := j.decode("e", j.E)
+	if err != nil {
+		return nil, err
+	}
+	e := new(big.Int).SetBytes(eb)
+	if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
+		return nil, errors.New("httpsig: JWK RSA exponent is out of range")
+	}
+	pub := rsa.PublicKey{N: new(big.Int).SetBytes(nb), E: int(e.Int64())}
+	if j.D == "" {
+		return &pub, nil
+	}
+	var parts [3]*big.Int
+	for i, m := range []struct{ name, v string }{{"d", j.D}, {"p", j.P}, {"q", j.Q}} {
+		b, err := j.decode(m.name, m.v)
+		if err != nil {
+			return nil, err
+		}
+		parts[i] = new(big.Int).SetBytes(b)
+	}
+	priv := &rsa.PrivateKey{PublicKey: pub, D: parts[0], Primes: []*big.Int{parts[1], parts[2]}}
+	if err := priv.Validate(); err != nil {
+		return nil, errors.New("httpsig: JWK RSA private key is invalid")
+	}
+	priv.Precompute()
+	return priv, nil
 }
 
 // InferAlgorithm returns the algorithm a key can only be used with: Ed25519
@@ -319,11 +343,10 @@ func InferAlgorithm(key any) (Algorithm, bool) {
 }
 
 func inferCurve(c elliptic.Curve) (Algorithm, bool) {
-	switch c {
-	case elliptic.P256():
-		return AlgECDSAP256SHA256, true
-	case elliptic.P384():
-		return AlgECDSAP384SHA384, true
+	for i := range algorithms {
+		if a := &algorithms[i]; a.curve != nil && a.curve() == c {
+			return a.name, true
+		}
 	}
 	return "", false
 }

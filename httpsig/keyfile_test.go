@@ -3,6 +3,7 @@ package httpsig
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -12,6 +13,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/signet-dev/signet/internal/reqfixture"
 )
 
 // TestKeyFiles parses every key of RFC 9421 B.1 in every form it is given,
@@ -157,7 +160,7 @@ func TestBadKeyFiles(t *testing.T) {
 }
 
 func TestECDSASignatureFormat(t *testing.T) {
-	priv, _ := ecdsa.GenerateKey(curveOf(AlgECDSAP384SHA384), rand.Reader)
+	priv, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	sk, _ := NewSigningKey(AlgECDSAP384SHA384, priv)
 	sig, _ := sk.Sign([]byte("x"))
 	if len(sig) != 96 {
@@ -166,7 +169,7 @@ func TestECDSASignatureFormat(t *testing.T) {
 }
 
 func TestAcceptSignature(t *testing.T) {
-	r := refRequest([]byte("{}"))
+	r := reqfixture.Received([]byte("{}"))
 	var p Policy
 	got := p.AcceptSignatureFor(r, true)
 	want := `sig1=("@method" "@authority" "@path" "@query" "content-type" "content-digest")`
@@ -192,5 +195,30 @@ func TestAcceptSignature(t *testing.T) {
 		if _, err := ParseAcceptSignature(bad); err == nil {
 			t.Errorf("%s parsed", bad)
 		}
+	}
+}
+
+// TestKeyBoundToAlgorithm: a key of another kind than its algorithm takes
+// is refused, whichever way round.
+func TestKeyBoundToAlgorithm(t *testing.T) {
+	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	secret := make([]byte, 32)
+	for _, alg := range Algorithms() {
+		for _, key := range []any{secret, edPriv, p256, p384} {
+			own, _ := InferAlgorithm(key)
+			_, errS := NewSigningKey(alg, key)
+			_, errV := NewVerifyingKey(alg, key)
+			if fits := own == alg; (errS == nil) != fits || (errV == nil) != fits {
+				t.Errorf("%s with a %s key: signing %v, verifying %v", alg, own, errS, errV)
+			}
+		}
+	}
+	if _, err := NewVerifyingKey(AlgEd25519, ed25519.PrivateKey(edPriv[:10])); err == nil {
+		t.Error("a truncated Ed25519 private key was accepted")
+	}
+	if _, err := NewSigningKey("hs256", secret); err == nil {
+		t.Error("an unknown algorithm was accepted")
 	}
 }

@@ -50,11 +50,11 @@ var errEmptyAlg = errors.New(`alg="" names no algorithm`)
 
 // paramsFromMember reads a Signature-Input member. comps is storage the
 // components are appended to; the result's Components alias it.
-func paramsFromMember(m sf.Member, comps []Component, p *Params) error {
+func paramsFromMember(m sf.Member, comps []Component, p *Params, dups *componentSet) error {
 	if !m.Inner {
-		return errors.New("signature input is not an inner list")
+		return errors.New("a signature input must be an inner list")
 	}
-	comps, err := componentsFromItems(m.Items, comps)
+	comps, err := componentsFromItems(m.Items, comps, dups)
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func paramsFromMember(m sf.Member, comps []Component, p *Params) error {
 }
 
 // componentsFromItems reads the covered components of a signature.
-func componentsFromItems(items []sf.Item, comps []Component) ([]Component, error) {
+func componentsFromItems(items []sf.Item, comps []Component, dups *componentSet) ([]Component, error) {
 	for _, it := range items {
 		c, err := componentFromItem(it)
 		if err != nil {
@@ -70,7 +70,7 @@ func componentsFromItems(items []sf.Item, comps []Component) ([]Component, error
 		}
 		comps = append(comps, c)
 	}
-	return comps, checkDuplicates(comps)
+	return comps, dups.checkDuplicates(comps)
 }
 
 // paramsFromList sets p to the components and signature parameters given.
@@ -192,7 +192,7 @@ func (p *Params) appendParam(dst []byte, letter byte, done *[len(spDefault)]bool
 		}
 	}
 	if err != nil {
-		return dst, fmt.Errorf("httpsig: signature parameters cannot be serialised: %w", err)
+		return dst, fmt.Errorf("signature parameters cannot be serialised: %w", err)
 	}
 	return dst, nil
 }
@@ -233,8 +233,9 @@ type Signature struct {
 // ParseSignatures parses the Signature-Input and Signature fields of h
 // (RFC 9421 §4.1, §4.2). Labels must be unique and each Signature-Input
 // member needs a Signature member; a Signature member without a
-// Signature-Input member is ignored, as RFC 9421 §4.2 requires. It returns
-// an error with reason missing-signature when there is no Signature-Input
+// Signature-Input member is ignored, as RFC 9421 §4.2 requires. It reads
+// at most [MaxSignatures] signatures, as a [Verifier] does. It returns an
+// error with reason missing-signature when there is no Signature-Input
 // field, and malformed-signature for anything else wrong.
 func ParseSignatures(h http.Header) ([]Signature, error) {
 	var st sigSet

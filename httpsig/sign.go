@@ -31,9 +31,9 @@ type Signer struct {
 	Components []Component
 	// Tag, if set, is sent as the tag parameter.
 	Tag string
-	// Expires, if positive, adds an expires parameter this long after
-	// created.
-	Expires time.Duration
+	// ExpiresAfter, if positive, adds an expires parameter this long
+	// after created.
+	ExpiresAfter time.Duration
 	// NoNonce leaves out the nonce parameter, which is otherwise 128
 	// random bits, fresh for each signature.
 	NoNonce bool
@@ -152,7 +152,9 @@ func (s *Signer) SignResponse(resp *http.Response, body []byte) error {
 		}
 	}
 	m := Message{Request: resp.Request, Response: resp, Scheme: s.Scheme, Structured: s.Structured}
-	return SignMessage(&m, s.label(), &p, s.Key)
+	sc := signScratches.Get().(*signScratch)
+	defer signScratches.Put(sc)
+	return signMessage(sc, &m, s.label(), &p, s.Key)
 }
 
 func (s *Signer) label() string {
@@ -175,8 +177,8 @@ func (s *Signer) params() Params {
 	if !s.NoNonce {
 		p.Nonce = NewNonce()
 	}
-	if s.Expires > 0 {
-		p.Expires = created.Add(s.Expires)
+	if s.ExpiresAfter > 0 {
+		p.Expires = created.Add(s.ExpiresAfter)
 	}
 	return p
 }
@@ -185,8 +187,8 @@ var signScratches = sync.Pool{New: func() any { return new(signScratch) }}
 
 type signScratch struct {
 	base, sig, out []byte
-	comps          []Component
-	sp             sf.Parser
+	fields         structuredFields
+	dups           componentSet
 }
 
 // SignMessage signs m for p with key and adds the signature under label to
@@ -196,7 +198,7 @@ type signScratch struct {
 func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
-	return signMessage(sc, m, label, p, key)
+	return signMessage(sc, m.fresh(), label, p, key)
 }
 
 func signMessage(sc *signScratch, m *Message, label string, p *Params, key SigningKey) error {
@@ -209,11 +211,11 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	if p.listText == "" { // else one of defaultLists, checked already
 		for i := range p.Components {
 			if err := p.Components[i].validate(); err != nil {
-				return err
+				return fmt.Errorf("httpsig: %w", err)
 			}
 		}
-		if err := checkDuplicates(p.Components); err != nil {
-			return err
+		if err := sc.dups.checkDuplicates(p.Components); err != nil {
+			return fmt.Errorf("httpsig: %w", err)
 		}
 	}
 	h := m.Request.Header
@@ -224,8 +226,8 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 		return errors.New("httpsig: the message has no header map")
 	}
 	var err error
-	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.sp); err != nil {
-		return err
+	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.fields); err != nil {
+		return fmt.Errorf("httpsig: %w", err)
 	}
 	var sig []byte
 	if as, ok := key.(appendSigner); ok {

@@ -2,6 +2,7 @@ package httpsig
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -30,6 +31,30 @@ type sigSet struct {
 	// reading it again.
 	lastList  string
 	lastComps []Component
+	dups      componentSet
+}
+
+// Bounds on the signature fields, checked as they are parsed so that an
+// oversized field costs no more than its first few signatures: every
+// check after parsing is then over a handful of items.
+const (
+	maxComponents = 64 // covered by one signature
+	maxParams     = 16 // of one component or signature; 6 are defined
+	// maxCachedList bounds the lists sigSet remembers: the default
+	// profile has 6 components, and a long list is not worth a copy.
+	maxCachedList = 16
+)
+
+var signatureLimits = sf.Limits{Members: MaxSignatures, InnerItems: maxComponents, Params: maxParams}
+
+// fieldError refuses a Signature-Input or Signature field that does not
+// parse.
+func fieldError(name string, err error) *VerifyError {
+	detail := name + " is not a valid Dictionary: " + err.Error()
+	if errors.Is(err, sf.ErrLimit) {
+		detail = fmt.Sprintf("%s holds more than this server reads: at most %d signatures, each covering at most %d components, with at most %d parameters per component or signature", name, MaxSignatures, maxComponents, maxParams)
+	}
+	return &VerifyError{Reason: ReasonMalformedSignature, Detail: detail, Err: err}
 }
 
 // joinField returns the value of a field, with several field lines
@@ -58,9 +83,10 @@ func (st *sigSet) parse(h http.Header) error {
 	// remember another before it reaches them.
 	known := st.lastComps
 	st.sp.KnownList = st.lastList
+	st.sp.Limits = signatureLimits
 	inputs, err := st.sp.ParseDictionary(joinField(inputLines))
 	if err != nil {
-		return &VerifyError{Reason: ReasonMalformedSignature, Detail: "Signature-Input is not a valid Dictionary: " + err.Error(), Err: err}
+		return fieldError("Signature-Input", err)
 	}
 	if st.sp.Duplicate {
 		return refuse(ReasonMalformedSignature, "", "Signature-Input repeats a label or parameter")
@@ -68,25 +94,15 @@ func (st *sigSet) parse(h http.Header) error {
 	canonical := !st.sp.NonCanonical && !st.sp.Duplicate
 	values, err := st.sp.ParseDictionary(joinField(sigLines))
 	if err != nil {
-		return &VerifyError{Reason: ReasonMalformedSignature, Detail: "Signature is not a valid Dictionary: " + err.Error(), Err: err}
+		return fieldError("Signature", err)
 	}
 	if st.sp.Duplicate {
 		return refuse(ReasonMalformedSignature, "", "Signature repeats a label or parameter")
 	}
+	remembered := false
+	// Both fields hold at most MaxSignatures members: pairing them costs
+	// no more than parsing them.
 	for _, in := range inputs {
-		var val *sf.Member
-		for j := range values {
-			if values[j].Key == in.Key {
-				val = &values[j]
-				break
-			}
-		}
-		if val == nil {
-			return refuse(ReasonMalformedSignature, in.Key, "Signature has no member for this label")
-		}
-		if val.Inner || val.Item.Value.Kind != sf.ByteSeq {
-			return refuse(ReasonMalformedSignature, in.Key, "the Signature member is not a Byte Sequence")
-		}
 		if len(st.sigs) < cap(st.sigs) {
 			// Reuse the storage of an earlier message's signature.
 			st.sigs = st.sigs[:len(st.sigs)+1]
@@ -99,35 +115,46 @@ func (st *sigSet) parse(h http.Header) error {
 		if canonical {
 			s.raw = in.Raw
 		}
-		if s.value, err = sf.DecodeByteSeq(s.value[:0], val.Item.Value.Str); err != nil {
-			return refuse(ReasonMalformedSignature, in.Key, "the signature is not valid base64")
-		}
-		if err := st.readParams(in, s, canonical, known); err != nil {
+		if err := st.readParams(in, s, canonical && !remembered, known); err != nil {
 			reason := ReasonMalformedSignature
 			if err == errEmptyAlg {
 				reason = ReasonAlgorithmMismatch
 			}
-			return &VerifyError{Reason: reason, Label: in.Key, Detail: "Signature-Input: " + trimPkg(err.Error()), Err: err}
+			return &VerifyError{Reason: reason, Label: in.Key, Detail: "Signature-Input: " + err.Error(), Err: err}
+		}
+		remembered = remembered || st.lastList == in.ListRaw
+		var val *sf.Member
+		for j := range values {
+			if values[j].Key == in.Key {
+				val = &values[j]
+				break
+			}
+		}
+		switch {
+		case val == nil:
+			return s.blame(refuse(ReasonMalformedSignature, "", "Signature has no member for this label"))
+		case val.Inner || val.Item.Value.Kind != sf.ByteSeq:
+			return s.blame(refuse(ReasonMalformedSignature, "", "the Signature member is not a Byte Sequence"))
+		}
+		if s.value, err = sf.DecodeByteSeq(s.value[:0], val.Item.Value.Str); err != nil {
+			return s.blame(refuse(ReasonMalformedSignature, "", "the signature is not valid base64"))
 		}
 	}
 	return nil
 }
 
-// trimPkg drops a leading "httpsig: " from a message that is about to be
-// wrapped in another of this package's errors.
-func trimPkg(s string) string { return strings.TrimPrefix(s, "httpsig: ") }
-
 // readParams reads the parameters of a Signature-Input member into s,
-// reusing the components of the last identical list.
-func (st *sigSet) readParams(in sf.Member, s *parsedSig, canonical bool, known []Component) error {
+// reusing the components of the last identical list, and remembers the
+// list if remember is set.
+func (st *sigSet) readParams(in sf.Member, s *parsedSig, remember bool, known []Component) error {
 	if !in.Inner {
-		return errors.New("signature input is not an inner list")
+		return errors.New("a signature input must be an inner list")
 	}
 	if in.Known {
 		return paramsFromList(in.Params, known, &s.params)
 	}
 	var err error
-	if s.comps, err = componentsFromItems(in.Items, s.comps[:0]); err != nil {
+	if s.comps, err = componentsFromItems(in.Items, s.comps[:0], &st.dups); err != nil {
 		return err
 	}
 	if err := paramsFromList(in.Params, s.comps, &s.params); err != nil {
@@ -137,7 +164,7 @@ func (st *sigSet) readParams(in sf.Member, s *parsedSig, canonical bool, known [
 	// so that skipping its text skips nothing the parser would have
 	// flagged. The cache gets a new copy, never one overwritten in place:
 	// other signatures of this message may be using the last one.
-	if canonical {
+	if remember && len(s.comps) <= maxCachedList {
 		st.lastList, st.lastComps = in.ListRaw, slices.Clone(s.comps)
 	}
 	return nil

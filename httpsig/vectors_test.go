@@ -226,7 +226,7 @@ func TestVectors(t *testing.T) {
 					_, err = ver.VerifyResponse(t.Context(), m.Response, body)
 					return err
 				}
-				_, err := ver.Verify(m.Request, readBody(t, m.Request))
+				_, err := ver.VerifyRequest(m.Request, readBody(t, m.Request))
 				return err
 			}
 			if err := verify(m); err != nil {
@@ -315,13 +315,13 @@ func testMultiple(t *testing.T, v vector) {
 	body := readBody(t, m.Request)
 	// The proxy's signature alone verifies on the forwarded message.
 	ver.Policy.Labels = []string{"proxy_sig"}
-	if _, err := ver.Verify(m.Request, body); err != nil {
+	if _, err := ver.VerifyRequest(m.Request, body); err != nil {
 		t.Fatalf("proxy_sig: %v", err)
 	}
 	// Checking every signature refuses the message: the client's no longer
 	// matches, and a good signature must not carry a bad one.
 	ver.Policy.Labels = nil
-	if _, err := ver.Verify(m.Request, body); err == nil {
+	if _, err := ver.VerifyRequest(m.Request, body); err == nil {
 		t.Fatal("a message with one bad signature verified")
 	} else if r, _ := ReasonOf(err); r != ReasonBadSignature {
 		t.Fatalf("got %v, want bad-signature", err)
@@ -411,32 +411,49 @@ func TestDigestVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every member is named, so that a vector file that grows a field we
+	// should check is noticed.
 	var file struct {
-		Cases []struct {
-			ID        string `json:"id"`
-			Algorithm string `json:"algorithm"`
-			InputUTF8 string `json:"input_utf8"`
-			InputHex  string `json:"input_hex"`
-			Printed   string `json:"value_as_printed"`
-			Computed  string `json:"computed_b64"`
-			Matches   bool   `json:"matches_as_printed"`
-			Field     string `json:"field_value"`
+		Source string `json:"source"`
+		Format string `json:"format"`
+		Cases  []struct {
+			ID               string   `json:"id"`
+			Section          string   `json:"section"`
+			Field            string   `json:"field"` // documentation: where the RFC uses it
+			Algorithm        string   `json:"algorithm"`
+			InputDescription string   `json:"input_description"`
+			InputUTF8        *string  `json:"input_utf8"` // null for binary input
+			InputHex         string   `json:"input_hex"`
+			InputLength      int      `json:"input_length"`
+			Printed          string   `json:"value_as_printed"`
+			Computed         string   `json:"computed_b64"`
+			Matches          bool     `json:"matches_as_printed"`
+			MatchesPadded    bool     `json:"matches_after_fixing_padding"`
+			FieldValue       string   `json:"field_value"`
+			Notes            []string `json:"notes"`
 		} `json:"cases"`
 	}
-	if err := json.Unmarshal(data, &file); err != nil {
-		t.Fatal(err)
+	decodeStrict(t, data, &file)
+	if len(file.Cases) == 0 {
+		t.Fatal("no digest vectors")
 	}
 	for _, c := range file.Cases {
 		t.Run(c.ID, func(t *testing.T) {
 			input := mustHex(t, c.InputHex)
+			if (c.InputUTF8 != nil && string(input) != *c.InputUTF8) || len(input) != c.InputLength {
+				t.Fatalf("input_hex, input_utf8 and input_length disagree")
+			}
+			if c.FieldValue != c.Algorithm+"=:"+c.Computed+":" {
+				t.Fatalf("field_value %s is not built from computed_b64 %s", c.FieldValue, c.Computed)
+			}
 			alg := DigestAlgorithm(c.Algorithm)
 			if alg != DigestSHA256 && alg != DigestSHA512 {
 				// Deprecated algorithms are ignored; alone, they are refused.
-				err := CheckContentDigest(c.Field, input)
+				err := CheckContentDigest(c.FieldValue, input)
 				if r, _ := ReasonOf(err); r != ReasonDigestMismatch {
 					t.Fatalf("%s alone: got %v, want digest-mismatch", alg, err)
 				}
-				if err := CheckContentDigest(c.Field+", sha-256=:"+sha256b64(input)+":", input); err != nil {
+				if err := CheckContentDigest(c.FieldValue+", sha-256=:"+sha256b64(input)+":", input); err != nil {
 					t.Fatalf("%s next to sha-256: %v", alg, err)
 				}
 				return
@@ -445,15 +462,20 @@ func TestDigestVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != c.Field {
-				t.Fatalf("ContentDigest = %s, want %s", got, c.Field)
+			if got != c.FieldValue {
+				t.Fatalf("ContentDigest = %s, want %s", got, c.FieldValue)
 			}
-			if err := CheckContentDigest(c.Field, input); err != nil {
+			if err := CheckContentDigest(c.FieldValue, input); err != nil {
 				t.Fatal(err)
 			}
-			streamed, err := ContentDigestOf(alg, bytes.NewReader(input))
-			if err != nil || streamed != c.Field {
-				t.Fatalf("ContentDigestOf = %s, %v", streamed, err)
+			d, err := NewDigester(alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Write(input[:len(input)/2])
+			d.Write(input[len(input)/2:])
+			if streamed := d.Value(); streamed != c.FieldValue {
+				t.Fatalf("Digester = %s", streamed)
 			}
 			printed := string(alg) + "=:" + c.Printed + ":"
 			err = CheckContentDigest(printed, input)
@@ -463,7 +485,14 @@ func TestDigestVectors(t *testing.T) {
 			if !c.Matches && err == nil {
 				t.Fatalf("the misprinted value %s was accepted", c.Printed)
 			}
-			if err := CheckContentDigest(c.Field, append(input, 'x')); err == nil {
+			padded := strings.TrimRight(c.Printed, "=")
+			for len(padded)%4 != 0 {
+				padded += "="
+			}
+			if err := CheckContentDigest(string(alg)+"=:"+padded+":", input); (err == nil) != c.MatchesPadded {
+				t.Fatalf("with its padding fixed, %s: %v; want a match: %v", c.Printed, err, c.MatchesPadded)
+			}
+			if err := CheckContentDigest(c.FieldValue, append(input, 'x')); err == nil {
 				t.Fatal("changed content accepted")
 			}
 		})

@@ -3,6 +3,7 @@ package httpsig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -16,15 +17,21 @@ import (
 const (
 	DefaultMaxAge  = 300 * time.Second
 	DefaultMaxSkew = 30 * time.Second
-	// MaxSignatures bounds how many signatures of one message are checked.
+	// MaxSignatures bounds how many signatures a message may carry: one
+	// with more is refused as soon as the verifier reads the excess.
 	MaxSignatures = 8
-	// unboundedNonceTTL is how long a nonce is remembered when neither
-	// a maximum age nor an expires parameter bounds its signature.
-	unboundedNonceTTL = 24 * time.Hour
+	// nonceGrace is how much longer than its signature is fresh a nonce
+	// is remembered: enough for the time between the verifier reading
+	// its clock and the store reading its own, and for the clocks of
+	// servers that share a store to disagree a little.
+	nonceGrace = time.Second
 )
 
-// DefaultRequiredParams are the signature parameters a zero Policy demands.
-var DefaultRequiredParams = []string{"created", "keyid", "nonce"}
+var defaultRequiredParams = [...]string{"created", "keyid", "nonce"}
+
+// DefaultRequiredParams returns the signature parameters a zero Policy
+// demands: created, keyid and nonce.
+func DefaultRequiredParams() []string { return slices.Clone(defaultRequiredParams[:]) }
 
 // Policy says what a verifier demands of a signature beyond its being
 // valid. The zero value is the default profile of Signet.
@@ -35,7 +42,7 @@ type Policy struct {
 	// content-digest when it has content.
 	Required []Component
 	// RequiredParams lists the signature parameters each signature must
-	// carry. Nil means DefaultRequiredParams (created, keyid, nonce).
+	// carry. Nil means [DefaultRequiredParams] (created, keyid, nonce).
 	RequiredParams []string
 	// MaxAge is how old a signature's created time may be. Zero means
 	// DefaultMaxAge; negative means no limit.
@@ -55,6 +62,19 @@ type Policy struct {
 	Labels []string
 }
 
+func (p *Policy) requiredParams() []string {
+	if p.RequiredParams == nil {
+		return defaultRequiredParams[:]
+	}
+	return p.RequiredParams
+}
+
+// RequiresNonce reports whether the policy demands a nonce of every
+// signature, which only a [Verifier] with a [NonceStore] can honour.
+func (p *Policy) RequiresNonce() bool {
+	return slices.Contains(p.requiredParams(), "nonce")
+}
+
 func (p *Policy) maxAge() time.Duration {
 	if p.MaxAge == 0 {
 		return DefaultMaxAge
@@ -72,13 +92,13 @@ func (p *Policy) maxSkew() time.Duration {
 	return p.MaxSkew
 }
 
-// RequiredFor returns the components the policy demands of a signature on
+// requiredFor returns the components the policy demands of a signature on
 // r, which has content if hasContent is set.
-func (p *Policy) RequiredFor(r *http.Request, hasContent bool) []Component {
+func (p *Policy) requiredFor(r *http.Request, hasContent bool) []Component {
 	if p.Required != nil {
 		return p.Required
 	}
-	return defaultProfile(r, hasContent, r.Header.Get("Content-Digest") != "")
+	return DefaultComponents(r, hasContent)
 }
 
 // The components of the default profile, marked as checked.
@@ -97,10 +117,6 @@ var (
 // content-digest if r has content or a Content-Digest field.
 func DefaultComponents(r *http.Request, hasContent bool) []Component {
 	_, hasDigest := contentDigestField(r.Header)
-	return defaultProfile(r, hasContent, hasDigest)
-}
-
-func defaultProfile(r *http.Request, hasContent, hasDigest bool) []Component {
 	hasQuery := splitTarget(r).query != ""
 	return appendDefaultProfile(make([]Component, 0, 6), hasQuery, len(r.Header["Content-Type"]) > 0, hasContent || hasDigest)
 }
@@ -125,7 +141,9 @@ type Verifier struct {
 	Policy Policy
 	// Keys resolves keyids. Required.
 	Keys KeyResolver
-	// Nonces, if set, remembers nonces so that replays are refused.
+	// Nonces, if set, remembers nonces so that replays are refused. A
+	// signature with a nonce must then be bounded in time, by a created
+	// parameter under a maximum age or by an expires parameter.
 	Nonces NonceStore
 	// Scheme overrides the scheme of requests, as [Message.Scheme] does.
 	Scheme string
@@ -159,7 +177,7 @@ type Result struct {
 
 type verifyState struct {
 	sigSet
-	fp        sf.Parser // structured fields and Content-Digest
+	fields    structuredFields // also parses Content-Digest
 	selected  []int
 	required  []Component
 	base      []byte
@@ -169,17 +187,20 @@ type verifyState struct {
 
 var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
 
-// Verify checks the signatures on r, whose content (already read, and
-// possibly empty) is body. A refusal is a [*VerifyError]; any other error
-// means a key resolver or nonce store could not answer, and the request
-// must be refused all the same (fail closed).
-func (v *Verifier) Verify(r *http.Request, body []byte) (Result, error) {
+// VerifyRequest checks the signatures on r, whose content (already read,
+// and possibly empty) is body, with the context of r for the key resolver
+// and the nonce store. A refusal is a [*VerifyError]; any other error means
+// a key resolver or nonce store could not answer, and the request must be
+// refused all the same (fail closed).
+func (v *Verifier) VerifyRequest(r *http.Request, body []byte) (Result, error) {
 	m := Message{Request: r, Scheme: v.Scheme, Structured: v.Structured}
 	return v.verify(r.Context(), &m, r.Header, body, len(body) > 0 || r.ContentLength > 0)
 }
 
-// VerifyResponse checks the signatures on resp, whose content is body.
-// resp.Request, if set, serves components with the req parameter.
+// VerifyResponse checks the signatures on resp, whose content is body, as
+// VerifyRequest does. resp.Request, if set, serves components with the req
+// parameter; ctx is for the key resolver and the nonce store, since a
+// response has no context of its own.
 func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body []byte) (Result, error) {
 	m := Message{Request: resp.Request, Response: resp, Scheme: v.Scheme, Structured: v.Structured}
 	return v.verify(ctx, &m, resp.Header, body, len(body) > 0 || resp.ContentLength > 0)
@@ -195,12 +216,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 		return Result{}, err
 	}
 	st.digest, st.hasDigest = contentDigestField(h)
-	var now time.Time
-	if v.Now != nil {
-		now = v.Now()
-	} else {
-		now = time.Now()
-	}
+	now := v.now()
 	st.required = st.required[:0]
 	switch {
 	case v.Policy.Required != nil:
@@ -215,7 +231,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 		s := &st.sigs[i]
 		key, err := v.checkOne(ctx, m, body, now, st, s)
 		if err != nil {
-			return Result{}, err
+			return Result{}, s.blame(err)
 		}
 		if n == 0 {
 			p := &s.params
@@ -228,17 +244,25 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	// Nonces are spent only once every signature has verified, so that a
 	// forged companion signature cannot burn a genuine nonce.
 	if v.Nonces != nil {
+		// Resolving keys may have taken a while: the signatures must
+		// still be fresh now, when their nonces are remembered (see
+		// lastFresh).
+		now := v.now()
 		for _, i := range st.selected {
 			s := &st.sigs[i]
 			if s.params.Nonce == "" {
 				continue
 			}
-			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, s.params.Created, v.nonceUntil(&s.params, now))
+			last, _ := v.lastFresh(&s.params)
+			if now.After(last) {
+				return Result{}, s.blame(refuse(ReasonExpired, "", "the signature expired while it was being checked"))
+			}
+			err := v.Nonces.Remember(ctx, s.params.KeyID, s.params.Nonce, s.params.Created, last.Add(nonceGrace))
 			if errors.Is(err, ErrReplayed) {
-				return Result{}, &VerifyError{Reason: ReasonReplayed, Label: s.label, Detail: "this nonce was already used", Err: err}
+				err = &VerifyError{Reason: ReasonReplayed, Detail: "this nonce was already used", Err: err}
 			}
 			if err != nil {
-				return Result{}, err
+				return Result{}, s.blame(err)
 			}
 		}
 	}
@@ -272,75 +296,103 @@ func (v *Verifier) selectSignatures(st *verifyState) error {
 		// An empty Signature-Input field holds no signature at all.
 		return refuse(ReasonMissingSignature, "", "the Signature-Input field holds no signature")
 	}
-	if len(st.selected) > MaxSignatures {
-		return refuse(ReasonMalformedSignature, "", "the message carries more than "+strconv.Itoa(MaxSignatures)+" signatures")
-	}
 	return nil
 }
 
-func (v *Verifier) nonceUntil(p *Params, now time.Time) time.Time {
-	var until time.Time
+// blame names the signature concerned in err: its label and keyid in a
+// refusal, which checks leave for it to fill in, and in the message of a
+// failure to resolve its key or remember its nonce.
+func (s *parsedSig) blame(err error) error {
+	if ve, ok := err.(*VerifyError); ok {
+		ve.Label, ve.KeyID = s.label, s.params.KeyID
+		return ve
+	}
+	return fmt.Errorf("httpsig: signature %s, keyid %q: %w", s.label, s.params.KeyID, err)
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// lastFresh returns the last instant at which checkParams finds a
+// signature with parameters p fresh, and false if there is none: nothing
+// bounds how long it stays fresh.
+//
+// The invariant that makes nonces work: a request is accepted only at an
+// instant no later than lastFresh of each of its signatures (checkParams
+// refuses it after; verify checks again just before it remembers the
+// nonces), and each nonce is remembered through lastFresh plus
+// nonceGrace. So while any copy of a request can still pass the freshness
+// checks, the store still holds its nonce, and refuses the copy. The
+// checks compare exact instants, not whole seconds, so that rounding
+// cannot open a gap; skew does not move lastFresh, since it only lets
+// created lie ahead of the clock.
+func (v *Verifier) lastFresh(p *Params) (time.Time, bool) {
+	var last time.Time
 	if maxAge := v.Policy.maxAge(); maxAge > 0 && !p.Created.IsZero() {
-		until = p.Created.Add(maxAge)
+		last = p.Created.Add(maxAge)
 	}
-	if !p.Expires.IsZero() && (until.IsZero() || p.Expires.Before(until)) {
-		until = p.Expires
+	if !p.Expires.IsZero() {
+		// Fresh strictly before expires: time.Time counts nanoseconds.
+		if e := p.Expires.Add(-time.Nanosecond); last.IsZero() || e.Before(last) {
+			last = e
+		}
 	}
-	if until.IsZero() {
-		until = now.Add(unboundedNonceTTL)
-	}
-	return until
+	return last, !last.IsZero()
 }
 
 // checkOne verifies one signature: policy first (cheap, and needs no key),
 // then the key, the signature base, the signature and the content digest.
+// Its refusals leave the label and keyid to blame.
 func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now time.Time, st *verifyState, s *parsedSig) (VerifyingKey, error) {
 	p := &s.params
-	if err := v.checkParams(p, s.label, now); err != nil {
+	if err := v.checkParams(p, now); err != nil {
 		return nil, err
 	}
 	for i := range st.required {
 		// Signers usually cover the required components in the same
 		// order, so look at the same position first.
 		if !(i < len(p.Components) && p.Components[i].equal(&st.required[i])) && !covers(p.Components, &st.required[i]) {
-			return nil, refuse(ReasonMissingComponent, s.label, "the signature must cover "+st.required[i].String())
+			return nil, refuse(ReasonMissingComponent, "", "the signature must cover "+st.required[i].String())
 		}
 	}
 	if p.KeyID == "" {
-		return nil, refuse(ReasonUnknownKey, s.label, "the signature has no keyid parameter")
+		return nil, refuse(ReasonUnknownKey, "", "the signature has no keyid parameter")
 	}
 	key, err := v.Keys.ResolveKey(ctx, p.KeyID)
 	switch {
 	case errors.Is(err, ErrUnknownKey):
-		return nil, &VerifyError{Reason: ReasonUnknownKey, Label: s.label, Detail: "no key has this keyid", Err: err}
+		return nil, &VerifyError{Reason: ReasonUnknownKey, Detail: "no key has this keyid", Err: err}
 	case errors.Is(err, ErrKeyRevoked):
-		return nil, &VerifyError{Reason: ReasonKeyRevoked, Label: s.label, Detail: "the key was revoked", Err: err}
+		return nil, &VerifyError{Reason: ReasonKeyRevoked, Detail: "the key was revoked", Err: err}
 	case errors.Is(err, ErrKeyExpired):
-		return nil, &VerifyError{Reason: ReasonKeyExpired, Label: s.label, Detail: "the key has expired", Err: err}
+		return nil, &VerifyError{Reason: ReasonKeyExpired, Detail: "the key has expired", Err: err}
 	case err != nil:
 		return nil, err
 	}
 	alg := key.Algorithm()
 	if p.Alg != "" && p.Alg != alg {
-		return nil, refuse(ReasonAlgorithmMismatch, s.label, "the key is bound to "+string(alg)+", the signature says "+strconv.Quote(string(p.Alg)))
+		return nil, refuse(ReasonAlgorithmMismatch, "", "the key is bound to "+string(alg)+", the signature says "+strconv.Quote(string(p.Alg)))
 	}
 	if v.Policy.Algorithms != nil && !slices.Contains(v.Policy.Algorithms, alg) {
-		return nil, refuse(ReasonAlgorithmMismatch, s.label, "algorithm "+string(alg)+" is not accepted here")
+		return nil, refuse(ReasonAlgorithmMismatch, "", "algorithm "+string(alg)+" is not accepted here")
 	}
-	st.base, err = appendBase(st.base[:0], m, p, s.raw, &st.fp)
+	st.base, err = appendBase(st.base[:0], m, p, s.raw, &st.fields)
 	if err != nil {
 		var ce *componentError
 		if errors.As(err, &ce) && ce.absent {
-			return nil, v.withBase(&VerifyError{Reason: ReasonMissingComponent, Label: s.label, Detail: trimPkg(err.Error()), Err: err}, st)
+			return nil, v.withBase(&VerifyError{Reason: ReasonMissingComponent, Detail: err.Error(), Err: err}, st)
 		}
-		return nil, &VerifyError{Reason: ReasonMalformedSignature, Label: s.label, Detail: trimPkg(err.Error()), Err: err}
+		return nil, &VerifyError{Reason: ReasonMalformedSignature, Detail: err.Error(), Err: err}
 	}
 	if err := key.Verify(st.base, s.value); err != nil {
-		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Label: s.label, Detail: "the signature does not match the message", Err: err}, st)
+		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Detail: "the signature does not match the message", Err: err}, st)
 	}
 	if covers(p.Components, &compContentDigest) {
-		if err := checkDigest(&st.fp, st.digest, body); err != nil {
-			err.(*VerifyError).Label = s.label
+		if err := checkDigest(&st.fields.sp, st.digest, body); err != nil {
 			return nil, err
 		}
 	}
@@ -354,33 +406,30 @@ func (v *Verifier) withBase(e *VerifyError, st *verifyState) *VerifyError {
 	return e
 }
 
-func (v *Verifier) checkParams(p *Params, label string, now time.Time) error {
-	required := v.Policy.RequiredParams
-	if required == nil {
-		required = DefaultRequiredParams
-	}
-	for _, name := range required {
+func (v *Verifier) checkParams(p *Params, now time.Time) error {
+	for _, name := range v.Policy.requiredParams() {
 		if !p.has(name) {
-			return refuse(ReasonMalformedSignature, label, "the signature has no "+name+" parameter, which this server requires")
+			return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
 		}
 	}
 	if p.Alg != "" {
 		if _, err := ParseAlgorithm(string(p.Alg)); err != nil {
-			return refuse(ReasonAlgorithmMismatch, label, "unknown algorithm "+strconv.Quote(string(p.Alg)))
+			return refuse(ReasonAlgorithmMismatch, "", "unknown algorithm "+strconv.Quote(string(p.Alg)))
 		}
 	}
-	if !p.Created.IsZero() {
-		// Whole seconds, as the parameters are: cheaper than time.Time.
-		created, nowS := p.Created.Unix(), now.Unix()
-		if created > nowS+int64(v.Policy.maxSkew()/time.Second) {
-			return refuse(ReasonNotYetValid, label, "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
-		}
-		if maxAge := v.Policy.maxAge(); maxAge > 0 && nowS-created > int64(maxAge/time.Second) {
-			return refuse(ReasonExpired, label, "created is "+now.Sub(p.Created).Truncate(time.Second).String()+" ago, more than the "+maxAge.String()+" allowed")
-		}
+	if !p.Created.IsZero() && p.Created.After(now.Add(v.Policy.maxSkew())) {
+		return refuse(ReasonNotYetValid, "", "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")
 	}
-	if !p.Expires.IsZero() && now.Unix() >= p.Expires.Unix() {
-		return refuse(ReasonExpired, label, "the signature expired "+now.Sub(p.Expires).Truncate(time.Second).String()+" ago")
+	last, bounded := v.lastFresh(p)
+	switch {
+	case !bounded && v.Nonces != nil && p.Nonce != "":
+		// Its nonce would have to be remembered for ever.
+		return refuse(ReasonMalformedSignature, "", "nothing bounds how long the signature stays valid (no expires parameter, no created parameter under a maximum age), so its nonce cannot be remembered for that long")
+	case bounded && now.After(last):
+		if maxAge := v.Policy.maxAge(); maxAge > 0 && !p.Created.IsZero() && now.After(p.Created.Add(maxAge)) {
+			return refuse(ReasonExpired, "", "created is "+now.Sub(p.Created).Truncate(time.Second).String()+" ago, more than the "+maxAge.String()+" allowed")
+		}
+		return refuse(ReasonExpired, "", "the signature expired "+now.Sub(p.Expires).Truncate(time.Second).String()+" ago")
 	}
 	return nil
 }

@@ -12,10 +12,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signet-dev/signet/internal/reqfixture"
 )
 
 var testNow = time.Unix(1700000000, 0)
@@ -61,7 +64,7 @@ func testKeys(t testing.TB) []testKey {
 func signedRequest(t testing.TB, s *Signer) (*http.Request, []byte) {
 	t.Helper()
 	body := []byte(`{"item":"book","qty":2}`)
-	r := httptest.NewRequest(http.MethodPost, refURL, bytes.NewReader(body))
+	r := httptest.NewRequest(http.MethodPost, reqfixture.URL, bytes.NewReader(body))
 	r.RequestURI = r.URL.RequestURI()
 	r.Header.Set("Content-Type", "application/json")
 	if err := s.SignRequest(r, body); err != nil {
@@ -81,7 +84,7 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 				t.Fatalf("Signature-Input = %s\nwant prefix  %s", in, want)
 			}
 			v := &Verifier{Keys: KeyMap{"key-1": k.verify}, Now: fixedNow}
-			res, err := v.Verify(r, body)
+			res, err := v.VerifyRequest(r, body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,11 +155,11 @@ func TestTamper(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r, body := signedRequest(t, s)
-			if _, err := v.Verify(r, body); err != nil {
+			if _, err := v.VerifyRequest(r, body); err != nil {
 				t.Fatalf("untouched request: %v", err)
 			}
 			tt.change(r, &body)
-			_, err := v.Verify(r, body)
+			_, err := v.VerifyRequest(r, body)
 			if got, ok := ReasonOf(err); !ok || got != tt.want {
 				t.Fatalf("got %v, want %s", err, tt.want)
 			}
@@ -188,8 +191,8 @@ func TestPolicy(t *testing.T) {
 		{"no max age", Signer{}, Policy{MaxAge: -1}, at(24 * time.Hour), ""},
 		{"within skew", Signer{}, Policy{}, at(-30 * time.Second), ""},
 		{"future", Signer{}, Policy{}, at(-31 * time.Second), ReasonNotYetValid},
-		{"expires passed", Signer{Expires: 10 * time.Second}, Policy{}, at(10 * time.Second), ReasonExpired},
-		{"expires ahead", Signer{Expires: 10 * time.Second}, Policy{}, at(9 * time.Second), ""},
+		{"expires passed", Signer{ExpiresAfter: 10 * time.Second}, Policy{}, at(10 * time.Second), ReasonExpired},
+		{"expires ahead", Signer{ExpiresAfter: 10 * time.Second}, Policy{}, at(9 * time.Second), ""},
 		{"nonce required", Signer{NoNonce: true}, Policy{}, fixedNow, ReasonMalformedSignature},
 		{"nonce optional", Signer{NoNonce: true}, Policy{RequiredParams: []string{"created", "keyid"}}, fixedNow, ""},
 		{"expires required", Signer{}, Policy{RequiredParams: []string{"expires"}}, fixedNow, ReasonMalformedSignature},
@@ -207,7 +210,7 @@ func TestPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, body := sign(tt.signer)
 			v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Now: tt.now}
-			_, err := v.Verify(r, body)
+			_, err := v.VerifyRequest(r, body)
 			got, _ := ReasonOf(err)
 			if err != nil && got == "" {
 				t.Fatalf("error without reason: %v", err)
@@ -223,25 +226,19 @@ func TestPolicy(t *testing.T) {
 // be refused, since nothing covers it.
 func TestUnsignedContent(t *testing.T) {
 	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
-	r := httptest.NewRequest(http.MethodPost, refURL, nil)
+	r := httptest.NewRequest(http.MethodPost, reqfixture.URL, nil)
 	r.RequestURI = r.URL.RequestURI()
 	if err := (&Signer{Key: hk, KeyID: "key-1", Now: fixedNow}).SignRequest(r, nil); err != nil {
 		t.Fatal(err)
 	}
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, nil); err != nil {
+	if _, err := v.VerifyRequest(r, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err := v.Verify(r, []byte("smuggled"))
+	_, err := v.VerifyRequest(r, []byte("smuggled"))
 	if got, _ := ReasonOf(err); got != ReasonMissingComponent {
 		t.Fatalf("got %v, want missing-component", err)
 	}
-}
-
-type resolverFunc func(ctx context.Context, keyID string) (VerifyingKey, error)
-
-func (f resolverFunc) ResolveKey(ctx context.Context, keyID string) (VerifyingKey, error) {
-	return f(ctx, keyID)
 }
 
 func TestKeyResolution(t *testing.T) {
@@ -257,8 +254,8 @@ func TestKeyResolution(t *testing.T) {
 		{ErrKeyExpired, ReasonKeyExpired},
 		{down, ""},
 	} {
-		v := &Verifier{Keys: resolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, tt.err }), Now: fixedNow}
-		_, err := v.Verify(r, body)
+		v := &Verifier{Keys: KeyResolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, tt.err }), Now: fixedNow}
+		_, err := v.VerifyRequest(r, body)
 		if got, _ := ReasonOf(err); got != tt.want || !errors.Is(err, tt.err) {
 			t.Errorf("resolver error %v: got %v, want reason %q", tt.err, err, tt.want)
 		}
@@ -267,7 +264,7 @@ func TestKeyResolution(t *testing.T) {
 	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
 	ek, _ := NewVerifyingKey(AlgEd25519, edPriv.Public())
 	v := &Verifier{Keys: KeyMap{"key-1": ek}, Now: fixedNow}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonAlgorithmMismatch) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonAlgorithmMismatch) {
 		t.Fatalf("got %v, want algorithm-mismatch", err)
 	}
 }
@@ -303,29 +300,29 @@ func TestReplay(t *testing.T) {
 	nonces := &memNonces{seen: map[string]time.Time{}}
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Nonces: nonces, Now: fixedNow}
 	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
-	if _, err := v.Verify(r, body); err != nil {
+	if _, err := v.VerifyRequest(r, body); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonReplayed) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonReplayed) {
 		t.Fatalf("replay: got %v", err)
 	}
 	for _, until := range nonces.seen {
-		if !until.Equal(testNow.Add(DefaultMaxAge)) {
-			t.Fatalf("nonce kept until %v, want created+max age", until)
+		if !until.Equal(testNow.Add(DefaultMaxAge + nonceGrace)) {
+			t.Fatalf("nonce kept until %v, want created+max age+grace", until)
 		}
 	}
 	// A bad signature must not spend a nonce.
 	r2, body2 := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
-	if _, err := v.Verify(r2, []byte("tampered")); err == nil {
+	if _, err := v.VerifyRequest(r2, []byte("tampered")); err == nil {
 		t.Fatal("tampered body accepted")
 	}
-	if _, err := v.Verify(r2, body2); err != nil {
+	if _, err := v.VerifyRequest(r2, body2); err != nil {
 		t.Fatalf("genuine request after a forged one: %v", err)
 	}
 	// A store that cannot answer fails closed, without a reason code.
 	nonces.err = errors.New("redis: connection refused")
 	r3, body3 := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
-	_, err := v.Verify(r3, body3)
+	_, err := v.VerifyRequest(r3, body3)
 	if err == nil || !errors.Is(err, nonces.err) {
 		t.Fatalf("store down: got %v", err)
 	}
@@ -343,11 +340,11 @@ func TestMultipleSignatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, body); !isReason(err, ReasonBadSignature) {
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonBadSignature) {
 		t.Fatalf("good + bad signature: got %v, want bad-signature", err)
 	}
 	v.Policy.Labels = []string{"sig1"}
-	if _, err := v.Verify(r, body); err != nil {
+	if _, err := v.VerifyRequest(r, body); err != nil {
 		t.Fatalf("selecting the good one: %v", err)
 	}
 	// The same label twice is refused by the signer.
@@ -387,7 +384,7 @@ func TestMalformedHeaders(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
 			r.Header.Set("Signature-Input", tt.input)
 			r.Header.Set("Signature", tt.sig)
-			_, err := v.Verify(r, nil)
+			_, err := v.VerifyRequest(r, nil)
 			if !isReason(err, ReasonMalformedSignature) {
 				t.Fatalf("got %v, want malformed-signature", err)
 			}
@@ -407,7 +404,7 @@ func TestTooManySignatures(t *testing.T) {
 	r.Header.Set("Signature-Input", strings.Join(in, ", "))
 	r.Header.Set("Signature", strings.Join(sig, ", "))
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, nil); !isReason(err, ReasonMalformedSignature) {
+	if _, err := v.VerifyRequest(r, nil); !isReason(err, ReasonMalformedSignature) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -416,7 +413,7 @@ func TestDebugBase(t *testing.T) {
 	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
 	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow, Debug: true}
-	res, err := v.Verify(r, body)
+	res, err := v.VerifyRequest(r, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,13 +421,13 @@ func TestDebugBase(t *testing.T) {
 		t.Fatalf("base %q", res.Base)
 	}
 	r.Method = http.MethodPut
-	_, err = v.Verify(r, body)
+	_, err = v.VerifyRequest(r, body)
 	var ve *VerifyError
 	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Base, "\"@method\": PUT\n") {
 		t.Fatalf("debug error %#v", err)
 	}
 	v.Debug = false
-	if _, err = v.Verify(r, body); !errors.As(err, &ve) || ve.Base != "" {
+	if _, err = v.VerifyRequest(r, body); !errors.As(err, &ve) || ve.Base != "" {
 		t.Fatal("base leaked without Debug")
 	}
 }
@@ -501,7 +498,7 @@ func TestClientServerAgree(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body := readBody(t, r)
 		v := &Verifier{Keys: KeyMap{"key-1": hk}, Scheme: "https", Policy: Policy{Required: []Component{{Name: Method}, {Name: TargetURI}}}}
-		_, gotErr = v.Verify(r, body)
+		_, gotErr = v.VerifyRequest(r, body)
 	}))
 	defer srv.Close()
 	for _, path := range []string{"/a%2Fb/c?x=%20y&z", "/caf%C3%A9/", "/", "/p?", "/~user/x!$&'()*+,;=:@"} {
@@ -567,11 +564,11 @@ func TestComponentListReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, err := v.Verify(r, nil); err != nil {
+		if _, err := v.VerifyRequest(r, nil); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 		r.Method = http.MethodPut
-		if _, err := v.Verify(r, nil); !isReason(err, ReasonBadSignature) {
+		if _, err := v.VerifyRequest(r, nil); !isReason(err, ReasonBadSignature) {
 			t.Fatalf("tampered message %d: %v", i, err)
 		}
 	}
@@ -583,7 +580,7 @@ func TestEmptySignatureInput(t *testing.T) {
 	r.Header.Set("Signature-Input", " ")
 	r.Header.Set("Signature", "a")
 	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
-	if _, err := v.Verify(r, nil); !isReason(err, ReasonMissingSignature) {
+	if _, err := v.VerifyRequest(r, nil); !isReason(err, ReasonMissingSignature) {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -627,7 +624,7 @@ func TestEmptyParameters(t *testing.T) {
 		r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
 		r.Header.Set("Signature-Input", in)
 		r.Header.Set("Signature", "sig1=:AAAA:")
-		if _, err := v.Verify(r, nil); !isReason(err, want) {
+		if _, err := v.VerifyRequest(r, nil); !isReason(err, want) {
 			t.Errorf("%s: %v, want %s", in, err, want)
 		}
 	}
@@ -660,4 +657,272 @@ func TestNonceUnique(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// clockNonces is a NonceStore that keeps its contract on a manual clock:
+// a pair is held through its until, and forgotten after it.
+type clockNonces struct {
+	now   func() time.Time
+	mu    sync.Mutex
+	until map[string]time.Time
+}
+
+func (c *clockNonces) Remember(_ context.Context, keyID, nonce string, _, until time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := keyID + "\x00" + nonce
+	if u, ok := c.until[k]; ok && !c.now().After(u) {
+		return ErrReplayed
+	}
+	c.until[k] = until
+	return nil
+}
+
+// TestReplayAtWindowEdge replays a request around the last instant its
+// signature is fresh: the first copy is accepted, no later copy is.
+func TestReplayAtWindowEdge(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	created := testNow
+	for _, tt := range []struct {
+		name   string
+		signer Signer
+		policy Policy
+		last   time.Time // the last instant the signature is fresh
+	}{
+		{"max age", Signer{}, Policy{}, created.Add(DefaultMaxAge)},
+		{"sub-second max age", Signer{}, Policy{MaxAge: 1500 * time.Millisecond}, created.Add(1500 * time.Millisecond)},
+		{"expires", Signer{ExpiresAfter: 10 * time.Second}, Policy{}, created.Add(10*time.Second - time.Nanosecond)},
+		{"expires after max age", Signer{ExpiresAfter: time.Hour}, Policy{}, created.Add(DefaultMaxAge)},
+		{"expires, no max age", Signer{ExpiresAfter: 10 * time.Second}, Policy{MaxAge: -1}, created.Add(10*time.Second - time.Nanosecond)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var now time.Time
+			clock := func() time.Time { return now }
+			s := tt.signer
+			s.Key, s.KeyID, s.Now = hk, "key-1", func() time.Time { return created }
+			r, body := signedRequest(t, &s)
+			for _, first := range []time.Duration{-30 * time.Second, 0, -time.Nanosecond, -400 * time.Millisecond} {
+				store := &clockNonces{now: clock, until: map[string]time.Time{}}
+				v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Nonces: store, Now: clock}
+				now = tt.last.Add(first)
+				if _, err := v.VerifyRequest(r, body); err != nil {
+					t.Fatalf("first copy at last%+v: %v", first, err)
+				}
+				for _, later := range []time.Duration{0, time.Nanosecond, 100 * time.Millisecond, 500 * time.Millisecond, 900 * time.Millisecond, time.Second, 1100 * time.Millisecond, 2 * time.Second, time.Hour} {
+					now = tt.last.Add(first).Add(later)
+					if first+later < 0 && later == 0 {
+						continue
+					}
+					_, err := v.VerifyRequest(r, body)
+					if !isReason(err, ReasonReplayed) && !isReason(err, ReasonExpired) {
+						t.Errorf("copy at last%+v after the first at last%+v: got %v, want replayed or expired", first+later, first, err)
+					}
+				}
+			}
+			// Fresh exactly through the last instant, not after it.
+			for at, want := range map[time.Duration]Reason{0: "", time.Nanosecond: ReasonExpired, 100 * time.Millisecond: ReasonExpired} {
+				now = tt.last.Add(at)
+				v := &Verifier{Policy: tt.policy, Keys: KeyMap{"key-1": hk}, Now: clock}
+				if _, err := v.VerifyRequest(r, body); !isReason(err, want) {
+					t.Errorf("at last%+v without a store: got %v, want %q", at, err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestUnboundedNonce: a signature that stays fresh for ever has a nonce no
+// store can remember long enough, so it is refused where nonces are kept.
+func TestUnboundedNonce(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	policy := Policy{MaxAge: -1}
+	v := &Verifier{Policy: policy, Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	if _, err := v.VerifyRequest(r, body); err != nil {
+		t.Fatalf("without a nonce store: %v", err)
+	}
+	v.Nonces = &memNonces{seen: map[string]time.Time{}}
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonMalformedSignature) {
+		t.Fatalf("with a nonce store: got %v, want malformed-signature", err)
+	}
+	r, body = signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow, ExpiresAfter: time.Minute})
+	if _, err := v.VerifyRequest(r, body); err != nil {
+		t.Fatalf("bounded by expires: %v", err)
+	}
+}
+
+// TestExpiresWhileChecked: a signature that goes stale while its key is
+// being resolved is refused, not remembered past its store time.
+func TestExpiresWhileChecked(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	now := testNow.Add(DefaultMaxAge)
+	clock := func() time.Time { return now }
+	store := &clockNonces{now: clock, until: map[string]time.Time{}}
+	slow := KeyResolverFunc(func(context.Context, string) (VerifyingKey, error) {
+		now = now.Add(time.Millisecond)
+		return hk, nil
+	})
+	v := &Verifier{Keys: slow, Nonces: store, Now: clock}
+	if _, err := v.VerifyRequest(r, body); !isReason(err, ReasonExpired) {
+		t.Fatalf("got %v, want expired", err)
+	}
+	if len(store.until) != 0 {
+		t.Fatal("the nonce of a refused request was remembered")
+	}
+}
+
+// TestVerifyErrorNamesSignature: a refusal names the signature concerned,
+// so that a server can log it without parsing the fields again.
+func TestVerifyErrorNamesSignature(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	for _, tt := range []struct {
+		name      string
+		change    func(r *http.Request, body *[]byte)
+		keyID     string
+		wantLabel string
+	}{
+		{"digest", func(_ *http.Request, b *[]byte) { *b = []byte("other") }, "key-1", "sig1"},
+		{"unknown key", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), `keyid="key-1"`, `keyid="key-2"`, 1))
+		}, "key-2", "sig1"},
+		{"no signature member", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature", strings.Replace(r.Header.Get("Signature"), "sig1=", "sig2=", 1))
+		}, "key-1", "sig1"},
+		{"stale", func(r *http.Request, _ *[]byte) {
+			r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), "created=1700000000", "created=1600000000", 1))
+		}, "key-1", "sig1"},
+		{"two signatures, second bad", func(r *http.Request, body *[]byte) {
+			other, _ := NewHMACKey(bytes.Repeat([]byte("o"), 32))
+			if err := (&Signer{Key: other, KeyID: "key-1", Label: "sig2", Now: fixedNow}).SignRequest(r, *body); err != nil {
+				t.Fatal(err)
+			}
+		}, "key-1", "sig2"},
+		{"no fields", func(r *http.Request, _ *[]byte) { r.Header.Del("Signature-Input") }, "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+			tt.change(r, &body)
+			_, err := v.VerifyRequest(r, body)
+			var ve *VerifyError
+			if !errors.As(err, &ve) {
+				t.Fatalf("got %v, want a refusal", err)
+			}
+			if ve.KeyID != tt.keyID || ve.Label != tt.wantLabel {
+				t.Fatalf("refusal %v names keyid %q, label %q; want %q, %q", err, ve.KeyID, ve.Label, tt.keyID, tt.wantLabel)
+			}
+		})
+	}
+	// A dependency's failure is not a refusal; its message names the key.
+	down := errors.New("database is down")
+	v.Keys = KeyResolverFunc(func(context.Context, string) (VerifyingKey, error) { return nil, down })
+	r, body := signedRequest(t, &Signer{Key: hk, KeyID: "key-1", Now: fixedNow})
+	if _, err := v.VerifyRequest(r, body); !errors.Is(err, down) || !strings.Contains(err.Error(), `keyid "key-1"`) {
+		t.Fatalf("resolver down: %v", err)
+	}
+}
+
+// TestHostileFields: fields crafted to be costly are refused as
+// malformed, and a message with as many signatures as allowed is read.
+func TestHostileFields(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte("k"), 32))
+	v := &Verifier{Keys: KeyMap{"key-1": hk}, Now: fixedNow}
+	for _, kind := range []string{"labels", "components", "params"} {
+		r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
+		in, sig := hostileFields(kind)
+		r.Header.Set("Signature-Input", in)
+		r.Header.Set("Signature", sig)
+		_, err := v.VerifyRequest(r, nil)
+		if !isReason(err, ReasonMalformedSignature) || !strings.Contains(err.Error(), "holds more than this server reads") {
+			t.Errorf("%s: got %v", kind, err)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "https://api.example.com/", nil)
+	for i := range MaxSignatures {
+		s := &Signer{Key: hk, KeyID: "key-1", Now: fixedNow, Label: "s" + strconv.Itoa(i)}
+		if err := s.SignRequest(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := v.VerifyRequest(r, nil)
+	if err != nil || res.Signatures != MaxSignatures {
+		t.Fatalf("%d signatures: %v, %+v", MaxSignatures, err, res)
+	}
+}
+
+// TestStructuredFieldReadOnce: components reading one structured field
+// share its parse, and a trailer of the same name is a field of its own.
+func TestStructuredFieldReadOnce(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/", nil)
+	r.Header.Set("Example-Dict", " a=1,    b=2;x=1;y=2, c=(a   b   c)  ")
+	r.Trailer = http.Header{"Example-Dict": {"a=9"}}
+	m := &Message{Request: r, Structured: map[string]FieldType{"example-dict": FieldDictionary}}
+	comps, err := ParseComponents(`"example-dict";key="a" "example-dict";sf "example-dict";key="b" "example-dict";key="a";tr "example-dict";key="c" "example-dict"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := SignatureBase(m, &Params{Components: comps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"example-dict";key="a": 1
+"example-dict";sf: a=1, b=2;x=1;y=2, c=(a b c)
+"example-dict";key="b": 2;x=1;y=2
+"example-dict";key="a";tr: 9
+"example-dict";key="c": (a b c)
+"example-dict": a=1,    b=2;x=1;y=2, c=(a   b   c)
+`
+	if got, _, _ := strings.Cut(string(base), `"@signature-params"`); got != want {
+		t.Fatalf("base:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestRequiresNonce(t *testing.T) {
+	for _, tt := range []struct {
+		params []string
+		want   bool
+	}{
+		{nil, true},
+		{[]string{}, false},
+		{[]string{"created", "keyid"}, false},
+		{[]string{"nonce"}, true},
+	} {
+		p := Policy{RequiredParams: tt.params}
+		if got := p.RequiresNonce(); got != tt.want {
+			t.Errorf("RequiredParams %q: RequiresNonce() = %v", tt.params, got)
+		}
+	}
+	// The defaults are a copy: changing it changes no policy.
+	DefaultRequiredParams()[2] = "tag"
+	if !(&Policy{}).RequiresNonce() {
+		t.Fatal("a caller changed the default profile")
+	}
+	Algorithms()[0] = "none"
+	if _, err := ParseAlgorithm("hmac-sha256"); err != nil {
+		t.Fatal("a caller changed the algorithms")
+	}
+}
+
+// TestSignatureBaseLeavesMessage: a Message reused after its request
+// changed gives the base of the request as it is now.
+func TestSignatureBaseLeavesMessage(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "https://example.com/a?x=1", nil)
+	m := &Message{Request: r}
+	p := &Params{Components: []Component{{Name: Path}, {Name: Query}}}
+	first, err := SignatureBase(m, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.hasTarget {
+		t.Fatal("SignatureBase changed its Message")
+	}
+	r.RequestURI = "/b?y=2"
+	second, err := SignatureBase(m, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(first), "\"@path\": /a\n\"@query\": ?x=1\n") || !strings.HasPrefix(string(second), "\"@path\": /b\n\"@query\": ?y=2\n") {
+		t.Fatalf("bases %q then %q", first, second)
+	}
 }

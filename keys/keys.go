@@ -33,6 +33,8 @@
 // data_version), so that a revoked key is refused everywhere within a
 // second. While a store cannot report changes, the cache is bypassed:
 // every resolution asks the store, and fails closed if it cannot answer.
+// A read of the store has a deadline ([Options.LookupTimeout]), so that a
+// store that hangs makes resolutions fail at once with [ErrUnavailable].
 // Unknown keyids are remembered for a short while, so that a flood of
 // requests naming one costs one lookup. Last-used times are kept in memory
 // and written in batches, at most once per key per [Options.LastUsedInterval].
@@ -63,12 +65,15 @@ var (
 // of a service whose master key was replaced by a [Service.Rekey] elsewhere.
 var ErrWrongMasterKey = errors.New("keys: wrong master key")
 
+// A Status is where a key is in its life: see [Key.Status].
+type Status string
+
 // The statuses of [Key.Status].
 const (
-	StatusActive   = "active"
-	StatusExpiring = "expiring" // rotated, and still inside its overlap
-	StatusExpired  = "expired"
-	StatusRevoked  = "revoked"
+	StatusActive   Status = "active"
+	StatusExpiring Status = "expiring" // rotated, and still inside its overlap
+	StatusExpired  Status = "expired"
+	StatusRevoked  Status = "revoked"
 )
 
 // A Key is what the service knows of a key, without its secret.
@@ -91,7 +96,7 @@ type Key struct {
 // that was; "expired" from its expiry time on (for a rotated key, the end
 // of its overlap); "expiring" if it was rotated and its overlap has not
 // ended; "active" otherwise.
-func (k *Key) Status(now time.Time) string {
+func (k *Key) Status(now time.Time) Status {
 	switch {
 	case !k.Revoked.IsZero():
 		return StatusRevoked
@@ -150,6 +155,20 @@ type CreateRequest struct {
 	Actor     string // who asks, for the audit log
 }
 
+// A RotateRequest describes a rotation: see [Service.Rotate].
+type RotateRequest struct {
+	ID string // the key to replace; required
+	// Overlap is how long the old key keeps working beside the new one;
+	// zero stops it at once. Callers that offer a default offer
+	// DefaultOverlap.
+	Overlap time.Duration
+	// PublicKey is the new public key (PEM or JWK) of an asymmetric key:
+	// required for those, refused for HMAC, whose new secret the service
+	// makes.
+	PublicKey []byte
+	Actor     string // who asks, for the audit log
+}
+
 // Created is a key just made, with its secret.
 type Created struct {
 	Key Key `json:"key"`
@@ -166,13 +185,16 @@ type ListFilter struct {
 	IncludeRevoked bool
 }
 
+// An Action is what an [AuditEvent] records.
+type Action string
+
 // The actions of the audit log.
 const (
-	ActionCreate    = "create"
-	ActionRotate    = "rotate"
-	ActionRevoke    = "revoke"
-	ActionSetScopes = "set-scopes"
-	ActionRekey     = "rekey"
+	ActionCreate    Action = "create"
+	ActionRotate    Action = "rotate"
+	ActionRevoke    Action = "revoke"
+	ActionSetScopes Action = "set-scopes"
+	ActionRekey     Action = "rekey"
 )
 
 // An AuditEvent is one entry of the audit log, which is append-only.
@@ -180,7 +202,7 @@ type AuditEvent struct {
 	ID     int64     `json:"id"` // assigned by the store, increasing
 	Time   time.Time `json:"time"`
 	Actor  string    `json:"actor"`
-	Action string    `json:"action"`
+	Action Action    `json:"action"`
 	KeyID  string    `json:"key_id,omitempty"` // empty for rekey
 	Detail string    `json:"detail,omitempty"` // never holds key material
 }

@@ -148,7 +148,7 @@ func TestOwner(t *testing.T) {
 	}
 }
 
-func TestSmallOrderEd25519(t *testing.T) {
+func TestWeakEd25519(t *testing.T) {
 	le := func(hexBE string) ed25519.PublicKey {
 		b, _ := hex.DecodeString(hexBE)
 		slices.Reverse(b)
@@ -164,13 +164,13 @@ func TestSmallOrderEd25519(t *testing.T) {
 		"a point of order 8":             le("05fc536d880238b13933c6d305acdfd5f098eff289f4c345b027b2c28f95e826"),
 	}
 	for name, pub := range weak {
-		if !smallOrderEd25519(pub) {
+		if !weakEd25519(pub) {
 			t.Errorf("%s: not found weak", name)
 		}
 	}
 	for range 20 {
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
-		if smallOrderEd25519(pub) {
+		if weakEd25519(pub) {
 			t.Fatalf("a generated key %x is found weak", pub)
 		}
 	}
@@ -180,7 +180,7 @@ func TestStatus(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		k    Key
-		want string
+		want Status
 	}{
 		{Key{}, StatusActive},
 		{Key{Expires: now.Add(time.Second)}, StatusActive},

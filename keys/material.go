@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -9,11 +10,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"filippo.io/edwards25519"
 
 	"github.com/signet-dev/signet/httpsig"
 )
@@ -126,13 +128,13 @@ func checkLabel(label string) error {
 func parsePublicKey(alg httpsig.Algorithm, data []byte) (httpsig.Algorithm, []byte, httpsig.VerifyingKey, error) {
 	key, named, err := httpsig.ParseKey(data)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("%w: public key: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "httpsig: "))
+		return "", nil, nil, fmt.Errorf("%w: public key: %w", ErrInvalid, err)
 	}
 	switch key.(type) {
 	case []byte:
-		return "", nil, nil, fmt.Errorf("%w: public key: this is a shared secret, not a public key (register a PEM or JWK public key, e.g. the .pub file of signet keygen)", ErrInvalid)
+		return "", nil, nil, fmt.Errorf("%w: public key: this is a shared secret, not a public key", ErrInvalid)
 	case ed25519.PrivateKey, *ecdsa.PrivateKey, *rsa.PrivateKey:
-		return "", nil, nil, fmt.Errorf("%w: public key: this is a private key; register only its public key (the .pub file of signet keygen) and keep the private key on the client", ErrInvalid)
+		return "", nil, nil, fmt.Errorf("%w: public key: this is a private key; register only its public key, and keep the private key on the client", ErrInvalid)
 	}
 	if named != "" && alg != "" && named != alg {
 		return "", nil, nil, fmt.Errorf("%w: public key: the key is for %s, not %s", ErrInvalid, named, alg)
@@ -152,9 +154,9 @@ func parsePublicKey(alg httpsig.Algorithm, data []byte) (httpsig.Algorithm, []by
 	}
 	vk, err := httpsig.NewVerifyingKey(alg, key)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("%w: public key: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "httpsig: "))
+		return "", nil, nil, fmt.Errorf("%w: public key: %w", ErrInvalid, err)
 	}
-	if pub, ok := key.(ed25519.PublicKey); ok && smallOrderEd25519(pub) {
+	if pub, ok := key.(ed25519.PublicKey); ok && weakEd25519(pub) {
 		return "", nil, nil, fmt.Errorf("%w: public key: a weak Ed25519 key (a point of small order, which lets anyone forge signatures)", ErrInvalid)
 	}
 	der, err := x509.MarshalPKIXPublicKey(key)
@@ -173,80 +175,13 @@ func verifyingKeyOf(alg httpsig.Algorithm, pemData []byte) (httpsig.VerifyingKey
 	return httpsig.NewVerifyingKey(alg, key)
 }
 
-// Edwards25519 arithmetic, only to tell weak public keys: curve
-// -x² + y² = 1 + d·x²·y² over GF(2²⁵⁵ - 19).
-var (
-	edP      = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
-	edD      = mustBig("37095705934669439343138083508754565189542113879843219016388785533085940283555")
-	edSqrtM1 = mustBig("19681161376707505956807079304988542015446066515923890162744021073123829784752")
-	edPPlus3 = new(big.Int).Rsh(new(big.Int).Add(edP, big.NewInt(3)), 3) // (p+3)/8
-	bigOne   = big.NewInt(1)
-	bigTwo   = big.NewInt(2)
-)
-
-func mustBig(s string) *big.Int {
-	n, ok := new(big.Int).SetString(s, 10)
-	if !ok {
-		panic("keys: bad constant " + s)
+// weakEd25519 reports whether pub is no canonical encoding of a point, or
+// encodes a point of small order (dividing 8): with such a key, signatures
+// that verify can be made without the private key.
+func weakEd25519(pub ed25519.PublicKey) bool {
+	p, err := new(edwards25519.Point).SetBytes(pub)
+	if err != nil || !bytes.Equal(p.Bytes(), pub) {
+		return true
 	}
-	return n
-}
-
-// smallOrderEd25519 reports whether pub encodes a point of order dividing
-// 8 (or no valid point at all): with such a key, signatures that verify can
-// be made without the private key.
-func smallOrderEd25519(pub ed25519.PublicKey) bool {
-	b := slices.Clone([]byte(pub))
-	sign := b[31] >> 7
-	b[31] &= 0x7f
-	slices.Reverse(b)
-	y := new(big.Int).SetBytes(b)
-	if y.Cmp(edP) >= 0 {
-		return true // not canonical
-	}
-	p := edP
-	// x² = (y² - 1) / (d·y² + 1)
-	y2 := new(big.Int).Mul(y, y)
-	y2.Mod(y2, p)
-	u := new(big.Int).Sub(y2, bigOne)
-	v := new(big.Int).Mul(edD, y2)
-	v.Add(v, bigOne)
-	x2 := new(big.Int).Mul(u, new(big.Int).ModInverse(v.Mod(v, p), p))
-	x2.Mod(x2, p)
-	x := new(big.Int).Exp(x2, edPPlus3, p)
-	if sq := new(big.Int).Mul(x, x); sq.Mod(sq, p).Cmp(x2) != 0 {
-		x.Mul(x, edSqrtM1).Mod(x, p)
-		if sq.Mul(x, x).Mod(sq, p).Cmp(x2) != 0 {
-			return true // not on the curve
-		}
-	}
-	if x.Sign() == 0 && sign == 1 {
-		return true // not canonical
-	}
-	if x.Bit(0) != uint(sign) {
-		x.Sub(p, x)
-	}
-	for range 3 {
-		x, y = edDouble(x, y)
-	}
-	return x.Sign() == 0 && y.Cmp(bigOne) == 0
-}
-
-// edDouble doubles a point with the complete affine formulas for a = -1:
-// x' = 2xy / (1 + d·x²·y²), y' = (y² + x²) / (1 - d·x²·y²).
-func edDouble(x, y *big.Int) (*big.Int, *big.Int) {
-	p := edP
-	xx := new(big.Int).Mul(x, x)
-	yy := new(big.Int).Mul(y, y)
-	dxy := new(big.Int).Mul(xx, yy)
-	dxy.Mul(dxy, edD).Mod(dxy, p)
-	xn := new(big.Int).Mul(x, y)
-	xn.Mul(xn, bigTwo)
-	xd := new(big.Int).Add(bigOne, dxy)
-	yn := new(big.Int).Add(yy, xx)
-	yd := new(big.Int).Sub(bigOne, dxy)
-	yd.Mod(yd, p)
-	x3 := xn.Mul(xn, new(big.Int).ModInverse(xd.Mod(xd, p), p))
-	y3 := yn.Mul(yn, new(big.Int).ModInverse(yd, p))
-	return x3.Mod(x3, p), y3.Mod(y3, p)
+	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1
 }

@@ -4,13 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"maps"
-	"math/bits"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/signet-dev/signet/httpsig"
 )
@@ -29,8 +26,9 @@ const tick = time.Second
 // ResolveKey implements [httpsig.KeyResolver]. It returns an error wrapping
 // httpsig.ErrUnknownKey for a keyid that names no key,
 // httpsig.ErrKeyRevoked for a revoked key and httpsig.ErrKeyExpired for an
-// expired one (a rotated key past its overlap included), and any other
-// error when the store cannot answer, so that the verifier fails closed.
+// expired one (a rotated key past its overlap included), and an error
+// wrapping [ErrUnavailable] when the store cannot answer, within
+// [Options.LookupTimeout], so that the verifier fails closed, fast.
 //
 // The key it returns has, besides the methods of [httpsig.VerifyingKey],
 // the methods KeyID() string, Owner() string and Scopes() []string; the
@@ -84,16 +82,6 @@ func (k *resolvedKey) Owner() string { return k.owner }
 // Scopes returns the key's scopes. The slice is shared: do not modify it.
 func (k *resolvedKey) Scopes() []string { return k.scopes }
 
-// An entry is a cached resolution: a key, or (key nil) the knowledge that
-// there is none.
-type entry struct {
-	id      string
-	key     *resolvedKey
-	loaded  int64        // UnixNano
-	used    atomic.Int64 // last use by the coarse clock, UnixNano; 0: none since loaded
-	flushed atomic.Int64 // last use written to the store
-}
-
 // use returns the key of e if it may be used now, and records the use. The
 // time of the use is the coarse clock's, so that recording it writes to
 // the entry at most once a tick.
@@ -123,50 +111,45 @@ func (s *Service) setCoarse(t int64) {
 	}
 }
 
-// A flight is a lookup of one keyid that concurrent resolutions share.
-type flight struct {
-	done   chan struct{}
+// A lookup is what one read of the store found for a keyid, shared by the
+// resolutions that were waiting for it.
+type lookup struct {
 	e      *entry
 	cached bool
-	err    error
 }
 
 func (s *Service) resolveSlow(ctx context.Context, id string) (httpsig.VerifyingKey, error) {
 	s.misses.Add(1)
-	for {
-		s.flightMu.Lock()
-		f, joined := s.flights[id]
-		if !joined {
-			f = &flight{done: make(chan struct{})}
-			s.flights[id] = f
-		}
-		s.flightMu.Unlock()
-		if !joined {
-			f.e, f.cached, f.err = s.load(ctx, id)
-			s.flightMu.Lock()
-			delete(s.flights, id)
-			s.flightMu.Unlock()
-			close(f.done)
-		} else {
-			select {
-			case <-f.done:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			// The leader's request may have gone away; ours has not.
-			if f.err != nil && ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
-				continue
-			}
-		}
-		if f.err != nil {
-			return nil, f.err
-		}
-		k, err := s.use(f.e)
-		if !f.cached && f.e.key != nil {
-			s.keepUse(f.e)
-		}
-		return k, err
+	// One read serves every resolution of id waiting at the time. It runs
+	// under a deadline of its own, apart from the request that started
+	// it: it must not fail because that request went away, nor wait
+	// without end on a store that hangs.
+	ch := s.lookups.DoChan(id, func() (any, error) {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lookupTimeout)
+		defer cancel()
+		e, cached, err := s.load(lctx, id)
+		return lookup{e, cached}, err
+	})
+	// The deadline holds even for a store that does not honour it.
+	deadline := time.NewTimer(s.lookupTimeout)
+	defer deadline.Stop()
+	var r singleflight.Result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-deadline.C:
+		return nil, fmt.Errorf("keys: looking up key %s: no answer within %s: %w", id, s.lookupTimeout, ErrUnavailable)
 	}
+	if r.Err != nil {
+		return nil, r.Err
+	}
+	l := r.Val.(lookup)
+	k, err := s.use(l.e)
+	if !l.cached && l.e.key != nil {
+		s.keepUse(l.e)
+	}
+	return k, err
 }
 
 // load reads a key from the store and caches it if the cache may be
@@ -186,7 +169,10 @@ func (s *Service) load(ctx context.Context, id string) (*entry, bool, error) {
 		return e, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("keys: looking up key %s: %w", id, err)
+		if ctx.Err() != nil {
+			return nil, false, fmt.Errorf("keys: looking up key %s: no answer within %s: %w", id, s.lookupTimeout, unavailable(err))
+		}
+		return nil, false, fmt.Errorf("keys: looking up key %s: %w", id, unavailable(err))
 	}
 	k, err := s.resolved(ctx, rec)
 	if err != nil {
@@ -247,15 +233,21 @@ func (s *Service) startWatch() {
 	s.goBackground(func() { s.store.Watch(s.ctx, s.onEvent) })
 }
 
+// onEvent is called by the store's Watch, one call at a time.
 func (s *Service) onEvent(ev Event) {
 	if ev.Lost {
 		s.trusted.Store(false)
 		s.dropAll()
-		s.log.Warn("keys: the store cannot report changes; resolving every key from the store until it can", "err", ev.Err)
+		s.lost = true
+		s.log.Warn("keys: the store cannot report changes; resolving every key from the store until it can", "error", errText(ev.Err))
 	}
 	if ev.Reset {
 		s.dropAll()
 		s.trusted.Store(true)
+		if s.lost {
+			s.lost = false
+			s.log.Info("keys: the store reports changes again; caching keys again")
+		}
 	}
 	s.invalidate(ev.Changed)
 }
@@ -327,27 +319,27 @@ func (s *Service) overlayLastUsed(k *Key) {
 }
 
 // maintain moves the coarse clock on, drops cache entries older than their
-// TTL, and writes the last-used times every interval.
-func (s *Service) maintain() {
+// TTL, and writes the last-used times every interval, all by the service's
+// clock; it looks at that clock every tick.
+func (s *Service) maintain(lastFlush time.Time) {
 	t := time.NewTicker(min(tick, s.interval))
 	defer t.Stop()
-	lastFlush := time.Now()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
-		now := s.now().UnixNano()
-		s.setCoarse(now)
+		now := s.now()
+		s.setCoarse(now.UnixNano())
 		if s.cache != nil {
-			s.keepUses(s.cache.removeOlder(now - s.ttl))
+			s.keepUses(s.cache.removeOlder(now.UnixNano() - s.ttl))
 			if s.neg != nil {
-				s.neg.removeOlder(now - s.negTTL)
+				s.neg.removeOlder(now.UnixNano() - s.negTTL)
 			}
 		}
-		if time.Since(lastFlush) >= s.interval {
-			lastFlush = time.Now()
+		if now.Sub(lastFlush) >= s.interval {
+			lastFlush = now
 			if err := s.flush(s.ctx); err != nil && s.ctx.Err() == nil {
 				s.log.Warn("keys: writing last-used times", "err", err)
 			}
@@ -397,198 +389,18 @@ func (s *Service) flush(ctx context.Context) error {
 	return nil
 }
 
-// A cache maps keyids to entries, in shards. Readers take no lock: each
-// shard's map is replaced, never changed, by writers, who hold the shard's
-// lock. Shards are small, so copying one is cheap next to the store lookup
-// that precedes every write.
-type cache struct {
-	seed   maphash.Seed
-	mask   uint64
-	limit  int // entries per shard
-	shards []cacheShard
-}
-
-type cacheShard struct {
-	mu sync.Mutex
-	m  atomic.Pointer[map[string]*entry]
-	_  [48]byte // keeps shards' hot words off each other's cache lines
-	// hits counts lookups found here, on a line of its own so that
-	// counting does not slow the reads of m.
-	hits atomic.Uint64
-	_    [56]byte
-}
-
-const shardTarget = 32 // entries per shard the shard count aims at
-
-func newCache(size int) *cache {
-	n := 1 << bits.Len(uint(max(size/shardTarget, 1)-1))
-	n = min(n, 1024)
-	c := &cache{seed: maphash.MakeSeed(), mask: uint64(n - 1), limit: max((size+n-1)/n, 1), shards: make([]cacheShard, n)}
-	for i := range c.shards {
-		m := make(map[string]*entry)
-		c.shards[i].m.Store(&m)
+// unavailable returns err marked as meaning that the store could not
+// answer, unless it says so already.
+func unavailable(err error) error {
+	if errors.Is(err, ErrUnavailable) {
+		return err
 	}
-	return c
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-func (c *cache) shard(id string) *cacheShard {
-	return &c.shards[maphash.String(c.seed, id)&c.mask]
-}
-
-func (c *cache) get(id string) *entry {
-	sh := c.shard(id)
-	e := (*sh.m.Load())[id]
-	if e != nil {
-		sh.hits.Add(1)
+func errText(err error) string {
+	if err == nil {
+		return ""
 	}
-	return e
-}
-
-// hits returns how many lookups found an entry.
-func (c *cache) hits() uint64 {
-	var n uint64
-	for i := range c.shards {
-		n += c.shards[i].hits.Load()
-	}
-	return n
-}
-
-// put adds e if ok still holds, under the shard's lock, and reports
-// whether it did. It returns the entries it pushed out: the one it
-// replaced, or one it evicted to stay within bounds (the least recently
-// used of a few).
-func (c *cache) put(e *entry, ok func() bool) (out []*entry, added bool) {
-	sh := c.shard(e.id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if !ok() {
-		return nil, false
-	}
-	old := *sh.m.Load()
-	m := make(map[string]*entry, len(old)+1)
-	maps.Copy(m, old)
-	if prev := m[e.id]; prev != nil {
-		out = append(out, prev)
-	} else if len(m) >= c.limit {
-		victim := evictionVictim(m)
-		delete(m, victim.id)
-		out = append(out, victim)
-	}
-	m[e.id] = e
-	sh.m.Store(&m)
-	return out, true
-}
-
-// evictionVictim samples a few entries (map order is random) and returns
-// the least recently used.
-func evictionVictim(m map[string]*entry) *entry {
-	var victim *entry
-	var oldest int64
-	n := 0
-	for _, e := range m {
-		t := max(e.used.Load(), e.loaded)
-		if victim == nil || t < oldest {
-			victim, oldest = e, t
-		}
-		if n++; n == 5 {
-			break
-		}
-	}
-	return victim
-}
-
-func (c *cache) remove(id string) *entry {
-	sh := c.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	old := *sh.m.Load()
-	e := old[id]
-	if e == nil {
-		return nil
-	}
-	m := maps.Clone(old)
-	delete(m, id)
-	sh.m.Store(&m)
-	return e
-}
-
-// removeOlder removes the entries loaded before t, and returns them.
-func (c *cache) removeOlder(t int64) []*entry {
-	var out []*entry
-	for i := range c.shards {
-		sh := &c.shards[i]
-		old := *sh.m.Load()
-		stale := false
-		for _, e := range old {
-			if e.loaded < t {
-				stale = true
-				break
-			}
-		}
-		if !stale {
-			continue
-		}
-		sh.mu.Lock()
-		m := make(map[string]*entry, len(*sh.m.Load()))
-		for id, e := range *sh.m.Load() {
-			if e.loaded < t {
-				out = append(out, e)
-			} else {
-				m[id] = e
-			}
-		}
-		sh.m.Store(&m)
-		sh.mu.Unlock()
-	}
-	return out
-}
-
-func (c *cache) clear() []*entry {
-	var out []*entry
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.Lock()
-		for _, e := range *sh.m.Load() {
-			out = append(out, e)
-		}
-		m := make(map[string]*entry)
-		sh.m.Store(&m)
-		sh.mu.Unlock()
-	}
-	return out
-}
-
-func (c *cache) each(f func(*entry)) {
-	for i := range c.shards {
-		for _, e := range *c.shards[i].m.Load() {
-			f(e)
-		}
-	}
-}
-
-// len returns the number of entries, for tests.
-func (c *cache) len() int {
-	n := 0
-	for i := range c.shards {
-		n += len(*c.shards[i].m.Load())
-	}
-	return n
-}
-
-// CacheStats counts key lookups: Hits were answered from the cache (known
-// keys, and keyids known to name none), Misses went to the store.
-type CacheStats struct {
-	Hits, Misses uint64
-}
-
-// CacheStats returns the counts since the service started.
-func (s *Service) CacheStats() CacheStats {
-	var st CacheStats
-	for _, c := range []*cache{s.cache, s.neg} {
-		if c != nil {
-			st.Hits += c.hits()
-		}
-	}
-	st.Misses = s.misses.Load()
-	return st
+	return err.Error()
 }

@@ -44,7 +44,7 @@ func ParseMasterKey(text []byte) ([]byte, error) {
 		return nil, errors.New("keys: master key is not base64 text")
 	}
 	if len(key) != MasterKeySize {
-		return nil, fmt.Errorf("keys: master key is %d bytes, want %d (make one with: head -c 32 /dev/urandom | base64)", len(key), MasterKeySize)
+		return nil, fmt.Errorf("keys: master key is %d bytes, want %d", len(key), MasterKeySize)
 	}
 	return key, nil
 }

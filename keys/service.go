@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/signet-dev/signet/httpsig"
 )
 
@@ -23,6 +25,7 @@ const (
 	DefaultCacheTTL         = time.Minute
 	DefaultNegativeTTL      = 5 * time.Second
 	DefaultLastUsedInterval = time.Minute
+	DefaultLookupTimeout    = 200 * time.Millisecond
 	// DefaultOverlap is how long a rotated key keeps working, for callers
 	// of [Service.Rotate] that offer a default.
 	DefaultOverlap = 24 * time.Hour
@@ -64,7 +67,15 @@ type Options struct {
 	// means DefaultLastUsedInterval.
 	LastUsedInterval time.Duration
 
-	// Now returns the current time. If nil, time.Now is used.
+	// LookupTimeout bounds each read of the store by ResolveKey (a cache
+	// miss): past it, the resolution fails with an error wrapping
+	// ErrUnavailable, so that a store that hangs makes requests fail
+	// closed at once rather than wait. Zero means DefaultLookupTimeout.
+	LookupTimeout time.Duration
+
+	// Now returns the current time. If nil, time.Now is used. The
+	// service's background work (cache expiry, writing last-used times)
+	// runs by it too.
 	Now func() time.Time
 
 	// Rand is the source of key ids and HMAC secrets. If nil,
@@ -79,13 +90,14 @@ type Options struct {
 // A Service manages the keys of a [Store] and resolves keyids for the
 // verifier. It is safe for concurrent use.
 type Service struct {
-	store    Store
-	now      func() time.Time
-	rand     io.Reader
-	log      *slog.Logger
-	ttl      int64 // nanoseconds
-	negTTL   int64 // nanoseconds; 0: no negative cache
-	interval time.Duration
+	store         Store
+	now           func() time.Time
+	rand          io.Reader
+	log           *slog.Logger
+	ttl           int64 // nanoseconds
+	negTTL        int64 // nanoseconds; 0: no negative cache
+	interval      time.Duration
+	lookupTimeout time.Duration
 
 	seal    atomic.Pointer[sealState]
 	rekeyMu sync.Mutex
@@ -98,8 +110,8 @@ type Service struct {
 
 	misses atomic.Uint64 // lookups that went to the store
 
-	flightMu sync.Mutex
-	flights  map[string]*flight
+	lookups singleflight.Group
+	lost    bool // the store's watch lost track; touched by onEvent alone
 
 	pendMu  sync.Mutex
 	pending map[string]int64 // last uses of keys no longer cached, UnixNano
@@ -137,18 +149,18 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("keys: reading the master key check value: %w", err)
 	}
 	if !sl.opensCheck(check) {
-		return nil, fmt.Errorf("%w: it is not the key this store's secrets are sealed with (check SIGNET_MASTER_KEY or --master-key-file)", ErrWrongMasterKey)
+		return nil, fmt.Errorf("%w: it is not the key this store's secrets are sealed with", ErrWrongMasterKey)
 	}
 	s := &Service{
-		store:    store,
-		now:      opts.Now,
-		rand:     opts.Rand,
-		log:      opts.Logger,
-		ttl:      int64(opts.CacheTTL),
-		negTTL:   int64(opts.NegativeTTL),
-		interval: opts.LastUsedInterval,
-		flights:  make(map[string]*flight),
-		pending:  make(map[string]int64),
+		store:         store,
+		now:           opts.Now,
+		rand:          opts.Rand,
+		log:           opts.Logger,
+		ttl:           int64(opts.CacheTTL),
+		negTTL:        int64(opts.NegativeTTL),
+		interval:      opts.LastUsedInterval,
+		lookupTimeout: opts.LookupTimeout,
+		pending:       make(map[string]int64),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -168,6 +180,9 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 	if s.interval <= 0 {
 		s.interval = DefaultLastUsedInterval
 	}
+	if s.lookupTimeout <= 0 {
+		s.lookupTimeout = DefaultLookupTimeout
+	}
 	size := opts.CacheSize
 	if size == 0 {
 		size = DefaultCacheSize
@@ -181,7 +196,8 @@ func New(ctx context.Context, store Store, opts Options) (*Service, error) {
 	s.seal.Store(&sealState{s: sl, check: check})
 	s.coarse.Store(s.now().UnixNano())
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.goBackground(s.maintain)
+	started := s.now()
+	s.goBackground(func() { s.maintain(started) })
 	return s, nil
 }
 
@@ -255,7 +271,7 @@ func (s *Service) newMaterial(alg httpsig.Algorithm, pub []byte, st *sealState) 
 	var rec Record
 	if alg != "" {
 		if _, err := httpsig.ParseAlgorithm(string(alg)); err != nil {
-			return rec, nil, fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "httpsig: "))
+			return rec, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 	}
 	if alg.Symmetric() || alg == "" && len(pub) == 0 {
@@ -274,7 +290,7 @@ func (s *Service) newMaterial(alg httpsig.Algorithm, pub []byte, st *sealState) 
 		return rec, secret, nil
 	}
 	if len(pub) == 0 {
-		return rec, nil, fmt.Errorf("%w: an %s key is registered by its public key (PEM or JWK, e.g. made by signet keygen); none was given", ErrInvalid, alg)
+		return rec, nil, fmt.Errorf("%w: an %s key is registered by its public key (PEM or JWK); none was given", ErrInvalid, alg)
 	}
 	alg, pemData, _, err := parsePublicKey(alg, pub)
 	if err != nil {
@@ -372,14 +388,15 @@ func (s *Service) List(ctx context.Context, f ListFilter) ([]Key, error) {
 	return ks, nil
 }
 
-// Rotate replaces a key by a new one with the same owner, algorithm, scopes
-// and label, and the same lifetime if it had an expiry. The old key keeps
-// working for overlap (it expires then, or at its own expiry if that is
-// sooner), and its Successor names the new key. An HMAC key gets a new
-// secret, returned this once; an asymmetric key needs the new public key.
-// Rotating a revoked key, or one already rotated, is an error wrapping
-// ErrConflict.
-func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, newPublicKey []byte, actor string) (*Created, error) {
+// Rotate replaces the key req.ID by a new one with the same owner,
+// algorithm, scopes and label, and the same lifetime if it had an expiry.
+// The old key keeps working for req.Overlap (it expires then, or at its
+// own expiry if that is sooner), and its Successor names the new key. An
+// HMAC key gets a new secret, returned this once; an asymmetric key needs
+// req.PublicKey. Rotating a revoked key, or one already rotated, is an
+// error wrapping ErrConflict.
+func (s *Service) Rotate(ctx context.Context, req RotateRequest) (*Created, error) {
+	id, overlap, actor := req.ID, req.Overlap, req.Actor
 	if overlap < 0 {
 		return nil, fmt.Errorf("%w: overlap must not be negative", ErrInvalid)
 	}
@@ -393,7 +410,7 @@ func (s *Service) Rotate(ctx context.Context, id string, overlap time.Duration, 
 		}
 		now := s.clock()
 		st := s.seal.Load()
-		rec, secret, err := s.newMaterial(old.Alg, newPublicKey, st)
+		rec, secret, err := s.newMaterial(old.Alg, req.PublicKey, st)
 		if err != nil {
 			return nil, err
 		}

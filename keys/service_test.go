@@ -1,17 +1,16 @@
 package keys_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/reqfixture"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/keystest"
 	"github.com/signet-dev/signet/keys/sqlite"
@@ -21,7 +20,7 @@ import (
 // cached.
 func cachedService(tb testing.TB) (*keys.Service, *keys.Created) {
 	tb.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "signet.db"), sqlite.Options{})
+	st, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "signet.db"), sqlite.Options{Create: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -97,9 +96,8 @@ func BenchmarkVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := bytes.Repeat([]byte(`{"sku":"B-1","qty":2},`), 1024/22)
-	req, _ := http.NewRequest("POST", "https://api.example.com/v1/orders?customer=42&expand=items", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
+	body := reqfixture.Body()
+	req := reqfixture.NewRequest(body)
 	if err := (&httpsig.Signer{Key: key, KeyID: c.Key.ID}).SignRequest(req, body); err != nil {
 		b.Fatal(err)
 	}
@@ -114,7 +112,7 @@ func BenchmarkVerify(b *testing.B) {
 			v := &httpsig.Verifier{Keys: r.keys}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := v.Verify(req, body); err != nil {
+				if _, err := v.VerifyRequest(req, body); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -126,7 +124,7 @@ func Example() {
 	dir, _ := os.MkdirTemp("", "signet")
 	defer os.RemoveAll(dir)
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(dir, "signet.db"), sqlite.Options{})
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "signet.db"), sqlite.Options{Create: true})
 	if err != nil {
 		panic(err)
 	}
@@ -148,7 +146,7 @@ func Example() {
 	v := &httpsig.Verifier{Keys: svc}
 	_ = v
 
-	rot, err := svc.Rotate(ctx, c.Key.ID, time.Hour, nil, "ops")
+	rot, err := svc.Rotate(ctx, keys.RotateRequest{ID: c.Key.ID, Overlap: time.Hour, Actor: "ops"})
 	if err != nil {
 		panic(err)
 	}

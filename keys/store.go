@@ -10,8 +10,12 @@ import (
 // what it must to stay consistent when several services write at once.
 //
 // Implementations must be safe for concurrent use. Errors wrap
-// [ErrNotFound] or [ErrConflict] where the method says so; any other error
-// means the store could not answer, and the service fails closed.
+// [ErrNotFound] or [ErrConflict] where the method says so, and
+// [ErrUnavailable] when the store cannot answer or write now (unreachable,
+// out of disk, locked, shutting down, its file replaced) and the same call
+// may succeed later. Any other error also means the store could not do
+// what was asked, and the service fails closed. Methods that take a
+// context should give up when it is done.
 // Timestamps are kept to the microsecond at least and returned in UTC.
 type Store interface {
 	// Get returns the key with the given id and its sealed secret, or an
@@ -57,7 +61,8 @@ type Store interface {
 	// Get.
 	Watch(ctx context.Context, fn func(Event))
 
-	// Ping reports whether the store can be reached.
+	// Ping reports whether the store can be reached and used; while it
+	// cannot, the error wraps ErrUnavailable.
 	Ping(ctx context.Context) error
 
 	// Close releases the store's resources.

@@ -150,7 +150,7 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 	if opts.Keys == nil {
 		panic("middleware: Options.Keys is nil")
 	}
-	if opts.Nonces == nil && requiresNonce(&opts.Policy) {
+	if opts.Nonces == nil && opts.Policy.RequiresNonce() {
 		panic("middleware: Options.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
 	}
 	if opts.MaxBodyBytes <= 0 {
@@ -177,19 +177,6 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 	}
 }
 
-func requiresNonce(p *httpsig.Policy) bool {
-	params := p.RequiredParams
-	if params == nil {
-		params = httpsig.DefaultRequiredParams
-	}
-	for _, s := range params {
-		if s == "nonce" {
-			return true
-		}
-	}
-	return false
-}
-
 func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	body, status, reason, err := mw.readBody(r)
@@ -197,14 +184,15 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mw.refuse(w, r, status, reason, "", err, start, "")
 		return
 	}
-	res, err := mw.v.Verify(r, body)
+	res, err := mw.v.VerifyRequest(r, body)
 	if err != nil {
 		var ve *httpsig.VerifyError
 		if errors.As(err, &ve) {
-			mw.refuse(w, r, ve.Reason.Status(), ve.Reason, keyIDOf(r), err, start, ve.Base)
+			mw.refuse(w, r, ve.Reason.Status(), ve.Reason, ve.KeyID, err, start, ve.Base)
 			return
 		}
-		mw.refuse(w, r, http.StatusServiceUnavailable, ReasonUnavailable, keyIDOf(r), err, start, "")
+		// err names the keyid concerned.
+		mw.refuse(w, r, http.StatusServiceUnavailable, ReasonUnavailable, "", err, start, "")
 		return
 	}
 	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created, problemBase: mw.opts.ProblemBase}
@@ -264,15 +252,6 @@ func (mw *verifier) readBody(r *http.Request) ([]byte, int, httpsig.Reason, erro
 		return nil, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, errTooLarge
 	}
 	return buf.Bytes(), 0, "", nil
-}
-
-// keyIDOf returns the keyid of the first signature, for logs of refusals.
-func keyIDOf(r *http.Request) string {
-	sigs, err := httpsig.ParseSignatures(r.Header)
-	if err != nil || len(sigs) == 0 {
-		return ""
-	}
-	return sigs[0].Params.KeyID
 }
 
 // Problem is the RFC 9457 body of a refusal.

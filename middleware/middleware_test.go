@@ -43,7 +43,7 @@ func newFixture(t testing.TB, mutate func(*middleware.Options)) *fixture {
 	t.Helper()
 	key, _ := httpsig.NewHMACKey(bytes.Repeat([]byte("s"), 32))
 	f := &fixture{signer: &httpsig.Signer{Key: key, KeyID: "sk_1"}, got: make(chan seen, 1)}
-	keys := resolver(func(_ context.Context, id string) (httpsig.VerifyingKey, error) {
+	keys := httpsig.KeyResolverFunc(func(_ context.Context, id string) (httpsig.VerifyingKey, error) {
 		if f.keysErr != nil {
 			return nil, f.keysErr
 		}
@@ -65,12 +65,6 @@ func newFixture(t testing.TB, mutate func(*middleware.Options)) *fixture {
 	f.srv = httptest.NewServer(middleware.Verify(opts)(app))
 	t.Cleanup(f.srv.Close)
 	return f
-}
-
-type resolver func(ctx context.Context, id string) (httpsig.VerifyingKey, error)
-
-func (f resolver) ResolveKey(ctx context.Context, id string) (httpsig.VerifyingKey, error) {
-	return f(ctx, id)
 }
 
 // do sends a request, signed unless sign is nil, and returns the response
@@ -252,7 +246,7 @@ func (failingNonces) Remember(context.Context, string, string, time.Time, time.T
 
 func TestRequireScopes(t *testing.T) {
 	key, _ := httpsig.NewHMACKey(bytes.Repeat([]byte("s"), 32))
-	keys := resolver(func(context.Context, string) (httpsig.VerifyingKey, error) {
+	keys := httpsig.KeyResolverFunc(func(context.Context, string) (httpsig.VerifyingKey, error) {
 		return ownedKey{key, "acme", []string{"orders:read"}}, nil
 	})
 	verify := middleware.Verify(middleware.Options{Keys: keys, Nonces: memory.New(memory.Options{})})

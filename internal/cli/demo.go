@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keys"
@@ -20,23 +22,16 @@ import (
 	"github.com/signet-dev/signet/replay/memory"
 )
 
-// runDemo shows the gateway at work on loopback: a sample API, the gateway
-// in front of it on the embedded defaults, a client key, and requests that
-// pass and fail. Everything stops when it returns.
-func runDemo(e *Env, args []string) int {
-	fs := newFlags(e, "demo", "")
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return flagExit(err)
+func newCmdDemo(e *Env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "demo",
+		Short: "Show the gateway at work on loopback, then exit",
+		Long: "Show the gateway at work on loopback: a sample API, the gateway in front of it\n" +
+			"on the embedded defaults, a client key, and requests that pass and fail.\n" +
+			"Everything stops when it returns; exit 0 when every step came out as expected.",
+		Args: noArgs(""),
+		RunE: func(cmd *cobra.Command, args []string) error { return demo(e) },
 	}
-	if len(rest) > 0 {
-		return usageError(e, "demo", "unexpected argument %q", rest[0])
-	}
-	if err := demo(e); err != nil {
-		fmt.Fprintf(e.Stderr, "signet demo: %v\n", err)
-		return exitRefused
-	}
-	return exitOK
 }
 
 type demoEnv struct {
@@ -59,10 +54,11 @@ func demo(e *Env) error {
 	fmt.Fprintln(w)
 
 	quiet := &Env{Stdin: e.Stdin, Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }, Now: e.Now, Context: e.Context}
-	ks, err := openKeys(quiet, filepath.Join(dir, "signet.db"), "")
+	store, err := (&storeFlags{db: filepath.Join(dir, "signet.db")}).open(quiet, createAlways)
 	if err != nil {
 		return err
 	}
+	ks := store.Service
 	defer ks.Close()
 
 	api, err := listen(http.HandlerFunc(sampleAPI))

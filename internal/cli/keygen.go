@@ -15,6 +15,8 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/signet-dev/signet/httpsig"
 )
 
@@ -24,53 +26,65 @@ type keygenOptions struct {
 	force bool
 }
 
-func newKeygenOptions(e *Env, args []string) (*keygenOptions, error) {
+func newCmdKeygen(e *Env, runF func(*keygenOptions) error) *cobra.Command {
 	o := &keygenOptions{}
 	var alg string
-	fs := newFlags(e, "keygen", "--out PREFIX [--alg ed25519]")
-	fs.StringVar(&alg, "alg", string(httpsig.AlgEd25519), "algorithm: ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 or hmac-sha256")
-	fs.StringVar(&o.out, "out", "", "write PREFIX.key (private) and PREFIX.pub (public) (required)")
-	fs.BoolVar(&o.force, "force", false, "overwrite existing files")
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return nil, err
+	cmd := &cobra.Command{
+		Use:   "keygen --out PREFIX [--alg ed25519]",
+		Short: "Make a key pair for a client (the private key stays with the client)",
+		Long: "Make a key pair for a client: PREFIX.key holds the private key (PKCS#8 PEM, mode\n" +
+			"0600), PREFIX.pub the public key (SPKI PEM) to register with signet keys create.\n" +
+			"For hmac-sha256, PREFIX.key holds a base64 shared secret.",
+		Args: noArgs(""),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.out == "" {
+				return usageErrorf("--out is required")
+			}
+			var err error
+			if o.alg, err = parseAlg(alg); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return keygenRun(e, o)
+		},
 	}
-	if len(rest) > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", rest[0])
-	}
-	if o.out == "" {
-		return nil, fmt.Errorf("--out is required")
-	}
-	if o.alg, err = httpsig.ParseAlgorithm(alg); err != nil {
-		return nil, fmt.Errorf("--alg: %v", msgOf(err))
-	}
-	return o, nil
+	f := cmd.Flags()
+	f.StringVar(&alg, "alg", string(httpsig.AlgEd25519), "algorithm `ALG`: ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 or hmac-sha256")
+	f.StringVar(&o.out, "out", "", "write `PREFIX`.key (private) and PREFIX.pub (public) (required)")
+	f.BoolVar(&o.force, "force", false, "overwrite existing files")
+	return cmd
 }
 
-func runKeygen(e *Env, args []string) int {
-	o, err := newKeygenOptions(e, args)
-	if err != nil {
-		return parseError(e, "keygen", err)
-	}
+func keygenRun(e *Env, o *keygenOptions) error {
 	priv, pub, err := generateKey(o.alg)
 	if err != nil {
-		return fail(e, "keygen", err)
+		return err
 	}
 	keyFile, pubFile := o.out+".key", o.out+".pub"
-	if err := writeNew(keyFile, priv, 0o600, o.force); err != nil {
-		return fail(e, "keygen", err)
+	if err := writeKeyPairFile(keyFile, priv, 0o600, o.force); err != nil {
+		return err
 	}
 	if pub == nil {
 		fmt.Fprintf(e.Stdout, "wrote %s (an %s shared secret: keep it secret; the server must hold the same secret)\n", keyFile, o.alg)
-		return exitOK
+		return nil
 	}
-	if err := writeNew(pubFile, pub, 0o644, o.force); err != nil {
+	if err := writeKeyPairFile(pubFile, pub, 0o644, o.force); err != nil {
 		os.Remove(keyFile)
-		return fail(e, "keygen", err)
+		return err
 	}
 	fmt.Fprintf(e.Stdout, "wrote %s (private key: keep it on this client) and %s (public key)\n", keyFile, pubFile)
 	fmt.Fprintf(e.Stdout, "register the public key on the server with:\n  signet keys create --owner CLIENT --alg %s --public-key %s\n", o.alg, pubFile)
-	return exitOK
+	return nil
+}
+
+func writeKeyPairFile(path string, data []byte, perm os.FileMode, force bool) error {
+	err := writeFile(path, data, perm, force)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists; use --force to overwrite it", path)
+	}
+	return err
 }
 
 // generateKey returns a new private key and its public key, PEM-encoded
@@ -106,35 +120,4 @@ func generateKey(alg httpsig.Algorithm) (priv, pub []byte, err error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), nil
-}
-
-// writeNew writes a file that must not exist yet (unless force), with the
-// given mode from the start, and syncs it.
-func writeNew(path string, data []byte, mode os.FileMode, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	f, err := os.OpenFile(path, flags, mode)
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("%s exists; use --force to overwrite it", path)
-	}
-	if err != nil {
-		return err
-	}
-	if force {
-		if err := f.Chmod(mode); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

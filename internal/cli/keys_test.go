@@ -57,10 +57,10 @@ func TestKeysExitCodes(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{"keys alone", []string{"keys"}, exitUsage, "Usage: signet keys"},
+		{"keys alone", []string{"keys"}, exitUsage, "Usage:\n  signet keys [command]"},
 		{"keys help", []string{"keys", "help"}, exitOK, ""},
 		{"unknown subcommand", []string{"keys", "frob"}, exitUsage, `unknown command "frob"`},
-		{"create -h", []string{"keys", "create", "-h"}, exitOK, "usage: signet keys create"},
+		{"create -h", []string{"keys", "create", "-h"}, exitOK, ""},
 		{"create without owner", []string{"keys", "create", "--db", db}, exitUsage, "--owner is required"},
 		{"create unknown alg", []string{"keys", "create", "--db", db, "--owner", "a", "--alg", "hmac-md5"}, exitUsage, "unknown algorithm"},
 		{"create stray argument", []string{"keys", "create", "--db", db, "--owner", "a", "extra"}, exitUsage, `unexpected argument "extra"`},
@@ -77,8 +77,9 @@ func TestKeysExitCodes(t *testing.T) {
 		{"set-scopes without scopes", []string{"keys", "set-scopes", c.Key.ID, "--db", db}, exitUsage, "--scopes is required"},
 		{"audit bad limit", []string{"keys", "audit", "--db", db, "--limit", "-1"}, exitUsage, "--limit"},
 		{"rekey without file", []string{"keys", "rekey", "--db", db}, exitUsage, "--new-master-key-file is required"},
-		{"bad db scheme", []string{"keys", "list", "--db", "redis://localhost"}, exitRefused, `unsupported scheme "redis"`},
-		{"db directory missing", []string{"keys", "list", "--db", dir + "/no/such/dir/x.db"}, exitRefused, "database directory"},
+		{"bad db scheme", []string{"keys", "list", "--db", "redis://localhost"}, exitUsage, `unsupported scheme "redis"`},
+		{"db missing", []string{"keys", "list", "--db", dir + "/no/such/dir/x.db"}, exitRefused, "no key store at " + dir + "/no/such/dir/x.db"},
+		{"db directory missing", []string{"keys", "create", "--owner", "a", "--db", dir + "/no/such/dir/x.db"}, exitRefused, "no such file"},
 		{"postgres without master key", []string{"keys", "list", "--db", "postgres://127.0.0.1:1/x"}, exitRefused, "a master key is required"},
 		{"postgres unreachable", []string{"keys", "list", "--db", "postgres://127.0.0.1:1/x", "--master-key-file", mk}, exitRefused, "connection refused"},
 		{"verify --db and --key", []string{"verify", "--db", db, "--key", "x"}, exitUsage, "contradict"},
@@ -99,21 +100,30 @@ func TestKeysExitCodes(t *testing.T) {
 }
 
 func TestKeysOptions(t *testing.T) {
-	e := &Env{Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" }}
-	o, err := newKeysRotateOptions(e, []string{"sk_x", "--overlap", "90m", "--db", "d.db", "--public-key", "p.pub", "--json"})
+	o, err := parseOptions(t, newCmdKeysRotate, nil, "sk_x", "--overlap", "90m", "--db", "d.db", "--public-key", "p.pub", "--json")
 	if err != nil || o.id != "sk_x" || o.overlap != 90*time.Minute || o.store.db != "d.db" || o.publicKey != "p.pub" || !o.json {
 		t.Errorf("rotate options = %+v, %v", o, err)
 	}
-	if o, _ := newKeysRotateOptions(e, []string{"sk_x"}); o.overlap != 24*time.Hour {
+	if o, _ := parseOptions(t, newCmdKeysRotate, nil, "sk_x"); o.overlap != keys.DefaultOverlap {
 		t.Errorf("default overlap = %v", o.overlap)
 	}
-	c, err := newKeysCreateOptions(e, []string{"--owner", "a", "--scopes", "x,y", "--master-key-file", "m.key", "--label", "l", "--expires", "90d"})
-	if err != nil || c.owner != "a" || c.scopes != "x,y" || c.store.masterKeyFile != "m.key" || c.label != "l" || c.expires != "90d" {
+	if o, err := parseOptions(t, newCmdKeysRotate, nil, "sk_x", "--overlap", "7d"); err != nil || o.overlap != 7*24*time.Hour {
+		t.Errorf("--overlap 7d = %+v, %v", o, err)
+	}
+	if _, err := parseOptions(t, newCmdKeysRotate, nil, "sk_x", "--overlap", "a week"); err == nil || !strings.Contains(err.Error(), `invalid argument "a week" for "--overlap"`) {
+		t.Errorf("--overlap 'a week': %v", err)
+	}
+	c, err := parseOptions(t, newCmdKeysCreate, nil, "--owner", "a", "--scopes", "x,y", "--master-key-file", "m.key", "--label", "l", "--expires", "90d", "--init")
+	if err != nil || c.owner != "a" || c.scopes != "x,y" || c.store.masterKeyFile != "m.key" || c.label != "l" || c.expires != "90d" || !c.init {
 		t.Errorf("create options = %+v, %v", c, err)
 	}
-	s, err := newKeysSetScopesOptions(e, []string{"sk_x", "--scopes", ""})
-	if err != nil || !s.scopes.set || s.scopes.v != "" {
+	s, err := parseOptions(t, newCmdKeysSetScopes, nil, "sk_x", "--scopes", "")
+	if err != nil || s.scopes != "" || s.id != "sk_x" {
 		t.Errorf("set-scopes with empty scopes = %+v, %v", s, err)
+	}
+	a, err := parseOptions(t, newCmdKeysAudit, nil, "--key", "sk_x", "--limit", "3", "--json")
+	if err != nil || a.key != "sk_x" || a.limit != 3 || !a.json {
+		t.Errorf("audit options = %+v, %v", a, err)
 	}
 }
 
@@ -141,9 +151,6 @@ func TestParseDB(t *testing.T) {
 		if err != nil || kind != want[0] || target != want[1] {
 			t.Errorf("parseDB(%q) = %s, %s, %v; want %s, %s", in, kind, target, err, want[0], want[1])
 		}
-	}
-	if fi, err := os.Stat(filepath.Join(xdg, "signet")); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("default database directory: %v, %v", fi, err)
 	}
 	for _, in := range []string{"mysql://h/db", "sqlite://", "file:x.db?mode=ro", "redis://h"} {
 		if _, _, err := parseDB(e, in); err == nil {

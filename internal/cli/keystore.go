@@ -2,15 +2,15 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keys"
@@ -21,10 +21,54 @@ import (
 // masterKeyEnv holds a master key in base64 text.
 const masterKeyEnv = "SIGNET_MASTER_KEY"
 
-// dbHelp documents --db for every command that takes it.
-const dbHelp = "key store: an SQLite file (a path, sqlite://PATH or file:PATH) or a postgres:// URL (default: $SIGNET_DB, else $XDG_DATA_HOME/signet/signet.db or ~/.local/share/signet/signet.db)"
+// Advice the command line adds to the errors of the keys package, which
+// knows nothing of flags, environment variables or shells.
+const (
+	makeMasterKeyAdvice  = "make one with: head -c 32 /dev/urandom | base64"
+	wrongMasterKeyAdvice = "check " + masterKeyEnv + " or --master-key-file"
+)
 
-const masterKeyFileHelp = "file holding the master key that seals HMAC secrets, base64 (default: $SIGNET_MASTER_KEY; for an SQLite file, the .master.key file beside it, e.g. signet.master.key, made on first use)"
+// withAdvice appends advice to err's message, in parentheses, keeping err
+// in the chain.
+func withAdvice(err error, advice string) error {
+	if strings.Contains(err.Error(), advice) {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, advice)
+}
+
+// dbHelp documents --db for every command that takes it.
+const dbHelp = "key store: an SQLite file (a path, sqlite://PATH or file:PATH) or a postgres:// `URL` (default: $SIGNET_DB, else $XDG_DATA_HOME/signet/signet.db or ~/.local/share/signet/signet.db)"
+
+const masterKeyFileHelp = "`FILE` holding the master key that seals HMAC secrets, base64 (default: $SIGNET_MASTER_KEY; for an SQLite file, the .master.key file beside it, e.g. signet.master.key, made with the database)"
+
+// storeFlags are the flags that say which key store to open.
+type storeFlags struct {
+	db, masterKeyFile string
+}
+
+func (f *storeFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.db, "db", "", dbHelp)
+	fs.StringVar(&f.masterKeyFile, "master-key-file", "", masterKeyFileHelp)
+}
+
+// A createRule says whether opening a key store may make a new SQLite
+// file. A missing file at the path given is more often a database moved,
+// deleted or replaced under a running server, or a mistyped path, than a
+// wish for an empty one: only signet keys create makes one, and not where
+// traces of a database remain.
+type createRule int
+
+const (
+	// mustExist refuses a missing file: every command but keys create.
+	mustExist createRule = iota
+	// createIfNew makes the file unless its master key file, -wal or
+	// -shm file is there: keys create.
+	createIfNew
+	// createAlways makes the file if it is missing: keys create --init,
+	// and the demo's own database.
+	createAlways
+)
 
 // keyStore is an open key service and where its master key came from.
 type keyStore struct {
@@ -34,28 +78,26 @@ type keyStore struct {
 	autoMasterFile string
 }
 
-// openKeys opens the key store named by dbURL (see dbHelp) with the master
-// key from masterKeyFile, or $SIGNET_MASTER_KEY, or (for SQLite) the file
-// beside the database, made on first use; and returns the key service over
-// it. The caller closes it.
-func openKeys(e *Env, dbURL, masterKeyFile string) (*keys.Service, error) {
-	ks, err := openKeyStore(e, dbURL, masterKeyFile)
-	if err != nil {
-		return nil, err
-	}
-	return ks.Service, nil
-}
-
-func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
+// open is the one way the commands open the key store: the one f names
+// (see dbHelp), with the master key from --master-key-file, or
+// $SIGNET_MASTER_KEY, or (for SQLite) the file beside the database; rule
+// says whether a new SQLite file may be made, and with it that master key
+// file. The caller closes it.
+func (f *storeFlags) open(e *Env, rule createRule) (*keyStore, error) {
 	ctx := e.Context
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	kind, target, err := parseDB(e, dbURL)
+	kind, target, err := parseDB(e, f.db)
 	if err != nil {
 		return nil, err
 	}
-	master, err := givenMasterKey(e, masterKeyFile)
+	if kind == "sqlite" {
+		if err := checkSQLiteFile(target, f.db == "", rule); err != nil {
+			return nil, err
+		}
+	}
+	master, err := givenMasterKey(e, f.masterKeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -67,10 +109,10 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 	case "postgres":
 		st, err = postgres.Open(ctx, target, postgres.Options{})
 	default:
-		st, err = sqlite.Open(ctx, target, sqlite.Options{})
+		st, err = sqlite.Open(ctx, target, sqlite.Options{Create: rule != mustExist})
 	}
 	if err != nil {
-		return nil, singleLineError{err}
+		return nil, err
 	}
 	autoFile := ""
 	if master == nil {
@@ -85,33 +127,57 @@ func openKeyStore(e *Env, dbURL, masterKeyFile string) (*keyStore, error) {
 	})
 	if err != nil {
 		st.Close()
-		return nil, singleLineError{err}
+		return nil, err
 	}
 	return &keyStore{Service: svc, autoMasterFile: autoFile}, nil
 }
 
-// singleLineError shows an error on one line: drivers' errors may take several.
-type singleLineError struct{ err error }
-
-func (o singleLineError) Error() string {
-	return strings.Join(strings.FieldsFunc(o.err.Error(), func(r rune) bool { return r == '\n' || r == '\t' }), "; ")
+// openKeys opens the key store named by dbURL, which must exist, with the
+// master key from masterKeyFile or its defaults, and returns the key
+// service over it. The caller closes it.
+func openKeys(e *Env, dbURL, masterKeyFile string) (*keys.Service, error) {
+	ks, err := (&storeFlags{dbURL, masterKeyFile}).open(e, mustExist)
+	if err != nil {
+		return nil, err
+	}
+	return ks.Service, nil
 }
 
-func (o singleLineError) Unwrap() error { return o.err }
+// checkSQLiteFile applies rule to the SQLite file at path, the default
+// one if isDefault, whose directory it makes if the file may be made.
+func checkSQLiteFile(path string, isDefault bool, rule createRule) error {
+	_, err := os.Stat(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil // sqlite.Open reports what else is wrong
+	}
+	if rule == mustExist {
+		return fmt.Errorf("no key store at %s: signet keys create makes one (check --db and $SIGNET_DB if it should be there)", path)
+	}
+	if rule == createIfNew {
+		for _, trace := range []string{masterKeyPathFor(path), path + "-wal", path + "-shm"} {
+			if _, err := os.Stat(trace); err == nil {
+				return fmt.Errorf("no key store at %s, but %s is there: the database was moved or deleted; restore it, or give --init to start a new, empty one", path, trace)
+			}
+		}
+	}
+	if isDefault {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return fmt.Errorf("making the database directory: %w", err)
+		}
+	}
+	return nil
+}
 
 // parseDB tells a PostgreSQL URL from an SQLite file, and returns the URL
-// or the file's path. The default file's directory is made if need be.
+// or the file's path.
 func parseDB(e *Env, dbURL string) (kind, target string, err error) {
 	switch {
-	case postgres.IsURL(dbURL):
+	case isPostgresURL(dbURL):
 		return "postgres", dbURL, nil
 	case dbURL == "":
-		path, err := sqlite.DefaultPath(e.Getenv)
+		path, err := defaultDBPath(e.Getenv)
 		if err != nil {
 			return "", "", err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return "", "", fmt.Errorf("making the database directory: %w", err)
 		}
 		return "sqlite", path, nil
 	}
@@ -124,11 +190,11 @@ func parseDB(e *Env, dbURL string) (kind, target string, err error) {
 	}
 	if path == dbURL {
 		if scheme, _, ok := strings.Cut(dbURL, "://"); ok && !strings.ContainsAny(scheme, `/\`) {
-			return "", "", fmt.Errorf("--db: unsupported scheme %q: give a file path, sqlite://PATH or a postgres:// URL", scheme)
+			return "", "", usageErrorf("--db: unsupported scheme %q: give a file path, sqlite://PATH or a postgres:// URL", scheme)
 		}
 	}
 	if path == "" || strings.ContainsAny(path, "?#") {
-		return "", "", fmt.Errorf("--db %q: give the SQLite file's path, without parameters", dbURL)
+		return "", "", usageErrorf("--db %q: give the SQLite file's path, without parameters", dbURL)
 	}
 	return "sqlite", path, nil
 }
@@ -145,7 +211,7 @@ func givenMasterKey(e *Env, file string) ([]byte, error) {
 	}
 	key, err := keys.ParseMasterKey([]byte(text))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s", masterKeyEnv, strings.TrimPrefix(err.Error(), "keys: "))
+		return nil, withAdvice(fmt.Errorf("%s: %w", masterKeyEnv, err), makeMasterKeyAdvice)
 	}
 	return key, nil
 }
@@ -170,7 +236,7 @@ func besideMasterKey(ctx context.Context, e *Env, dbPath string, st keys.Store) 
 		return nil, "", fmt.Errorf("the secrets in %s are sealed with a master key, and none was given: set %s or give --master-key-file (the default, %s, does not exist)", dbPath, masterKeyEnv, path)
 	}
 	key := keys.NewMasterKey()
-	err = publishSecretFile(path, keys.FormatMasterKey(key))
+	err = writeFile(path, keys.FormatMasterKey(key), 0o600, false)
 	if errors.Is(err, fs.ErrExist) {
 		// Another process made it first.
 		key, err = readMasterKeyFile(e, path)
@@ -189,102 +255,21 @@ func masterKeyPathFor(dbPath string) string {
 	return strings.TrimSuffix(dbPath, filepath.Ext(dbPath)) + ".master.key"
 }
 
-// writeSecretFile writes a file that must not exist yet, readable by its
-// owner alone from the start, and makes it durable. An existing file is
-// an error wrapping fs.ErrExist, and is left alone.
-func writeSecretFile(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// publishSecretFile writes a file that must not exist yet, mode 0600, so
-// that it appears whole or not at all: written aside, then linked into
-// place, which fails with an error wrapping fs.ErrExist if another process
-// got there first.
-func publishSecretFile(path string, data []byte) error {
-	tmp := path + ".tmp-" + rand.Text()[:8]
-	if err := writeSecretFile(tmp, data); err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// replaceSecretFile replaces a file's contents atomically, by renaming a
-// new file, mode 0600, over it.
-func replaceSecretFile(path string, data []byte) error {
-	tmp := path + ".new"
-	os.Remove(tmp)
-	if err := writeSecretFile(tmp, data); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
+// readMasterKeyFile reads the master key in a file, warning if others may
+// read it.
 func readMasterKeyFile(e *Env, path string) ([]byte, error) {
-	f, err := os.Open(path)
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		fmt.Fprintf(e.Stderr, "signet: warning: master key file %s can be read by others (mode %04o): chmod 600 it\n", path, fi.Mode().Perm())
+	}
+	data, err := readKeyFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("master key file: %w", err)
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
-		fmt.Fprintf(e.Stderr, "signet: warning: master key file %s can be read by others (mode %04o): chmod 600 it\n", path, fi.Mode().Perm())
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return nil, fmt.Errorf("master key file %s: %w", path, err)
-	}
 	key, err := keys.ParseMasterKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("master key file %s: %s", path, strings.TrimPrefix(err.Error(), "keys: "))
+		return nil, withAdvice(fmt.Errorf("master key file %s: %w", path, err), makeMasterKeyAdvice)
 	}
 	return key, nil
-}
-
-// storeResolver returns a key resolver over the key store, which accepts
-// only keyID if it is not empty, and a function that closes it.
-func storeResolver(e *Env, dbURL, masterKeyFile, keyID string) (httpsig.KeyResolver, func(), error) {
-	svc, err := openKeys(e, dbURL, masterKeyFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	closeFn := func() { svc.Close() }
-	if keyID == "" {
-		return svc, closeFn, nil
-	}
-	return onlyKeyID{keyID, svc}, closeFn, nil
 }
 
 // onlyKeyID resolves one keyid through another resolver.

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/signet-dev/signet/client"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/httpmsg"
@@ -24,8 +26,9 @@ const maxProblemBytes = 1 << 20
 
 type requestOptions struct {
 	method          string
-	headers         listFlag
-	data            optionalString
+	headers         []string
+	data            string
+	dataSet         bool
 	dataFile        string
 	keyID, keyFile  string
 	alg             string
@@ -35,73 +38,96 @@ type requestOptions struct {
 	url             *url.URL
 }
 
-func newRequestOptions(e *Env, args []string) (*requestOptions, error) {
+func newCmdRequest(e *Env, runF func(*requestOptions) error) *cobra.Command {
 	o := &requestOptions{}
-	fs := newFlags(e, "request", "[-X METHOD] [-H 'Name: value']... [-d DATA | --data-file FILE] --key-id ID --key FILE [flags] URL")
-	fs.StringVar(&o.method, "X", "", "request method (default GET, or POST with a body)")
-	fs.Var(&o.headers, "H", "header field 'Name: value' to send; repeat for more")
-	fs.Var(&o.data, "d", "body to send, as is; @FILE reads it from FILE, @- from stdin (sets Content-Type: application/x-www-form-urlencoded unless -H sets one, as curl does)")
-	fs.StringVar(&o.dataFile, "data-file", "", "send the content of FILE as the body")
-	fs.StringVar(&o.keyID, "key-id", "", "keyid of the signing key (required)")
-	fs.StringVar(&o.keyFile, "key", "", "key file: base64 HMAC secret, PEM or JWK private key (required)")
-	fs.StringVar(&o.alg, "alg", "", "algorithm of the key (inferred from the key file when it can be)")
-	fs.StringVar(&o.components, "components", "", `components to cover, e.g. "@method @path content-digest" (default: the Signet profile)`)
-	fs.StringVar(&o.tag, "tag", "", "tag parameter")
-	fs.BoolVar(&o.verbose, "v", false, "print the signature base and the header fields sent and received on stderr")
-	fs.BoolVar(&o.include, "i", false, "print the response status line and header fields before its body")
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return nil, err
+	cmd := &cobra.Command{
+		Use:   "request [-X METHOD] [-H 'Name: value']... [-d DATA | --data-file FILE] --key-id ID --key FILE [flags] URL",
+		Short: "Sign and send a request, like curl",
+		Long: "Sign a request and send it, like curl; the response body goes to stdout.\n" +
+			"Exit 0 for 2xx and 3xx; 1 otherwise, with the reason code first on stderr when\n" +
+			"the server refused the signature.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch len(args) {
+			case 0:
+				return usageErrorf("a URL is required")
+			case 1:
+				return nil
+			}
+			return usageErrorf("unexpected argument %q (one URL only)", args[1])
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.dataSet = cmd.Flags().Changed("data")
+			if err := o.complete(e, args[0]); err != nil {
+				return err
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return requestRun(e, o)
+		},
 	}
+	f := cmd.Flags()
+	f.StringVarP(&o.method, "request", "X", "", "request `METHOD` (default GET, or POST with a body)")
+	f.StringArrayVarP(&o.headers, "header", "H", nil, "header field `'Name: value'` to send; repeat for more")
+	f.StringVarP(&o.data, "data", "d", "", "body `DATA` to send, as is; @FILE reads it from FILE, @- from stdin (sets Content-Type: application/x-www-form-urlencoded unless -H sets one, as curl does)")
+	f.StringVar(&o.dataFile, "data-file", "", "send the content of `FILE` as the body")
+	f.StringVar(&o.keyID, "key-id", "", "keyid `ID` of the signing key (default $"+keyIDEnv+")")
+	f.StringVar(&o.keyFile, "key", "", "key `FILE`: base64 HMAC secret, PEM or JWK private key (default $"+keyFileEnv+")")
+	f.StringVar(&o.alg, "alg", "", "algorithm `ALG` of the key (inferred from the key file when it can be)")
+	f.StringVar(&o.components, "components", "", "`COMPONENTS` to cover, e.g. \"@method @path content-digest\" (default: the Signet profile)")
+	f.StringVar(&o.tag, "tag", "", "tag parameter `T`")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "print the signature base and the header fields sent and received on stderr")
+	f.BoolVarP(&o.include, "include", "i", false, "print the response status line and header fields before its body")
+	return cmd
+}
+
+// complete checks the options and the URL, and fills in the defaults from
+// the environment.
+func (o *requestOptions) complete(e *Env, rawURL string) error {
+	o.keyID = fromEnv(e, o.keyID, keyIDEnv)
+	o.keyFile = fromEnv(e, o.keyFile, keyFileEnv)
 	switch {
-	case len(rest) == 0:
-		return nil, errors.New("a URL is required")
-	case len(rest) > 1:
-		return nil, fmt.Errorf("unexpected argument %q (one URL only)", rest[1])
 	case o.keyID == "":
-		return nil, errors.New("--key-id is required")
+		return usageErrorf("--key-id is required (or set %s)", keyIDEnv)
 	case o.keyFile == "":
-		return nil, errors.New("--key is required")
-	case o.data.set && o.dataFile != "":
-		return nil, errors.New("-d and --data-file cannot be used together")
+		return usageErrorf("--key is required (or set %s)", keyFileEnv)
+	case o.dataSet && o.dataFile != "":
+		return usageErrorf("-d and --data-file cannot be used together")
 	}
-	if o.url, err = url.Parse(rest[0]); err != nil {
-		return nil, fmt.Errorf("URL: %v", err)
+	var err error
+	if o.url, err = url.Parse(rawURL); err != nil {
+		return usageErrorf("URL: %w", err)
 	}
 	if (o.url.Scheme != "http" && o.url.Scheme != "https") || o.url.Host == "" {
-		return nil, fmt.Errorf("URL %q must be absolute, http:// or https://", rest[0])
+		return usageErrorf("URL %q must be absolute, http:// or https://", rawURL)
 	}
 	for _, h := range o.headers {
 		name, _, ok := strings.Cut(h, ":")
 		if !ok || !httpmsg.IsToken(name) {
-			return nil, fmt.Errorf("-H %q is not 'Name: value'", h)
+			return usageErrorf("-H %q is not 'Name: value'", h)
 		}
 	}
-	return o, nil
+	return nil
 }
 
-func runRequest(e *Env, args []string) int {
-	o, err := newRequestOptions(e, args)
+func requestRun(e *Env, o *requestOptions) error {
+	alg, err := parseAlg(o.alg)
 	if err != nil {
-		return parseError(e, "request", err)
+		return err
 	}
-	alg, err := optionalAlg(o.alg)
+	key, err := loadSigningKey(alg, o.keyFile)
 	if err != nil {
-		return usageError(e, "request", "%v", err)
-	}
-	key, err := client.LoadKey(o.keyFile, alg)
-	if err != nil {
-		return usageError(e, "request", "%s", plainMsg(err))
+		return usageError{err}
 	}
 	signer := &httpsig.Signer{Key: key, KeyID: o.keyID, Tag: o.tag, Now: e.Now}
 	if o.components != "" {
 		if signer.Components, err = httpsig.ParseComponents(o.components); err != nil {
-			return usageError(e, "request", "--components: %v", msgOf(err))
+			return usageError{fmt.Errorf("--components: %w", err)}
 		}
 	}
 	req, err := o.newRequest(e)
 	if err != nil {
-		return usageError(e, "request", "%v", err)
+		return usageError{err}
 	}
 	var base http.RoundTripper = http.DefaultTransport
 	if o.verbose {
@@ -115,30 +141,27 @@ func runRequest(e *Env, args []string) int {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		fmt.Fprintf(e.Stderr, "signet request: %s\n", plainMsg(err))
-		return exitRefused
+		return err
 	}
 	defer resp.Body.Close()
-	if o.verbose && t.ClockOffset() != 0 {
-		fmt.Fprintf(e.Stderr, "* clock offset learnt from the server's Date: %v\n", t.ClockOffset())
+	if off := t.ClockOffset(req.URL); o.verbose && off != 0 {
+		fmt.Fprintf(e.Stderr, "* clock offset learnt from the server's Date: %v\n", off)
 	}
 	if o.include {
 		writeHead(e.Stdout, "", resp.Proto+" "+resp.Status, resp.Header)
 	}
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 400
-	if ok {
+	if resp.StatusCode >= 200 && resp.StatusCode < 400 {
 		if _, err := io.Copy(e.Stdout, resp.Body); err != nil {
-			return fail(e, "request", fmt.Errorf("reading the response: %w", err))
+			return fmt.Errorf("reading the response: %w", err)
 		}
-		return exitOK
+		return nil
 	}
 	body, err := io.ReadAll(resp.Body)
 	e.Stdout.Write(body)
 	if err != nil {
-		return fail(e, "request", fmt.Errorf("reading the response: %w", err))
+		return fmt.Errorf("reading the response: %w", err)
 	}
-	reportRefusal(e, o.verbose, resp, body)
-	return exitRefused
+	return refused(e, o.verbose, resp, body)
 }
 
 // newRequest builds the request to send.
@@ -147,16 +170,16 @@ func (o *requestOptions) newRequest(e *Env) (*http.Request, error) {
 	var size int64
 	var getBody func() (io.ReadCloser, error)
 	switch {
-	case o.data.set && o.data.v == "@-":
+	case o.dataSet && o.data == "@-":
 		body = e.Stdin
-	case o.data.set && strings.HasPrefix(o.data.v, "@"):
-		f, n, reopen, err := openData(o.data.v[1:])
+	case o.dataSet && strings.HasPrefix(o.data, "@"):
+		f, n, reopen, err := openData(o.data[1:])
 		if err != nil {
 			return nil, err
 		}
 		body, size, getBody = f, n, reopen
-	case o.data.set:
-		body = strings.NewReader(o.data.v)
+	case o.dataSet:
+		body = strings.NewReader(o.data)
 	case o.dataFile != "":
 		f, n, reopen, err := openData(o.dataFile)
 		if err != nil {
@@ -190,7 +213,7 @@ func (o *requestOptions) newRequest(e *Env) (*http.Request, error) {
 		}
 		req.Header.Add(name, value)
 	}
-	if o.data.set && req.Header.Get("Content-Type") == "" {
+	if o.dataSet && req.Header.Get("Content-Type") == "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	return req, nil
@@ -220,9 +243,10 @@ func openData(path string) (io.Reader, int64, func() (io.ReadCloser, error), err
 	return f, fi.Size(), reopen, nil
 }
 
-// reportRefusal prints why a response is not a success: the reason code
-// first, as signet verify does, when it is a Signet refusal.
-func reportRefusal(e *Env, verbose bool, resp *http.Response, body []byte) {
+// refused returns the error that reports a response that is not a
+// success: a refusal, with its reason code first, when it is a Signet
+// problem; else its status.
+func refused(e *Env, verbose bool, resp *http.Response, body []byte) error {
 	var problem struct {
 		Type          string `json:"type"`
 		Title         string `json:"title"`
@@ -231,8 +255,7 @@ func reportRefusal(e *Env, verbose bool, resp *http.Response, body []byte) {
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt != "application/problem+json" || len(body) > maxProblemBytes || json.Unmarshal(body, &problem) != nil || problem.Type == "" {
-		fmt.Fprintf(e.Stderr, "signet request: %s\n", resp.Status)
-		return
+		return errors.New(resp.Status)
 	}
 	reason := problem.Type[strings.LastIndexAny(problem.Type, "/#:")+1:]
 	detail := problem.Detail
@@ -242,21 +265,7 @@ func reportRefusal(e *Env, verbose bool, resp *http.Response, body []byte) {
 	if verbose && problem.SignatureBase != "" {
 		fmt.Fprintf(e.Stderr, "* the server's signature base:\n%s\n", problem.SignatureBase)
 	}
-	fmt.Fprintf(e.Stderr, "%s: %s (%s)\n", reason, oneLine(detail), resp.Status)
-}
-
-// plainMsg returns an error's message on one line, without the package
-// prefixes that mean nothing to someone at a terminal.
-func plainMsg(err error) string {
-	s := err.Error()
-	for _, p := range []string{"client: ", "httpsig: "} {
-		s = strings.ReplaceAll(s, p, "")
-	}
-	return oneLine(s)
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return &refusal{reason, detail + " (" + resp.Status + ")"}
 }
 
 // verboseTransport prints the requests it sends, with their signature

@@ -47,6 +47,9 @@ func setupRequestServer(env *testscript.Env) error {
 //	/skew/DURATION/...  its clock runs DURATION ahead of the real one
 //	/status/CODE        it answers CODE to a verified request
 //	/debug/...          its refusals carry the signature base it built
+//	/own-expired/...    it answers a verified request as an API behind a
+//	                    gateway might: 401 with the gateway's problem type
+//	                    for expired, its challenge and a Date of now
 func newRequestServer(dir string) http.Handler {
 	nonces := memory.New(memory.Options{})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -66,8 +69,11 @@ func newRequestServer(dir string) http.Handler {
 			return
 		}
 		v := &httpsig.Verifier{Keys: dirKeys(dir), Nonces: nonces, Now: now, Debug: strings.HasPrefix(r.URL.Path, "/debug/")}
-		res, err := v.Verify(r, body)
+		res, err := v.VerifyRequest(r, body)
 		w.Header().Set("Date", now().UTC().Format(http.TimeFormat))
+		if err == nil && strings.HasPrefix(r.URL.Path, "/own-expired/") {
+			err = &httpsig.VerifyError{Reason: httpsig.ReasonExpired, Detail: "the session has expired"}
+		}
 		if err != nil {
 			var ve *httpsig.VerifyError
 			if !errors.As(err, &ve) {
@@ -79,6 +85,7 @@ func newRequestServer(dir string) http.Handler {
 				"status": ve.Reason.Status(), "detail": ve.Detail, "signature_base": ve.Base,
 			})
 			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("WWW-Authenticate", `Signature realm="test"`)
 			w.WriteHeader(ve.Reason.Status())
 			w.Write(p)
 			return
@@ -124,21 +131,41 @@ func (d dirKeys) ResolveKey(_ context.Context, keyID string) (httpsig.VerifyingK
 }
 
 func TestRequestOptions(t *testing.T) {
+	env := map[string]string{keyIDEnv: "env-id", keyFileEnv: "env.key"}
 	for _, tt := range []struct {
 		name  string
+		env   map[string]string
 		args  []string
 		err   string
 		check func(t *testing.T, o *requestOptions)
 	}{
 		{name: "minimal", args: []string{"--key-id", "k", "--key", "f", "https://api.example.com/v1"},
 			check: func(t *testing.T, o *requestOptions) {
-				if o.url.Host != "api.example.com" || o.method != "" || o.data.set {
+				if o.url.Host != "api.example.com" || o.method != "" || o.dataSet {
 					t.Errorf("%+v", o)
 				}
 			}},
-		{name: "flags after the URL", args: []string{"https://a.example/", "--key-id", "k", "--key", "f", "-X", "PATCH", "-H", "A: 1", "-H", "B:2", "-d", "", "-i", "-v"},
+		{name: "flags after the URL", args: []string{"https://a.example/", "--key-id", "k", "--key", "f", "-X", "PATCH", "-H", "A: 1, 2", "-H", "B:2", "-d", "", "-i", "-v"},
 			check: func(t *testing.T, o *requestOptions) {
-				if o.method != "PATCH" || len(o.headers) != 2 || !o.data.set || o.data.v != "" || !o.include || !o.verbose {
+				if o.method != "PATCH" || len(o.headers) != 2 || o.headers[0] != "A: 1, 2" || !o.dataSet || o.data != "" || !o.include || !o.verbose {
+					t.Errorf("%+v", o)
+				}
+			}},
+		{name: "long names", args: []string{"--request", "PUT", "--header", "A: 1", "--data", "x", "--include", "--verbose", "--key-id", "k", "--key", "f", "http://a/"},
+			check: func(t *testing.T, o *requestOptions) {
+				if o.method != "PUT" || len(o.headers) != 1 || o.data != "x" || !o.include || !o.verbose {
+					t.Errorf("%+v", o)
+				}
+			}},
+		{name: "key from the environment", env: env, args: []string{"http://a/"},
+			check: func(t *testing.T, o *requestOptions) {
+				if o.keyID != "env-id" || o.keyFile != "env.key" {
+					t.Errorf("%+v", o)
+				}
+			}},
+		{name: "flags over the environment", env: env, args: []string{"--key-id", "k", "--key", "f", "http://a/"},
+			check: func(t *testing.T, o *requestOptions) {
+				if o.keyID != "k" || o.keyFile != "f" {
 					t.Errorf("%+v", o)
 				}
 			}},
@@ -146,15 +173,14 @@ func TestRequestOptions(t *testing.T) {
 		{name: "two URLs", args: []string{"--key-id", "k", "--key", "f", "http://a/", "http://b/"}, err: "one URL only"},
 		{name: "relative URL", args: []string{"--key-id", "k", "--key", "f", "/v1/orders"}, err: "must be absolute"},
 		{name: "ftp URL", args: []string{"--key-id", "k", "--key", "f", "ftp://a.example/"}, err: "must be absolute"},
-		{name: "no key id", args: []string{"--key", "f", "http://a/"}, err: "--key-id is required"},
-		{name: "no key", args: []string{"--key-id", "k", "http://a/"}, err: "--key is required"},
+		{name: "no key id", args: []string{"--key", "f", "http://a/"}, err: "--key-id is required (or set SIGNET_KEY_ID)"},
+		{name: "no key", args: []string{"--key-id", "k", "http://a/"}, err: "--key is required (or set SIGNET_KEY_FILE)"},
 		{name: "data twice", args: []string{"--key-id", "k", "--key", "f", "-d", "x", "--data-file", "y", "http://a/"}, err: "cannot be used together"},
 		{name: "bad header", args: []string{"--key-id", "k", "--key", "f", "-H", "no colon", "http://a/"}, err: "is not 'Name: value'"},
 		{name: "bad header name", args: []string{"--key-id", "k", "--key", "f", "-H", "a b: c", "http://a/"}, err: "is not 'Name: value'"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			e := &Env{Stderr: io.Discard}
-			o, err := newRequestOptions(e, tt.args)
+			o, err := parseOptions(t, newCmdRequest, tt.env, tt.args...)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want %q", err, tt.err)

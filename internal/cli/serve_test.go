@@ -62,7 +62,7 @@ func TestServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	keyFile := filepath.Join(dir, "acme.key")
-	if err := writeNew(keyFile, []byte(created.Secret), 0o600, false); err != nil {
+	if err := writeFile(keyFile, []byte(created.Secret), 0o600, false); err != nil {
 		t.Fatal(err)
 	}
 

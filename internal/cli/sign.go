@@ -5,12 +5,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/httpmsg"
+)
+
+// Environment defaults of the signing commands.
+const (
+	keyIDEnv   = "SIGNET_KEY_ID"
+	keyFileEnv = "SIGNET_KEY_FILE"
 )
 
 type signOptions struct {
@@ -24,83 +31,93 @@ type signOptions struct {
 	digest              string
 }
 
-func newSignOptions(e *Env, args []string) (*signOptions, error) {
+func newCmdSign(e *Env, runF func(*signOptions) error) *cobra.Command {
 	o := &signOptions{}
-	fs := newFlags(e, "sign", "--key-id ID --key FILE [--alg ALG] [flags] < request.http")
-	fs.StringVar(&o.keyID, "key-id", "", "keyid of the signing key (required)")
-	fs.StringVar(&o.alg, "alg", "", "algorithm: hmac-sha256, ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 (inferred from the key file when it can be)")
-	fs.StringVar(&o.keyFile, "key", "", "key file: base64 HMAC secret, PEM or JWK private key (required)")
-	fs.StringVar(&o.components, "components", "", `components to cover, e.g. "@method @path content-digest" (default: the Signet profile)`)
-	fs.Int64Var(&o.created, "created", 0, "created time, Unix seconds (default: now)")
-	fs.Int64Var(&o.expires, "expires", 0, "expires time, Unix seconds (default: none)")
-	fs.StringVar(&o.nonce, "nonce", "", "nonce (default: 128 random bits)")
-	fs.BoolVar(&o.noNonce, "no-nonce", false, "send no nonce")
-	fs.BoolVar(&o.noAlg, "no-alg", false, "send no alg parameter (the verifier knows the key's algorithm)")
-	fs.StringVar(&o.label, "label", httpsig.DefaultLabel, "signature label")
-	fs.StringVar(&o.tag, "tag", "", "tag parameter")
-	fs.StringVar(&o.scheme, "scheme", "https", "scheme of an origin-form request: https or http")
-	fs.StringVar(&o.digest, "digest", "sha-256", "Content-Digest algorithm: sha-256 or sha-512")
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return nil, err
+	cmd := &cobra.Command{
+		Use:   "sign --key-id ID --key FILE [flags] < request.http",
+		Short: "Sign a raw HTTP request read on stdin",
+		Long: "Sign a raw HTTP/1.1 request read on stdin, and write it back with Content-Digest\n" +
+			"(when it has a body), Signature-Input and Signature.",
+		Args: noArgs("the request is read on stdin"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.keyID = fromEnv(e, o.keyID, keyIDEnv)
+			o.keyFile = fromEnv(e, o.keyFile, keyFileEnv)
+			switch {
+			case o.keyID == "":
+				return usageErrorf("--key-id is required (or set %s)", keyIDEnv)
+			case o.keyFile == "":
+				return usageErrorf("--key is required (or set %s)", keyFileEnv)
+			case o.scheme != "https" && o.scheme != "http":
+				return usageErrorf("--scheme must be https or http")
+			case o.nonce != "" && o.noNonce:
+				return usageErrorf("--nonce and --no-nonce contradict each other")
+			case o.digest != "sha-256" && o.digest != "sha-512":
+				return usageErrorf("--digest must be sha-256 or sha-512")
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return signRun(e, o)
+		},
 	}
-	switch {
-	case len(rest) > 0:
-		return nil, fmt.Errorf("unexpected argument %q (the request is read on stdin)", rest[0])
-	case o.keyID == "":
-		return nil, fmt.Errorf("--key-id is required")
-	case o.keyFile == "":
-		return nil, fmt.Errorf("--key is required")
-	case o.scheme != "https" && o.scheme != "http":
-		return nil, fmt.Errorf("--scheme must be https or http")
-	case o.nonce != "" && o.noNonce:
-		return nil, fmt.Errorf("--nonce and --no-nonce contradict each other")
-	case o.digest != "sha-256" && o.digest != "sha-512":
-		return nil, fmt.Errorf("--digest must be sha-256 or sha-512")
-	}
-	return o, nil
+	f := cmd.Flags()
+	f.StringVar(&o.keyID, "key-id", "", "keyid `ID` of the signing key (default $"+keyIDEnv+")")
+	f.StringVar(&o.keyFile, "key", "", "key `FILE`: base64 HMAC secret, PEM or JWK private key (default $"+keyFileEnv+")")
+	f.StringVar(&o.alg, "alg", "", "algorithm `ALG`: hmac-sha256, ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384, rsa-pss-sha512, rsa-v1_5-sha256 (inferred from the key file when it can be)")
+	f.StringVar(&o.components, "components", "", "`COMPONENTS` to cover, e.g. \"@method @path content-digest\" (default: the Signet profile)")
+	f.Int64Var(&o.created, "created", 0, "created time, `UNIX` seconds (default: now)")
+	f.Int64Var(&o.expires, "expires", 0, "expires time, `UNIX` seconds (default: none)")
+	f.StringVar(&o.nonce, "nonce", "", "nonce `N` (default: 128 random bits)")
+	f.BoolVar(&o.noNonce, "no-nonce", false, "send no nonce")
+	f.BoolVar(&o.noAlg, "no-alg", false, "send no alg parameter (the verifier knows the key's algorithm)")
+	f.StringVar(&o.label, "label", httpsig.DefaultLabel, "signature `LABEL`")
+	f.StringVar(&o.tag, "tag", "", "tag parameter `T`")
+	f.StringVar(&o.scheme, "scheme", "https", "`SCHEME` of an origin-form request: https or http")
+	f.StringVar(&o.digest, "digest", "sha-256", "Content-Digest algorithm `ALG`: sha-256 or sha-512")
+	return cmd
 }
 
-func runSign(e *Env, args []string) int {
-	o, err := newSignOptions(e, args)
+func signRun(e *Env, o *signOptions) error {
+	alg, err := parseAlg(o.alg)
 	if err != nil {
-		return parseError(e, "sign", err)
+		return err
 	}
-	key, err := loadSigningKey(o.alg, o.keyFile)
+	key, err := loadSigningKey(alg, o.keyFile)
 	if err != nil {
-		return usageError(e, "sign", "%v", err)
+		return usageError{err}
+	}
+	p := httpsig.Params{KeyID: o.keyID, Tag: o.tag, Nonce: o.nonce}
+	if o.components != "" {
+		if p.Components, err = httpsig.ParseComponents(o.components); err != nil {
+			return usageError{fmt.Errorf("--components: %w", err)}
+		}
 	}
 	msg, err := readMessage(e, o.scheme)
 	if err != nil {
-		return fail(e, "sign", err)
+		return err
 	}
 	if msg.Request == nil {
-		return fail(e, "sign", fmt.Errorf("stdin holds a response, not a request"))
+		return fmt.Errorf("stdin holds a response, not a request")
 	}
 	r := msg.Request
 	set := http.Header{}
 	if existing := r.Header.Values("Content-Digest"); len(existing) > 0 {
 		// Keep the sender's digest, but never sign one that is wrong.
 		if err := httpsig.CheckContentDigest(strings.Join(existing, ", "), msg.Body); err != nil {
-			return fail(e, "sign", fmt.Errorf("the request's Content-Digest does not match its body"))
+			return fmt.Errorf("the request's Content-Digest does not match its body")
 		}
 	} else if len(msg.Body) > 0 {
 		d, err := httpsig.ContentDigest(httpsig.DigestAlgorithm(o.digest), msg.Body)
 		if err != nil {
-			return fail(e, "sign", err)
+			return err
 		}
 		r.Header.Set("Content-Digest", d)
 		set.Set("Content-Digest", d)
 	}
-	p := httpsig.Params{KeyID: o.keyID, Tag: o.tag, Nonce: o.nonce}
 	if !o.noAlg {
 		p.Alg = key.Algorithm()
 	}
-	if o.components != "" {
-		if p.Components, err = httpsig.ParseComponents(o.components); err != nil {
-			return usageError(e, "sign", "--components: %v", err)
-		}
-	} else {
+	if p.Components == nil {
 		p.Components = httpsig.DefaultComponents(r, len(msg.Body) > 0)
 	}
 	p.Created = time.Unix(o.created, 0)
@@ -115,17 +132,12 @@ func runSign(e *Env, args []string) int {
 	}
 	m := &httpsig.Message{Request: r} // the URL carries the scheme
 	if err := httpsig.SignMessage(m, o.label, &p, key); err != nil {
-		return fail(e, "sign", err)
+		return err
 	}
 	set["Signature-Input"] = r.Header["Signature-Input"]
 	set["Signature"] = r.Header["Signature"]
-	if err := msg.Write(e.Stdout, set); err != nil {
-		return fail(e, "sign", err)
-	}
-	return exitOK
+	return msg.Write(e.Stdout, set)
 }
-
-func isHelp(err error) bool { return flagExit(err) == exitOK }
 
 // readMessage reads a raw HTTP message on stdin.
 func readMessage(e *Env, scheme string) (*httpmsg.Message, error) {
@@ -137,61 +149,4 @@ func readMessage(e *Env, scheme string) (*httpmsg.Message, error) {
 		return nil, fmt.Errorf("no HTTP message on stdin")
 	}
 	return httpmsg.Read(data, scheme)
-}
-
-// readKeyFile reads a key file, refusing one too large to be a key.
-func readKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	return data, nil
-}
-
-func loadSigningKey(alg, path string) (httpsig.SigningKey, error) {
-	a, err := optionalAlg(alg)
-	if err != nil {
-		return nil, err
-	}
-	data, err := readKeyFile(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := httpsig.LoadSigningKey(a, data)
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %v", path, msgOf(err))
-	}
-	return k, nil
-}
-
-func loadVerifyingKey(alg, path string) (httpsig.VerifyingKey, error) {
-	a, err := optionalAlg(alg)
-	if err != nil {
-		return nil, err
-	}
-	data, err := readKeyFile(path)
-	if err != nil {
-		return nil, err
-	}
-	k, err := httpsig.LoadVerifyingKey(a, data)
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %v", path, msgOf(err))
-	}
-	return k, nil
-}
-
-func optionalAlg(alg string) (httpsig.Algorithm, error) {
-	if alg == "" {
-		return "", nil
-	}
-	a, err := httpsig.ParseAlgorithm(alg)
-	if err != nil {
-		return "", fmt.Errorf("--alg: %v", msgOf(err))
-	}
-	return a, nil
 }

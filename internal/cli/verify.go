@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/signet-dev/signet/httpsig"
 )
 
@@ -14,48 +16,63 @@ type verifyOptions struct {
 	keyID, alg, keyFile string
 	maxAge              time.Duration
 	now                 int64
-	require             optionalString
+	require             string
+	requireSet          bool
 	params              string
 	labels              string
 	tag                 string
 	explain             bool
 	scheme              string
-	db, masterKeyFile   string
+	store               storeFlags
+	// useStore is set when the key store resolves keyids: --db, or
+	// $SIGNET_DB without --key.
+	useStore bool
 }
 
-func newVerifyOptions(e *Env, args []string) (*verifyOptions, error) {
+func newCmdVerify(e *Env, runF func(*verifyOptions) error) *cobra.Command {
 	o := &verifyOptions{}
-	fs := newFlags(e, "verify", "(--key FILE [--alg ALG] | --db URL) [--key-id ID] [flags] < signed.http")
-	fs.StringVar(&o.keyID, "key-id", "", "keyid the signature must name (default: any)")
-	fs.StringVar(&o.alg, "alg", "", "algorithm of the key (inferred from the key file when it can be)")
-	fs.StringVar(&o.keyFile, "key", "", "key file: base64 HMAC secret, PEM or JWK public (or private) key (required unless --db)")
-	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old the created time may be; 0 for no limit")
-	fs.Int64Var(&o.now, "now", 0, "check as of this Unix time (default: now)")
-	fs.Var(&o.require, "require", `components the signature must cover (default: the Signet profile; --require="" for none)`)
-	fs.StringVar(&o.params, "params", strings.Join(httpsig.DefaultRequiredParams, ","), "signature parameters that must be present")
-	fs.StringVar(&o.labels, "label", "", "labels of the signatures to check, comma-separated (default: all)")
-	fs.StringVar(&o.tag, "tag", "", "check only signatures with this tag")
-	fs.BoolVar(&o.explain, "explain", false, "print the signature base that was built")
-	fs.StringVar(&o.scheme, "scheme", "https", "scheme of an origin-form request: https or http")
-	fs.StringVar(&o.db, "db", "", "instead of --key, look the keyid up in this key store (see signet keys), refusing revoked and expired keys")
-	fs.StringVar(&o.masterKeyFile, "master-key-file", "", "with --db: "+masterKeyFileHelp)
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return nil, err
+	cmd := &cobra.Command{
+		Use:   "verify (--key FILE [--alg ALG] | --db URL) [--key-id ID] [flags] < signed.http",
+		Short: "Verify a signed raw HTTP request read on stdin",
+		Long: "Verify the signatures of a raw HTTP/1.1 request (or response) read on stdin.\n" +
+			"Exit 0 and a one-line summary when it verifies; exit 1 and the reason code first\n" +
+			"on stderr when it is refused.",
+		Args: noArgs("the request is read on stdin"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.requireSet = cmd.Flags().Changed("require")
+			dbGiven := cmd.Flags().Changed("db")
+			o.useStore = dbGiven || (o.keyFile == "" && e.Getenv("SIGNET_DB") != "")
+			switch {
+			case dbGiven && (o.keyFile != "" || o.alg != ""):
+				return usageErrorf("--db and --key/--alg contradict each other: with --db the key store holds the key and its algorithm")
+			case o.keyFile == "" && !o.useStore:
+				return usageErrorf("--key is required (or --db, or $SIGNET_DB, to look the key up in the key store)")
+			case o.scheme != "https" && o.scheme != "http":
+				return usageErrorf("--scheme must be https or http")
+			case o.maxAge < 0:
+				return usageErrorf("--max-age must not be negative")
+			}
+			if runF != nil {
+				return runF(o)
+			}
+			return verifyRun(e, o)
+		},
 	}
-	switch {
-	case len(rest) > 0:
-		return nil, fmt.Errorf("unexpected argument %q (the request is read on stdin)", rest[0])
-	case o.db != "" && (o.keyFile != "" || o.alg != ""):
-		return nil, fmt.Errorf("--db and --key/--alg contradict each other: with --db the key store holds the key and its algorithm")
-	case o.keyFile == "" && o.db == "":
-		return nil, fmt.Errorf("--key is required (or --db to look the key up in the key store)")
-	case o.scheme != "https" && o.scheme != "http":
-		return nil, fmt.Errorf("--scheme must be https or http")
-	case o.maxAge < 0:
-		return nil, fmt.Errorf("--max-age must not be negative")
-	}
-	return o, nil
+	f := cmd.Flags()
+	f.StringVar(&o.keyID, "key-id", "", "keyid `ID` the signature must name (default: any)")
+	f.StringVar(&o.alg, "alg", "", "algorithm `ALG` of the key (inferred from the key file when it can be)")
+	f.StringVar(&o.keyFile, "key", "", "key `FILE`: base64 HMAC secret, PEM or JWK public (or private) key (required unless --db)")
+	f.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old the created time may be, e.g. `300s`; 0 for no limit")
+	f.Int64Var(&o.now, "now", 0, "check as of this `UNIX` time (default: now)")
+	f.StringVar(&o.require, "require", "", "`COMPONENTS` the signature must cover (default: the Signet profile; --require=\"\" for none)")
+	f.StringVar(&o.params, "params", strings.Join(httpsig.DefaultRequiredParams(), ","), "signature `PARAMS` that must be present")
+	f.StringVar(&o.labels, "label", "", "`LABELS` of the signatures to check, comma-separated (default: all)")
+	f.StringVar(&o.tag, "tag", "", "check only signatures with the tag `T`")
+	f.BoolVar(&o.explain, "explain", false, "print the signature base that was built")
+	f.StringVar(&o.scheme, "scheme", "https", "`SCHEME` of an origin-form request: https or http")
+	f.StringVar(&o.store.db, "db", "", "instead of --key, look the keyid up in this key store `URL` (default $SIGNET_DB, when --key is not given), refusing revoked and expired keys")
+	f.StringVar(&o.store.masterKeyFile, "master-key-file", "", "with --db: "+masterKeyFileHelp)
+	return cmd
 }
 
 // policy returns the verification policy the options describe.
@@ -64,10 +81,10 @@ func (o *verifyOptions) policy() (httpsig.Policy, error) {
 	if o.maxAge == 0 {
 		p.MaxAge = -1
 	}
-	if o.require.set {
-		cs, err := httpsig.ParseComponents(o.require.v)
+	if o.requireSet {
+		cs, err := httpsig.ParseComponents(o.require)
 		if err != nil {
-			return p, fmt.Errorf("--require: %v", msgOf(err))
+			return p, usageError{fmt.Errorf("--require: %w", err)}
 		}
 		p.Required = append([]httpsig.Component{}, cs...)
 	}
@@ -75,14 +92,6 @@ func (o *verifyOptions) policy() (httpsig.Policy, error) {
 		p.Labels = splitList(o.labels)
 	}
 	return p, nil
-}
-
-func splitList(s string) []string {
-	out := []string{}
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
-		out = append(out, f)
-	}
-	return out
 }
 
 // oneKey resolves every keyid, or just one, to a single key.
@@ -98,33 +107,36 @@ func (k oneKey) ResolveKey(_ context.Context, keyID string) (httpsig.VerifyingKe
 	return k.key, nil
 }
 
-func runVerify(e *Env, args []string) int {
-	o, err := newVerifyOptions(e, args)
-	if err != nil {
-		return parseError(e, "verify", err)
-	}
+func verifyRun(e *Env, o *verifyOptions) error {
 	policy, err := o.policy()
 	if err != nil {
-		return usageError(e, "verify", "%v", err)
+		return err
 	}
 	var resolver httpsig.KeyResolver
-	if o.db != "" {
-		r, closeStore, err := storeResolver(e, o.db, o.masterKeyFile, o.keyID)
+	if o.useStore {
+		ks, err := o.store.open(e, mustExist)
 		if err != nil {
-			return fail(e, "verify", err)
+			return err
 		}
-		defer closeStore()
-		resolver = r
+		defer ks.Close()
+		resolver = ks.Service
+		if o.keyID != "" {
+			resolver = onlyKeyID{o.keyID, ks.Service}
+		}
 	} else {
-		key, err := loadVerifyingKey(o.alg, o.keyFile)
+		alg, err := parseAlg(o.alg)
 		if err != nil {
-			return usageError(e, "verify", "%v", err)
+			return err
+		}
+		key, err := loadVerifyingKey(alg, o.keyFile)
+		if err != nil {
+			return usageError{err}
 		}
 		resolver = oneKey{o.keyID, key}
 	}
 	msg, err := readMessage(e, o.scheme)
 	if err != nil {
-		return fail(e, "verify", err)
+		return err
 	}
 	now := e.Now()
 	if o.now != 0 {
@@ -140,17 +152,11 @@ func runVerify(e *Env, args []string) int {
 	if msg.Response != nil {
 		res, err = v.VerifyResponse(e.Context, msg.Response, msg.Body)
 	} else {
-		res, err = v.Verify(msg.Request, msg.Body)
+		res, err = v.VerifyRequest(msg.Request, msg.Body)
 	}
-	return reportVerify(e, o.explain, res, err)
-}
-
-// reportVerify prints the outcome of a verification: a one-line summary on
-// stdout, or the reason code first on stderr; and the base when asked.
-func reportVerify(e *Env, explain bool, res httpsig.Result, err error) int {
-	var ve *httpsig.VerifyError
-	if explain {
+	if o.explain {
 		base := res.Base
+		var ve *httpsig.VerifyError
 		if errors.As(err, &ve) {
 			base = ve.Base
 		}
@@ -159,20 +165,12 @@ func reportVerify(e *Env, explain bool, res httpsig.Result, err error) int {
 		}
 	}
 	if err != nil {
-		if errors.As(err, &ve) {
-			label := ""
-			if ve.Label != "" {
-				label = " (" + ve.Label + ")"
-			}
-			fmt.Fprintf(e.Stderr, "%s%s: %s\n", ve.Reason, label, ve.Detail)
-			return exitRefused
-		}
-		return fail(e, "verify", err)
+		return err // a refusal is an *httpsig.VerifyError, reported with its reason
 	}
 	fmt.Fprintf(e.Stdout, "verified %s: keyid=%q alg=%s created=%s", res.Label, res.KeyID, res.Key.Algorithm(), res.Created.UTC().Format(time.RFC3339))
 	if res.Signatures > 1 {
 		fmt.Fprintf(e.Stdout, " (all %d signatures verified)", res.Signatures)
 	}
 	fmt.Fprintln(e.Stdout)
-	return exitOK
+	return nil
 }

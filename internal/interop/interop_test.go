@@ -174,7 +174,7 @@ func goSignsNodeVerifies(t *testing.T, cc *crosscheck, hc *http.Client, server s
 			signer.Components = comps
 		}
 		if c.expires {
-			signer.Expires = 300 * time.Second
+			signer.ExpiresAfter = 300 * time.Second
 		}
 		var body io.Reader
 		if len(c.req.Body) > 0 {

@@ -37,7 +37,7 @@ func startServer(t *testing.T, keys []*testKey) string {
 	t.Helper()
 	ctx := context.Background()
 	clock := func() time.Time { return time.Unix(now, 0) }
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{})
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,10 @@
 // own, checks it every [Options.Heartbeat], and reconnects by itself; while
 // it is down it reports so, and a [keys.Service] stops trusting its cache.
 //
+// Errors that mean the server cannot answer or write now (the connection
+// failed or timed out; out of disk, 53100; shutting down; a standby) wrap
+// [keys.ErrUnavailable].
+//
 // The audit log is append-only: a trigger refuses UPDATE, DELETE and
 // TRUNCATE on it. The schema is created and migrated by [Open] under an
 // advisory lock, so that instances starting at once apply each migration
@@ -20,7 +24,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,7 +100,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("keys/postgres: %w", err)
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.inTx(ctx, "migrating the schema", func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 			return wrap("locking for the schema migration", err)
 		}
@@ -130,7 +133,62 @@ func (s *Store) migrate(ctx context.Context) error {
 	})
 }
 
-func wrap(op string, err error) error { return fmt.Errorf("keys/postgres: %s: %w", op, err) }
+// wrap says what failed. Errors that mean the server cannot answer or
+// write now wrap keys.ErrUnavailable: the same call may succeed later.
+func wrap(op string, err error) error {
+	if errors.Is(err, keys.ErrUnavailable) {
+		return err
+	}
+	e := fmt.Errorf("keys/postgres: %s: %w", op, err)
+	if unavailable(err) {
+		return fmt.Errorf("%w: %w", keys.ErrUnavailable, e)
+	}
+	return e
+}
+
+// unavailable reports whether err means that the server cannot answer or
+// write now: the connection failed or timed out, or the server says so
+// (out of disk, memory or connections; shutting down; a standby; a lock
+// or serialization conflict). An error the server returns for the
+// statement itself (a constraint, bad SQL) does not.
+func unavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch pe.Code[:2] {
+		case "08", // connection exception
+			"53", // insufficient resources: 53100 disk full, out of memory, too many connections
+			"57": // operator intervention: shutdown, cannot connect now, statement timeout
+			return true
+		}
+		switch pe.Code {
+		case "25006", // read-only transaction: a standby after a failover
+			"40001", "40P01", // serialization failure, deadlock
+			"55P03": // lock not available
+			return true
+		}
+		return false
+	}
+	// Anything else comes from the connection (refused, broken, timed
+	// out), unless the caller gave up.
+	return !errors.Is(err, context.Canceled)
+}
+
+// inTx runs f in a transaction. Errors of f are returned as they are; f
+// must wrap its own.
+func (s *Store) inTx(ctx context.Context, op string, f func(tx pgx.Tx) error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer tx.Rollback(ctx)
+	if err := f(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return wrap(op, err)
+	}
+	return nil
+}
 
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError
@@ -222,7 +280,7 @@ const masterCheckName = "master_check"
 // the check value's row shared until it commits, so that a Reseal, which
 // locks it exclusively, comes wholly before or after it.
 func (s *Store) Apply(ctx context.Context, w *keys.Write) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.inTx(ctx, "writing", func(tx pgx.Tx) error {
 		if w.Check != nil {
 			var check []byte
 			err := tx.QueryRow(ctx, `SELECT value FROM signet_meta WHERE name = $1 FOR SHARE`, masterCheckName).Scan(&check)
@@ -288,7 +346,7 @@ func appendEvents(ctx context.Context, tx pgx.Tx, evs []keys.AuditEvent) error {
 
 // Reseal implements [keys.Store].
 func (s *Store) Reseal(ctx context.Context, reseal func(id string, sealed []byte) ([]byte, error), check []byte, ev keys.AuditEvent) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return s.inTx(ctx, "re-sealing secrets", func(tx pgx.Tx) error {
 		// Lock the check value first: writers that seal secrets wait.
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM signet_meta WHERE name = $1 FOR UPDATE`, masterCheckName); err != nil {
 			return wrap("locking the master key check value", err)
@@ -479,10 +537,4 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
-}
-
-// IsURL reports whether s is a PostgreSQL URL: postgres:// or
-// postgresql://.
-func IsURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
 }

@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/keystest"
 )
@@ -68,17 +72,6 @@ func (d *testDB) Dump(t *testing.T) []byte {
 
 func TestConformance(t *testing.T) {
 	keystest.Run(t, keystest.Harness{NewDB: newTestDB})
-}
-
-func TestIsURL(t *testing.T) {
-	for s, want := range map[string]bool{
-		"postgres://u@h/db": true, "postgresql://h/db": true, "postgresx://h": false,
-		"/var/lib/signet.db": false, "sqlite:///x.db": false, "": false,
-	} {
-		if got := IsURL(s); got != want {
-			t.Errorf("IsURL(%q) = %v", s, got)
-		}
-	}
 }
 
 // TestConcurrentStart checks that instances starting at once on a new
@@ -143,18 +136,15 @@ func newService(t *testing.T, st keys.Store, master []byte) *keys.Service {
 	return svc
 }
 
-// waitFor polls cond every few milliseconds up to limit, and returns how
-// long it took.
+// waitFor waits up to limit for cond, and returns how long it took.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	begin := time.Now()
-	for !cond() {
-		if time.Since(begin) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
+	return testtime.Eventually(t, limit, func() error {
+		if !cond() {
+			return errors.New(what)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return time.Since(begin)
+		return nil
+	})
 }
 
 // listener returns the pid of the LISTEN connection of the store at u.
@@ -256,4 +246,130 @@ func TestStoreDown(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	u := newDatabase(b)
 	keystest.Bench(b, func(b *testing.B) keys.Store { return openStore(b, u) })
+}
+
+// TestServerHangs stops a private PostgreSQL server with SIGSTOP, as a
+// server that hangs would be: a lookup fails within its deadline with an
+// error wrapping ErrUnavailable (the gateway answers 503), a cached key is
+// refused too once the watch notices, writes fail the same way, and all
+// work again when the server goes on.
+func TestServerHangs(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	u := pg.NewDatabase()
+	ctx := context.Background()
+	st, err := Open(ctx, u, Options{Heartbeat: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cst := &keystest.CountingStore{Store: st}
+	svc, err := keys.New(ctx, cst, keys.Options{MasterKey: keys.NewMasterKey(), LookupTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := mustCreate(t, svc)
+	uncached := mustCreate(t, svc)
+	keystest.WaitCached(t, svc, cst, cached.Key.ID)
+
+	pg.Hang()
+	begin := time.Now()
+	_, err = svc.ResolveKey(ctx, uncached.Key.ID)
+	took := time.Since(begin)
+	if !errors.Is(err, keys.ErrUnavailable) {
+		t.Errorf("ResolveKey with the server hung = %v, want an error wrapping ErrUnavailable", err)
+	}
+	t.Logf("a lookup failed after %v: %v", took, err)
+	if took > 2*time.Second {
+		t.Errorf("a lookup waited %v for a hung server; the deadline is 200ms", took)
+	}
+	testtime.Eventually(t, 3*time.Second, func() error {
+		if _, err := svc.ResolveKey(ctx, cached.Key.ID); !errors.Is(err, keys.ErrUnavailable) {
+			return fmt.Errorf("a cached key with the server hung: %v", err)
+		}
+		return nil
+	})
+	wctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	_, err = svc.Create(wctx, keys.CreateRequest{Owner: "bob", Actor: "t"})
+	cancel()
+	if !errors.Is(err, keys.ErrUnavailable) {
+		t.Errorf("Create with the server hung = %v, want an error wrapping ErrUnavailable", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	if err := svc.Ping(pctx); err == nil {
+		t.Errorf("Ping succeeded with the server hung")
+	}
+	cancel()
+
+	pg.Resume()
+	testtime.Eventually(t, 10*time.Second, func() error {
+		_, err := svc.ResolveKey(ctx, cached.Key.ID)
+		return err
+	})
+	keystest.WaitCached(t, svc, cst, cached.Key.ID)
+	if _, err := svc.ResolveKey(ctx, uncached.Key.ID); err != nil {
+		t.Errorf("after the server went on: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Close() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs after the server went on")
+	}
+}
+
+func mustCreate(t *testing.T, svc *keys.Service) *keys.Created {
+	t.Helper()
+	c, err := svc.Create(context.Background(), keys.CreateRequest{Owner: "alice", Actor: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestDiskFull fills the disk of a private PostgreSQL server: writes fail
+// with an error wrapping ErrUnavailable (disk full, 53100), reads go on,
+// and writes work again once there is room.
+func TestDiskFull(t *testing.T) {
+	disk := testenv.MountTmpfs(t, 128<<20)
+	pg := testenv.StartPostgresIn(t, disk)
+	ctx := context.Background()
+	st, err := Open(ctx, pg.NewDatabase(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := newService(t, st, keys.NewMasterKey())
+	first := mustCreate(t, svc)
+	filler, err := os.Create(filepath.Join(disk, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := filler.Write(buf); err != nil {
+			break
+		}
+	}
+	filler.Close()
+	defer os.Remove(filler.Name())
+
+	var failure error
+	n := 0
+	for ; n < 5000 && failure == nil; n++ {
+		_, failure = svc.Create(ctx, keys.CreateRequest{Owner: "bob", Label: strings.Repeat("x", 200), Actor: "t"})
+	}
+	if failure == nil {
+		t.Fatal("5000 writes succeeded on a full disk")
+	}
+	t.Logf("after %d writes: %v", n-1, failure)
+	var pe *pgconn.PgError
+	if !errors.Is(failure, keys.ErrUnavailable) || !errors.As(failure, &pe) || pe.Code != "53100" {
+		t.Errorf("a write on a full disk = %v, want an error wrapping ErrUnavailable and the server's 53100", failure)
+	}
+	if _, err := svc.ResolveKey(ctx, first.Key.ID); err != nil {
+		t.Errorf("ResolveKey on a full disk: %v", err)
+	}
+	os.Remove(filler.Name())
+	if _, err := svc.Create(ctx, keys.CreateRequest{Owner: "carol", Actor: "t"}); err != nil {
+		t.Errorf("Create once there is room: %v", err)
+	}
 }

@@ -1,20 +1,30 @@
 // Package sqlite implements [keys.Store] in an SQLite database file, the
 // embedded default of Signet, with the pure-Go driver modernc.org/sqlite
-// (no cgo). [Open] opens or creates a file; [DefaultPath] says where the
-// default one lives.
+// (no cgo). [Open] opens a file, creating it only when asked to.
 //
 // The database runs in WAL mode with synchronous=FULL: a write that
 // returned is on disk, and a process killed mid-write leaves the file
 // consistent (the transaction is there whole, or not at all). Readers do
 // not wait for the writer. Each Store writes through one connection, and
 // transactions begin IMMEDIATE, so that a writer in another process makes
-// it wait (up to [Options.BusyTimeout]) rather than fail halfway.
+// it wait (up to [Options.BusyTimeout]) rather than fail halfway. The file
+// and its -wal and -shm companions are made readable by their owner alone:
+// they hold sealed secrets, owners and the audit log.
 //
 // Any number of processes may share the file: [Store.Watch] polls PRAGMA
 // data_version, which moves when another connection commits, and then
 // reads which keys changed from a table that triggers fill. So a key
 // revoked with the signet command is refused by a running server within
 // [Options.PollInterval] or so.
+//
+// A Store holds on to the file it opened, not to its name. At the same pace
+// it checks that the path still names that file: if the file was replaced
+// (a restore moved over it) or deleted, the Store fails closed (every call
+// returns an error wrapping [keys.ErrUnavailable], Ping included, and Watch
+// reports the loss), logs it, and reopens the path as soon as it names a
+// signet database again, never creating one. Before it lets go of the old
+// file it empties the write-ahead log left at the path, so that the old
+// file's last transactions cannot be replayed into the new one.
 //
 // The schema is created and migrated by [Open], in a transaction begun
 // IMMEDIATE, so that processes starting at once apply each migration once.
@@ -24,14 +34,20 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -50,53 +66,66 @@ const (
 
 // Options configures a [Store]. The zero value is ready to use.
 type Options struct {
+	// Create makes Open create the file, mode 0600, if it does not exist;
+	// its directory must. Without it, Open of a missing file fails with
+	// an error wrapping fs.ErrNotExist, so that a mistyped or vanished
+	// path is not silently taken for an empty store.
+	Create bool
+
 	// BusyTimeout is how long a write waits for another process's write
 	// to end before it fails. Zero means DefaultBusyTimeout.
 	BusyTimeout time.Duration
 
 	// PollInterval is how often Watch looks for changes made by other
-	// connections. Zero means DefaultPollInterval.
+	// connections, and how often the Store checks that its path still
+	// names the file it opened. Zero means DefaultPollInterval.
 	PollInterval time.Duration
+
+	// Logger receives what the Store notices by itself: its file replaced
+	// or deleted, and reopened. If nil, slog.Default() is used.
+	Logger *slog.Logger
 }
 
 // A Store keeps keys in an SQLite file. It is safe for concurrent use.
 type Store struct {
-	path string
-	db   *sql.DB // readers
-	wdb  *sql.DB // the one writer
+	path string // absolute
 	busy time.Duration
 	poll time.Duration
+	log  *slog.Logger
+
+	// cur is the file in use, or why there is none.
+	cur atomic.Pointer[state]
+
+	// Owned by the monitor goroutine.
+	old     *handle // let go of but not yet drained
+	lastErr string  // the fault last logged
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// state is either a handle on the file, or the reason the Store has none.
+type state struct {
+	h   *handle
+	err error // wraps keys.ErrUnavailable; set when h is nil
+}
+
+// A handle is the connections to one file.
+type handle struct {
+	db   *sql.DB     // readers
+	wdb  *sql.DB     // the one writer
+	file os.FileInfo // the file they are open on, by identity
+	// Steps of letting go of the handle, done by the monitor.
+	checkpointed, closed bool
 }
 
 var _ keys.Store = (*Store)(nil)
 
-// DefaultPath returns the path of the default database file: $SIGNET_DB if
-// set, else $XDG_DATA_HOME/signet/signet.db, else
-// ~/.local/share/signet/signet.db. getenv reads the environment (os.Getenv
-// if nil).
-func DefaultPath(getenv func(string) string) (string, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	if p := getenv("SIGNET_DB"); p != "" {
-		return p, nil
-	}
-	if d := getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "signet", "signet.db"), nil
-	}
-	home := getenv("HOME")
-	if home == "" {
-		h, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("keys/sqlite: no default database path: set SIGNET_DB, XDG_DATA_HOME or HOME: %w", err)
-		}
-		home = h
-	}
-	return filepath.Join(home, ".local", "share", "signet", "signet.db"), nil
-}
-
-// Open opens the database file at path, creating it if it does not exist
-// (its directory must), and brings its schema up to date.
+// Open opens the database file at path and brings its schema up to date.
+// If the file does not exist, Open creates it when opts.Create is set, and
+// otherwise fails with an error wrapping fs.ErrNotExist.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("keys/sqlite: no database path")
@@ -104,50 +133,267 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if strings.ContainsAny(path, "?#") || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("keys/sqlite: %q: give a plain file path", path)
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if _, err := os.Stat(dir); err != nil {
-			return nil, fmt.Errorf("keys/sqlite: database directory: %w", err)
-		}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys/sqlite: %w", err)
 	}
-	s := &Store{path: path, busy: opts.BusyTimeout, poll: opts.PollInterval}
+	s := &Store{path: abs, busy: opts.BusyTimeout, poll: opts.PollInterval, log: opts.Logger,
+		stop: make(chan struct{}), done: make(chan struct{})}
 	if s.busy <= 0 {
 		s.busy = DefaultBusyTimeout
 	}
 	if s.poll <= 0 {
 		s.poll = DefaultPollInterval
 	}
-	dsn := path + "?_pragma=busy_timeout(" + strconv.FormatInt(s.busy.Milliseconds(), 10) + ")" +
-		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
-	var err error
-	if s.wdb, err = sql.Open("sqlite", dsn+"&_pragma=journal_mode(WAL)&_txlock=immediate"); err != nil {
-		return nil, s.wrap("opening", err)
+	if s.log == nil {
+		s.log = slog.Default()
 	}
-	s.wdb.SetMaxOpenConns(1)
-	if s.db, err = sql.Open("sqlite", dsn); err != nil {
-		s.wdb.Close()
-		return nil, s.wrap("opening", err)
+	if opts.Create {
+		if _, err := os.Stat(filepath.Dir(abs)); err != nil {
+			return nil, fmt.Errorf("keys/sqlite: database directory: %w", err)
+		}
+		if err := createFile(abs); err != nil {
+			return nil, fmt.Errorf("keys/sqlite: creating %s: %w", abs, err)
+		}
 	}
-	s.db.SetMaxOpenConns(16)
-	s.db.SetMaxIdleConns(4)
-	if err := s.migrate(ctx); err != nil {
-		s.Close()
+	h, err := s.openHandle(ctx, false)
+	if err != nil {
 		return nil, err
 	}
+	s.cur.Store(&state{h: h})
+	go s.monitor()
 	return s, nil
+}
+
+// createFile creates an empty file at path, which is an empty SQLite
+// database, unless there is one. The file is
+// made aside and linked into place, so that no descriptor of this process
+// is ever open on the file at path: closing one would drop the locks that
+// SQLite holds on it for another Store in this process.
+func createFile(path string) error {
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".signet-new-*")
+	if err != nil {
+		return err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if err := os.Chmod(tmp.Name(), 0o600); err != nil {
+		return err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// openHandle opens connections to the file at the path, which must exist,
+// and brings its schema up to date. When reopening (the file was replaced),
+// a file that holds no signet schema is refused rather than initialised.
+func (s *Store) openHandle(ctx context.Context, reopen bool) (*handle, error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return nil, fmt.Errorf("keys/sqlite: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("keys/sqlite: %s is not a regular file", s.path)
+	}
+	h := &handle{file: fi}
+	// mode=rw: a connection never creates the file, should it vanish.
+	// Nothing in the DSN reads the database, so that a connection can be
+	// checked to be on the right file before it touches the write-ahead
+	// log (see connector).
+	dsn := (&url.URL{Scheme: "file", Path: s.path}).String() + "?mode=rw" +
+		"&_pragma=busy_timeout(" + strconv.FormatInt(s.busy.Milliseconds(), 10) + ")" +
+		"&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)"
+	wc, err := sqlite.NewConnector(dsn + "&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("keys/sqlite: %w", err)
+	}
+	rc, err := sqlite.NewConnector(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("keys/sqlite: %w", err)
+	}
+	h.wdb = sql.OpenDB(&connector{Connector: wc, s: s, file: fi})
+	h.wdb.SetMaxOpenConns(1)
+	h.db = sql.OpenDB(&connector{Connector: rc, s: s, file: fi})
+	h.db.SetMaxOpenConns(16)
+	h.db.SetMaxIdleConns(4)
+	if err := s.migrate(ctx, h, reopen); err != nil {
+		h.db.Close()
+		h.wdb.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// A connector opens connections only while the path names the file of its
+// handle: a connection opened by name on a file that replaced it would read
+// the write-ahead log of the old one.
+type connector struct {
+	driver.Connector
+	s    *Store
+	file os.FileInfo
+}
+
+func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	if err := c.s.sameFile(c.file); err != nil {
+		return nil, err
+	}
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.s.sameFile(c.file); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// sameFile returns nil if the path still names file, and otherwise an error
+// wrapping keys.ErrUnavailable that says what became of it.
+func (s *Store) sameFile(file os.FileInfo) error {
+	fi, err := os.Stat(s.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: keys/sqlite: %s was deleted", keys.ErrUnavailable, s.path)
+	case err != nil:
+		return fmt.Errorf("%w: keys/sqlite: %w", keys.ErrUnavailable, err)
+	case !os.SameFile(fi, file):
+		return fmt.Errorf("%w: keys/sqlite: %s was replaced by another file", keys.ErrUnavailable, s.path)
+	}
+	return nil
+}
+
+// handle returns the handle in use, or an error wrapping keys.ErrUnavailable
+// if there is none.
+func (s *Store) handle() (*handle, error) {
+	st := s.cur.Load()
+	if st.h == nil {
+		return nil, st.err
+	}
+	return st.h, nil
+}
+
+// monitor checks, every poll interval until Close, that the path still
+// names the file in use; if not, it lets go of the file and reopens the
+// path.
+func (s *Store) monitor() {
+	defer close(s.done)
+	t := time.NewTicker(s.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.check()
+	}
+}
+
+func (s *Store) check() {
+	st := s.cur.Load()
+	if st.h != nil {
+		err := s.sameFile(st.h.file)
+		if err == nil {
+			return
+		}
+		s.cur.Store(&state{err: err})
+		s.old = st.h
+		s.report(err)
+	}
+	if s.old != nil {
+		if !s.letGo(s.old) {
+			return
+		}
+		s.old = nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.busy)
+	defer cancel()
+	h, err := s.openHandle(ctx, true)
+	if err != nil {
+		s.report(fmt.Errorf("%w: keys/sqlite: cannot reopen %s: %w", keys.ErrUnavailable, s.path, err))
+		return
+	}
+	s.cur.Store(&state{h: h})
+	s.lastErr = ""
+	s.log.Warn("keys/sqlite: reopened the key store", "path", s.path)
+}
+
+// report records why the Store is unavailable, and logs it when the reason
+// changes.
+func (s *Store) report(err error) {
+	if st := s.cur.Load(); st.h == nil {
+		s.cur.Store(&state{err: err})
+	}
+	if msg := err.Error(); msg != s.lastErr {
+		s.lastErr = msg
+		s.log.Error("keys/sqlite: key store unavailable, failing closed until the file can be reopened", "path", s.path, "error", msg)
+	}
+}
+
+// letGo empties the write-ahead log of a handle's file, closes it, and
+// reports whether all its connections are gone. SQLite leaves the log of a
+// file that was moved or deleted at the path, unchecked; a connection that
+// opened the new file at the path would replay it into that file. So the
+// log is checkpointed into the old file and truncated first: if that
+// cannot be done yet (a reader holds it), letGo is tried again at the next
+// poll, and meanwhile nothing is opened.
+func (s *Store) letGo(h *handle) bool {
+	if !h.checkpointed {
+		ctx, cancel := context.WithTimeout(context.Background(), s.busy)
+		var busy, logFrames, done int
+		err := h.wdb.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done)
+		cancel()
+		if err != nil || busy != 0 {
+			if err == nil {
+				err = errors.New("a reader holds the write-ahead log")
+			}
+			s.log.Warn("keys/sqlite: emptying the write-ahead log of the old file", "path", s.path, "error", err.Error())
+			return false
+		}
+		h.checkpointed = true
+	}
+	if !h.closed {
+		h.db.Close()
+		h.wdb.Close()
+		h.closed = true
+	}
+	// Connections in use close as they are released: a watcher's within a
+	// poll interval.
+	return h.db.Stats().OpenConnections == 0 && h.wdb.Stats().OpenConnections == 0
 }
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// migrate applies the migrations the file lacks, in one IMMEDIATE
-// transaction: a second process starting at once waits, then finds them
-// applied.
-func (s *Store) migrate(ctx context.Context) error {
+// migrate sets WAL mode and applies the migrations the file lacks, in one
+// IMMEDIATE transaction: a second process starting at once waits, then
+// finds them applied. With existing set, a file without the schema is
+// refused.
+func (s *Store) migrate(ctx context.Context, h *handle, existing bool) error {
 	ms, err := migrate.Load(migrations, "migrations")
 	if err != nil {
 		return fmt.Errorf("keys/sqlite: %w", err)
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	if existing {
+		var n int
+		if err := h.wdb.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE name = 'signet_schema_migrations'`).Scan(&n); err != nil {
+			return s.wrap("reading the schema", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("keys/sqlite: %s is not a signet key store", s.path)
+		}
+	}
+	// WAL mode is a property of the file: once set, it stays.
+	if _, err := h.wdb.ExecContext(ctx, `PRAGMA journal_mode=WAL`); err != nil {
+		return s.wrap("opening", err)
+	}
+	tx, err := h.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap("starting the schema migration", err)
 	}
@@ -185,18 +431,36 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // wrap turns a driver error into one that says what went wrong in terms a
-// person can act on.
+// person can act on. Errors that mean the store cannot answer or write now
+// (locked past the busy timeout, disk full, I/O errors, the file moved)
+// wrap keys.ErrUnavailable: the same call may succeed later.
 func (s *Store) wrap(op string, err error) error {
+	if errors.Is(err, keys.ErrUnavailable) {
+		return err
+	}
+	unavailable := func(what string) error {
+		return fmt.Errorf("%w: keys/sqlite: %s: %s: %w", keys.ErrUnavailable, op, what, err)
+	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return fmt.Errorf("keys/sqlite: %s: %s is locked by another writer (waited %s): %w", op, s.path, s.busy, err)
+			return unavailable(fmt.Sprintf("%s is locked by another writer (waited %s)", s.path, s.busy))
+		case sqlite3.SQLITE_FULL:
+			return unavailable(fmt.Sprintf("the disk holding %s is full", s.path))
+		case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_PROTOCOL:
+			return unavailable(s.path)
 		case sqlite3.SQLITE_READONLY:
+			if se.Code() == sqlite3.SQLITE_READONLY_DBMOVED {
+				return unavailable(fmt.Sprintf("%s was moved or deleted", s.path))
+			}
 			return fmt.Errorf("keys/sqlite: %s: %s is read-only (check its permissions, and those of its directory): %w", op, s.path, err)
 		case sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM:
 			return fmt.Errorf("keys/sqlite: %s: cannot open %s for writing (check its permissions, and those of its directory): %w", op, s.path, err)
 		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return unavailable("timed out")
 	}
 	return fmt.Errorf("keys/sqlite: %s: %w", op, err)
 }
@@ -206,7 +470,7 @@ func isConstraint(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
-// Path returns the path of the database file.
+// Path returns the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
 const keyColumns = `id, owner, alg, scopes, label, created, expires, revoked, last_used, predecessor, successor, public_key, secret, version`
@@ -250,7 +514,11 @@ func toNull(t time.Time) sql.NullInt64 {
 
 // Get implements [keys.Store].
 func (s *Store) Get(ctx context.Context, id string) (*keys.Record, error) {
-	r, err := scanRecord(s.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM signet_keys WHERE id = ?`, id))
+	h, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	r, err := scanRecord(h.db.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM signet_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", keys.ErrNotFound, id)
 	}
@@ -263,7 +531,11 @@ func (s *Store) Get(ctx context.Context, id string) (*keys.Record, error) {
 // List implements [keys.Store].
 func (s *Store) List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error) {
 	q := `SELECT ` + keyColumns + ` FROM signet_keys WHERE (? = '' OR owner = ?) AND (? OR revoked IS NULL) ORDER BY created, id`
-	rows, err := s.db.QueryContext(ctx, q, f.Owner, f.Owner, f.IncludeRevoked)
+	h, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := h.db.QueryContext(ctx, q, f.Owner, f.Owner, f.IncludeRevoked)
 	if err != nil {
 		return nil, s.wrap("listing keys", err)
 	}
@@ -283,17 +555,30 @@ func (s *Store) List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error)
 }
 
 // write runs f in a transaction on the writer connection, begun IMMEDIATE.
+// The path is checked to name the file written both once the write lock
+// is held and after the commit, so that a write to a file that was
+// replaced or deleted meanwhile is never reported done.
 func (s *Store) write(ctx context.Context, op string, f func(tx *sql.Tx) error) error {
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	h, err := s.handle()
+	if err != nil {
+		return err
+	}
+	tx, err := h.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(op, err)
 	}
 	defer tx.Rollback()
+	if err := s.sameFile(h.file); err != nil {
+		return err
+	}
 	if err := f(tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return s.wrap(op, err)
+	}
+	if err := s.sameFile(h.file); err != nil {
+		return fmt.Errorf("%w (the write went to the old file and may be lost)", err)
 	}
 	return nil
 }
@@ -406,8 +691,12 @@ func (s *Store) Reseal(ctx context.Context, reseal func(id string, sealed []byte
 
 // MasterCheck implements [keys.Store].
 func (s *Store) MasterCheck(ctx context.Context, init []byte) ([]byte, error) {
+	h, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
 	var check []byte
-	err := s.db.QueryRowContext(ctx, `SELECT value FROM signet_meta WHERE name = ?`, masterCheckName).Scan(&check)
+	err = h.db.QueryRowContext(ctx, `SELECT value FROM signet_meta WHERE name = ?`, masterCheckName).Scan(&check)
 	if err == nil || !errors.Is(err, sql.ErrNoRows) {
 		if err != nil {
 			return nil, s.wrap("reading the master key check value", err)
@@ -435,7 +724,11 @@ func (s *Store) Audit(ctx context.Context, f keys.AuditFilter) ([]keys.AuditEven
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, action, key_id, detail FROM signet_audit
+	h, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := h.db.QueryContext(ctx, `SELECT id, at, actor, action, key_id, detail FROM signet_audit
 		WHERE (? = '' OR key_id = ?) ORDER BY id DESC LIMIT ?`, f.KeyID, f.KeyID, limit)
 	if err != nil {
 		return nil, s.wrap("reading the audit log", err)
@@ -481,7 +774,8 @@ func (s *Store) TouchLastUsed(ctx context.Context, used map[string]time.Time) er
 
 // Watch implements [keys.Store]. It polls PRAGMA data_version on a
 // connection of its own every PollInterval; when it moves, it reads the
-// ids of the keys changed since the last poll.
+// ids of the keys changed since the last poll. While the file is replaced
+// or deleted and not yet reopened, it reports the loss.
 func (s *Store) Watch(ctx context.Context, fn func(keys.Event)) {
 	lost := false
 	for ctx.Err() == nil {
@@ -500,18 +794,27 @@ func (s *Store) Watch(ctx context.Context, fn func(keys.Event)) {
 	}
 }
 
-// watch polls on one connection until ctx is done or an error occurs.
+// errLetGo stops a watch on a file the Store has let go of.
+var errLetGo = errors.New("the file is no longer in use")
+
+// watch polls on one connection until ctx is done, an error occurs, or the
+// Store lets go of the file.
 func (s *Store) watch(ctx context.Context, fn func(keys.Event), lost *bool) error {
-	conn, err := s.db.Conn(ctx)
+	h, err := s.handle()
+	if err != nil {
+		return err
+	}
+	conn, err := h.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	var version, cursor int64
+	var version int64
 	if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&version); err != nil {
 		return err
 	}
-	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM signet_key_changes`).Scan(&cursor); err != nil {
+	var c cursor
+	if err := conn.QueryRowContext(ctx, `SELECT seq, key_id FROM signet_key_changes ORDER BY seq DESC LIMIT 1`).Scan(&c.seq, &c.key); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
 	*lost = false
@@ -524,6 +827,12 @@ func (s *Store) watch(ctx context.Context, fn func(keys.Event), lost *bool) erro
 			return nil
 		case <-t.C:
 		}
+		if st := s.cur.Load(); st.h != h {
+			if st.err != nil {
+				return st.err
+			}
+			return errLetGo
+		}
 		var v int64
 		if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
 			return err
@@ -531,54 +840,94 @@ func (s *Store) watch(ctx context.Context, fn func(keys.Event), lost *bool) erro
 		if v == version {
 			continue
 		}
-		ev, next, err := s.changesSince(ctx, conn, cursor)
+		ev, next, err := changesSince(ctx, conn, c)
 		if err != nil {
 			return err
 		}
-		version, cursor = v, next
+		version, c = v, next
 		if ev.Reset || len(ev.Changed) > 0 {
 			fn(ev)
 		}
 	}
 }
 
-// changesSince reads the keys changed after the change numbered cursor,
-// and the new cursor. If changes it has not seen were dropped from the
-// table, it reports a Reset instead.
-func (s *Store) changesSince(ctx context.Context, conn *sql.Conn, cursor int64) (keys.Event, int64, error) {
+// A cursor is the last change a watcher has read: its number, and the key
+// it names, by which the watcher tells that the table was rewritten under
+// it (the file restored from a backup through SQLite).
+type cursor struct {
+	seq int64
+	key string
+}
+
+// changesSince reads the keys changed after the change at c, and the new
+// cursor. If changes it has not seen were dropped from the table, or the
+// table no longer holds the change at c as it was read, it reports a Reset
+// instead.
+func changesSince(ctx context.Context, conn *sql.Conn, c cursor) (keys.Event, cursor, error) {
 	var ev keys.Event
 	var oldest, latest sql.NullInt64
 	if err := conn.QueryRowContext(ctx, `SELECT min(seq), max(seq) FROM signet_key_changes`).Scan(&oldest, &latest); err != nil {
-		return ev, cursor, err
+		return ev, c, err
 	}
-	if !latest.Valid || latest.Int64 <= cursor {
-		return ev, cursor, nil
+	last := func() (cursor, error) {
+		var n cursor
+		err := conn.QueryRowContext(ctx, `SELECT seq, key_id FROM signet_key_changes ORDER BY seq DESC LIMIT 1`).Scan(&n.seq, &n.key)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil
+		}
+		return n, err
 	}
-	if oldest.Int64 > cursor+1 {
-		return keys.Event{Reset: true}, latest.Int64, nil
+	if c.seq > 0 && oldest.Valid && oldest.Int64 <= c.seq {
+		var key string
+		err := conn.QueryRowContext(ctx, `SELECT key_id FROM signet_key_changes WHERE seq = ?`, c.seq).Scan(&key)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return ev, c, err
+		}
+		if key != c.key {
+			n, err := last()
+			return keys.Event{Reset: true}, n, err
+		}
 	}
-	rows, err := conn.QueryContext(ctx, `SELECT seq, key_id FROM signet_key_changes WHERE seq > ? AND seq <= ? ORDER BY seq`, cursor, latest.Int64)
+	switch {
+	case !latest.Valid && c.seq == 0, latest.Valid && latest.Int64 == c.seq:
+		return ev, c, nil
+	case !latest.Valid || latest.Int64 < c.seq || oldest.Int64 > c.seq+1:
+		n, err := last()
+		return keys.Event{Reset: true}, n, err
+	}
+	rows, err := conn.QueryContext(ctx, `SELECT seq, key_id FROM signet_key_changes WHERE seq > ? AND seq <= ? ORDER BY seq`, c.seq, latest.Int64)
 	if err != nil {
-		return ev, cursor, err
+		return ev, c, err
 	}
 	defer rows.Close()
+	next := c
 	for rows.Next() {
-		var seq int64
-		var id string
-		if err := rows.Scan(&seq, &id); err != nil {
-			return ev, cursor, err
+		if err := rows.Scan(&next.seq, &next.key); err != nil {
+			return ev, c, err
 		}
-		if !slices.Contains(ev.Changed, id) {
-			ev.Changed = append(ev.Changed, id)
+		if !slices.Contains(ev.Changed, next.key) {
+			ev.Changed = append(ev.Changed, next.key)
 		}
 	}
-	return ev, latest.Int64, rows.Err()
+	if err := rows.Err(); err != nil {
+		return ev, c, err
+	}
+	return ev, next, nil
 }
 
-// Ping implements [keys.Store].
+// Ping implements [keys.Store]. It fails, with an error wrapping
+// keys.ErrUnavailable, from the moment the path no longer names the file
+// in use until the Store has reopened it.
 func (s *Store) Ping(ctx context.Context) error {
+	h, err := s.handle()
+	if err != nil {
+		return err
+	}
+	if err := s.sameFile(h.file); err != nil {
+		return err
+	}
 	var one int
-	if err := s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
+	if err := h.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
 		return s.wrap("ping", err)
 	}
 	return nil
@@ -586,12 +935,23 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements [keys.Store].
 func (s *Store) Close() error {
-	var errs []error
-	if s.db != nil {
-		errs = append(errs, s.db.Close())
-	}
-	if s.wdb != nil {
-		errs = append(errs, s.wdb.Close())
-	}
-	return errors.Join(errs...)
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.done
+		var errs []error
+		for _, h := range []*handle{s.cur.Load().h, s.old} {
+			if h == nil {
+				continue
+			}
+			if s.sameFile(h.file) != nil {
+				s.letGo(h)
+			}
+			if !h.closed {
+				errs = append(errs, h.db.Close(), h.wdb.Close())
+				h.closed = true
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
 }

@@ -21,7 +21,7 @@ func newTestDB(t *testing.T) keystest.DB {
 
 func (d *testDB) Open(t *testing.T) keys.Store {
 	t.Helper()
-	s, err := Open(context.Background(), d.path, Options{})
+	s, err := Open(context.Background(), d.path, Options{Create: true})
 	if err != nil {
 		t.Fatalf("Open(%s): %v", d.path, err)
 	}
@@ -67,7 +67,7 @@ func TestConformance(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "signet.db")
 	keystest.Bench(b, func(b *testing.B) keys.Store {
-		s, err := Open(context.Background(), path, Options{})
+		s, err := Open(context.Background(), path, Options{Create: true})
 		if err != nil {
 			b.Fatal(err)
 		}

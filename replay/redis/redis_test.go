@@ -17,6 +17,7 @@ import (
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/replay/replaytest"
 )
 
@@ -36,6 +37,11 @@ func newTestStore(tb testing.TB, u string, opts Options) *Store {
 		// Longer than the default, so that a busy machine does not fail
 		// tests that are not about timeouts.
 		opts.Timeout = 2 * time.Second
+	}
+	if opts.MaxSkew == 0 {
+		// The sentinels of a new prefix set the horizon when the store is
+		// made: with no skew, signatures created from then on pass.
+		opts.MaxSkew = -1
 	}
 	s, err := New(u, opts)
 	if err != nil {
@@ -111,20 +117,24 @@ func TestSharedBetweenStores(t *testing.T) {
 // one Redis during a rolling upgrade, and must agree on it. The wanted keys
 // were worked out apart from Store.key, as in
 //
-//	printf '\0\0\0\0\0\0\0\2abc' | sha256sum | head -c 32 | xxd -r -p | base64 | tr '+/' '-_' | tr -d =
+//	h=$(printf '\0\0\0\0\0\0\0\2abc' | sha256sum | cut -c1-36)
+//	printf 'p:{%03x}' $(( 16#${h:32:4} % 1024 ))
+//	echo ${h:0:32} | xxd -r -p | base64 | tr '+/' '-_' | tr -d =
 func TestKey(t *testing.T) {
-	s := &Store{prefix: "p:"}
+	s := &Store{}
+	s.setPrefix("p:")
 	tests := []struct {
 		keyID, nonce, want string
 	}{
-		{keyID: "sk_test_1", nonce: "n-1", want: "p:1hS2A2Z_o_KgOJOxcX1iQA"},
-		{keyID: "ab", nonce: "c", want: "p:KQo9qptJUmou1zUs1_XmnA"},
-		{keyID: "a", nonce: "bc", want: "p:6YvEg8xq-cz4K8I-SBoSjA"},
-		{keyID: "", nonce: "", want: "p:r1Vw9aGBC3r3jK9LxwpmDw"},
+		{keyID: "sk_test_1", nonce: "n-1", want: "p:{0bb}1hS2A2Z_o_KgOJOxcX1iQA"},
+		{keyID: "ab", nonce: "c", want: "p:{11a}KQo9qptJUmou1zUs1_XmnA"},
+		{keyID: "a", nonce: "bc", want: "p:{281}6YvEg8xq-cz4K8I-SBoSjA"},
+		{keyID: "", nonce: "", want: "p:{1f5}r1Vw9aGBC3r3jK9LxwpmDw"},
 	}
 	for _, tt := range tests {
-		if got := s.key(tt.keyID, tt.nonce); got != tt.want {
-			t.Errorf("key(%q, %q) = %q, want %q", tt.keyID, tt.nonce, got, tt.want)
+		key, tag := s.key(tt.keyID, tt.nonce)
+		if key != tt.want || s.sentinels[tag] != tt.want[:len("p:{000}")] {
+			t.Errorf("key(%q, %q) = %q, sentinel %q; want %q", tt.keyID, tt.nonce, key, s.sentinels[tag], tt.want)
 		}
 	}
 }
@@ -134,7 +144,7 @@ func TestKey(t *testing.T) {
 func TestTTL(t *testing.T) {
 	u := requireRedis(t)
 	s := newTestStore(t, u, Options{})
-	clock := testenv.NewClock(time.Now())
+	clock := testtime.NewClock(time.Now())
 	s.now = clock.Now
 	c := admin(t)
 	defer c.Close()
@@ -143,7 +153,8 @@ func TestTTL(t *testing.T) {
 		if err := s.Remember(t.Context(), "sk_1", nonce, time.Now(), clock.Now().Add(ttl)); err != nil {
 			t.Fatalf("Remember = %v", err)
 		}
-		pttl, err := c.Do(t.Context(), c.B().Pttl().Key(s.key("sk_1", nonce)).Build()).AsInt64()
+		key, _ := s.key("sk_1", nonce)
+		pttl, err := c.Do(t.Context(), c.B().Pttl().Key(key).Build()).AsInt64()
 		if err != nil {
 			t.Fatalf("PTTL: %v", err)
 		}
@@ -157,11 +168,12 @@ func TestTTL(t *testing.T) {
 	if !errors.Is(err, httpsig.ErrReplayed) {
 		t.Fatalf("replay = %v, want ErrReplayed", err)
 	}
-	if pttl, err := c.Do(t.Context(), c.B().Pttl().Key(s.key("sk_1", "n-5m0s")).Build()).AsInt64(); err != nil || pttl > 5*60*1000+1 {
+	key, _ := s.key("sk_1", "n-5m0s")
+	if pttl, err := c.Do(t.Context(), c.B().Pttl().Key(key).Build()).AsInt64(); err != nil || pttl > 5*60*1000+1 {
 		t.Errorf("after a refused call with a later until, PTTL = %d, %v; want at most 300001", pttl, err)
 	}
 
-	key := s.key("sk_1", "n-past")
+	key, _ = s.key("sk_1", "n-past")
 	if err := s.Remember(t.Context(), "sk_1", "n-past", time.Now(), clock.Now().Add(-time.Second)); err != nil {
 		t.Fatalf("Remember with until in the past = %v, want nil", err)
 	}

@@ -1,7 +1,7 @@
 // Package replaytest checks that an implementation of
 // [httpsig.NonceStore] behaves as the verifier needs: [Run] is the behavioural
-// suite that every store in [github.com/signet-dev/signet/replay] passes, and
-// [Clock] is the manual clock it drives them with. A store's tests call it
+// suite that every store in [github.com/signet-dev/signet/replay] passes,
+// driven by the manual clock of [testtime.Clock]. A store's tests call it
 // as
 //
 //	func TestConformance(t *testing.T) {
@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
-	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 )
 
 // A Harness tells [Run] how to make the store under test.
@@ -38,6 +38,12 @@ type Harness struct {
 	// to hold them. The expiry test then lets RealTimeTTL of real time pass,
 	// and the tests that depend on the exact instant of expiry are skipped.
 	RealTimeExpiry bool
+
+	// Resolution is how long after its until a store may still hold a
+	// pair, if it counts time coarsely: holding a pair longer is safe, as
+	// the verifier refuses its signature by then. The tests of expiry then
+	// look for the pair to be forgotten that much later.
+	Resolution time.Duration
 }
 
 // RealTimeTTL is how long the expiry test holds a pair in a store with
@@ -59,8 +65,10 @@ func Run(t *testing.T, h Harness) {
 		{name: "HeldThroughUntil", run: testHeldThroughUntil, fakeTime: true},
 		{name: "RefusalChangesNothing", run: testRefusalChangesNothing, fakeTime: true},
 		{name: "PastUntilNotStored", run: testPastUntilNotStored},
+		{name: "HeldRefusedPastUntil", run: testHeldRefusedPastUntil},
 		{name: "ConcurrentSamePair", run: testConcurrentSamePair},
 		{name: "ConcurrentDistinctPairs", run: testConcurrentDistinctPairs},
+		{name: "WindowEdge", run: testWindowEdge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,18 +86,21 @@ var start = time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
 
 type fixture struct {
 	t     *testing.T
-	clock *testenv.Clock
+	clock *testtime.Clock
 	store httpsig.NonceStore
 }
 
 func newFixture(t *testing.T, h Harness) *fixture {
 	t.Helper()
-	clock := testenv.NewClock(start)
+	clock := testtime.NewClock(start)
 	return &fixture{t: t, clock: clock, store: h.New(t, clock.Now)}
 }
 
+// remember calls Remember for a signature created now, which every store
+// can vouch for.
 func (f *fixture) remember(keyID, nonce string, ttl time.Duration) error {
-	return f.store.Remember(f.t.Context(), keyID, nonce, time.Now(), f.clock.Now().Add(ttl))
+	now := f.clock.Now()
+	return f.store.Remember(f.t.Context(), keyID, nonce, now, now.Add(ttl))
 }
 
 func (f *fixture) accept(keyID, nonce string, ttl time.Duration) {
@@ -181,7 +192,7 @@ func testExpiry(t *testing.T, h Harness) {
 	began := time.Now()
 	f.accept("sk_test_1", "n-1", ttl)
 	f.refuse("sk_test_1", "n-1", ttl)
-	f.clock.Advance(ttl + time.Millisecond)
+	f.clock.Advance(ttl + h.Resolution + time.Millisecond)
 	if h.RealTimeExpiry {
 		waitForgotten(f, "sk_test_1", "n-1", ttl, began)
 	} else {
@@ -217,7 +228,7 @@ func testHeldThroughUntil(t *testing.T, h Harness) {
 	f.accept("sk_test_1", "n-1", time.Minute)
 	f.clock.Advance(time.Minute)
 	f.refuse("sk_test_1", "n-1", time.Minute)
-	f.clock.Advance(time.Nanosecond)
+	f.clock.Advance(h.Resolution + time.Nanosecond)
 	f.accept("sk_test_1", "n-1", time.Minute)
 
 	f.accept("sk_test_1", "n-0", 0)
@@ -230,19 +241,31 @@ func testRefusalChangesNothing(t *testing.T, h Harness) {
 	f := newFixture(t, h)
 	f.accept("sk_test_1", "n-1", time.Minute)
 	f.refuse("sk_test_1", "n-1", time.Hour)
-	f.clock.Advance(time.Minute + time.Nanosecond)
+	f.clock.Advance(time.Minute + h.Resolution + time.Nanosecond)
 	f.accept("sk_test_1", "n-1", time.Minute)
 }
 
+// testPastUntilNotStored gives untils that have passed, by more than the
+// store's resolution: the store takes the call and holds nothing.
 func testPastUntilNotStored(t *testing.T, h Harness) {
 	f := newFixture(t, h)
-	for _, ttl := range []time.Duration{-time.Hour, -time.Second, -time.Millisecond} {
-		if err := f.remember("sk_test_1", "n-1", ttl); err != nil {
-			t.Fatalf("Remember with until %v ago = %v, want nil", -ttl, err)
+	for _, past := range []time.Duration{time.Hour, time.Second, time.Millisecond} {
+		past += h.Resolution
+		if err := f.remember("sk_test_1", "n-1", -past); err != nil {
+			t.Fatalf("Remember with until %v ago = %v, want nil", past, err)
 		}
 	}
 	f.accept("sk_test_1", "n-1", window)
 	f.refuse("sk_test_1", "n-1", window)
+}
+
+// testHeldRefusedPastUntil checks that a pair still held is refused even by
+// a call whose until has passed: the store refuses what it knows to be a
+// replay, whatever the verifier thinks of the signature's age.
+func testHeldRefusedPastUntil(t *testing.T, h Harness) {
+	f := newFixture(t, h)
+	f.accept("sk_test_1", "n-1", window)
+	f.refuse("sk_test_1", "n-1", -time.Hour)
 }
 
 // testConcurrentSamePair has many goroutines race to remember one pair:
@@ -250,7 +273,8 @@ func testPastUntilNotStored(t *testing.T, h Harness) {
 func testConcurrentSamePair(t *testing.T, h Harness) {
 	const goroutines = 50
 	f := newFixture(t, h)
-	until := f.clock.Now().Add(window)
+	created := f.clock.Now()
+	until := created.Add(window)
 	var (
 		ready sync.WaitGroup
 		done  sync.WaitGroup
@@ -262,7 +286,7 @@ func testConcurrentSamePair(t *testing.T, h Harness) {
 		done.Go(func() {
 			ready.Done()
 			<-gate
-			errs[i] = f.store.Remember(context.Background(), "sk_race", "n-race", time.Now(), until)
+			errs[i] = f.store.Remember(context.Background(), "sk_race", "n-race", created, until)
 		})
 	}
 	ready.Wait()
@@ -288,7 +312,8 @@ func testConcurrentDistinctPairs(t *testing.T, h Harness) {
 		each       = 200
 	)
 	f := newFixture(t, h)
-	until := f.clock.Now().Add(window)
+	created := f.clock.Now()
+	until := created.Add(window)
 	run := func(want error) {
 		var wg sync.WaitGroup
 		for g := range goroutines {
@@ -296,7 +321,7 @@ func testConcurrentDistinctPairs(t *testing.T, h Harness) {
 				for i := range each {
 					keyID := fmt.Sprintf("sk_g%d", g)
 					nonce := fmt.Sprintf("n-%d", i)
-					err := f.store.Remember(context.Background(), keyID, nonce, time.Now(), until)
+					err := f.store.Remember(context.Background(), keyID, nonce, created, until)
 					if !errors.Is(err, want) {
 						t.Errorf("Remember(%q, %q) = %v, want %v", keyID, nonce, err, want)
 						return

@@ -38,6 +38,7 @@ import (
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/replay/redis"
 )
 
 func main() {
@@ -190,6 +191,10 @@ func bench(o benchOptions) error {
 	if o.redisURL != "" {
 		prefix := fmt.Sprintf("signet-loadbench-%d:", time.Now().UnixNano())
 		defer deleteKeys(o.redisURL, prefix)
+		// A new prefix looks like a Redis that lost its data: say it is new.
+		if _, err := redis.Init(context.Background(), o.redisURL, redis.Options{KeyPrefix: prefix}); err != nil {
+			return err
+		}
 		adminAddr, _ := freeAddr()
 		gwRedis, err := start(signet, append(serveArgs, "--admin-listen", adminAddr, "--redis", o.redisURL, "--redis-prefix", prefix)...)
 		if err != nil {

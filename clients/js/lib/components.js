@@ -2,15 +2,22 @@
 // (RFC 9421 §2).
 
 import * as sf from './sf.js';
+import { base64, latin1, utf8 } from './bytes.js';
 import { refuse, Reason } from './errors.js';
 
 /**
  * A parsed component identifier.
  * @typedef {object} Component
  * @property {string} name                    e.g. "@method", "content-type"
- * @property {Map<string, unknown>} params     in received order
+ * @property {Map<string, sf.BareItem>} params in received order
  * @property {string} id                      serialized identifier, e.g. `"@query-param";name="Pet"`
  * @property {string} canonical               id with sorted parameters, for duplicate detection
+ */
+
+/**
+ * @typedef {object} BaseOptions
+ * @property {import('./message.js').Message} [request]  the request a response answers
+ * @property {Record<string, sf.FieldType>} [structuredFields]
  */
 
 const DERIVED = new Set([
@@ -23,6 +30,7 @@ const FLAG_PARAMS = new Set(['sf', 'bs', 'req', 'tr']);
 // Known structured fields and their top-level types (the same table as the
 // Go package's). Others need a type from the caller for "sf"; "key" always
 // parses a Dictionary.
+/** @type {Record<string, sf.FieldType>} */
 const STRUCTURED_FIELDS = {
   'accept-ch': 'list',
   'accept-signature': 'dictionary',
@@ -46,10 +54,12 @@ const STRUCTURED_FIELDS = {
   'want-repr-digest': 'dictionary',
 };
 
+/** @param {string} detail */
 function malformed(detail) {
   return refuse(Reason.MalformedSignature, detail);
 }
 
+/** @param {string} detail */
 function missing(detail) {
   return refuse(Reason.MissingComponent, detail);
 }
@@ -58,7 +68,7 @@ function missing(detail) {
  * Validates a parsed sf Item as a component identifier (RFC 9421 §2):
  * known derived names, lower-case field names, known parameters only.
  * Throws a SignatureError (malformed-signature) otherwise.
- * @param {{ value: unknown, params: Map<string, unknown> }} item
+ * @param {{ value: unknown, params?: Map<string, sf.BareItem> }} item
  * @returns {Component}
  */
 export function componentFromItem(item) {
@@ -126,19 +136,33 @@ export function parseComponent(text) {
   return componentFromItem({ value: name, params: new Map() });
 }
 
-// RFC 9421 §2.1: OWS stripped, obs-fold replaced by one SP. A value that
-// still holds CR, LF or NUL could forge lines of the signature base.
+/**
+ * RFC 9421 §2.1: OWS stripped, obs-fold replaced by one SP. A value that
+ * still holds CR, LF or NUL could forge lines of the signature base.
+ * @param {string} v
+ * @param {string} name
+ */
 function cleanFieldValue(v, name) {
   const unfolded = v.replace(/[ \t]*\r?\n[ \t]+/g, ' ').replace(/^[ \t]+|[ \t]+$/g, '');
   if (/[\r\n\0]/.test(unfolded)) throw malformed(`field ${JSON.stringify(name)} holds CR, LF or NUL`);
   return unfolded;
 }
 
+/**
+ * @param {string} name
+ * @param {Record<string, sf.FieldType> | undefined} types
+ * @returns {sf.FieldType | undefined}
+ */
 function structuredType(name, types) {
   if (types && Object.prototype.hasOwnProperty.call(types, name)) return types[name];
   return Object.prototype.hasOwnProperty.call(STRUCTURED_FIELDS, name) ? STRUCTURED_FIELDS[name] : undefined;
 }
 
+/**
+ * @param {import('./message.js').Message} message
+ * @param {Component} comp
+ * @param {BaseOptions} options
+ */
 function fieldValue(message, comp, options) {
   const table = comp.params.has('tr') ? message.trailers : message.fields;
   const where = comp.params.has('tr') ? 'trailer' : 'field';
@@ -146,7 +170,7 @@ function fieldValue(message, comp, options) {
   if (!lines) throw missing(`${where} ${JSON.stringify(comp.name)} is not in the message`);
   const cleaned = lines.map((v) => cleanFieldValue(v, comp.name));
   if (comp.params.has('bs')) {
-    return cleaned.map((v) => `:${Buffer.from(v, 'latin1').toString('base64')}:`).join(', ');
+    return cleaned.map((v) => `:${base64(latin1(v))}:`).join(', ');
   }
   const combined = cleaned.join(', ');
   if (!comp.params.has('key') && !comp.params.has('sf')) return combined;
@@ -165,18 +189,22 @@ function fieldValue(message, comp, options) {
     throw malformed(`${comp.id}: the field is not a valid structured field: ${err.message}`);
   }
   if (!comp.params.has('key')) return sf.serialize(parsed, type);
-  const member = parsed.get(comp.params.get('key'));
+  const member = /** @type {sf.Dictionary} */ (parsed).get(/** @type {string} */ (comp.params.get('key')));
   if (!member) throw missing(`${comp.id}: the dictionary has no member ${JSON.stringify(comp.params.get('key'))}`);
   return sf.serializeItem(member);
 }
 
-// WHATWG application/x-www-form-urlencoded parsing (URL Standard §5.1).
+/**
+ * WHATWG application/x-www-form-urlencoded parsing (URL Standard §5.1).
+ * @param {string} s
+ */
 function formDecode(s) {
   const plus = s.replace(/\+/g, ' ');
   if (!plus.includes('%')) return plus;
-  const src = Buffer.from(plus, 'utf8');
-  const out = Buffer.alloc(src.length);
+  const src = utf8(plus);
+  const out = new Uint8Array(src.length);
   let n = 0;
+  /** @param {number} c */
   const hex = (c) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
   for (let i = 0; i < src.length; i++) {
     const c = src[i];
@@ -197,6 +225,7 @@ function formDecode(s) {
  * @returns {Array<[string, string]>}
  */
 export function parseQuery(query) {
+  /** @type {Array<[string, string]>} */
   const out = [];
   for (const seq of query.split('&')) {
     if (seq === '') continue;
@@ -216,7 +245,7 @@ export function parseQuery(query) {
  */
 export function encodeQueryPart(s) {
   let out = '';
-  for (const b of Buffer.from(s, 'utf8')) {
+  for (const b of utf8(s)) {
     if ((b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
         b === 0x2a || b === 0x2d || b === 0x2e || b === 0x5f) {
       out += String.fromCharCode(b);
@@ -227,6 +256,11 @@ export function encodeQueryPart(s) {
   return out;
 }
 
+/**
+ * @param {import('./message.js').Message} message
+ * @param {Component} comp
+ * @returns {string[]}
+ */
 function derivedValues(message, comp) {
   const name = comp.name;
   if (name === '@status') {
@@ -267,7 +301,7 @@ function derivedValues(message, comp) {
  * The values of one component (several for a repeated "@query-param").
  * @param {import('./message.js').Message} message
  * @param {Component} comp
- * @param {{ request?: import('./message.js').Message, structuredFields?: Record<string, string> }} [options]
+ * @param {BaseOptions} [options]
  * @returns {string[]}
  */
 export function componentValues(message, comp, options = {}) {
@@ -292,7 +326,7 @@ export function componentValues(message, comp, options = {}) {
  * @param {import('./message.js').Message} message
  * @param {Component[]} components
  * @param {string} signatureParams  serialized "@signature-params" value
- * @param {{ request?: import('./message.js').Message, structuredFields?: Record<string, string> }} [options]
+ * @param {BaseOptions} [options]
  * @returns {string}
  */
 export function buildBase(message, components, signatureParams, options = {}) {

@@ -1,59 +1,58 @@
-// The Content-Digest field of RFC 9530.
+// The Content-Digest field of RFC 9530, on Web Crypto.
 
-import { createHash, timingSafeEqual } from 'node:crypto';
 import * as sf from './sf.js';
+import { base64, equalBytes } from './bytes.js';
 import { refuse, Reason } from './errors.js';
-import { bodyBytesSync, eachChunk, isStream } from './message.js';
+import { readBody } from './message.js';
 
 // Only the active algorithms of the RFC 9530 registry; the deprecated ones
 // (md5, sha, unixsum, unixcksum, adler, crc32c) are ignored like unknown ones.
-const HASHES = { 'sha-256': 'sha256', 'sha-512': 'sha512' };
+/** @type {Record<string, string>} */
+const HASHES = { 'sha-256': 'SHA-256', 'sha-512': 'SHA-512' };
+
+/** @typedef {'sha-256' | 'sha-512'} DigestAlgorithm */
 
 /** The Content-Digest algorithms this package computes and checks. */
 export const DIGEST_ALGORITHMS = Object.freeze(Object.keys(HASHES));
 
+/** @param {string} alg */
 function hashName(alg) {
-  const h = HASHES[alg];
+  const h = Object.prototype.hasOwnProperty.call(HASHES, alg) ? HASHES[alg] : undefined;
   if (!h) throw new TypeError(`signet: unsupported digest algorithm ${JSON.stringify(alg)} (use sha-256 or sha-512)`);
   return h;
 }
 
-function field(alg, digest) {
-  return `${alg}=:${digest.toString('base64')}:`;
+/**
+ * @param {string} hash  the Web Crypto name
+ * @param {Uint8Array | null} bytes
+ */
+async function digest(hash, bytes) {
+  const data = /** @type {Uint8Array<ArrayBuffer>} */ (bytes || new Uint8Array(0));
+  return new Uint8Array(await globalThis.crypto.subtle.digest(hash, data));
 }
 
 /**
  * The Content-Digest field value of bytes already in memory.
- * @param {Uint8Array|null} bytes
+ * @param {Uint8Array | null} bytes
  * @param {string} [alg]
+ * @returns {Promise<string>}
  */
-export function contentDigestOf(bytes, alg = 'sha-256') {
-  const h = createHash(hashName(alg));
-  if (bytes) h.update(bytes);
-  return field(alg, h.digest());
+export async function contentDigestOf(bytes, alg = 'sha-256') {
+  return `${alg}=:${base64(await digest(hashName(alg), bytes))}:`;
 }
 
 /**
- * Computes a Content-Digest field value, e.g. `sha-256=:…:`. Streams
- * (ReadableStream, Node streams, async iterables) are hashed chunk by chunk
- * and are consumed; null or undefined is empty content.
- * @param {unknown} body
- * @param {string} [alg]  "sha-256" (default) or "sha-512"
+ * Computes a Content-Digest field value, e.g. `sha-256=:…:`. A stream
+ * (ReadableStream, Node stream, async iterable) is read to its end, into
+ * memory, since Web Crypto hashes only whole messages; null or undefined is
+ * empty content.
+ * @param {import('./message.js').BodyInput | undefined} body
+ * @param {DigestAlgorithm} [alg]  "sha-256" (default) or "sha-512"
  * @returns {Promise<string>}
  */
 export async function contentDigest(body, alg = 'sha-256') {
-  const h = createHash(hashName(alg));
-  const bytes = bodyBytesSync(body);
-  if (bytes !== undefined) {
-    if (bytes) h.update(bytes);
-  } else if (isStream(body)) {
-    await eachChunk(body, (chunk) => h.update(chunk));
-  } else if (body && typeof body.arrayBuffer === 'function') {
-    h.update(new Uint8Array(await body.arrayBuffer()));
-  } else {
-    throw new TypeError('signet: unsupported body type; use a string, bytes, Blob or stream');
-  }
-  return field(alg, h.digest());
+  hashName(alg); // before the stream is read
+  return contentDigestOf(await readBody(body), alg);
 }
 
 /**
@@ -66,13 +65,14 @@ export function parseContentDigest(value) {
   const dict = sf.parseDictionary(value);
   const out = new Map();
   for (const [alg, member] of dict) {
-    if (!HASHES[alg]) continue;
+    if (!Object.prototype.hasOwnProperty.call(HASHES, alg)) continue;
     if (!(member.value instanceof Uint8Array)) throw new SyntaxError(`Content-Digest member ${alg} is not a Byte Sequence`);
     out.set(alg, member.value);
   }
   return out;
 }
 
+/** @param {string} value */
 function expectedDigests(value) {
   let digests;
   try {
@@ -84,52 +84,40 @@ function expectedDigests(value) {
   return digests;
 }
 
-function compare(digests, hashes) {
+/**
+ * Checks a received Content-Digest field value against content in memory:
+ * every member with a known algorithm must match, and there must be at
+ * least one. Rejects with a SignatureError with reason digest-mismatch
+ * otherwise.
+ * @param {string} value
+ * @param {Uint8Array | null} bytes
+ * @returns {Promise<void>}
+ */
+export async function checkContentDigest(value, bytes) {
+  return compare(expectedDigests(value), bytes);
+}
+
+/**
+ * @param {Map<string, Uint8Array>} digests
+ * @param {Uint8Array | null} bytes
+ */
+async function compare(digests, bytes) {
   for (const [alg, want] of digests) {
-    const got = hashes.get(alg).digest();
-    if (want.length !== got.length || !timingSafeEqual(got, want)) {
+    // Digests are not secrets; the comparison is constant-time all the same.
+    if (!equalBytes(await digest(HASHES[alg], bytes), want)) {
       throw refuse(Reason.DigestMismatch, `${alg} digest of the content does not match Content-Digest`);
     }
   }
 }
 
 /**
- * Checks a received Content-Digest field value against content in memory:
- * every member with a known algorithm must match, and there must be at
- * least one. Throws a SignatureError with reason digest-mismatch otherwise.
+ * Like checkContentDigest, for a body of any accepted kind; a stream is
+ * read to its end first.
  * @param {string} value
- * @param {Uint8Array|null} bytes
- */
-export function checkContentDigest(value, bytes) {
-  const digests = expectedDigests(value);
-  const hashes = new Map();
-  for (const alg of digests.keys()) hashes.set(alg, createHash(HASHES[alg]).update(bytes || new Uint8Array(0)));
-  compare(digests, hashes);
-}
-
-/**
- * Like checkContentDigest, for a body of any accepted kind; streams are
- * hashed chunk by chunk (and consumed).
- * @param {string} value
- * @param {unknown} body
+ * @param {import('./message.js').BodyInput | undefined} body
  * @returns {Promise<void>}
  */
 export async function verifyContentDigest(value, body) {
-  const digests = expectedDigests(value);
-  const hashes = new Map();
-  for (const alg of digests.keys()) hashes.set(alg, createHash(HASHES[alg]));
-  const update = (chunk) => {
-    for (const h of hashes.values()) h.update(chunk);
-  };
-  const bytes = bodyBytesSync(body);
-  if (bytes !== undefined) {
-    if (bytes) update(bytes);
-  } else if (isStream(body)) {
-    await eachChunk(body, update);
-  } else if (body && typeof body.arrayBuffer === 'function') {
-    update(new Uint8Array(await body.arrayBuffer()));
-  } else {
-    throw new TypeError('signet: unsupported body type; use a string, bytes, Blob or stream');
-  }
-  compare(digests, hashes);
+  const digests = expectedDigests(value); // before the stream is read
+  return compare(digests, await readBody(body));
 }

@@ -5,7 +5,7 @@
  * of the `type` of its problem+json answer; `verify` puts one in
  * `SignatureError.reason`.
  */
-export const Reason = Object.freeze({
+export const Reason = Object.freeze(/** @type {const} */ ({
   MissingSignature: 'missing-signature',
   MalformedSignature: 'malformed-signature',
   UnknownKey: 'unknown-key',
@@ -19,7 +19,9 @@ export const Reason = Object.freeze({
   DigestMismatch: 'digest-mismatch',
   BadSignature: 'bad-signature',
   InsufficientScope: 'insufficient-scope',
-});
+}));
+
+/** @typedef {typeof Reason[keyof typeof Reason]} ReasonCode */
 
 /**
  * The error of a message that was refused, or that could not be signed
@@ -28,20 +30,28 @@ export const Reason = Object.freeze({
  */
 export class SignatureError extends Error {
   /**
-   * @param {string} reason
+   * @param {ReasonCode} reason
    * @param {string} detail
    * @param {{ label?: string, cause?: unknown }} [options]
    */
   constructor(reason, detail, options = {}) {
     const where = options.label ? ` (${options.label})` : '';
     super(`signet: ${reason}${where}: ${detail}`, options.cause === undefined ? undefined : { cause: options.cause });
+    /** @type {'SignatureError'} */
     this.name = 'SignatureError';
+    /** The reason code. */
     this.reason = reason;
+    /** The label of the signature concerned, if any. */
     this.label = options.label;
   }
 }
 
-/** Shorthand used throughout the package. */
+/**
+ * Shorthand used throughout the package.
+ * @param {ReasonCode} reason
+ * @param {string} detail
+ * @param {{ label?: string, cause?: unknown }} [options]
+ */
 export function refuse(reason, detail, options) {
   return new SignatureError(reason, detail, options);
 }

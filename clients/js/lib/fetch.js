@@ -1,24 +1,78 @@
 // A fetch that signs every request, in the shape of an HTTP client transport.
 
-import { importKey } from './keys.js';
+import { concat } from './bytes.js';
+import { keyImporter } from './keys.js';
 import { isStream } from './message.js';
 import { sign } from './sign.js';
 
-const TIME_REASON_RE = /(?:^|[/#:])(?:not-yet-valid|expired)$/;
+/** The problem type base of a Signet gateway: the type is this plus a reason code. */
+export const DEFAULT_PROBLEM_BASE = 'https://signet.dev/problems/';
+
+/**
+ * Options of createSignedFetch.
+ * @typedef {object} SignedFetchOptions
+ * @property {string} keyId
+ * @property {import('./keys.js').KeyMaterial} key
+ * @property {import('./keys.js').Algorithm} [alg]
+ * @property {string} [label]
+ * @property {string[]} [components]
+ * @property {string} [tag]
+ * @property {number} [expiresIn]  sets `expires` this many seconds after `created`
+ * @property {import('./digest.js').DigestAlgorithm} [digestAlgorithm]
+ * @property {(request: Request) => Promise<Response>} [fetch]  the fetch to send with; default the global fetch
+ * @property {() => number} [clock]  the local clock in milliseconds; default Date.now
+ * @property {boolean} [retry]  whether to send a request again after a clock correction; default true
+ * @property {string} [problemBase]  the gateway's problem type base; default "https://signet.dev/problems/"
+ */
+
+/**
+ * A fetch that signs, with a clock offset learnt per origin.
+ * @typedef {((input: string | URL | Request, init?: RequestInit) => Promise<Response>) & {
+ *   clockOffset(url: string | URL): number,
+ *   setClockOffset(url: string | URL, seconds: number): void,
+ * }} SignedFetch
+ */
+
+/**
+ * RFC 9457 problem details, with `reason`: the last word of `type`.
+ * @typedef {{ type?: string, title?: string, status?: number, detail?: string, reason: string | undefined,
+ *   [member: string]: unknown }} Problem
+ */
+
+// The largest problem body readProblem reads: a refusal is a few hundred
+// bytes, and a server's answer must not cost unbounded memory.
+const MAX_PROBLEM_BYTES = 64 << 10;
+
+// How many origins' clock offsets a signed fetch keeps; the least recently
+// learnt goes first.
+const MAX_ORIGINS = 256;
+
+// A Date has whole seconds and the estimate below is off by up to half a
+// second plus the round trip: a smaller change is noise, not a clock
+// to correct.
+const MIN_CORRECTION = 2;
+
+// The auth-scheme of a challenge in WWW-Authenticate (RFC 9110 §11.6.1),
+// at the start of the field or after a comma.
+const SIGNATURE_CHALLENGE_RE = /(?:^|,)[ \t]*signature(?:[ \t,]|$)/i;
 
 /**
  * Reads the RFC 9457 problem details of a response without consuming it.
- * Resolves to null when the response is not application/problem+json.
- * `reason` is the last path segment of `type` when it is one of Signet's
- * reason codes' shape (lower-case words joined by "-").
+ * Resolves to null when the response is not application/problem+json, or
+ * its body is not JSON or is over 64 KiB. `reason` is the last path segment
+ * of `type` when it is one of Signet's reason codes' shape (lower-case
+ * words joined by "-").
  * @param {Response} response
+ * @returns {Promise<Problem | null>}
  */
 export async function readProblem(response) {
   const type = (response.headers.get('content-type') || '').split(';')[0].trim().toLowerCase();
   if (type !== 'application/problem+json') return null;
   let body;
   try {
-    body = await response.clone().json();
+    const text = await readText(response.clone(), MAX_PROBLEM_BYTES);
+    if (text === null) return null;
+    body = JSON.parse(text);
   } catch {
     return null;
   }
@@ -29,33 +83,96 @@ export async function readProblem(response) {
 }
 
 /**
+ * The body of response as UTF-8 text, or null when it is over max bytes
+ * (the rest is not read).
+ * @param {Response} response
+ * @param {number} max
+ * @returns {Promise<string | null>}
+ */
+async function readText(response, max) {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  /** @type {Uint8Array[]} */
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > max) {
+      // Not awaited: the cancel of one branch of a clone settles only when
+      // the other branch is cancelled too.
+      reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(concat(chunks));
+}
+
+/**
  * Creates a fetch that signs each request with a fresh nonce before sending
  * it with options.fetch (default: the global fetch).
  *
- * When the server refuses a request with 401 and a problem type ending in
- * "not-yet-valid" or "expired", the clock offset is corrected from the
- * response's Date header and kept for later requests; unless options.retry
- * is false, the request is sent again once, newly signed, if its body can be
- * replayed (no body, or a body that is not a stream). A stream body is sent as is only when the request
- * already carries Content-Digest; otherwise it is read into memory first,
- * since its digest must be known before the headers are sent.
- * @param {object} options  see SignedFetchOptions in index.d.ts
+ * Clock correction. When the gateway itself refuses a request for a clock
+ * reason, the wrapper corrects its clock offset for that origin from the
+ * response's Date field and, unless options.retry is false, sends the
+ * request once more, newly signed. The refusal counts as the gateway's only
+ * when it is a 401 with `WWW-Authenticate: Signature` and an
+ * application/problem+json body whose type is options.problemBase followed
+ * by `expired` or `not-yet-valid`; and the offset is corrected only when the
+ * Date moves it by two seconds or more in the direction that reason asks
+ * for, so that the retried request can fare differently. An API behind the
+ * gateway that answers its own 401 therefore never sees a request twice
+ * (unless it mimics the gateway and also sends a Date that is off). Only a
+ * replayable body is sent again: no body, or one that is not a stream sent
+ * with its own Content-Digest.
+ *
+ * A stream body is sent as is only when the request already carries
+ * Content-Digest; otherwise it is read into memory first, since its digest
+ * must be known before the headers are sent.
+ * @param {SignedFetchOptions} options
+ * @returns {SignedFetch}
  */
-export function createSignedFetch(options = {}) {
+export function createSignedFetch(options) {
+  if (!options || typeof options !== 'object') throw new TypeError('signet: createSignedFetch needs options');
   if (options.keyId === undefined || options.keyId === null) throw new TypeError('signet: createSignedFetch needs keyId');
-  const key = importKey(options.key, options.alg);
+  const key = keyImporter(options.key, options.alg);
+  if (key.type === 'public') throw new TypeError('signet: createSignedFetch needs a secret or private key, not a public key');
   const fetchImpl = options.fetch || globalThis.fetch;
   if (typeof fetchImpl !== 'function') throw new TypeError('signet: no fetch available; pass options.fetch');
   const clock = options.clock || Date.now;
   const retry = options.retry !== false;
-  let offset = 0;
+  const problemBase = options.problemBase === undefined ? DEFAULT_PROBLEM_BASE : options.problemBase;
+  if (typeof problemBase !== 'string' || problemBase === '') throw new TypeError('signet: problemBase must be a non-empty string');
+  /** @type {Map<string, number>} origin → server minus local time, in seconds */
+  const offsets = new Map();
 
-  async function send(request, body) {
+  /** @param {string | URL} url */
+  const originOf = (url) => new URL(String(url)).origin;
+  /** @param {string} origin */
+  const offsetOf = (origin) => offsets.get(origin) || 0;
+  /**
+   * @param {string} origin
+   * @param {number} seconds
+   */
+  function setOffset(origin, seconds) {
+    offsets.delete(origin);
+    offsets.set(origin, seconds);
+    if (offsets.size > MAX_ORIGINS) offsets.delete(/** @type {string} */ (offsets.keys().next().value));
+  }
+
+  /**
+   * @param {Request} request
+   * @param {Uint8Array<ArrayBuffer> | null | undefined} body  undefined: the request's own stream
+   * @param {number} offset
+   */
+  async function send(request, body, offset) {
     const signed = await sign(
       { method: request.method, url: request.url, headers: request.headers, body: body === undefined ? request.body : body },
       {
         keyId: options.keyId,
-        key,
+        key: await key.load(),
         label: options.label,
         components: options.components,
         tag: options.tag,
@@ -66,19 +183,35 @@ export function createSignedFetch(options = {}) {
     );
     const headers = new Headers(request.headers);
     for (const [name, value] of Object.entries(signed.headers)) headers.set(name, value);
+    /** @type {RequestInit} */
     const init = { headers };
     if (body !== null && body !== undefined) init.body = body;
     return fetchImpl(new Request(request, init));
   }
 
-  async function timeCorrection(response) {
+  /**
+   * Returns the corrected offset when response is the gateway's refusal for
+   * a clock reason and its Date moves the offset that signed the request
+   * (used) the way the reason asks; undefined otherwise.
+   * @param {Response} response
+   * @param {number} used
+   * @returns {Promise<number | undefined>}
+   */
+  async function correction(response, used) {
     if (response.status !== 401) return undefined;
+    if (!SIGNATURE_CHALLENGE_RE.test(response.headers.get('www-authenticate') || '')) return undefined;
     const problem = await readProblem(response);
-    if (!problem || typeof problem.type !== 'string' || !TIME_REASON_RE.test(problem.type)) return undefined;
+    if (!problem || typeof problem.type !== 'string' || !problem.type.startsWith(problemBase)) return undefined;
+    const reason = problem.type.slice(problemBase.length);
+    if (reason !== 'expired' && reason !== 'not-yet-valid') return undefined;
     const date = Date.parse(response.headers.get('date') || '');
     if (Number.isNaN(date)) return undefined;
     // Date has whole seconds: the server's clock read somewhere in [date, date+1s).
-    return Math.round((date + 500 - clock()) / 1000);
+    const offset = Math.round((date + 500 - clock()) / 1000);
+    // expired: our created was too old, so the offset must grow;
+    // not-yet-valid: it was too far ahead, so the offset must shrink.
+    const moved = reason === 'expired' ? offset - used : used - offset;
+    return moved >= MIN_CORRECTION ? offset : undefined;
   }
 
   /**
@@ -87,26 +220,37 @@ export function createSignedFetch(options = {}) {
    */
   async function signedFetch(input, init = undefined) {
     const request = new Request(input, init);
+    const origin = originOf(request.url);
     const streaming = init !== undefined && isStream(init.body) && request.headers.has('content-digest');
     // undefined: the body stays a stream, signed through its Content-Digest.
     const body = streaming ? undefined : request.body === null ? null : new Uint8Array(await request.arrayBuffer());
 
-    const response = await send(request, body);
-    const correction = await timeCorrection(response);
-    if (correction === undefined) return response;
-    offset = correction;
+    const used = offsetOf(origin);
+    const response = await send(request, body, used);
+    const corrected = await correction(response, used);
+    if (corrected === undefined) return response;
+    setOffset(origin, corrected);
     if (!retry || streaming) return response;
     if (response.body) await response.body.cancel().catch(() => {});
-    return send(request, body);
+    return send(request, body, corrected);
   }
 
-  Object.defineProperty(signedFetch, 'clockOffset', {
-    get: () => offset,
-    set: (v) => {
-      if (!Number.isInteger(v)) throw new TypeError('signet: clockOffset must be an integer number of seconds');
-      offset = v;
-    },
-    enumerable: true,
-  });
+  /**
+   * The clock offset learnt for the origin of url (server minus local time,
+   * in whole seconds); 0 when none was learnt.
+   * @param {string | URL} url
+   */
+  signedFetch.clockOffset = (url) => offsetOf(originOf(url));
+  /**
+   * Sets the clock offset for the origin of url, e.g. one saved from an
+   * earlier run. The wrapper keeps offsets for the 256 origins most
+   * recently set or learnt.
+   * @param {string | URL} url
+   * @param {number} seconds
+   */
+  signedFetch.setClockOffset = (url, seconds) => {
+    if (!Number.isInteger(seconds)) throw new TypeError('signet: a clock offset must be an integer number of seconds');
+    setOffset(originOf(url), seconds);
+  };
   return signedFetch;
 }

@@ -2,18 +2,71 @@
 // Request/Response, Node's IncomingMessage, plain objects) is reduced to the
 // parts RFC 9421 derives components from, keeping the target URI raw.
 
-import { domainToASCII } from 'node:url';
+import { concat, utf8 } from './bytes.js';
 
 /**
- * @typedef {object} Message
- * @property {'request'|'response'} kind
+ * Header fields: a `Headers`, a `Map`, an array of `[name, value]` pairs
+ * (repeat a name to express several field lines), or a plain object whose
+ * values are strings, numbers, or arrays of them.
+ * @typedef {Headers | Map<string, string | string[]> | ReadonlyArray<readonly [string, string]>
+ *   | Record<string, string | number | ReadonlyArray<string> | undefined>} FieldsInput
+ */
+
+/**
+ * A body. Bytes, strings (as UTF-8) and `URLSearchParams` are used as they
+ * are; a `Blob` is read; streams (`ReadableStream`, Node streams, async
+ * iterables of bytes or strings) are read when needed.
+ * @typedef {string | Uint8Array | ArrayBuffer | ArrayBufferView | Blob | URLSearchParams
+ *   | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array | string> | null} BodyInput
+ */
+
+/**
+ * A request given as a plain object.
+ * @typedef {object} PlainRequest
+ * @property {string} method  used exactly as given (its case is never changed)
+ * @property {string | URL} url  an absolute URL (the authority comes from it;
+ *   a Host field is ignored), or origin-form (`/path?query`, as a server
+ *   receives it) with a Host field. Path and query are used raw, their
+ *   percent-encoding kept.
+ * @property {FieldsInput} [headers]
+ * @property {BodyInput} [body]
+ * @property {FieldsInput} [trailers]  for components with the `tr` parameter
+ * @property {string} [scheme]  of an origin-form url; default "https"
+ * @property {string} [requestTarget]  the request-target as on the request
+ *   line when not origin-form (absolute-form, authority-form, `*`)
+ */
+
+/**
+ * A response given as a plain object.
+ * @typedef {object} PlainResponse
+ * @property {number} status
+ * @property {FieldsInput} [headers]
+ * @property {BodyInput} [body]
+ * @property {FieldsInput} [trailers]
+ */
+
+/**
+ * The parts of a Node.js `http.IncomingMessage` (a request a server
+ * received, or a response a client received) this package reads; its body
+ * is read from it as an async iterable.
+ * @typedef {object} IncomingMessageLike
+ * @property {string[]} rawHeaders
  * @property {string} [method]
- * @property {string} [scheme]          lower-cased
- * @property {string} [authority]       lower-cased host, default port removed
- * @property {string} [path]            raw, "" when absent
- * @property {string|null} [query]      raw, without "?"; null when there is no "?"
- * @property {string} [requestTarget]   as on the request line
- * @property {number} [status]
+ * @property {string} [url]
+ * @property {number} [statusCode]
+ * @property {object | null} [socket]  its `encrypted` tells https from http
+ * @property {() => AsyncIterator<Uint8Array | string>} [Symbol.asyncIterator]
+ */
+
+/**
+ * Any message this package accepts: a WHATWG `Request` or `Response`, a
+ * Node.js `IncomingMessage`, or a plain object.
+ * @typedef {Request | Response | IncomingMessageLike | PlainRequest | PlainResponse} MessageInput
+ */
+
+/**
+ * What every message has.
+ * @typedef {object} MessageParts
  * @property {Map<string, string[]>} fields    lower-cased name → field line values, in order
  * @property {Map<string, string[]>|null} trailers
  * @property {unknown} body             the body as given (bytes, string, stream, …)
@@ -21,13 +74,40 @@ import { domainToASCII } from 'node:url';
  * @property {any} original
  */
 
+/**
+ * @typedef {object} RequestParts
+ * @property {'request'} kind
+ * @property {string} method
+ * @property {string} scheme            lower-cased
+ * @property {string} authority         lower-cased host, default port removed
+ * @property {string} path              raw, "" when absent
+ * @property {string|null} query        raw, without "?"; null when there is no "?"
+ * @property {string} requestTarget     as on the request line
+ */
+
+/**
+ * @typedef {object} ResponseParts
+ * @property {'response'} kind
+ * @property {number} status
+ */
+
+/**
+ * A request or response reduced to what components are derived from.
+ * @typedef {(MessageParts & RequestParts) | (MessageParts & ResponseParts)} Message
+ */
+
+/** @type {Record<string, string>} */
 const DEFAULT_PORTS = { http: '80', https: '443', ws: '80', wss: '443' };
 const FIELD_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const ABSOLUTE_URL_RE = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?(?:#[\s\S]*)?$/;
 const REG_NAME_RE = /^[A-Za-z0-9\-._~!$&'()*+,;=%]+$/;
 const NEEDS_WHATWG_RE = /[^\x21-\x7e]/;
 
-/** Reports whether x looks like a WHATWG Request. */
+/**
+ * Reports whether x looks like a WHATWG Request.
+ * @param {any} x
+ * @returns {x is Request}
+ */
 export function isWhatwgRequest(x) {
   return (
     (typeof Request !== 'undefined' && x instanceof Request) ||
@@ -36,7 +116,11 @@ export function isWhatwgRequest(x) {
   );
 }
 
-/** Reports whether x looks like a WHATWG Response. */
+/**
+ * Reports whether x looks like a WHATWG Response.
+ * @param {any} x
+ * @returns {x is Response}
+ */
 export function isWhatwgResponse(x) {
   return (
     (typeof Response !== 'undefined' && x instanceof Response) ||
@@ -45,6 +129,11 @@ export function isWhatwgResponse(x) {
   );
 }
 
+/**
+ * @param {Map<string, string[]>} map
+ * @param {unknown} name
+ * @param {unknown} value
+ */
 function addField(map, name, value) {
   const n = String(name);
   if (!FIELD_NAME_RE.test(n)) throw new TypeError(`signet: invalid field name ${JSON.stringify(n)}`);
@@ -61,9 +150,11 @@ function addField(map, name, value) {
  * Builds the field table from a Headers object, a Map, an array of
  * [name, value] pairs (repeated names = repeated field lines), or a plain
  * object whose values are strings, numbers or arrays of them.
+ * @param {any} headers
  * @returns {Map<string, string[]>}
  */
 export function fieldTable(headers) {
+  /** @type {Map<string, string[]>} */
   const map = new Map();
   if (headers == null) return map;
   if (Array.isArray(headers)) {
@@ -93,16 +184,37 @@ export function fieldTable(headers) {
   throw new TypeError('signet: headers must be a Headers, an object or an array of pairs');
 }
 
-// node:http rawHeaders; HTTP/2 pseudo-header fields (":authority", …) are
-// set apart.
+/**
+ * node:http rawHeaders; HTTP/2 pseudo-header fields (":authority", …) are
+ * set apart.
+ * @param {string[]} raw
+ */
 function rawHeaderTable(raw) {
+  /** @type {Map<string, string[]>} */
   const map = new Map();
+  /** @type {Map<string, string>} */
   const pseudo = new Map();
   for (let i = 0; i + 1 < raw.length; i += 2) {
     if (String(raw[i]).startsWith(':')) pseudo.set(raw[i], raw[i + 1]);
     else addField(map, raw[i], raw[i + 1]);
   }
   return { map, pseudo };
+}
+
+/**
+ * The ASCII form (IDNA, as the URL Standard's host parser does it) of a
+ * host with non-ASCII characters; "" when it is not a valid domain. The
+ * ASCII characters around must be valid in a reg-name already, so that the
+ * URL parser cannot read part of the host as a path, port or userinfo.
+ * @param {string} host
+ */
+function domainToASCII(host) {
+  if (!/^[A-Za-z0-9\-._~!$&'()*+,;=\u0080-\uffff]+$/.test(host)) return '';
+  try {
+    return new URL(`http://${host}/`).hostname;
+  } catch {
+    return '';
+  }
 }
 
 /**
@@ -142,6 +254,7 @@ export function normalizeAuthority(raw, scheme) {
   return `${host}:${port}`;
 }
 
+/** @param {string} target */
 function splitTarget(target) {
   const hash = target.indexOf('#');
   const t = hash >= 0 ? target.slice(0, hash) : target;
@@ -149,6 +262,16 @@ function splitTarget(target) {
   return q >= 0 ? { path: t.slice(0, q), query: t.slice(q + 1) } : { path: t, query: null };
 }
 
+/**
+ * @param {unknown} method
+ * @param {unknown} url
+ * @param {Map<string, string[]>} fields
+ * @param {unknown} body
+ * @param {'whatwg'|'node'|'plain'} source
+ * @param {any} original
+ * @param {{ scheme?: string, requestTarget?: string, trailers?: FieldsInput }} [extra]
+ * @returns {Message}
+ */
 function requestMessage(method, url, fields, body, source, original, extra = {}) {
   if (typeof method !== 'string' || method === '') throw new TypeError('signet: request method must be a non-empty string');
   if (typeof url !== 'string' && !(url instanceof URL)) throw new TypeError('signet: request url must be a string or URL');
@@ -178,7 +301,7 @@ function requestMessage(method, url, fields, body, source, original, extra = {})
   }
   const target = (path === '' ? '/' : path) + (query === null ? '' : `?${query}`);
   return {
-    kind: 'request',
+    kind: /** @type {const} */ ('request'),
     method,
     scheme,
     authority,
@@ -193,10 +316,21 @@ function requestMessage(method, url, fields, body, source, original, extra = {})
   };
 }
 
+/**
+ * @param {unknown} status
+ * @param {Map<string, string[]>} fields
+ * @param {unknown} body
+ * @param {'whatwg'|'node'|'plain'} source
+ * @param {any} original
+ * @param {FieldsInput} [trailers]
+ * @returns {Message}
+ */
 function responseMessage(status, fields, body, source, original, trailers) {
-  if (!Number.isInteger(status) || status < 100 || status > 999) throw new TypeError('signet: response status must be a 3-digit integer');
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 100 || status > 999) {
+    throw new TypeError('signet: response status must be a 3-digit integer');
+  }
   return {
-    kind: 'response',
+    kind: /** @type {const} */ ('response'),
     status,
     fields,
     trailers: trailers ? fieldTable(trailers) : null,
@@ -247,22 +381,36 @@ export function toMessage(input, options = {}) {
 /**
  * Returns the body as bytes when that needs no waiting: null for no body,
  * undefined when the body must be read asynchronously (a stream or Blob).
+ * @param {unknown} body
  * @returns {Uint8Array|null|undefined}
  */
 export function bodyBytesSync(body) {
   if (body === null || body === undefined) return null;
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
+  if (typeof body === 'string') return utf8(body);
   if (body instanceof Uint8Array) return body;
   if (body instanceof ArrayBuffer) return new Uint8Array(body);
   if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
-  if (typeof URLSearchParams !== 'undefined' && body instanceof URLSearchParams) return Buffer.from(body.toString(), 'utf8');
+  if (typeof URLSearchParams !== 'undefined' && body instanceof URLSearchParams) return utf8(body.toString());
   return undefined;
 }
 
-/** Reports whether body is a stream (ReadableStream or async iterable). */
+/**
+ * Reports whether body is a stream (ReadableStream or async iterable).
+ * @param {any} body
+ */
 export function isStream(body) {
   return body != null && typeof body === 'object' &&
     (typeof body.getReader === 'function' || typeof body[Symbol.asyncIterator] === 'function');
+}
+
+/**
+ * Reports whether body is a Blob, or anything else whose bytes come from
+ * an arrayBuffer method.
+ * @param {any} body
+ * @returns {body is Blob}
+ */
+export function isBlob(body) {
+  return body != null && typeof body === 'object' && typeof body.arrayBuffer === 'function' && !isStream(body);
 }
 
 /**
@@ -271,14 +419,17 @@ export function isStream(body) {
  * @param {(chunk: Uint8Array) => void} visit
  */
 export async function eachChunk(stream, visit) {
-  const bytes = (c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : bodyBytesSync(c));
+  /** @param {unknown} c */
+  const bytes = (c) => (typeof c === 'string' ? utf8(c) : bodyBytesSync(c));
   if (typeof stream.getReader === 'function') {
     const reader = stream.getReader();
     try {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) return;
-        visit(bytes(value));
+        const b = bytes(value);
+        if (!b) throw new TypeError('signet: stream chunks must be bytes or strings');
+        visit(b);
       }
     } finally {
       reader.releaseLock();
@@ -293,16 +444,18 @@ export async function eachChunk(stream, visit) {
 
 /**
  * Reads a body of any accepted kind into bytes (null when there is none).
+ * @param {any} body
  * @returns {Promise<Uint8Array|null>}
  */
 export async function readBody(body) {
   const sync = bodyBytesSync(body);
   if (sync !== undefined) return sync;
-  if (typeof body.arrayBuffer === 'function' && !isStream(body)) return new Uint8Array(await body.arrayBuffer());
+  if (isBlob(body)) return new Uint8Array(await body.arrayBuffer());
   if (isStream(body)) {
+    /** @type {Uint8Array[]} */
     const chunks = [];
     await eachChunk(body, (c) => chunks.push(c));
-    return new Uint8Array(Buffer.concat(chunks));
+    return concat(chunks);
   }
   throw new TypeError('signet: unsupported body type; use a string, bytes, Blob or stream');
 }

@@ -10,6 +10,23 @@
 //   list        Array<item | inner list>
 //   dictionary  Map<key, item | inner list>
 
+import { base64, fromBase64 } from './bytes.js';
+
+/**
+ * @typedef {string | boolean | number | Decimal | Token | Uint8Array} BareItem
+ *   number is an Integer, or a Decimal when it is not an integer
+ * @typedef {Map<string, BareItem>} Parameters  in received order
+ * @typedef {{ value: BareItem, params: Parameters }} Item
+ * @typedef {{ value: Item[], params: Parameters }} InnerList
+ * @typedef {Item | InnerList} Member
+ * @typedef {Member[]} List
+ * @typedef {Map<string, Member>} Dictionary
+ * @typedef {'list' | 'dictionary' | 'item'} FieldType
+ * @typedef {{ value: unknown, params?: Iterable<[string, unknown]> }} SerializableMember
+ *   an item or inner list to serialize: value a bare item or an array of these
+ * @typedef {(key: string, at: number) => void} OnDuplicate
+ */
+
 /** A Token (RFC 8941 §3.3.4), kept apart from String. */
 export class Token {
   /** @param {string} value */
@@ -39,12 +56,17 @@ export class Decimal {
 
 const MAX_INTEGER = 999_999_999_999_999;
 
-// Character classes as lookup tables over ASCII.
+// Character classes over ASCII code units.
+/** @param {number} c */
 const isDigit = (c) => c >= 0x30 && c <= 0x39;
+/** @param {number} c */
 const isLcAlpha = (c) => c >= 0x61 && c <= 0x7a;
+/** @param {number} c */
 const isAlpha = (c) => isLcAlpha(c) || (c >= 0x41 && c <= 0x5a);
 const TCHAR_EXTRA = new Set("!#$%&'*+-.^_`|~".split('').map((ch) => ch.charCodeAt(0)));
+/** @param {number} c */
 const isTchar = (c) => isAlpha(c) || isDigit(c) || TCHAR_EXTRA.has(c);
+/** @param {number} c */
 const isKeyChar = (c) => isLcAlpha(c) || isDigit(c) || c === 0x5f || c === 0x2d || c === 0x2e || c === 0x2a;
 
 const KEY_RE = /^[a-z*][a-z0-9_\-.*]*$/;
@@ -62,6 +84,10 @@ class Parser {
     this.i = 0;
   }
 
+  /**
+   * @param {string} what
+   * @returns {never}
+   */
   fail(what) {
     throw new SyntaxError(`structured field: ${what} at offset ${this.i}`);
   }
@@ -82,17 +108,24 @@ class Parser {
     for (let c = this.peek(); c === 0x20 || c === 0x09; c = this.peek()) this.i++;
   }
 
-  // Top level (RFC 8941 §4.2): leading and trailing SP are discarded; nothing
-  // else may be left over.
+  /**
+   * Top level (RFC 8941 §4.2): leading and trailing SP are discarded;
+   * nothing else may be left over.
+   * @template T
+   * @param {() => T} parse
+   * @returns {T}
+   */
   top(parse) {
     this.skipSP();
-    const out = parse.call(this);
+    const out = parse();
     this.skipSP();
     if (!this.eof()) this.fail('unexpected character');
     return out;
   }
 
+  /** @returns {List} */
   list() {
+    /** @type {List} */
     const members = [];
     while (!this.eof()) {
       members.push(this.itemOrInnerList());
@@ -106,7 +139,12 @@ class Parser {
     return members;
   }
 
+  /**
+   * @param {OnDuplicate} [onDuplicate]
+   * @returns {Dictionary}
+   */
   dictionary(onDuplicate) {
+    /** @type {Dictionary} */
     const dict = new Map();
     while (!this.eof()) {
       const at = this.i;
@@ -130,12 +168,21 @@ class Parser {
     return dict;
   }
 
+  /**
+   * @param {OnDuplicate} [onDuplicate]
+   * @returns {Member}
+   */
   itemOrInnerList(onDuplicate) {
     return this.peek() === 0x28 ? this.innerList(onDuplicate) : this.item(onDuplicate);
   }
 
+  /**
+   * @param {OnDuplicate} [onDuplicate]
+   * @returns {InnerList}
+   */
   innerList(onDuplicate) {
     this.i++; // "("
+    /** @type {Item[]} */
     const items = [];
     while (!this.eof()) {
       this.skipSP();
@@ -150,18 +197,28 @@ class Parser {
     return this.fail('unterminated inner list');
   }
 
+  /**
+   * @param {OnDuplicate} [onDuplicate]
+   * @returns {Item}
+   */
   item(onDuplicate) {
     const value = this.bareItem();
     return { value, params: this.params(onDuplicate) };
   }
 
+  /**
+   * @param {OnDuplicate} [onDuplicate]
+   * @returns {Parameters}
+   */
   params(onDuplicate) {
+    /** @type {Parameters} */
     const params = new Map();
     while (this.peek() === 0x3b) {
       this.i++;
       this.skipSP();
       const at = this.i;
       const key = this.key();
+      /** @type {BareItem} */
       let value = true;
       if (this.peek() === 0x3d) {
         this.i++;
@@ -182,6 +239,7 @@ class Parser {
     return this.s.slice(start, this.i);
   }
 
+  /** @returns {BareItem} */
   bareItem() {
     const c = this.peek();
     if (c === 0x2d || isDigit(c)) return this.number();
@@ -272,7 +330,7 @@ class Parser {
       this.fail('invalid base64 length in byte sequence');
     }
     this.i = end + 1;
-    return new Uint8Array(Buffer.from(b64, 'base64'));
+    return fromBase64(b64);
   }
 
   boolean() {
@@ -292,7 +350,7 @@ class Parser {
  */
 export function parseList(input) {
   const p = new Parser(input);
-  return p.top(p.list);
+  return p.top(() => p.list());
 }
 
 /**
@@ -304,6 +362,7 @@ export function parseList(input) {
  */
 export function parseDictionary(input, options = {}) {
   const p = new Parser(input);
+  /** @type {OnDuplicate | undefined} */
   const onDuplicate = options.rejectDuplicates
     ? (key, at) => {
         p.i = at;
@@ -319,13 +378,14 @@ export function parseDictionary(input, options = {}) {
  */
 export function parseItem(input) {
   const p = new Parser(input);
-  return p.top(p.item);
+  return p.top(() => p.item());
 }
 
 /**
  * Parses a field value of the given type ("list", "dictionary" or "item").
  * @param {string} input
- * @param {'list'|'dictionary'|'item'} type
+ * @param {FieldType} type
+ * @returns {List | Dictionary | Item}
  */
 export function parse(input, type) {
   switch (type) {
@@ -340,16 +400,22 @@ export function parse(input, type) {
   }
 }
 
-/** @param {string} key */
+/**
+ * Reports whether key is a valid key (of a dictionary or parameter).
+ * @param {unknown} key
+ * @returns {key is string}
+ */
 export function isKey(key) {
   return typeof key === 'string' && KEY_RE.test(key);
 }
 
+/** @param {unknown} key */
 function serializeKey(key) {
   if (!isKey(key)) throw new TypeError(`structured field: invalid key ${JSON.stringify(key)}`);
   return key;
 }
 
+/** @param {number} x */
 function roundHalfEven(x) {
   const f = Math.floor(x);
   const d = x - f;
@@ -358,6 +424,7 @@ function roundHalfEven(x) {
   return f % 2 === 0 ? f : f + 1;
 }
 
+/** @param {number} v */
 function serializeDecimal(v) {
   if (!Number.isFinite(v)) throw new TypeError('structured field: decimal must be finite');
   const thousandths = roundHalfEven(Math.abs(v) * 1000);
@@ -390,7 +457,7 @@ export function serializeBareItem(v) {
     return v.value;
   }
   if (v instanceof Decimal) return serializeDecimal(v.value);
-  if (v instanceof Uint8Array) return `:${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')}:`;
+  if (v instanceof Uint8Array) return `:${base64(v)}:`;
   throw new TypeError(`structured field: cannot serialize ${Object.prototype.toString.call(v)}`);
 }
 
@@ -410,7 +477,8 @@ export function serializeParams(params) {
 
 /**
  * Serializes an item or an inner list ({ value, params }).
- * @param {{ value: unknown, params?: Iterable<[string, unknown]> }} member
+ * @param {SerializableMember} member
+ * @returns {string}
  */
 export function serializeItem(member) {
   if (Array.isArray(member.value)) {
@@ -421,7 +489,7 @@ export function serializeItem(member) {
 
 /**
  * Serializes a List.
- * @param {Array<{ value: unknown, params?: Iterable<[string, unknown]> }>} list
+ * @param {ReadonlyArray<SerializableMember>} list
  */
 export function serializeList(list) {
   return list.map(serializeItem).join(', ');
@@ -430,7 +498,7 @@ export function serializeList(list) {
 /**
  * Serializes a Dictionary (a Map, or an iterable of [key, member] pairs).
  * A member whose value is Boolean true is written as its bare key.
- * @param {Iterable<[string, { value: unknown, params?: Iterable<[string, unknown]> }]>} dict
+ * @param {Iterable<[string, SerializableMember]>} dict
  */
 export function serializeDictionary(dict) {
   const parts = [];
@@ -444,17 +512,17 @@ export function serializeDictionary(dict) {
 
 /**
  * Serializes a parsed value of the given type.
- * @param {any} value
- * @param {'list'|'dictionary'|'item'} type
+ * @param {List | Dictionary | Item} value
+ * @param {FieldType} type
  */
 export function serialize(value, type) {
   switch (type) {
     case 'list':
-      return serializeList(value);
+      return serializeList(/** @type {List} */ (value));
     case 'dictionary':
-      return serializeDictionary(value);
+      return serializeDictionary(/** @type {Dictionary} */ (value));
     case 'item':
-      return serializeItem(value);
+      return serializeItem(/** @type {Item} */ (value));
     default:
       throw new TypeError(`structured field: unknown type ${type}`);
   }

@@ -8,12 +8,27 @@ import { refuse, Reason, SignatureError } from './errors.js';
 const INTEGER_PARAMS = new Set(['created', 'expires']);
 const STRING_PARAMS = new Set(['nonce', 'alg', 'keyid', 'tag']);
 
+/**
+ * @param {string} detail
+ * @param {string} [label]
+ */
 function malformed(detail, label) {
   return refuse(Reason.MalformedSignature, detail, { label });
 }
 
-/** Converts sf parameter values to plain JavaScript values. */
+/**
+ * Signature parameters as plain values (Tokens and Decimals unwrapped).
+ * @typedef {{ created?: number, expires?: number, nonce?: string, alg?: string, keyid?: string, tag?: string,
+ *   [param: string]: unknown }} SignatureParams
+ */
+
+/**
+ * Converts sf parameter values to plain JavaScript values.
+ * @param {Map<string, sf.BareItem>} params
+ * @returns {SignatureParams}
+ */
 export function plainParams(params) {
+  /** @type {SignatureParams} */
   const out = {};
   for (const [k, v] of params) {
     if (v instanceof sf.Token) out[k] = v.value;
@@ -23,6 +38,10 @@ export function plainParams(params) {
   return out;
 }
 
+/**
+ * @param {Map<string, sf.BareItem>} params
+ * @param {string} label
+ */
 function checkSignatureParams(params, label) {
   for (const [k, v] of params) {
     if (INTEGER_PARAMS.has(k) && !(typeof v === 'number' && Number.isInteger(v) && v >= 0)) {
@@ -34,10 +53,10 @@ function checkSignatureParams(params, label) {
 
 /**
  * One signature of a message, as parsed from its fields.
- * @typedef {object} ParsedSignature
+ * @typedef {object} ParsedSignatureFields
  * @property {string} label
  * @property {import('./components.js').Component[]} components
- * @property {Map<string, unknown>} params           sf values, in received order
+ * @property {Map<string, sf.BareItem>} params       sf values, in received order
  * @property {string} signatureParams                the "@signature-params" value
  * @property {Uint8Array|undefined} signature
  */
@@ -49,7 +68,7 @@ function checkSignatureParams(params, label) {
  * given twice. Throws a SignatureError (malformed-signature) otherwise.
  * @param {string} inputValue
  * @param {string|undefined} signatureValue
- * @returns {ParsedSignature[]}
+ * @returns {ParsedSignatureFields[]}
  */
 export function parseSignatureFields(inputValue, signatureValue) {
   let inputs;
@@ -102,10 +121,23 @@ export function parseSignatureFields(inputValue, signatureValue) {
 }
 
 /**
+ * A signature as found in Signature-Input (and Signature).
+ * @typedef {object} ParsedSignature
+ * @property {string} label
+ * @property {string[]} components  serialized component identifiers
+ * @property {SignatureParams} params
+ * @property {string} signatureParams  the `@signature-params` value
+ * @property {Uint8Array | undefined} signature
+ */
+
+/**
  * Parses Signature-Input (and optionally Signature) field values into plain
- * objects, for inspection and debugging.
+ * objects, for inspection and debugging. Strict: RFC 8941, valid component
+ * identifiers, typed parameters, no label or parameter twice; throws a
+ * SignatureError (malformed-signature) otherwise.
  * @param {string} signatureInput
  * @param {string} [signature]
+ * @returns {ParsedSignature[]}
  */
 export function parseSignatures(signatureInput, signature) {
   return parseSignatureFields(signatureInput, signature).map((s) => ({
@@ -117,6 +149,15 @@ export function parseSignatures(signatureInput, signature) {
   }));
 }
 
+/**
+ * Signature parameters as a caller gives them.
+ * @typedef {Record<string, unknown> | Array<[string, unknown]> | Map<string, unknown>} ParamsInput
+ */
+
+/**
+ * @param {ParamsInput | null | undefined} params
+ * @returns {Array<[string, unknown]>}
+ */
 function paramPairs(params) {
   if (params == null) return [];
   if (params instanceof Map || Array.isArray(params)) return [...params];
@@ -125,7 +166,7 @@ function paramPairs(params) {
 
 /**
  * Serializes signatures into Signature-Input and Signature field values.
- * @param {Array<{ label: string, components: string[], params?: object, signature?: Uint8Array }>} entries
+ * @param {ReadonlyArray<{ label: string, components: string[], params?: ParamsInput, signature?: Uint8Array }>} entries
  * @returns {{ signatureInput: string, signature: string }}
  */
 export function serializeSignatures(entries) {
@@ -141,6 +182,14 @@ export function serializeSignatures(entries) {
 }
 
 /**
+ * A server's request for a signature (RFC 9421 §5.1).
+ * @typedef {object} AcceptSignature
+ * @property {string} label
+ * @property {string[]} components  serialized component identifiers, ready for SignOptions.components
+ * @property {Record<string, unknown>} params  requested parameters: created and expires are true when asked for; nonce, alg, keyid and tag hold the value to use
+ */
+
+/**
  * Parses an Accept-Signature field value (RFC 9421 §5.1): what a server
  * asks a client to sign. Each entry lists serialized component identifiers,
  * ready for the components option of sign, and the requested parameters
@@ -148,7 +197,7 @@ export function serializeSignatures(entries) {
  * true when asked for; nonce, alg, keyid and tag hold the value to use.
  * Throws a SyntaxError when the value is not a valid Accept-Signature.
  * @param {string} value
- * @returns {Array<{ label: string, components: string[], params: Record<string, unknown> }>}
+ * @returns {AcceptSignature[]}
  */
 export function parseAcceptSignature(value) {
   const dict = sf.parseDictionary(value, { rejectDuplicates: true });

@@ -34,7 +34,7 @@ const request = {
 };
 
 test('sign, then verify what was signed; refusals carry reasons; one line out per line in', async () => {
-  const ed = generateKeyPair('ed25519');
+  const ed = await generateKeyPair('ed25519');
   const [hmac, edOut] = await run([
     { op: 'sign', request, keyId: 'sk_test_abc', alg: 'hmac-sha256', key: secret, created: 1700000000, nonce: 'q3v0b0m5c2g3d2x1ZmZ4cA' },
     { op: 'sign', request, keyId: 'pk_ed', alg: 'ed25519', key: ed.privateKey, created: 1700000000, nonce: 'n2' },

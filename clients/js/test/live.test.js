@@ -70,6 +70,12 @@ before(async () => {
     req.on('data', (c) => { body += c; });
     req.on('end', () => {
       seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+      if (req.url === '/v1/own-401') {
+        // The API's own refusal, dressed as the gateway's.
+        res.writeHead(401, { 'content-type': 'application/problem+json', 'www-authenticate': 'Signature realm="api"' });
+        res.end(JSON.stringify({ type: 'https://signet.dev/problems/expired', title: 'Signature expired', status: 401 }));
+        return;
+      }
       res.setHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ owner: req.headers['x-signet-owner'] }));
     });
@@ -138,5 +144,16 @@ test('a client whose clock is 10 minutes slow corrects it from Date and retries 
   const f = createSignedFetch({ ...hmacKey, clock: () => Date.now() - 600_000 });
   const res = await f(`${gatewayURL}/v1/orders/8`);
   assert.equal(res.status, 200);
-  assert.ok(Math.abs(f.clockOffset - 600) < 5, `clock offset ${f.clockOffset}`);
+  assert.ok(Math.abs(f.clockOffset(gatewayURL) - 600) < 5, `clock offset ${f.clockOffset(gatewayURL)}`);
+});
+
+test('the API behind the gateway answering its own 401 "expired" gets the POST once', async (t) => {
+  if (skip) return t.skip(skip);
+  const f = createSignedFetch(hmacKey);
+  const before = seen.filter((r) => r.url === '/v1/own-401').length;
+  const res = await f(`${gatewayURL}/v1/own-401`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"qty":1}' });
+  assert.equal(res.status, 401);
+  assert.equal((await readProblem(res)).reason, 'expired');
+  assert.equal(seen.filter((r) => r.url === '/v1/own-401' && r.method === 'POST').length - before, 1);
+  assert.equal(f.clockOffset(gatewayURL), 0);
 });

@@ -5,13 +5,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import {
-  Key, SignatureError, generateKeyPair, generateNonce, generateSecret, importKey, parseAcceptSignature,
-  parseSignatures, serializeSignatures, sign, signatureBase, verify,
+  Key, MemoryNonceStore, SignatureError, generateKeyPair, generateNonce, generateSecret, importKey, parseAcceptSignature,
+  parseSignatures, serializeSignatures, sign, signatureBase, verify as verifyWith,
 } from '../index.js';
+
+// Most tests look at one verification at a time: each gets a nonce store of
+// its own, on the verifier's clock. The replay tests pass theirs.
+const clockOf = (now) => () => (now === undefined ? Date.now() : now instanceof Date ? now.getTime() : now * 1000);
+const verify = (message, options = {}) => verifyWith(message, { nonces: new MemoryNonceStore({ now: clockOf(options.now) }), ...options });
 
 const NOW = 1_700_000_000;
 const SECRET = 'uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==';
-const ED = generateKeyPair('ed25519');
+const ED = await generateKeyPair('ed25519');
 
 const reference = () => ({
   method: 'POST',
@@ -264,7 +269,7 @@ test('with several signatures, a bad one is refused whatever the good ones say',
   const k = KEYS.ed25519;
   const req = reference();
   const good = await sign(req, { keyId: k.keyId, key: k.key, created: NOW });
-  const other = generateKeyPair('ed25519');
+  const other = await generateKeyPair('ed25519');
   // sig2 claims the same keyid but is made with another key.
   const bad = await sign(withHeaders(req, good.headers), { keyId: k.keyId, key: other.privateKey, created: NOW, label: 'sig2' });
   const both = withHeaders(req, bad.headers);
@@ -302,33 +307,34 @@ test('a key is bound to one algorithm', async () => {
   // An alg parameter naming an algorithm nobody supports.
   const forged = withHeaders(req, { 'Signature-Input': req.headers.find(([n]) => n === 'Signature-Input')[1].replace('hmac-sha256', 'none') });
   await rejectsWith(verify(forged, { keys: keysFor(KEYS.hmac), now: NOW }), 'algorithm-mismatch');
-  assert.throws(() => importKey(ED.privateKey, 'hmac-sha256'), TypeError);
-  assert.throws(() => importKey(SECRET, 'ed25519'), TypeError);
-  assert.throws(() => importKey(generateKeyPair('ecdsa-p384-sha384').publicKey, 'ecdsa-p256-sha256'), /curve/);
-  assert.throws(() => importKey(generateKeyPair('rsa-v1_5-sha256').privateKey), /pass alg/);
-  assert.throws(() => importKey(importKey(SECRET), 'ed25519'), /bound to hmac-sha256/);
-  const rsaJwk = (await import('node:crypto')).createPublicKey(generateKeyPair('rsa-v1_5-sha256').publicKey).export({ format: 'jwk' });
-  assert.equal(importKey({ ...rsaJwk, alg: 'PS512' }).alg, 'rsa-pss-sha512', 'a JWK alg names the algorithm');
-  assert.equal(importKey({ ...rsaJwk, alg: 'rsa-v1_5-sha256' }).alg, 'rsa-v1_5-sha256');
-  assert.throws(() => importKey({ ...rsaJwk, alg: 'RS256' }, 'rsa-pss-sha512'), /JWK names rsa-v1_5-sha256/);
-  assert.throws(() => importKey({ ...rsaJwk, alg: 'RS512' }), /not supported/);
-  assert.equal(importKey({ kty: 'oct', k: Buffer.alloc(32, 1).toString('base64url'), alg: 'HS256' }).alg, 'hmac-sha256');
+  await assert.rejects(importKey(ED.privateKey, 'hmac-sha256'), TypeError);
+  await assert.rejects(importKey(SECRET, 'ed25519'), TypeError);
+  await assert.rejects(importKey((await generateKeyPair('ecdsa-p384-sha384')).publicKey, 'ecdsa-p256-sha256'), /curve/);
+  const rsa = await generateKeyPair('rsa-v1_5-sha256');
+  await assert.rejects(importKey(rsa.privateKey), /pass alg/);
+  await assert.rejects(importKey(await importKey(SECRET), 'ed25519'), /bound to hmac-sha256/);
+  const rsaJwk = (await import('node:crypto')).createPublicKey(rsa.publicKey).export({ format: 'jwk' });
+  assert.equal((await importKey({ ...rsaJwk, alg: 'PS512' })).alg, 'rsa-pss-sha512', 'a JWK alg names the algorithm');
+  assert.equal((await importKey({ ...rsaJwk, alg: 'rsa-v1_5-sha256' })).alg, 'rsa-v1_5-sha256');
+  await assert.rejects(importKey({ ...rsaJwk, alg: 'RS256' }, 'rsa-pss-sha512'), /JWK names rsa-v1_5-sha256/);
+  await assert.rejects(importKey({ ...rsaJwk, alg: 'RS512' }), /not supported/);
+  assert.equal((await importKey({ kty: 'oct', k: Buffer.alloc(32, 1).toString('base64url'), alg: 'HS256' })).alg, 'hmac-sha256');
   await assert.rejects(sign(reference(), { keyId: 'k', key: ED.publicKey }), /public key/);
 });
 
 test('every algorithm signs and verifies through sign() and verify()', async () => {
   for (const alg of ['ed25519', 'ecdsa-p256-sha256', 'ecdsa-p384-sha384', 'rsa-pss-sha512', 'rsa-v1_5-sha256']) {
-    const pair = generateKeyPair(alg);
+    const pair = await generateKeyPair(alg);
     const { req } = await signed(reference(), { keyId: 'k', key: pair.privateKey, alg });
     const result = await verify(req, { keys: { k: { alg, key: pair.publicKey } }, now: NOW });
     assert.equal(result.alg, alg);
-    const jwk = importKey(JSON.parse(JSON.stringify(await import('node:crypto').then((c) => c.createPublicKey(pair.publicKey).export({ format: 'jwk' })))), alg);
+    const jwk = await importKey(JSON.parse(JSON.stringify(await import('node:crypto').then((c) => c.createPublicKey(pair.publicKey).export({ format: 'jwk' })))), alg);
     await verify(req, { keys: { k: jwk }, now: NOW });
   }
   const secret = generateSecret();
   assert.equal(Buffer.from(secret, 'base64').length, 32);
   const { req } = await signed(reference(), { keyId: 'k', key: Buffer.from(secret, 'base64') });
-  await verify(req, { keys: { k: importKey(secret) }, now: NOW });
+  await verify(req, { keys: { k: await importKey(secret) }, now: NOW });
 });
 
 test('keys: lookup by callback or Map, unknown keys, resolver errors', async () => {
@@ -369,7 +375,7 @@ test('time: max age, future skew, expires', async () => {
   await verify(req, { ...policy, now: NOW + 599, maxAge: null });
 });
 
-test('parameters: created, keyid and nonce required by default; replays refused through rememberNonce', async () => {
+test('parameters: created, keyid and nonce required by default; replays refused through the nonce store', async () => {
   const policy = { keys: keysFor(KEYS.hmac), now: NOW };
   const noNonce = await signed(reference(), KEYS.hmac, { nonce: false });
   await rejectsWith(verify(noNonce.req, policy), 'malformed-signature');
@@ -383,20 +389,83 @@ test('parameters: created, keyid and nonce required by default; replays refused 
   await rejectsWith(verify(withExpires.req, { ...policy, algorithms: ['ed25519'] }), 'algorithm-mismatch');
   await verify(withExpires.req, { ...policy, algorithms: ['hmac-sha256'] });
 
-  const seen = new Map();
-  const rememberNonce = (keyId, nonce, until) => {
-    assert.ok(until instanceof Date);
-    const k = `${keyId} ${nonce}`;
-    if (seen.has(k)) return false;
-    seen.set(k, until);
-    return true;
-  };
   const { req } = await signed(reference(), KEYS.hmac);
-  await verify(req, { ...policy, rememberNonce });
-  await rejectsWith(verify(req, { ...policy, rememberNonce }), 'replayed');
-  assert.equal([...seen.values()][0].getTime(), (NOW + 300) * 1000, 'kept until created + max age');
+  const nonces = new MemoryNonceStore({ now: clockOf(NOW) });
+  await verify(req, { ...policy, nonces });
+  await rejectsWith(verify(req, { ...policy, nonces }), 'replayed', 'sig1');
   const bad = withHeaders(req, { Signature: 'sig1=:AAAA:' });
-  await rejectsWith(verify(bad, { ...policy, rememberNonce: () => assert.fail('a bad signature must not burn a nonce') }), 'bad-signature');
+  const burning = { remember: () => assert.fail('a bad signature must not burn a nonce') };
+  await rejectsWith(verify(bad, { ...policy, nonces: burning }), 'bad-signature');
+});
+
+test('replay protection is required unless the policy drops the nonce', async () => {
+  const { req } = await signed(reference(), KEYS.hmac);
+  const keys = keysFor(KEYS.hmac);
+  await assert.rejects(verifyWith(req, { keys, now: NOW }), /needs a nonce store/);
+  await assert.rejects(verifyWith(req, { keys, now: NOW, nonces: null }), /needs a nonce store/);
+  await assert.rejects(verifyWith(req, { keys, now: NOW, nonces: false }), /does not require a nonce/);
+  await assert.rejects(verifyWith(req, { keys, now: NOW, nonces: {} }), /remember/);
+  await assert.rejects(verifyWith(reference(), { keys, now: NOW }), TypeError, 'checked before the message');
+  const noNonce = { keys, now: NOW, requiredParams: ['created', 'keyid'], nonces: false };
+  const r = await verifyWith(req, noNonce);
+  assert.equal(r.keyId, 'sk_test_abc');
+  await verifyWith(req, noNonce);
+});
+
+test('a nonce is remembered as long as its signature can pass the freshness check', async () => {
+  const calls = [];
+  const recording = { remember: (...args) => { calls.push(args); return true; } };
+  const at = (now, extra) => verifyWith(req, { keys: keysFor(KEYS.hmac), now, nonces: recording, ...extra });
+  let { req } = await signed(reference(), KEYS.hmac, { nonce: 'n1' });
+  await at(NOW);
+  // The age check compares whole seconds: created + 300.999 s still passes,
+  // so the nonce is held through created + 301 s.
+  await at(NOW + 300.999);
+  await rejectsWith(at(NOW + 301), 'expired');
+  await at(NOW, { maxAge: 60 });
+  await at(NOW + 5, { maxAge: null });
+  assert.deepEqual(calls.map(([keyId, nonce, created, until]) => [keyId, nonce, created.getTime() / 1000, until.getTime() / 1000]), [
+    ['sk_test_abc', 'n1', NOW, NOW + 301],
+    ['sk_test_abc', 'n1', NOW, NOW + 301],
+    ['sk_test_abc', 'n1', NOW, NOW + 61],
+    ['sk_test_abc', 'n1', NOW, NOW + 5 + 24 * 3600],
+  ]);
+
+  // expires passes while now < expires: the nonce is held through expires,
+  // when that comes first.
+  calls.length = 0;
+  ({ req } = await signed(reference(), KEYS.hmac, { nonce: 'n2', expires: NOW + 10 }));
+  await at(NOW + 9.999);
+  await rejectsWith(at(NOW + 10), 'expired');
+  ({ req } = await signed(reference(), KEYS.hmac, { nonce: 'n3', expires: NOW + 1000 }));
+  await at(NOW);
+  assert.deepEqual(calls.map(([, nonce, , until]) => [nonce, until.getTime() / 1000]), [['n2', NOW + 10], ['n3', NOW + 301]]);
+});
+
+test('a replay in the last second of the window is refused', async () => {
+  // The clock of the verifier and of the store, in step.
+  const { req } = await signed(reference(), KEYS.hmac, { nonce: 'edge' });
+  let clock = NOW * 1000;
+  const nonces = new MemoryNonceStore({ now: () => clock });
+  await verifyWith(req, { keys: keysFor(KEYS.hmac), now: NOW, nonces });
+  clock = (NOW + 300.5) * 1000;
+  await rejectsWith(verifyWith(req, { keys: keysFor(KEYS.hmac), now: NOW + 300.5, nonces }), 'replayed');
+  clock = (NOW + 300.999) * 1000;
+  await rejectsWith(verifyWith(req, { keys: keysFor(KEYS.hmac), now: NOW + 300.999, nonces }), 'replayed');
+  clock = (NOW + 301) * 1000;
+  await rejectsWith(verifyWith(req, { keys: keysFor(KEYS.hmac), now: NOW + 301, nonces }), 'expired');
+});
+
+test('a nonce store that cannot answer fails the verification closed', async () => {
+  const { req } = await signed(reference(), KEYS.hmac);
+  const down = { remember: async () => { throw new Error('redis: connection refused'); } };
+  await assert.rejects(verifyWith(req, { keys: keysFor(KEYS.hmac), now: NOW, nonces: down }), (err) => {
+    assert.ok(!(err instanceof SignatureError), 'not a refusal of the message');
+    assert.match(err.message, /connection refused/);
+    return true;
+  });
+  const vague = { remember: () => undefined };
+  await rejectsWith(verifyWith(req, { keys: keysFor(KEYS.hmac), now: NOW, nonces: vague }), 'replayed');
 });
 
 test('required components: the policy decides', async () => {
@@ -589,12 +658,13 @@ test('Accept-Signature parsing', () => {
   assert.deepEqual(parseAcceptSignature(''), []);
 });
 
-test('Key objects never show their material', () => {
-  const key = importKey(SECRET);
+test('Key objects never show their material', async () => {
+  const key = await importKey(SECRET);
   assert.ok(key instanceof Key);
   assert.equal(JSON.stringify(key), '{"alg":"hmac-sha256","type":"secret"}');
   assert.equal(inspect(key), "Key { alg: 'hmac-sha256', type: 'secret' }");
-  assert.equal(key.verify(Buffer.from('x'), new Uint8Array(3)), false, 'a MAC of the wrong length is simply invalid');
+  assert.equal(await key.verify(new Uint8Array([0x78]), new Uint8Array(3)), false, 'a MAC of the wrong length is simply invalid');
+  assert.throws(() => new Key(Symbol('signet.Key'), 'hmac-sha256', 'secret', undefined, undefined), /importKey/);
 });
 
 test('node:http messages: IncomingMessage-like requests, HTTP/1.1 and HTTP/2', async () => {

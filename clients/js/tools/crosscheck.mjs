@@ -15,7 +15,7 @@
 // handled gives {"error":"…"} (sign) or {"ok":false,"reason":"error",…} (verify).
 
 import { createInterface } from 'node:readline';
-import { SignatureError, sign, verify } from '../index.js';
+import { MemoryNonceStore, SignatureError, sign, verify } from '../index.js';
 
 // JSON strings are Unicode; HTTP field values are octets. Go sends its
 // bytes as UTF-8, so a value's octets are its UTF-8 encoding.
@@ -52,8 +52,11 @@ async function handle(input) {
     }
     case 'verify': {
       try {
+        // A store per line: each line is one request received once.
+        const clock = typeof input.now === 'number' ? () => input.now * 1000 : Date.now;
         await verify(toRequest(input.request), {
           keys: input.keys || {},
+          nonces: new MemoryNonceStore({ now: clock }),
           now: input.now,
           ...pick(input, ['maxAge', 'clockSkew', 'requiredComponents', 'requiredParams', 'algorithms', 'label', 'tag']),
         });

@@ -28,13 +28,34 @@ const (
 	Boolean
 )
 
-// Limits a parser enforces; RFC 8941 §3 asks parsers to support at least as
-// many, and bounding them bounds the work a hostile field can cause.
+// Limits a parser enforces unless its [Limits] are lower; RFC 8941 §3 asks
+// parsers to support at least as many, and bounding them bounds the work a
+// hostile field can cause.
 const (
 	MaxMembers    = 1024
 	MaxInnerItems = 256
 	MaxParams     = 256
 )
+
+// Limits lower a parser's limits for fields whose callers know how much
+// they may sensibly hold, so that a longer one is refused as soon as the
+// parser reaches the excess. Zero or negative fields keep the defaults.
+type Limits struct {
+	Members    int // of a List or Dictionary
+	InnerItems int // of one Inner List
+	Params     int // of one item or Inner List
+}
+
+func limit(set, def int) int {
+	if set > 0 && set < def {
+		return set
+	}
+	return def
+}
+
+// ErrLimit is wrapped by the [*SyntaxError] of a field that holds more
+// than a parser's limits allow.
+var ErrLimit = errors.New("sf: field exceeds a parser limit")
 
 // Bare is a bare item.
 type Bare struct {
@@ -94,11 +115,14 @@ type Member struct {
 type SyntaxError struct {
 	Offset int
 	Msg    string
+	Err    error // ErrLimit for a field over a limit, else nil
 }
 
 func (e *SyntaxError) Error() string {
 	return "sf: " + e.Msg + " at offset " + strconv.Itoa(e.Offset)
 }
+
+func (e *SyntaxError) Unwrap() error { return e.Err }
 
 // Parser parses structured fields into arenas it reuses. The zero value is
 // ready to use. A Parser is not safe for concurrent use.
@@ -120,6 +144,62 @@ type Parser struct {
 	// exactly this text is not read again: its Member has Known set, no
 	// Items, and ListRaw equal to KnownList.
 	KnownList string
+	// Limits, if set, lower the limits the parser enforces.
+	Limits Limits
+
+	memberKeys, paramKeys keyIndex
+}
+
+// scanKeys is how many keys a Dictionary or Parameters holds before the
+// parser indexes them to find repeats: up to it, comparing a new key with
+// each earlier one is cheaper than hashing; beyond it, comparing would
+// cost time quadratic in the number of keys.
+const scanKeys = 16
+
+// keyIndex finds a key among the keys of one Dictionary or Parameters in
+// time linear in their number. Its map is kept from one to the next.
+type keyIndex struct {
+	pos    map[string]int
+	active bool
+}
+
+func (x *keyIndex) reset() {
+	if x.active {
+		clear(x.pos)
+		x.active = false
+	}
+}
+
+// find returns the position of key among the n keys given by keyAt, or -1.
+func (x *keyIndex) find(key string, n int, keyAt func(int) string) int {
+	if n <= scanKeys {
+		for i := range n {
+			if keyAt(i) == key {
+				return i
+			}
+		}
+		return -1
+	}
+	if !x.active {
+		if x.pos == nil {
+			x.pos = make(map[string]int, 2*scanKeys)
+		}
+		for i := range n {
+			x.pos[keyAt(i)] = i
+		}
+		x.active = true
+	}
+	if i, ok := x.pos[key]; ok {
+		return i
+	}
+	return -1
+}
+
+// add records that key is at position i, after find said it was new.
+func (x *keyIndex) add(key string, i int) {
+	if x.active {
+		x.pos[key] = i
+	}
 }
 
 // Reset forgets earlier results, keeping the arenas' memory.
@@ -133,6 +213,10 @@ func (p *Parser) Reset() {
 
 func (p *Parser) fail(msg string) error {
 	return &SyntaxError{Offset: p.pos, Msg: msg}
+}
+
+func (p *Parser) failLimit(msg string) error {
+	return &SyntaxError{Offset: p.pos, Msg: msg, Err: ErrLimit}
 }
 
 func (p *Parser) start(s string) {
@@ -177,9 +261,10 @@ func (p *Parser) ParseItem(s string) (Item, error) {
 func (p *Parser) ParseList(s string) ([]Member, error) {
 	p.start(s)
 	first := len(p.members)
+	maxMembers := limit(p.Limits.Members, MaxMembers)
 	for p.pos < len(p.in) {
-		if len(p.members)-first == MaxMembers {
-			return nil, p.fail("too many list members")
+		if len(p.members)-first == maxMembers {
+			return nil, p.failLimit("too many list members")
 		}
 		start := p.pos
 		m, err := p.itemOrInner()
@@ -200,6 +285,9 @@ func (p *Parser) ParseList(s string) ([]Member, error) {
 func (p *Parser) ParseDictionary(s string) ([]Member, error) {
 	p.start(s)
 	first := len(p.members)
+	maxMembers := limit(p.Limits.Members, MaxMembers)
+	p.memberKeys.reset()
+	keyAt := func(i int) string { return p.members[first+i].Key }
 	for p.pos < len(p.in) {
 		key, err := p.key()
 		if err != nil {
@@ -223,14 +311,15 @@ func (p *Parser) ParseDictionary(s string) ([]Member, error) {
 			}
 		}
 		m.Key = key
-		if i := indexMember(p.members[first:], key); i >= 0 {
+		if i := p.memberKeys.find(key, len(p.members)-first, keyAt); i >= 0 {
 			p.members[first+i] = m
 			p.Duplicate, p.NonCanonical = true, true
 		} else {
-			if len(p.members)-first == MaxMembers {
-				return nil, p.fail("too many dictionary members")
+			if len(p.members)-first == maxMembers {
+				return nil, p.failLimit("too many dictionary members")
 			}
 			p.members = append(p.members, m)
+			p.memberKeys.add(key, len(p.members)-first-1)
 		}
 		if done, err := p.nextMember(); done || err != nil {
 			return p.members[first:], err
@@ -255,15 +344,6 @@ func (p *Parser) nextMember() (bool, error) {
 		return false, p.fail("trailing comma")
 	}
 	return false, nil
-}
-
-func indexMember(ms []Member, key string) int {
-	for i := range ms {
-		if ms[i].Key == key {
-			return i
-		}
-	}
-	return -1
 }
 
 func (p *Parser) itemOrInner() (Member, error) {
@@ -297,8 +377,8 @@ func (p *Parser) innerList() (Member, error) {
 			params, err := p.parameters()
 			return Member{Inner: true, Items: items, Params: params, ListRaw: list}, err
 		}
-		if len(p.items)-first == MaxInnerItems {
-			return Member{}, p.fail("too many inner list items")
+		if len(p.items)-first == limit(p.Limits.InnerItems, MaxInnerItems) {
+			return Member{}, p.failLimit("too many inner list items")
 		}
 		it, err := p.item()
 		if err != nil {
@@ -322,6 +402,12 @@ func (p *Parser) item() (Item, error) {
 
 func (p *Parser) parameters() ([]Param, error) {
 	first := len(p.params)
+	if p.pos == len(p.in) || p.in[p.pos] != ';' {
+		return nil, nil
+	}
+	maxParams := limit(p.Limits.Params, MaxParams)
+	p.paramKeys.reset()
+	keyAt := func(i int) string { return p.params[first+i].Key }
 	for p.pos < len(p.in) && p.in[p.pos] == ';' {
 		p.pos++
 		if p.skipSP() != 0 {
@@ -341,28 +427,20 @@ func (p *Parser) parameters() ([]Param, error) {
 				p.NonCanonical = true // written ";key=?1"
 			}
 		}
-		if i := indexParam(p.params[first:], key); i >= 0 {
+		if i := p.paramKeys.find(key, len(p.params)-first, keyAt); i >= 0 {
 			p.params[first+i].Value = v
 			p.Duplicate, p.NonCanonical = true, true
 			continue
 		}
-		if len(p.params)-first == MaxParams {
-			return nil, p.fail("too many parameters")
+		if len(p.params)-first == maxParams {
+			return nil, p.failLimit("too many parameters")
 		}
 		p.params = append(p.params, Param{Key: key, Value: v})
+		p.paramKeys.add(key, len(p.params)-first-1)
 	}
 	// The cap stops a later append through this slice from reaching into
 	// the arena beyond it.
 	return p.params[first:len(p.params):len(p.params)], nil
-}
-
-func indexParam(ps []Param, key string) int {
-	for i := range ps {
-		if ps[i].Key == key {
-			return i
-		}
-	}
-	return -1
 }
 
 // Character classes, as tables for the parser's inner loops.

@@ -1,6 +1,10 @@
 package sf
 
 import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -163,6 +167,94 @@ func TestLimits(t *testing.T) {
 	}
 	if _, err := p.ParseList(string(big)); err == nil {
 		t.Fatal("a list over MaxMembers parsed")
+	}
+}
+
+// TestManyKeys: past the number of keys the parser compares one by one,
+// it finds repeats through its index, with the same results.
+func TestManyKeys(t *testing.T) {
+	var dict, params strings.Builder
+	for i := range 3 * scanKeys {
+		if i > 0 {
+			dict.WriteString(", ")
+		}
+		fmt.Fprintf(&dict, "k%d=%d", i, i)
+		fmt.Fprintf(&params, ";p%d=%d", i, i)
+	}
+	var p Parser
+	for _, tt := range []struct {
+		name, in string
+		n        int  // members, or parameters of the one member
+		dup      bool // the last key repeats an earlier one
+	}{
+		{"distinct members", dict.String(), 3 * scanKeys, false},
+		{"member repeated early", dict.String() + ", k2=99", 3 * scanKeys, true},
+		{"member repeated late", dict.String() + ", k40=99", 3 * scanKeys, true},
+		{"distinct params", "a=1" + params.String(), 3 * scanKeys, false},
+		{"param repeated", "a=1" + params.String() + ";p2=99", 3 * scanKeys, true},
+		{"param repeated late", "a=1" + params.String() + ";p40=99", 3 * scanKeys, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 2 { // the second time on a parser whose index is in use
+				p.Reset()
+				ms, err := p.ParseDictionary(tt.in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := len(ms)
+				if strings.Contains(tt.name, "param") {
+					n = len(ms[0].Item.Params)
+				}
+				if n != tt.n || p.Duplicate != tt.dup {
+					t.Fatalf("%d keys, duplicate %v; want %d, %v", n, p.Duplicate, tt.n, tt.dup)
+				}
+				if tt.dup {
+					// The repeated key keeps its first place and takes the
+					// last value, 99.
+					var got []int64
+					if strings.Contains(tt.name, "param") {
+						for _, prm := range ms[0].Item.Params {
+							got = append(got, prm.Value.Int)
+						}
+					} else {
+						for _, m := range ms {
+							got = append(got, m.Item.Value.Int)
+						}
+					}
+					if got[len(got)-1] != 3*scanKeys-1 || !slices.Contains(got, 99) {
+						t.Fatalf("values after a repeat: %v", got)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestParserLimits(t *testing.T) {
+	for _, tt := range []struct {
+		limits Limits
+		in     string
+		ok     bool
+	}{
+		{Limits{Members: 2}, "a=1, b=2", true},
+		{Limits{Members: 2}, "a=1, b=2, c=3", false},
+		{Limits{Members: 2}, "a=1, b=2, a=3", true}, // a repeat adds no member
+		{Limits{InnerItems: 2}, "a=(1 2)", true},
+		{Limits{InnerItems: 2}, "a=(1 2 3)", false},
+		{Limits{Params: 2}, "a=1;x;y", true},
+		{Limits{Params: 2}, "a=1;x;y;z", false},
+		{Limits{Params: 2}, "a=(1;x;y);x;y", true},
+		{Limits{Members: MaxMembers + 1}, "a", true}, // cannot raise a limit
+	} {
+		p := Parser{Limits: tt.limits}
+		_, err := p.ParseDictionary(tt.in)
+		if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrLimit)) {
+			t.Errorf("%+v %q: %v", tt.limits, tt.in, err)
+		}
+	}
+	var p Parser
+	if _, err := p.ParseDictionary("a=(1 2"); errors.Is(err, ErrLimit) {
+		t.Errorf("a syntax error reads as a limit: %v", err)
 	}
 }
 

@@ -1,5 +1,6 @@
 // Test helper: turns the HTTP/1.1 message text of the vectors (LF line
 // endings) into the plain message objects that sign and verify accept.
+// Portable: the browser test uses it too.
 
 function parseFieldLines(lines) {
   const out = [];
@@ -43,7 +44,7 @@ export function parseHttpMessage(text, options = {}) {
   let trailers;
   const te = headers.find(([n]) => n.toLowerCase() === 'transfer-encoding');
   if (te && /chunked/i.test(te[1])) ({ body, trailers } = dechunk(body));
-  const bytes = Buffer.from(body, 'utf8');
+  const bytes = new TextEncoder().encode(body);
 
   if (start.startsWith('HTTP/')) {
     return { status: Number(start.split(' ')[1]), headers, body: bytes, trailers };

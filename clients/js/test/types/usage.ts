@@ -1,8 +1,10 @@
-// Type-checked (tsc --noEmit, part of npm test) against index.d.ts through
-// the package's own exports map. Never run.
+// Type-checked (tsc --noEmit, part of npm test) against the declarations
+// generated into types/, through the package's own exports map. Never run.
 
 import {
   ALGORITHMS,
+  MemoryNonceStore,
+  NonceStoreFullError,
   Reason,
   SignatureError,
   contentDigest,
@@ -25,6 +27,15 @@ import {
   type VerifyResult,
 } from '@signet/client';
 import http from 'node:http';
+import { createReadStream } from 'node:fs';
+import { createSecretKey } from 'node:crypto';
+import {
+  contentDigest as nodeDigest,
+  importKey as importNodeKey,
+  readKeyFile,
+  sign as nodeSign,
+  type Key as NodeKey,
+} from '@signet/client/node';
 
 export async function examples(): Promise<void> {
   const secret = 'uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==';
@@ -44,14 +55,14 @@ export async function examples(): Promise<void> {
   console.log(sigInput, digest, out.base);
 
   // Signing a WHATWG Request with an Ed25519 key; explicit components.
-  const { privateKey, publicKey } = generateKeyPair('ed25519');
+  const { privateKey, publicKey } = await generateKeyPair('ed25519');
   const request = new Request('https://api.example.com/v1/items', { method: 'GET' });
   await sign(request, { keyId: 'pk_1', key: privateKey, components: ['@method', '@path', '"@query-param";name="id"'], nonce: generateNonce() });
 
   // Verifying, with a key resolver and a nonce store.
-  const key: Key = importKey(publicKey, 'ed25519');
+  const key: Key = await importKey(publicKey, 'ed25519');
   const alg: Algorithm = key.alg;
-  const seen = new Set<string>();
+  const nonces = new MemoryNonceStore({ maxEntries: 1 << 16 });
   try {
     const result: VerifyResult = await verify(request, {
       keys: async (keyId) => (keyId === 'pk_1' ? key : keyId === 'sk_test_abc' ? { alg: 'hmac-sha256', key: secret } : null),
@@ -60,20 +71,22 @@ export async function examples(): Promise<void> {
       requiredParams: ['created', 'keyid', 'nonce'],
       algorithms: ['ed25519', 'hmac-sha256'],
       label: ['sig1'],
-      rememberNonce: (keyId, nonce) => !seen.has(`${keyId}:${nonce}`) && !!seen.add(`${keyId}:${nonce}`),
+      nonces,
     });
     console.log(result.keyId, result.signatures.length, alg);
   } catch (err) {
     if (err instanceof SignatureError) {
       const reason: ReasonCode = err.reason;
       console.log(reason === Reason.BadSignature, err.label);
+    } else if (err instanceof NonceStoreFullError) {
+      console.log('503', nonces.size);
     }
   }
 
   // A node:http server verifying its requests.
   http.createServer(async (req, res) => {
     try {
-      await verify(req, { keys: { sk_test_abc: { alg: 'hmac-sha256', key: secret } } });
+      await verify(req, { keys: { sk_test_abc: { alg: 'hmac-sha256', key: secret } }, nonces });
       res.end('ok');
     } catch (err) {
       res.statusCode = 401;
@@ -86,7 +99,7 @@ export async function examples(): Promise<void> {
   const res = await signedFetch('https://api.example.com/v1/orders', { method: 'POST', body: '{}' });
   if (res.status === 401) {
     const problem = await readProblem(res);
-    console.log(problem?.reason, parseAcceptSignature(res.headers.get('accept-signature') ?? ''), signedFetch.clockOffset);
+    console.log(problem?.reason, parseAcceptSignature(res.headers.get('accept-signature') ?? ''), signedFetch.clockOffset('https://api.example.com'));
   }
 
   // Digests, fields, the base, structured fields.
@@ -99,4 +112,20 @@ export async function examples(): Promise<void> {
   const first = dict.get('a');
   if (first && !Array.isArray(first.value)) console.log(sf.serializeItem(first), new sf.Token('t').value);
   console.log(ALGORITHMS.includes('ed25519'));
+
+  // Keys from Web Crypto, and the raw operations.
+  const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']) as CryptoKeyPair;
+  const fromPair: Key = await importKey(pair);
+  const sig: Uint8Array = await fromPair.sign(new TextEncoder().encode('base'));
+  const ok: boolean = await fromPair.verify(new TextEncoder().encode('base'), sig);
+  console.log(ok, fromPair.canSign, signedFetch.setClockOffset('https://api.example.com', 3));
+}
+
+// The Node.js entry point: everything above, plus key files and KeyObjects.
+export async function nodeExamples(): Promise<void> {
+  const fromFile: NodeKey = await readKeyFile('/etc/signet/client.key');
+  const fromObject = await importNodeKey(createSecretKey(new Uint8Array(32)));
+  const digest: string = await nodeDigest(createReadStream('/tmp/upload.bin'));
+  await nodeSign({ method: 'GET', url: 'https://api.example.com/' }, { keyId: 'k', key: fromFile });
+  console.log(fromObject.alg, digest);
 }

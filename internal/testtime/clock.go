@@ -1,4 +1,9 @@
-package testenv
+// Package testtime gives tests control of time: a manual [Clock] for code
+// that takes a Now func, and [Eventually], which waits for a condition that
+// real time will bring about. It imports only the standard library, so that
+// the behavioural suites of the stores (keys/keystest, replay/replaytest)
+// can use it without pulling in the drivers of the test environment.
+package testtime
 
 import (
 	"sync"

@@ -1,0 +1,157 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/replay"
+	"github.com/signet-dev/signet/replay/replaytest"
+)
+
+// A privateCluster is a Redis Cluster of three masters, without replicas,
+// that the test starts on free ports of 127.0.0.1.
+type privateCluster struct {
+	t     *testing.T
+	nodes []*privateRedis
+}
+
+func startPrivateCluster(t *testing.T) *privateCluster {
+	t.Helper()
+	c := &privateCluster{t: t}
+	var addrs []string
+	for range 3 {
+		n := startPrivateRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "1000", "--appendonly", "no")
+		c.nodes = append(c.nodes, n)
+		addrs = append(addrs, n.addr())
+	}
+	cmd := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c.waitOK()
+	return c
+}
+
+// url names every node, as a gateway's --redis does for a cluster: any one
+// would do, but a gateway must start while one is down.
+func (c *privateCluster) url() string {
+	return c.nodes[0].url() + "?addr=" + c.nodes[1].addr() + "&addr=" + c.nodes[2].addr()
+}
+
+// waitOK waits until every node says the cluster is up.
+func (c *privateCluster) waitOK() {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range c.nodes {
+		for {
+			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(n.port), "cluster", "info").Output()
+			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				c.t.Fatalf("cluster not up on %s: %v\n%s", n.addr(), err, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func TestClusterConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	c := startPrivateCluster(t)
+	prefixes := 0
+	replaytest.Run(t, replaytest.Harness{
+		New: func(t *testing.T, now func() time.Time) httpsig.NonceStore {
+			prefixes++
+			s := newTestStore(t, c.url(), Options{KeyPrefix: "t" + strconv.Itoa(prefixes) + ":"})
+			s.now = now
+			return s
+		},
+		RealTimeExpiry: true,
+	})
+}
+
+// TestClusterLoss has one master of a cluster restart without its data:
+// the pairs in its slots are refused as unvouched for, the others as plain
+// replays, and two stores agree.
+func TestClusterLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	c := startPrivateCluster(t)
+	var l losses
+	clock := &gatewayClock{}
+	stores := make([]*Store, 2)
+	for i := range stores {
+		stores[i] = newTestStore(t, c.url(), Options{KeyPrefix: DefaultKeyPrefix, MaxSkew: 5 * time.Second, OnLoss: l.record})
+		stores[i].now = clock.Now
+	}
+	if l.count() != 1 {
+		t.Fatalf("a new cluster gave %d loss reports, want 1", l.count())
+	}
+	clock.Advance(6 * time.Second)
+	ctx := context.Background()
+	created := clock.Now()
+	until := created.Add(time.Minute)
+	var nonces []string
+	for i := range 300 {
+		n := "n-" + strconv.Itoa(i)
+		if err := stores[i%2].Remember(ctx, "sk_1", n, created, until); err != nil {
+			t.Fatalf("Remember = %v", err)
+		}
+		if err := stores[(i+1)%2].Remember(ctx, "sk_1", n, created, until); !errors.Is(err, httpsig.ErrReplayed) {
+			t.Fatalf("the other store: Remember = %v, want ErrReplayed", err)
+		}
+		nonces = append(nonces, n)
+	}
+
+	lostNode := c.nodes[2]
+	lostNode.restart() // no persistence: its slots come back empty
+	c.waitOK()
+
+	unvouched, replays := 0, 0
+	for i, n := range nonces {
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			err = stores[i%2].Remember(ctx, "sk_1", n, created, until)
+			if errors.Is(err, httpsig.ErrReplayed) || err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		switch {
+		case errors.Is(err, replay.ErrUnvouched):
+			unvouched++
+		case errors.Is(err, httpsig.ErrReplayed):
+			replays++
+		default:
+			t.Fatalf("pair %s after the loss: Remember = %v, want it refused", n, err)
+		}
+	}
+	t.Logf("after one master of three lost its data: %d pairs refused as unvouched for, %d as replays", unvouched, replays)
+	if unvouched < len(nonces)/6 || replays < len(nonces)/3 {
+		t.Errorf("%d unvouched for, %d replays: want about a third and two thirds", unvouched, replays)
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for l.count() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l.count() < 2 {
+		t.Errorf("the loss was not reported")
+	}
+	clock.Advance(6 * time.Second)
+	for i := range 50 {
+		if err := stores[i%2].Remember(ctx, "sk_1", "new-"+strconv.Itoa(i), clock.Now(), clock.Now().Add(time.Minute)); err != nil {
+			t.Fatalf("new pair after the loss = %v, want nil", err)
+		}
+	}
+}

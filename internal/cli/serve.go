@@ -165,7 +165,7 @@ func runServe(e *Env, args []string) int {
 }
 
 func serve(e *Env, o *serveOptions, log *slog.Logger) error {
-	ks, err := openKeys(e, o.db, o.masterKey)
+	ks, err := openKeys(e, o.db, o.masterKey, log)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -251,10 +250,10 @@ func TestServeCannotListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	e := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: func(string) string { return "" }, Now: time.Now, Context: context.Background()}
-	db := filepath.Join(t.TempDir(), "keys.db")
-	if code := Run(e, []string{"serve", "--upstream", "http://127.0.0.1:1", "--db", db, "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0"}); code != exitRefused {
-		t.Fatalf("exit %d with the port taken", code)
+	db, _ := newClientKey(t)
+	code, _, stderr := run(t, "", "serve", "--upstream", "http://127.0.0.1:1", "--db", db, "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0")
+	if code != exitRefused || !strings.Contains(stderr, "address already in use") {
+		t.Fatalf("exit %d with the port taken: %s", code, stderr)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/gateway"
+	"github.com/signet-dev/signet/replay/memory"
 )
 
 // newGateway is newEnv that also returns the Gateway, for the tests that
@@ -370,5 +372,47 @@ func TestHTTP2(t *testing.T) {
 		if resp.StatusCode != 200 || resp.ProtoMajor != 2 || string(b) != "hello acme" {
 			t.Fatalf("request %d: %s %d %q", i, resp.Proto, resp.StatusCode, b)
 		}
+	}
+}
+
+// TestReplayStoreFull fills a small in-memory replay store with one key's
+// requests: that key is refused with 503 once it holds its share, another
+// key that the store holds entries of still gets through, the occupancy is in /metrics, and the refusals
+// are logged once, not once each.
+func TestReplayStoreFull(t *testing.T) {
+	logs := &lockedBuffer{}
+	store := memory.New(memory.Options{MaxEntries: 1500}) // one shard
+	e := newEnv(t, func(c *gateway.Config) {
+		c.Nonces = store
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	})
+	// The other key has been seen before the flood: the store shares
+	// itself among the keys it holds entries of.
+	if resp, body := e.send(t, e.ed, "GET", "/", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	refused := 0
+	for i := 0; i < 4*store.Cap() && refused < 20; i++ {
+		resp, body := e.send(t, e.hmac, "GET", "/", "", nil)
+		switch resp.StatusCode {
+		case 200:
+		case 503:
+			refused++
+		default:
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("one key sent %d requests into a store of %d and none was refused", 4*store.Cap(), store.Cap())
+	}
+	if resp, body := e.send(t, e.ed, "GET", "/", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("another key, while the first is refused: %d %s", resp.StatusCode, body)
+	}
+	entries, capacity := metric(t, e, "signet_replay_store_entries"), metric(t, e, "signet_replay_store_capacity")
+	if capacity != float64(store.Cap()) || entries < capacity/2 || entries > capacity {
+		t.Errorf("replay store gauges: %v of %v", entries, capacity)
+	}
+	if n := strings.Count(logs.String(), `"level":"ERROR"`); n != 1 {
+		t.Errorf("%d ERROR lines for %d refusals", n, refused)
 	}
 }

@@ -28,6 +28,7 @@ type serveOptions struct {
 	redisURL       string
 	redisPrefix    string
 	replayCapacity int
+	replaySnapshot string
 	tlsCert        string
 	tlsKey         string
 	maxBody        int64
@@ -60,6 +61,7 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&o.masterKey, "master-key-file", "", "file holding the master key that seals HMAC secrets (default: $SIGNET_MASTER_KEY, or a file beside the SQLite database)")
 	fs.StringVar(&o.redisURL, "redis", "", "redis:// URL of a replay cache shared by several gateways (default: in memory)")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", redis.DefaultKeyPrefix, "prefix of the nonce keys in Redis")
+	fs.StringVar(&o.replaySnapshot, "replay-snapshot", "", "file the in-memory replay cache is saved to on shutdown and read from at start (default: beside an SQLite key store)")
 	fs.IntVar(&o.replayCapacity, "replay-capacity", memory.DefaultMaxEntries, "nonces the in-memory replay cache holds: at least 2 × peak signed requests/s × (--max-age + --max-skew)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate chain, to serve HTTPS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
@@ -96,8 +98,8 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 		return nil, errors.New("--max-age must be positive and --max-skew not negative")
 	case o.replayCapacity < 1:
 		return nil, errors.New("--replay-capacity must be at least 1")
-	case o.redisURL != "" && flagSet(fs, "replay-capacity"):
-		return nil, errors.New("--replay-capacity sizes the in-memory replay cache; with --redis, Redis holds the nonces (size its maxmemory instead)")
+	case o.redisURL != "" && (flagSet(fs, "replay-capacity") || o.replaySnapshot != ""):
+		return nil, errors.New("--replay-capacity and --replay-snapshot are for the in-memory replay cache; with --redis, Redis holds the nonces")
 	case o.limits.maxInFlight < 1:
 		return nil, errors.New("--max-in-flight must be at least 1")
 	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
@@ -164,26 +166,21 @@ func runServe(e *Env, args []string) int {
 	return exitOK
 }
 
-func serve(e *Env, o *serveOptions, log *slog.Logger) error {
+func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	ks, err := openKeys(e, o.db, o.masterKey, log)
 	if err != nil {
 		return err
 	}
 	defer ks.Close()
-	var nonces httpsig.NonceStore
-	if o.redisURL != "" {
-		rs, err := redis.New(o.redisURL, redis.Options{KeyPrefix: o.redisPrefix})
-		if err != nil {
-			return fmt.Errorf("replay cache: %w", err)
-		}
-		defer rs.Close()
-		nonces = rs
-	} else {
-		nonces = memory.New(memory.Options{MaxEntries: o.replayCapacity})
+	replay, err := openReplayCache(e, o, log)
+	if err != nil {
+		return err
 	}
+	// Once no request can reach it: saved for the next start, unlocked.
+	defer func() { err = errors.Join(err, replay.close(log)) }()
 	upstream, _ := url.Parse(o.upstream)
 	g, err := gateway.New(gateway.Config{
-		Upstream: upstream, Keys: ks, Admin: ks, Nonces: nonces,
+		Upstream: upstream, Keys: ks, Admin: ks, Nonces: replay.store,
 		Policy:       httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
 		MaxBodyBytes: o.maxBody, StripSignature: o.stripSignature, Scheme: o.scheme,
 		Debug: o.debugExplain, Logger: log,
@@ -242,14 +239,13 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 		}
 	}()
 	go func() { errs <- adminSrv.Serve(adminLn) }()
+	drain := o.limits.drain
 	select {
 	case err = <-errs:
-		// A listener failed: stop at once, with an error.
-		stop(log, g, srv, adminSrv, cutRequests, 0, o.shutdown, errs)
-		return err
+		drain = 0 // a listener failed: stop at once, with an error
 	case <-e.Context.Done():
 	}
-	return stop(log, g, srv, adminSrv, cutRequests, o.limits.drain, o.shutdown, errs)
+	return errors.Join(err, stop(log, g, srv, adminSrv, cutRequests, drain, o.shutdown, errs))
 }
 
 // noneIfZero turns a flag's 0 ("no limit") into the gateway's negative.

@@ -46,6 +46,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/replay/redis"
 )
 
 type options struct {
@@ -119,6 +120,10 @@ func soak(ctx context.Context, o options) (bool, error) {
 	}
 	prefix := fmt.Sprintf("signet-soak-%d:", time.Now().UnixNano())
 	defer deleteKeys(o.redisURL, prefix)
+	// A new prefix looks like a Redis that lost its data: say it is new.
+	if _, err := redis.Init(ctx, o.redisURL, redis.Options{KeyPrefix: prefix}); err != nil {
+		return false, fmt.Errorf("Redis at %s: %w", o.redisURL, err)
+	}
 
 	out, err := exec.Command(signet, "keys", "create", "--db", db, "--master-key-file", masterKey, "--owner", "soak", "--json").Output()
 	if err != nil {

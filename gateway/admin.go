@@ -62,17 +62,21 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	return mux
 }
 
-// healthz answers 200 when every store answers, 503 otherwise.
+// healthz answers 200 when every store answers, 503 otherwise or once the
+// gateway drains. The body says which store failed and why: /healthz is on
+// the admin listener, for operators and load balancers.
 func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	status, body := http.StatusOK, map[string]string{"status": "ok"}
-	for _, p := range g.checkers {
-		if err := p.Ping(ctx); err != nil {
-			status, body = http.StatusServiceUnavailable, map[string]string{"status": "unavailable"}
-			g.log.Warn("health check failed", "error", err.Error())
-			break
+	for _, c := range g.checkers {
+		if err := c.p.Ping(ctx); err != nil {
+			status, body["status"], body[c.name] = http.StatusServiceUnavailable, "unavailable", err.Error()
+			g.log.Warn("health check failed", "check", c.name, "error", err.Error())
 		}
+	}
+	if g.draining.Load() {
+		status, body["status"] = http.StatusServiceUnavailable, "draining"
 	}
 	writeJSON(w, status, body)
 }
@@ -246,6 +250,12 @@ func (a *adminAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 		a.g.writeProblem(w, http.StatusNotFound, "not-found", "Not found", detail)
 	case errors.Is(err, keys.ErrConflict):
 		a.g.writeProblem(w, http.StatusConflict, "conflict", "Conflict", detail)
+	case errors.Is(err, keys.ErrUnavailable):
+		// Out of disk, the database down or past its deadline: the same
+		// call may work later. The cause is for the log only.
+		a.g.log.Error("admin API: key store unavailable", "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "error", err.Error())
+		w.Header().Set("Retry-After", "1")
+		a.g.writeProblem(w, http.StatusServiceUnavailable, string(middleware.ReasonUnavailable), "Service unavailable", "the key store cannot take this change now; retry later")
 	default:
 		a.g.log.Error("admin API error", "request_id", r.Header.Get(HeaderRequestID), "path", r.URL.Path, "error", err.Error())
 		a.g.writeProblem(w, http.StatusInternalServerError, "internal-error", "Internal error", "the request failed; the server log has the details")

@@ -81,6 +81,22 @@ type Config struct {
 	// Registry receives the metrics; nil means a new registry, served at
 	// /metrics of the admin handler.
 	Registry *prometheus.Registry
+
+	// MaxInFlight bounds the client requests handled at once, each from
+	// the end of its header to the end of its response (a WebSocket for
+	// as long as it is open). Beyond it a request is answered at once,
+	// before anything of it is read or verified, with 503 unavailable
+	// and Retry-After. Zero means DefaultMaxInFlight.
+	MaxInFlight int
+	// UpstreamTimeout bounds the wait for the upstream's response header
+	// once the request is sent (504 beyond). Zero means
+	// DefaultUpstreamTimeout, negative no bound. It applies to the
+	// default Transport; a Transport of one's own brings its own.
+	UpstreamTimeout time.Duration
+	// WriteTimeout is how long a client may take to accept each write of
+	// its response before the connection is closed. Zero means
+	// DefaultWriteTimeout, negative no bound.
+	WriteTimeout time.Duration
 }
 
 // Gateway is the reverse proxy. It is safe for concurrent use.
@@ -94,7 +110,19 @@ type Gateway struct {
 	proxy       *httputil.ReverseProxy
 	handler     http.Handler
 	admin       http.Handler
-	checkers    []Pinger
+	checkers    []check
+
+	inFlight       *inFlight
+	draining       atomic.Bool
+	unavailable    *sampledLog // 503s: the stores could not answer
+	overloaded     *sampledLog // 503s: MaxInFlight reached
+	upstreamFailed *sampledLog
+}
+
+// check is a dependency /healthz asks.
+type check struct {
+	name string
+	p    Pinger
 }
 
 // New returns a Gateway for cfg.
@@ -109,6 +137,8 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: Config.Verify.Verifier.Keys is nil")
 	case v.Nonces == nil:
 		return nil, errors.New("gateway: Config.Verify.Verifier.Nonces is nil")
+	case cfg.MaxInFlight < 0:
+		return nil, errors.New("gateway: Config.MaxInFlight is negative")
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, problemBase: cfg.Verify.ProblemBase}
 	if base := cfg.Upstream.EscapedPath(); base != "/" {
@@ -123,28 +153,36 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Registry == nil {
 		g.cfg.Registry = prometheus.NewRegistry()
 	}
-	g.metrics = newMetrics(g.cfg.Registry, v.Keys)
+	g.inFlight = newInFlight(orDefault(cfg.MaxInFlight, DefaultMaxInFlight), orDefault(cfg.WriteTimeout, DefaultWriteTimeout))
+	g.metrics = newMetrics(g.cfg.Registry, v.Keys, v.Nonces, g.inFlight)
+	g.unavailable = newSampledLog(g.log, slog.LevelError, "verification unavailable")
+	g.overloaded = newSampledLog(g.log, slog.LevelError, "overloaded: refused a request beyond the limit of requests in flight")
+	g.upstreamFailed = newSampledLog(g.log, slog.LevelWarn, "upstream error")
 	if cfg.Transport == nil {
-		g.cfg.Transport = NewTransport()
+		t := NewTransport()
+		t.ResponseHeaderTimeout = max(orDefault(cfg.UpstreamTimeout, DefaultUpstreamTimeout), 0)
+		g.cfg.Transport = t
 	}
-	for _, dep := range []any{v.Keys, v.Nonces} {
-		if p, ok := dep.(Pinger); ok {
-			g.checkers = append(g.checkers, p)
-		}
+	if p, ok := v.Keys.(Pinger); ok {
+		g.checkers = append(g.checkers, check{"key_store", p})
+	}
+	if p, ok := v.Nonces.(Pinger); ok {
+		g.checkers = append(g.checkers, check{"replay_store", p})
 	}
 	g.opts = cfg.Verify
-	g.opts.Verifier.Keys = countErrors{v.Keys, nil, g.metrics.keyStoreErrors}
-	g.opts.Verifier.Nonces = countErrors{nil, v.Nonces, g.metrics.replayStoreErrors}
+	g.opts.Verifier.Keys = countErrors{v.Keys, nil, g.metrics.keyStoreErrors, g.metrics.keyLookupSeconds}
+	g.opts.Verifier.Nonces = countErrors{nil, v.Nonces, g.metrics.replayStoreErrors, nil}
 	g.opts.Observe = g.observe
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		Transport:    g.cfg.Transport,
 		ErrorHandler: g.upstreamError,
+		BufferPool:   &bufferPool{},
 		// FlushInterval stays zero: ReverseProxy passes streamed responses
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
-	g.handler = withRequestID(g.checkForward(middleware.Verify(g.opts)(g.proxy)))
+	g.handler = withRequestID(g.inFlight.handler(g.checkForward(middleware.Verify(g.opts)(g.proxy)), g.refuseOverloaded, g.upstreamBroke))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }
@@ -210,7 +248,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		return // the client went away; nobody to answer
 	}
 	g.metrics.upstreamErrors.Inc()
-	g.log.Warn("upstream error", "request_id", r.Header.Get(HeaderRequestID), "error", err.Error())
+	g.upstreamFailed.add(err.Error(), "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "error", err.Error())
 	g.writeProblem(w, status, "upstream-unavailable", "Upstream unavailable", "the service behind the gateway did not answer")
 }
 
@@ -232,7 +270,7 @@ func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
 	case o.Status == 0:
 		g.log.Debug("accepted", attrs...)
 	case o.Status == http.StatusServiceUnavailable:
-		g.log.Error("verification unavailable", append(attrs, "reason", string(o.Reason), "error", o.Err.Error())...)
+		g.unavailable.add(o.Err.Error(), append(attrs, "reason", string(o.Reason), "error", o.Err.Error())...)
 	default:
 		g.log.Info("refused", append(attrs, "status", o.Status, "reason", string(o.Reason), "detail", detailOf(o.Err))...)
 	}
@@ -290,15 +328,18 @@ func validRequestID(id string) bool {
 }
 
 // countErrors counts the errors of a key resolver or nonce store that mean
-// it could not answer (not refusals).
+// it could not answer (not refusals), and times key lookups.
 type countErrors struct {
-	keys   httpsig.KeyResolver
-	nonces httpsig.NonceStore
-	errs   prometheus.Counter
+	keys    httpsig.KeyResolver
+	nonces  httpsig.NonceStore
+	errs    prometheus.Counter
+	seconds prometheus.Histogram
 }
 
 func (c countErrors) ResolveKey(ctx context.Context, id string) (httpsig.VerifyingKey, error) {
+	start := time.Now()
 	k, err := c.keys.ResolveKey(ctx, id)
+	c.seconds.Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, httpsig.ErrUnknownKey) && !errors.Is(err, httpsig.ErrKeyRevoked) && !errors.Is(err, httpsig.ErrKeyExpired) {
 		c.errs.Inc()
 	}

@@ -423,7 +423,7 @@ func (v *Verifier) VerifyPresigned(r *http.Request, body []byte) (*http.Request,
 	pv.maxLifetime, pv.presigned = lifetime, true
 	h := http.Header{"Signature-Input": {input}, "Signature": {sig}}
 	m := Message{Request: clean, Scheme: v.Scheme, Structured: v.Structured}
-	res, err := pv.verify(r.Context(), &m, h, body, hasContent)
+	res, err := pv.verify(r.Context(), &m, h, body, hasContent, false)
 	if err != nil {
 		return nil, Result{}, err
 	}

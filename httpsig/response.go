@@ -271,7 +271,7 @@ func (v *ResponseVerifier) Verify(ctx context.Context, resp *http.Response, body
 		return Result{}, err
 	}
 	m := Message{Request: resp.Request, Response: resp, Structured: v.Structured}
-	res, err := pv.verify(ctx, &m, resp.Header, body, len(body) > 0)
+	res, err := pv.verify(ctx, &m, resp.Header, body, len(body) > 0, false)
 	if err != nil {
 		return Result{}, err
 	}
@@ -296,9 +296,8 @@ func (v *ResponseVerifier) VerifyStream(ctx context.Context, resp *http.Response
 	if err != nil {
 		return Result{}, err
 	}
-	pv.deferDigest = true
 	m := Message{Request: resp.Request, Response: resp, Structured: v.Structured}
-	res, err := pv.verify(ctx, &m, resp.Header, nil, false)
+	res, err := pv.verify(ctx, &m, resp.Header, nil, false, true)
 	if err != nil {
 		return Result{}, err
 	}
@@ -307,8 +306,7 @@ func (v *ResponseVerifier) VerifyStream(ctx context.Context, resp *http.Response
 	}
 	cb := &checkedBody{rc: resp.Body, label: res.Label}
 	if res.coversDigest {
-		field, _ := contentDigestField(resp.Header)
-		if cb.digest, err = NewDigestVerifier(field); err != nil {
+		if cb.digest, err = NewDigestVerifier(res.ContentDigest); err != nil {
 			return Result{}, err
 		}
 	}

@@ -306,7 +306,7 @@ func TestSignEventStream(t *testing.T) {
 func TestSignRefusals(t *testing.T) {
 	signer, verifier := gatewaySigner(t)
 	key, _ := httpsig.NewHMACKey(bytes.Repeat([]byte("c"), 32))
-	verify := middleware.Verify(middleware.Options{Keys: httpsig.KeyMap{"sk_client": key}, Nonces: memory.New(memory.Options{})})
+	verify := middleware.Verify(middleware.Options{Verifier: httpsig.Verifier{Keys: httpsig.KeyMap{"sk_client": key}, Nonces: memory.New(memory.Options{})}})
 	u := serve(t, respsign.Options{Signer: signer}, verifyThenRelay{verify, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// The service's own 401, dressed as the server's.
 		w.Header().Set("Content-Type", "application/problem+json")

@@ -119,7 +119,7 @@ func New(cfg Config) (*Server, http.Handler, error) {
 			s.Refusals <- o.Reason
 		}
 	}
-	verify := middleware.Verify(middleware.Options{Keys: cfg.Keys, Nonces: nonces, Now: now, Observe: observe})(signer.Relay(service))
+	verify := middleware.Verify(middleware.Options{Verifier: httpsig.Verifier{Keys: cfg.Keys, Nonces: nonces, Now: now}, Observe: observe})(signer.Relay(service))
 	presigned := &httpsig.Verifier{Keys: cfg.Keys, Nonces: nonces, Now: now, Presign: cfg.Presign}
 	mux := http.NewServeMux()
 	mux.Handle(respsign.KeysPath, keys)

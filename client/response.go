@@ -3,6 +3,7 @@ package client
 import (
 	"compress/gzip"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -119,12 +120,17 @@ func LoadGatewayKeys(path string) (httpsig.KeyResolver, error) {
 	if set, err := httpsig.ParseJWKS(data); err == nil {
 		return keySet(set), nil
 	}
-	key, err := httpsig.LoadVerifyingKey("", data)
+	raw, _, err := httpsig.ParseKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("client: gateway keys %s: neither a JWK set nor a public key: %w", path, err)
 	}
-	if key.Algorithm().Symmetric() {
-		return nil, fmt.Errorf("client: gateway keys %s: a shared secret; a gateway signs with a private key and publishes the public one", path)
+	switch raw.(type) {
+	case []byte, crypto.Signer:
+		return nil, fmt.Errorf("client: gateway keys %s: a secret or private key; give the public key the gateway publishes", path)
+	}
+	key, err := httpsig.LoadVerifyingKey("", data)
+	if err != nil {
+		return nil, fmt.Errorf("client: gateway keys %s: %w", path, err)
 	}
 	return httpsig.KeyResolverFunc(func(context.Context, string) (httpsig.VerifyingKey, error) { return key, nil }), nil
 }

@@ -42,6 +42,9 @@ type PresignOptions struct {
 	// SingleUse adds a nonce, so that a verifier with a [NonceStore]
 	// accepts the URL once.
 	SingleUse bool
+	// Nonce, if set, is the nonce of a single-use URL instead of 128
+	// fresh random bits: for reproducible URLs in tests.
+	Nonce string
 }
 
 // Presign returns rawURL with a signature in its query, as the
@@ -93,7 +96,12 @@ func (s *Signer) Presign(rawURL string, o PresignOptions) (string, error) {
 	r := &http.Request{Method: method, Host: u.authority, RequestURI: target, Header: http.Header{}}
 	p := s.params()
 	p.Components, p.Tag, p.Nonce = presignComponents, PresignTag, ""
-	if o.SingleUse {
+	switch {
+	case o.Nonce != "" && !o.SingleUse:
+		return "", errors.New("httpsig: a nonce is for a single-use URL")
+	case o.Nonce != "":
+		p.Nonce = o.Nonce
+	case o.SingleUse:
 		p.Nonce = NewNonce()
 	}
 	p.Expires = p.Created.Add(o.Expires.Truncate(time.Second))

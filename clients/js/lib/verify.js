@@ -38,7 +38,11 @@ import { parseSignatureFields, plainParams } from './signatures.js';
  *   may do
  * @property {string | string[]} [label]  check only the signatures with these
  *   labels, which must all be present (missing-signature otherwise)
- * @property {string} [tag]  check only signatures whose `tag` is this (missing-signature if none)
+ * @property {string | string[]} [tag]  check only signatures whose `tag` is this, or one of these (missing-signature if none)
+ * @property {boolean} [headerOnly]  check the signatures but not the content: the
+ *   Content-Digest a checked signature covers is returned as `contentDigest`,
+ *   for the caller to check as the content streams (see verifyResponse); the
+ *   body is not read
  * @property {string[] | ((message: import('./message.js').Message) => string[])} [requiredComponents]
  *   components every checked signature must cover, as in SignOptions.components,
  *   or a function of the message. Default, for a request: the default
@@ -76,8 +80,10 @@ import { parseSignatureFields, plainParams } from './signatures.js';
 
 /**
  * What verify resolves to: the first checked signature, and all of them.
- * @typedef {VerifiedSignature & { signatures: VerifiedSignature[], body: Uint8Array | null }} VerifyResult
- *   body: the body as read for the digest check (null when there is none)
+ * @typedef {VerifiedSignature & { signatures: VerifiedSignature[], body: Uint8Array | null, contentDigest?: string }} VerifyResult
+ *   body: the body as read for the digest check (null when there is none, or
+ *   with headerOnly); contentDigest: with headerOnly, the Content-Digest field
+ *   value a checked signature covers, if one does
  */
 
 /**
@@ -211,8 +217,9 @@ function select(all, options) {
     });
   }
   if (options.tag !== undefined) {
-    selected = selected.filter((s) => s.params.get('tag') === options.tag);
-    if (selected.length === 0) throw refuse(Reason.MissingSignature, `the message has no signature with tag ${JSON.stringify(options.tag)}`);
+    const tags = Array.isArray(options.tag) ? options.tag : [options.tag];
+    selected = selected.filter((s) => tags.includes(/** @type {string} */ (s.params.get('tag'))));
+    if (selected.length === 0) throw refuse(Reason.MissingSignature, `the message has no signature with tag ${tags.map((t) => JSON.stringify(t)).join(' or ')}`);
   }
   if (selected.length === 0) throw refuse(Reason.MissingSignature, 'Signature-Input is empty');
   if (selected.length > MAX_SIGNATURES) {
@@ -322,12 +329,15 @@ export async function verify(input, options) {
     requiredParams,
   };
 
-  const body = options.body !== undefined ? await readBody(options.body) : await messageBody(message);
+  const headerOnly = options.headerOnly === true;
+  const body = headerOnly ? null : options.body !== undefined ? await readBody(options.body) : await messageBody(message);
   const required = requiredFor(options.requiredComponents, message, body !== null && body.length > 0);
   const digestField = message.fields.get('content-digest');
 
   /** @type {VerifiedSignature[]} */
   const verified = [];
+  /** @type {string | undefined} */
+  let contentDigest;
   for (const s of selected) {
     const { label } = s;
     const p = plainParams(s.params);
@@ -357,11 +367,14 @@ export async function verify(input, options) {
     }
     if (!(await key.verify(bytes, /** @type {Uint8Array} */ (s.signature)))) throw refuse(Reason.BadSignature, 'the signature does not match the message', { label });
     if (s.components.some((c) => c.name === 'content-digest' && c.params.size === 0)) {
-      try {
-        // Covered, so the base had the field.
-        await checkContentDigest(/** @type {string[]} */ (digestField).join(', '), body);
-      } catch (err) {
-        throw withLabel(err, label);
+      // Covered, so the base had the field.
+      contentDigest = /** @type {string[]} */ (digestField).join(', ');
+      if (!headerOnly) {
+        try {
+          await checkContentDigest(contentDigest, body);
+        } catch (err) {
+          throw withLabel(err, label);
+        }
       }
     }
 
@@ -390,5 +403,6 @@ export async function verify(input, options) {
     }
   }
 
-  return { ...verified[0], signatures: verified, body };
+  const result = { ...verified[0], signatures: verified, body };
+  return headerOnly && contentDigest !== undefined ? { ...result, contentDigest } : result;
 }

@@ -86,15 +86,16 @@ const (
 // A Store holds the limits of keys in memory. It is safe for concurrent
 // use.
 type Store struct {
-	now     func() time.Time
-	start   time.Time // for monotonic readings of now
-	startUS int64
-	seed    maphash.Seed
-	perMax  int
-	ledger  limit.Ledger
-	batch   int64
-	leases  singleflight.Group
-	shards  [shardCount]shard
+	now       func() time.Time
+	realClock bool      // now is time.Now
+	start     time.Time // for monotonic readings of now
+	startUS   int64
+	seed      maphash.Seed
+	perMax    int
+	ledger    limit.Ledger
+	batch     int64
+	leases    singleflight.Group
+	shards    [shardCount]shard
 }
 
 var (
@@ -128,7 +129,7 @@ func New(opts Options) *Store {
 		batch:  int64(opts.Batch),
 	}
 	if s.now == nil {
-		s.now = time.Now
+		s.now, s.realClock = time.Now, true
 	}
 	if s.perMax <= 0 {
 		s.perMax = DefaultMaxKeys
@@ -149,8 +150,12 @@ func New(opts Options) *Store {
 
 // micros is the current time in Unix microseconds, moving on with the
 // monotonic clock, so that a wall clock stepped back does not hand out
-// a burst again.
+// a burst again. With the real clock, time.Since reads only the monotonic
+// one: half the cost of time.Now, which reads both.
 func (s *Store) micros() int64 {
+	if s.realClock {
+		return s.startUS + time.Since(s.start).Microseconds()
+	}
 	return s.startUS + s.now().Sub(s.start).Microseconds()
 }
 

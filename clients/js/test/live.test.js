@@ -84,7 +84,7 @@ before(async () => {
   const port = await freePort();
   const adminPort = await freePort();
   gateway = spawn(signet, ['serve', '--upstream', `http://127.0.0.1:${upstream.address().port}`,
-    '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--db', db, '--log-level', 'warn'],
+    '--listen', `127.0.0.1:${port}`, '--admin-listen', `127.0.0.1:${adminPort}`, '--db', db, '--log-level', 'warn', '--drain', '0'],
   { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitForPort(port, gateway);
   gatewayURL = `http://127.0.0.1:${port}`;

@@ -53,16 +53,70 @@ func TestConformance(t *testing.T) {
 	conformance(t, testenv.RequireRedis(t), func(t *testing.T) string { return testenv.RedisPrefix(t) })
 }
 
-func TestClusterConformance(t *testing.T) {
+// TestCluster runs the suite and the tests of two gateways on a Redis
+// Cluster of three masters, and checks that a limiter key's rate and uses
+// share a slot while keys spread over every master.
+func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis Cluster")
 	}
 	c := testenv.StartRedisCluster(t)
 	n := 0
-	conformance(t, c.URL(), func(t *testing.T) string {
+	prefix := func(*testing.T) string {
 		n++
 		return "t" + strconv.Itoa(n) + ":"
+	}
+	t.Run("Conformance", func(t *testing.T) { conformance(t, c.URL(), prefix) })
+	t.Run("SharedRate", func(t *testing.T) { sharedRate(t, c.URL(), prefix(t)) })
+	t.Run("SharedUses", func(t *testing.T) { sharedUses(t, c.URL(), prefix(t)) })
+	t.Run("Slots", func(t *testing.T) {
+		s := &Store{prefix: DefaultKeyPrefix}
+		cl := admin(t, c.Nodes[0].URL())
+		ctx := t.Context()
+		masters := masterOfSlot(t, cl)
+		nodes := map[string]int{}
+		for i := range 300 {
+			key := limit.ForKey("sk_" + strconv.Itoa(i))
+			var slots [2]int64
+			for j, kind := range []byte{'r', 'u'} {
+				slot, err := cl.Do(ctx, cl.B().ClusterKeyslot().Key(s.key(key, kind)).Build()).AsInt64()
+				if err != nil {
+					t.Fatal(err)
+				}
+				slots[j] = slot
+			}
+			if slots[0] != slots[1] {
+				t.Fatalf("%s: the rate is in slot %d, the uses in %d", key, slots[0], slots[1])
+			}
+			nodes[masters(slots[0])]++
+		}
+		if len(nodes) != 3 {
+			t.Errorf("300 keys landed on %d masters of 3: %v", len(nodes), nodes)
+		}
 	})
+}
+
+// masterOfSlot returns a function that names the master serving a slot.
+func masterOfSlot(t *testing.T, cl rueidis.Client) func(slot int64) string {
+	t.Helper()
+	shards, err := cl.Do(t.Context(), cl.B().ClusterSlots().Build()).ToArray()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(slot int64) string {
+		for _, sh := range shards {
+			r, _ := sh.ToArray()
+			lo, _ := r[0].AsInt64()
+			hi, _ := r[1].AsInt64()
+			if slot >= lo && slot <= hi {
+				m, _ := r[2].ToArray()
+				port, _ := m[1].AsInt64()
+				return strconv.FormatInt(port, 10)
+			}
+		}
+		t.Fatalf("no master serves slot %d", slot)
+		return ""
+	}
 }
 
 // admin returns a client straight to the server at u, for checking what
@@ -199,9 +253,12 @@ func TestUsesTTL(t *testing.T) {
 // 4,000 requests at once for one key whose rate lets 50 through at once
 // and one every 14.4 minutes: exactly the burst passes.
 func TestSharedRate(t *testing.T) {
-	u := testenv.RequireRedis(t)
-	a := newTestStore(t, u, Options{})
-	b := newTestStore(t, u, Options{KeyPrefix: a.prefix})
+	sharedRate(t, testenv.RequireRedis(t), testenv.RedisPrefix(t))
+}
+
+func sharedRate(t *testing.T, u, prefix string) {
+	a := newTestStore(t, u, Options{KeyPrefix: prefix})
+	b := newTestStore(t, u, Options{KeyPrefix: prefix})
 	r := limit.Rate{N: 100, Per: 24 * time.Hour, Burst: 50}
 	if got := hammer(t, []*Store{a, b}, r, 2000); got != 50 {
 		t.Fatalf("%d requests passed across two gateways; want the burst of 50", got)
@@ -278,10 +335,13 @@ func hammer(t *testing.T, stores []*Store, r limit.Rate, n int) int64 {
 // TestSharedUses has two gateways spend a budget of 500 uses with 4,000
 // requests at once: exactly 500 pass, and the ledger is empty.
 func TestSharedUses(t *testing.T) {
-	u := testenv.RequireRedis(t)
+	sharedUses(t, testenv.RequireRedis(t), testenv.RedisPrefix(t))
+}
+
+func sharedUses(t *testing.T, u, prefix string) {
 	ledger := limittest.NewLedger(time.Now)
-	a := newTestStore(t, u, Options{Ledger: ledger})
-	b := newTestStore(t, u, Options{KeyPrefix: a.prefix, Ledger: ledger})
+	a := newTestStore(t, u, Options{KeyPrefix: prefix, Ledger: ledger})
+	b := newTestStore(t, u, Options{KeyPrefix: prefix, Ledger: ledger})
 	set := ledger.Set("sk_1", 500, limit.Rate{})
 	var allowed atomic.Int64
 	var wg sync.WaitGroup

@@ -482,3 +482,29 @@ func BenchmarkSpend(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPing and BenchmarkPingParallel are the floor under Allow: a
+// round trip to Redis, serial and pipelined.
+func BenchmarkPing(b *testing.B) {
+	s := newTestStore(b, testenv.RequireRedis(b), Options{})
+	ctx := context.Background()
+	for b.Loop() {
+		if err := s.Ping(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPingParallel(b *testing.B) {
+	s := newTestStore(b, testenv.RequireRedis(b), Options{})
+	ctx := context.Background()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Ping(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -163,6 +163,23 @@ func (s *Store) shard(key string) *shard {
 	return &s.shards[maphash.String(s.seed, key)%shardCount]
 }
 
+// Len returns the number of keys the store holds, rates and uses
+// together: for a gauge beside [Store.Cap].
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.rates) + len(sh.pools)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Cap returns the number of keys the store may hold: MaxKeys, rounded
+// down to a multiple of the number of shards.
+func (s *Store) Cap() int { return s.perMax * shardCount }
+
 // Allow implements [limit.Limiter].
 func (s *Store) Allow(_ context.Context, key string, r limit.Rate, cost int) (limit.Decision, error) {
 	p, err := gcra.For(r, cost)

@@ -45,6 +45,9 @@ func TestFull(t *testing.T) {
 	if held != 2*shardCount {
 		t.Fatalf("the store took %d keys and refused %d; want it to take %d", held, full, 2*shardCount)
 	}
+	if s.Len() != held || s.Cap() != 2*shardCount {
+		t.Fatalf("Len, Cap = %d, %d; want %d, %d", s.Len(), s.Cap(), held, 2*shardCount)
+	}
 	if d, err := s.Allow(ctx, "k0", r, 1); err != nil || d.Allowed {
 		t.Fatalf("a key held by a full store: Allow = %+v, %v; want it refused, over its burst", d, err)
 	}

@@ -95,7 +95,7 @@ func adminKey(t *testing.T, env []string, db string, extra ...string) (string, *
 // A server is a running signet serve.
 type server struct {
 	cmd         *exec.Cmd
-	addr, admin string // where it listens
+	addr, admin string        // where it listens
 	exited      chan struct{} // closed when it has exited, with err
 	err         error
 	logMu       sync.Mutex

@@ -41,7 +41,7 @@ func signetBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "signet")
-		cmd := exec.Command("go", "build", "-o", binPath, "../cmd/signet")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, "../cmd/signet")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/signet: %v\n%s", err, out)
@@ -85,11 +85,17 @@ func adminKey(t *testing.T, env []string, db string, extra ...string) (string, *
 	if err := json.Unmarshal(run(t, env, args...), &created); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := client.NewTransport(created.Key.ID, keyFile, nil)
+	return created.Key.ID, adminClient(t, created.Key.ID, keyFile)
+}
+
+// adminClient returns a client that signs with the key in keyFile.
+func adminClient(t *testing.T, id, keyFile string) *http.Client {
+	t.Helper()
+	tr, err := client.NewTransport(id, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return created.Key.ID, &http.Client{Transport: tr}
+	return &http.Client{Transport: tr}
 }
 
 // A server is a running signet serve.

@@ -202,7 +202,7 @@ func TestGrafanaDashboard(t *testing.T) {
 	if err := os.Rename(db, db+".moved"); err != nil {
 		t.Fatal(err)
 	}
-	_, other := adminKey(t, env, filepath.Join(dir, "other.db"))
+	_, other := adminKey(t, []string{"HOME=" + t.TempDir()}, filepath.Join(dir, "other.db"))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		code, _ := get(t, other, "http://"+s.addr+"/orders")

@@ -76,10 +76,16 @@ func run(t *testing.T, env []string, args ...string) []byte {
 }
 
 // adminKey makes a key store at db with a first admin key, as an operator
-// does, and returns a client that signs with it.
+// does, and returns its id and a client that signs with it. The key file
+// is ops.key in the directory of env's HOME.
 func adminKey(t *testing.T, env []string, db string, extra ...string) (string, *http.Client) {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "ops.key")
+	for _, kv := range env {
+		if home, ok := strings.CutPrefix(kv, "HOME="); ok {
+			keyFile = filepath.Join(home, "ops.key")
+		}
+	}
 	args := append([]string{"keys", "create", "--db", db, "--owner", "ops", "--scopes", "admin", "--secret-out", keyFile, "--json"}, extra...)
 	var created struct{ Key struct{ ID string } }
 	if err := json.Unmarshal(run(t, env, args...), &created); err != nil {

@@ -33,7 +33,7 @@ type composeFile struct {
 		Command     []string
 		Environment map[string]string
 		Secrets     []struct{ Source, Target string }
-		StopGrace   string `yaml:"stop_grace_period"`
+		StopGrace   string                                `yaml:"stop_grace_period"`
 		DependsOn   map[string]struct{ Condition string } `yaml:"depends_on"`
 	}
 	Secrets map[string]struct{ File string }

@@ -60,7 +60,7 @@ type vectorMsg struct {
 }
 
 func headerPairs(h http.Header) [][2]string {
-	var out [][2]string
+	out := [][2]string{}
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
 		for k := range h {
 			if !yield(k) {
@@ -192,7 +192,7 @@ func makeResponseVectors(t *testing.T) []responseVector {
 	other := clone(ok)
 	other.Header.Set("Signature-Input", strings.Replace(ok.Header.Get("Signature-Input"), ResponseTag, "upstream", 1))
 	add("another tag only", get, other, json200, ReasonMissingSignature, "", "")
-	add("content its signature does not cover", get, sign(ResponseTag, get, 204, http.Header{}, nil), []byte("injected"), ReasonMissingComponent, "", "")
+	add("content its signature does not cover", get, sign(ResponseTag, get, 200, http.Header{}, nil), []byte("injected"), ReasonMissingComponent, "", "")
 	return out
 }
 

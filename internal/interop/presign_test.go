@@ -347,7 +347,10 @@ func TestResponsesCrossLanguage(t *testing.T) {
 			alter("content added", func(_ *http.Response, b []byte) []byte { return []byte("x") })
 		}
 		alter("status", func(r *http.Response, b []byte) []byte { r.StatusCode = 299; return b })
-		alter("date", func(r *http.Response, b []byte) []byte { r.Header.Set("Date", "Mon, 01 Jan 2001 00:00:00 GMT"); return b })
+		alter("date", func(r *http.Response, b []byte) []byte {
+			r.Header.Set("Date", "Mon, 01 Jan 2001 00:00:00 GMT")
+			return b
+		})
 		alter("unsigned", func(r *http.Response, b []byte) []byte { r.Header.Del("Signature"); return b })
 		other := exchanges[(i+1)%len(exchanges)].req
 		cases = append(cases, exchange{other, x.resp, x.body})

@@ -436,3 +436,23 @@ func FuzzPresign(f *testing.F) {
 		}
 	})
 }
+
+// TestPresignedSignatureInHeader refuses a presigned signature moved into
+// the header fields, where the shorter lifetime of request signatures
+// would not bound it.
+func TestPresignedSignatureInHeader(t *testing.T) {
+	s, v := presignPair(t)
+	signed, err := s.Presign("https://api.example.com/x?a=1", PresignOptions{Expires: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := serverRequest(t, http.MethodGet, "https://api.example.com/x?a=1")
+	r.Header.Set("Signature-Input", mustQueryParam(t, signed, PresignInputParam))
+	r.Header.Set("Signature", mustQueryParam(t, signed, PresignSignatureParam))
+	vv := *v
+	vv.Policy = Policy{RequiredParams: []string{"created", "keyid"}, MaxAge: -1}
+	_, err = vv.VerifyRequest(r, nil)
+	if reason, _ := ReasonOf(err); reason != ReasonMalformedSignature {
+		t.Fatalf("%v, want malformed-signature", err)
+	}
+}

@@ -477,6 +477,11 @@ func (v *Verifier) withBase(e *VerifyError, st *verifyState) *VerifyError {
 }
 
 func (v *Verifier) checkParams(p *Params, now time.Time) error {
+	if p.Tag == PresignTag && !v.presigned {
+		// Made for a URL, whose lifetime may be hours: not a signature of
+		// header fields.
+		return refuse(ReasonMalformedSignature, "", "a presigned signature (tag "+PresignTag+") is valid only in the query of its URL")
+	}
 	for _, name := range v.Policy.requiredParams() {
 		if !p.has(name) {
 			return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")

@@ -55,4 +55,3 @@ func BenchmarkWrap(b *testing.B) {
 		}
 	}
 }
-

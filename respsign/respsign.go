@@ -27,9 +27,9 @@
 //     content sent. Memory stays bounded whatever the size; the cost is
 //     the time to the first byte of a large response;
 //   - responses that have no content (HEAD, 1xx, 204, 304) or that cannot
-//     wait for their end (101 Switching Protocols, text/event-stream) are
-//     signed at once without content-digest; a client that verifies
-//     responses then refuses any content they carry.
+//     wait for their end (101 Switching Protocols, text/event-stream, what
+//     Options.Streamed names) are signed at once without content-digest; a
+//     client that verifies responses then refuses any content they carry.
 //
 // [KeysHandler] serves the public keys at [KeysPath].
 package respsign
@@ -75,6 +75,11 @@ type Options struct {
 	// TempDir is where content over MemoryBytes is held; empty means
 	// os.TempDir(). The files are unlinked as soon as they are made.
 	TempDir string
+	// Streamed, if set, reports whether a response (its request, status
+	// and header fields) is one that cannot wait for its end, to be signed
+	// at once without content-digest and sent as it comes: a stream of
+	// events, a long poll. Nil means text/event-stream responses only.
+	Streamed func(r *http.Request, status int, h http.Header) bool
 	// OnError, if set, is told of a response that could not be signed
 	// or sent as signed (content over MaxBytes, a full disk, content that
 	// did not match its own Content-Digest). Nil means nothing is told.
@@ -231,7 +236,7 @@ func (s *signingWriter) WriteHeader(code int) {
 	h := s.w.Header()
 	switch {
 	case code == http.StatusSwitchingProtocols || code == http.StatusNoContent || code == http.StatusNotModified ||
-		s.r.Method == http.MethodHead || isEventStream(h):
+		s.r.Method == http.MethodHead || s.streamed(code, h):
 		if _, ok := h["Content-Type"]; !ok {
 			// net/http would add a Content-Type sniffed from what the
 			// handler writes, after the signature; there is no content.
@@ -267,7 +272,10 @@ func (s *signingWriter) sniff(p []byte) {
 	}
 }
 
-func isEventStream(h http.Header) bool {
+func (s *signingWriter) streamed(code int, h http.Header) bool {
+	if s.opts.Streamed != nil {
+		return s.opts.Streamed(s.r, code, h)
+	}
 	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
 	return mt == "text/event-stream"
 }

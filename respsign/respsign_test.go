@@ -301,6 +301,34 @@ func TestSignEventStream(t *testing.T) {
 	}
 }
 
+// TestSignStreamed sends what Options.Streamed names as it comes.
+func TestSignStreamed(t *testing.T) {
+	signer, verifier := gatewaySigner(t)
+	next := make(chan struct{})
+	ndjson := func(_ *http.Request, _ int, h http.Header) bool { return h.Get("Content-Type") == "application/x-ndjson" }
+	u := serve(t, respsign.Options{Signer: signer, Streamed: ndjson}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		io.WriteString(w, "{}\n")
+		w.(http.Flusher).Flush()
+		<-next
+	}))
+	req, _ := http.NewRequest(http.MethodGet, u+"/feed", nil)
+	clientSigner(t).SignRequest(req, nil)
+	// The header arrives while the handler still waits.
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	close(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := verifier.VerifyStream(context.Background(), resp); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(resp.Header.Get("Signature-Input"), "content-digest") {
+		t.Error("a streamed response claims a digest")
+	}
+}
+
 // TestSignRefusals signs the refusals of middleware.Verify, so that a
 // client can tell them from an upstream's 401.
 func TestSignRefusals(t *testing.T) {

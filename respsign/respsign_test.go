@@ -305,7 +305,9 @@ func TestSignEventStream(t *testing.T) {
 func TestSignStreamed(t *testing.T) {
 	signer, verifier := gatewaySigner(t)
 	next := make(chan struct{})
-	ndjson := func(_ *http.Request, _ int, h http.Header) bool { return h.Get("Content-Type") == "application/x-ndjson" }
+	ndjson := func(_ *http.Request, _ int, h http.Header) bool {
+		return h.Get("Content-Type") == "application/x-ndjson"
+	}
 	u := serve(t, respsign.Options{Signer: signer, Streamed: ndjson}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		io.WriteString(w, "{}\n")

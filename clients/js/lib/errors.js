@@ -47,6 +47,11 @@ export class SignatureError extends Error {
     this.label = options.label;
     /** What was wrong, without the reason and label. */
     this.detail = detail;
+    /**
+     * The keyid of the signature concerned, once verify knows it.
+     * @type {string | undefined}
+     */
+    this.keyId = undefined;
     /** The signature base, in debug mode. */
     this.base = options.base;
   }

@@ -201,6 +201,16 @@ function withLabel(err, label) {
 }
 
 /**
+ * Names the keyid of the signature concerned in a refusal.
+ * @param {unknown} err
+ * @param {unknown} keyId
+ */
+function withKeyId(err, keyId) {
+  if (err instanceof SignatureError && err.keyId === undefined && typeof keyId === 'string' && keyId !== '') err.keyId = keyId;
+  return err;
+}
+
+/**
  * @param {import('./signatures.js').ParsedSignatureFields[]} all
  * @param {VerifyOptions} options
  */
@@ -401,9 +411,11 @@ async function check(message, all, options, ctx) {
   const digestField = message.fields.get('content-digest');
   let digestCovered = false;
 
-  /** @type {VerifiedSignature[]} */
-  const verified = [];
-  for (const s of selected) {
+  /**
+   * @param {import('./signatures.js').ParsedSignatureFields} s
+   * @returns {Promise<VerifiedSignature>}
+   */
+  const checkOne = async (s) => {
     const { label } = s;
     const p = plainParams(s.params);
     checkParams(p, label, policy);
@@ -448,7 +460,7 @@ async function check(message, all, options, ctx) {
       }
     }
 
-    verified.push({
+    return {
       label,
       keyId,
       alg: key.alg,
@@ -459,7 +471,17 @@ async function check(message, all, options, ctx) {
       components: s.components.map((c) => c.id),
       params: p,
       base,
-    });
+    };
+  };
+
+  /** @type {VerifiedSignature[]} */
+  const verified = [];
+  for (const s of selected) {
+    try {
+      verified.push(await checkOne(s));
+    } catch (err) {
+      throw withKeyId(err, s.params.get('keyid'));
+    }
   }
 
   // Nonces are spent only once every signature has verified, so that a
@@ -469,7 +491,7 @@ async function check(message, all, options, ctx) {
       if (v.nonce === undefined || v.nonce === '') continue;
       const created = v.created === undefined ? undefined : new Date(v.created * 1000);
       const fresh = await nonces.remember(v.keyId, v.nonce, created, nonceUntil(v, policy));
-      if (fresh !== true) throw refuse(Reason.Replayed, 'this nonce was already used', { label: v.label });
+      if (fresh !== true) throw withKeyId(refuse(Reason.Replayed, 'this nonce was already used', { label: v.label }), v.keyId);
     }
   }
 

@@ -345,7 +345,7 @@ export class Verifier {
           return;
         }
         const { status, headers, body } = this.#response(req.raw, req.raw.url, this.#scopeRefusal(missing));
-        res.code(status).headers(headers).send(body);
+        res.code(status).headers(headers).send(Buffer.from(body));
         return;
       }
       if (this.#scopesOk(req, res, scopes)) next();
@@ -429,7 +429,8 @@ export class Verifier {
   #replyRefusal(request, reply, target, r, start) {
     const { status, headers, body } = this.#response(request.raw, target, r);
     this.#observe(request.raw, { status, reason: r.reason, keyId: r.keyId, error: r.error, elapsed: performance.now() - start });
-    return reply.code(status).headers(headers).send(body);
+    // A Buffer: Fastify would add a charset to the type of a string.
+    return reply.code(status).headers(headers).send(Buffer.from(body));
   }
 
   /**

@@ -337,6 +337,34 @@ describe('refusals that are the server\'s', () => {
     }
   });
 
+  test('memory for the bytes that arrive, not for the lengths announced; none for unsigned heads', async () => {
+    const s = await serve({ keys: { [KEY_ID]: { key: SECRET } }, nonces: new MemoryNonceStore(), maxBodyBytes: 8 << 20, bodyBudget: 128 << 20 });
+    const external = () => {
+      global.gc?.();
+      return process.memoryUsage().arrayBuffers;
+    };
+    try {
+      const host = `127.0.0.1:${s.port}`;
+      const length = 4 << 20;
+      const heads = [];
+      for (let i = 0; i < 16; i++) {
+        const h = await signedHeaders(s.origin, '/upload', { method: 'POST', headers: [['Content-Type', 'text/plain']], body: 'x'.repeat(length) });
+        heads.push(rawRequest('POST', '/upload', host, [...h, ['Content-Length', String(length)]], 'x'.repeat(100)));
+      }
+      for (let i = 0; i < 64; i++) heads.push(`POST /upload HTTP/1.1\r\nHost: ${host}\r\nContent-Length: ${length}\r\n\r\n`);
+      const before = external();
+      const pending = heads.map((h) => raw(s.port, h, { ms: 800 }));
+      await new Promise((r) => setTimeout(r, 500));
+      const grown = external() - before;
+      assert.equal(s.verifier.bodyBudgetLeft, (128 << 20) - 16 * length, 'the budget holds the announced lengths');
+      const answers = await Promise.all(pending);
+      assert.deepEqual(answers.slice(16).map((a) => a.status), Array(64).fill(401));
+      assert.ok(grown < 8 << 20, `external memory grew by ${grown >> 10} KiB`);
+    } finally {
+      await s.close();
+    }
+  });
+
   test('debug mode shows the signature base of a bad signature; it is off by default', async () => {
     for (const debug of [false, true]) {
       const s = await serve({ keys: { [KEY_ID]: { key: SECRET } }, nonces: new MemoryNonceStore(), debug });

@@ -90,7 +90,8 @@ export function readBody(req, limit, lease, restore) {
   if (req.complete && req.readableLength === 0) return Promise.resolve(Buffer.alloc(0));
 
   return new Promise((resolve, reject) => {
-    const fixed = declared > 0 ? Buffer.allocUnsafe(declared) : null;
+    // Memory for what arrives, not for what is announced: the budget holds
+    // a declared length, the heap only the bytes sent.
     /** @type {Buffer[]} */
     const chunks = [];
     let size = 0;
@@ -108,12 +109,11 @@ export function readBody(req, limit, lease, restore) {
       while (req.readableLength > 0) {
         const c = /** @type {Buffer | null} */ (req.read());
         if (c === null) break;
-        if (fixed) {
-          if (size + c.length > fixed.length) {
+        if (declared > 0) {
+          if (size + c.length > declared) {
             fail(refusal(400, ServerReason.BadBody, 'the request body is longer than its Content-Length', { unread: true }));
             return;
           }
-          c.copy(fixed, size);
         } else {
           if (size + c.length > limit) {
             fail(tooLarge());
@@ -123,17 +123,17 @@ export function readBody(req, limit, lease, restore) {
             fail(noBudget());
             return;
           }
-          chunks.push(c);
         }
+        chunks.push(c);
         size += c.length;
       }
       if (!req.complete) return;
       done();
-      const body = fixed ? fixed.subarray(0, size) : Buffer.concat(chunks, size);
-      if (fixed && size < fixed.length) {
+      if (declared > 0 && size < declared) {
         reject(refusal(400, ServerReason.BadBody, 'the request body is shorter than its Content-Length'));
         return;
       }
+      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
       // In the same tick as the read that drained the stream: its end is
       // not emitted while it holds data again.
       if (restore && size > 0) req.unshift(body);

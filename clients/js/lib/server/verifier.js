@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { parseComponent } from '../components.js';
 import { Reason, SignatureError } from '../errors.js';
 import { Key } from '../keys.js';
-import { toMessage } from '../message.js';
+import { requestMessage, toMessage } from '../message.js';
 import { DEFAULT_REQUIRED_PARAMS, verifyHeader } from '../verify.js';
 import { Budget, declaredLength, readBody } from './body.js';
 import { checkContentDigest, verifySignature } from './crypto.js';
@@ -489,21 +489,15 @@ export class Verifier {
     if (lines.has('trailer') && lines.has('transfer-encoding')) throw trailersRefusal(true);
     const declared = declaredLength(req);
     const scheme = this.#schemeOf(req);
-    /** @type {[string, string][]} */
-    const headers = [];
-    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
-      if (this.#authority !== undefined && req.rawHeaders[i].toLowerCase() === 'host') continue;
-      headers.push([req.rawHeaders[i], req.rawHeaders[i + 1]]);
-    }
-    if (this.#authority !== undefined) headers.push(['Host', authority]);
+    const fields = this.#authority === undefined ? lines : new Map(lines).set('host', [authority]);
 
     let identity;
     let contentDigest;
     let covered;
     try {
       ({ identity, contentDigest, covered } = this.#api
-        ? await this.#remote(req, target, authority, scheme, headers, declared !== 0)
-        : await this.#local(req, target, scheme, headers, declared !== 0));
+        ? await this.#remote(req, target, authority, scheme, declared !== 0)
+        : await this.#local(req, target, scheme, fields, declared !== 0));
     } catch (err) {
       throw this.#asRefusal(err);
     }
@@ -522,13 +516,13 @@ export class Verifier {
    * @param {import('node:http').IncomingMessage} req
    * @param {string} target
    * @param {string} scheme
-   * @param {[string, string][]} headers
+   * @param {Map<string, string[]>} fields  lower-cased names (node:http checked them)
    * @param {boolean} hasContent
    */
-  async #local(req, target, scheme, headers, hasContent) {
+  async #local(req, target, scheme, fields, hasContent) {
     let message;
     try {
-      message = toMessage({ method: /** @type {string} */ (req.method), url: target, scheme, headers });
+      message = requestMessage(req.method, target, fields, undefined, 'plain', null, { scheme });
     } catch (err) {
       throw refusal(400, ServerReason.InvalidHost, err.message.replace(/^signet: /, ''), { unread: true, error: err });
     }
@@ -570,10 +564,12 @@ export class Verifier {
    * @param {string} target
    * @param {string} authority
    * @param {string} scheme
-   * @param {[string, string][]} headers
    * @param {boolean} hasContent
    */
-  async #remote(req, target, authority, scheme, headers, hasContent) {
+  async #remote(req, target, authority, scheme, hasContent) {
+    /** @type {[string, string][]} */
+    const headers = [];
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) headers.push([req.rawHeaders[i], req.rawHeaders[i + 1]]);
     const api = /** @type {import('./verify-api.js').VerifyApi} */ (this.#api);
     const v = await api.verify({ method: /** @type {string} */ (req.method), target, authority, scheme, headers, has_content: hasContent });
     if (!v.verified) {

@@ -172,7 +172,7 @@ func startGoMiddleware(t *testing.T, keys []*testKey, nonces httpsig.NonceStore,
 	for _, k := range keys {
 		km[k.id] = k.verify
 	}
-	verify := middleware.Verify(middleware.Options{Keys: km, Nonces: nonces, Now: clock})
+	verify := middleware.Verify(middleware.Options{Verifier: httpsig.Verifier{Keys: km, Nonces: nonces, Now: clock}})
 	srv := httptest.NewServer(verify(http.HandlerFunc(echo)))
 	t.Cleanup(srv.Close)
 	return srv.URL

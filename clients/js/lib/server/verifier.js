@@ -272,7 +272,16 @@ export class Verifier {
     const scopes = options.scopes || [];
     return async (req, res) => {
       const r = /** @type {Req & { signet: Identity, rawBody: Buffer | null }} */ (req);
-      if (!(await this.#run(r, res, /** @type {string} */ (req.url)))) return;
+      let ok;
+      try {
+        ok = await this.#run(r, res, /** @type {string} */ (req.url));
+      } catch (err) {
+        // A fault of the set-up, not of the request: no unhandled rejection.
+        this.#send(res, { status: 500, headers: { 'Content-Length': '0' }, body: '' });
+        this.#observe(req, { status: 500, error: err, elapsed: 0 });
+        return;
+      }
+      if (!ok) return;
       if (!this.#scopesOk(r, res, scopes)) return;
       await listener(r, res);
     };

@@ -7,7 +7,7 @@ import { contentChecker } from './digest.js';
 import { refuse, Reason } from './errors.js';
 import { importKey } from './keys.js';
 import { toMessage } from './message.js';
-import { verify } from './verify.js';
+import { verifyHeader } from './verify.js';
 
 /** The tag of a response the gateway relays from the API behind it. */
 export const RESPONSE_TAG = 'signet-response';
@@ -43,7 +43,14 @@ function requiredComponents(request, headers) {
   return out;
 }
 
-/** @type {WeakMap<Response, import('./verify.js').VerifyResult>} */
+/**
+ * A verified response signature: the first of them, all of them, and the
+ * Content-Digest the content must match, when one covers it.
+ * @typedef {import('./verify.js').VerifiedSignature & { signatures: import('./verify.js').VerifiedSignature[],
+ *   contentDigest: string | undefined }} ResponseResult
+ */
+
+/** @type {WeakMap<Response, ResponseResult>} */
 const verified = new WeakMap();
 
 /**
@@ -52,7 +59,7 @@ const verified = new WeakMap();
  * verified. Its content is checked as it is read: only reading to the end
  * vouches for it.
  * @param {Response} response
- * @returns {import('./verify.js').VerifyResult | undefined}
+ * @returns {ResponseResult | undefined}
  */
 export function verifiedResponse(response) {
   return verified.get(response);
@@ -80,8 +87,8 @@ export async function verifyResponse(response, options) {
   if (!options || options.request === undefined) throw new TypeError('signet: verifyResponse needs the request the response answers');
   const keys = options.keys instanceof GatewayKeys ? options.keys.resolver() : options.keys;
   const request = toMessage(options.request);
-  const plain = { status: response.status, headers: response.headers };
-  const result = await verify(plain, {
+  const message = toMessage({ status: response.status, headers: response.headers });
+  const header = await verifyHeader(message, {
     keys,
     request: options.request,
     requiredComponents: requiredComponents(request, response.headers),
@@ -90,8 +97,8 @@ export async function verifyResponse(response, options) {
     maxAge: null,
     clockSkew: Infinity,
     nonces: false,
-    headerOnly: true,
-  });
+  }, false);
+  const result = { ...header.signatures[0], signatures: header.signatures, contentDigest: header.contentDigest };
   const coding = (response.headers.get('content-encoding') || 'identity').trim().toLowerCase();
   if (response.body === null || response.status === 101) {
     verified.set(response, result);

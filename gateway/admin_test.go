@@ -49,7 +49,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	g, err := gateway.New(gateway.Config{
 		Upstream: u, Admin: ks,
 		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ks, Nonces: memory.New(memory.Options{})}},
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Logger: slog.New(slog.NewTextHandler(newTestWriter(t), nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

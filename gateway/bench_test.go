@@ -16,11 +16,13 @@ import (
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/middleware"
+	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
-// BenchmarkProxy compares, in one run, a plain httputil.ReverseProxy and
-// the gateway (memory replay cache) forwarding the reference request to
+// BenchmarkProxy compares, in one run, a plain httputil.ReverseProxy, the
+// gateway (memory replay cache), and the gateway with a policy of 100
+// routes forwarding the reference request to
 // the same upstream on loopback. Every request is signed in both, so that
 // the difference is the gateway's own work.
 func BenchmarkProxy(b *testing.B) {
@@ -43,6 +45,30 @@ func BenchmarkProxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The same behind a policy of 100 routes, the reference request's
+	// among them, with a scope to check.
+	var routes strings.Builder
+	fmt.Fprintf(&routes, "upstream: %s\nroutes:\n  - {match: \"POST /v1/orders\", scopes: [\"orders:write\"]}\n", api.URL)
+	for i := range 33 {
+		fmt.Fprintf(&routes, "  - {match: \"GET /v1/res%d/{id}\", scopes: [\"r%d:read\"]}\n", i, i)
+		fmt.Fprintf(&routes, "  - {match: \"POST /v1/res%d\", scopes: [\"r%d:write\"]}\n", i, i)
+		fmt.Fprintf(&routes, "  - {match: \"/v1/res%d/{id}/sub/\"}\n", i)
+	}
+	p, err := policy.Parse("bench.yaml", []byte(routes.String()), policy.Options{})
+	if err != nil || len(p.Routes) != 100 {
+		b.Fatal(err)
+	}
+	routed, err := gateway.New(gateway.Config{
+		Policy: p,
+		Verify: middleware.Options{Verifier: httpsig.Verifier{
+			Keys:   httpsig.KeyMap{"sk_bench": testKey{key, "bench", []string{"orders:write"}}},
+			Nonces: memory.New(memory.Options{}),
+		}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	plain := &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(upstream); pr.Out.Host = pr.In.Host; pr.SetXForwarded() },
 		Transport: gateway.NewTransport(),
@@ -52,7 +78,7 @@ func BenchmarkProxy(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		h    http.Handler
-	}{{"plain", plain}, {"signet", g.Handler()}} {
+	}{{"plain", plain}, {"signet", g.Handler()}, {"signet-100-routes", routed.Handler()}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			start := cpuTime()

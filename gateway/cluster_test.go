@@ -68,7 +68,7 @@ func cluster(t *testing.T) (a, b *node, proxies [2]*testenv.Proxy, up *upstream,
 		g, err := gateway.New(gateway.Config{
 			Upstream: upURL, Admin: ks,
 			Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ks, Nonces: rs}},
-			Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+			Logger: slog.New(slog.NewTextHandler(newTestWriter(t), nil)),
 		})
 		if err != nil {
 			t.Fatal(err)

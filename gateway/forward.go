@@ -15,50 +15,36 @@ import (
 // would carry requests nobody verified.
 const ReasonUpgradeNotAccepted httpsig.Reason = "upgrade-not-accepted"
 
-// checkForward refuses, before anything is verified or read, a request the
-// gateway could not pass on as it will be verified.
-func (g *Gateway) checkForward(next http.Handler) http.Handler {
+// checkForward refuses, before anything is verified or read, an Upgrade
+// to anything but WebSocket, then routes the request.
+func (g *Gateway) checkForward() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if up := r.Header["Upgrade"]; len(up) > 0 && (len(up) > 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket")) {
 			g.refuse(w, r, ReasonUpgradeNotAccepted, "Upgrade not accepted", "the gateway switches only to websocket")
 			return
 		}
-		path, query, hasQuery, detail := g.target(r)
-		if detail == "" && strings.HasPrefix(path, "//") {
-			// The one case where the URL might not be written as given.
-			u := g.upstreamURL(path, query, hasQuery)
-			want := path
-			if u.ForceQuery || u.RawQuery != "" {
-				want += "?" + u.RawQuery
-			}
-			if u.RequestURI() != want {
-				detail = "the request target cannot be passed on byte for byte; percent-encode it"
-			}
-		}
-		if detail != "" {
-			g.refuse(w, r, middleware.ReasonInvalidTarget, "Invalid request target", detail)
-			return
-		}
-		next.ServeHTTP(w, r)
+		g.serveRouted(w, r)
 	})
 }
 
 // refuse answers 400 for reason, as the middleware does its refusals.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, reason httpsig.Reason, title, detail string) {
+	g.refuseStatus(w, r, http.StatusBadRequest, reason, title, detail)
+}
+
+func (g *Gateway) refuseStatus(w http.ResponseWriter, r *http.Request, status int, reason httpsig.Reason, title, detail string) {
 	if r.ContentLength != 0 && r.ProtoMajor == 1 {
 		w.Header().Set("Connection", "close") // the body is not read
 	}
-	g.writeProblem(w, http.StatusBadRequest, string(reason), title, detail)
-	g.observe(r, middleware.Outcome{Status: http.StatusBadRequest, Reason: reason, Err: errors.New("gateway: " + detail)})
+	g.writeProblem(w, status, string(reason), title, detail)
+	g.observe(r, middleware.Outcome{Status: status, Reason: reason, Err: errors.New("gateway: " + detail)})
 }
 
-// target returns the path and query the upstream gets for r: the
-// upstream's base path joined with the path of the request target exactly
-// as received (which is what the signature covers), and the query as
-// received. It returns a detail for the client instead when the target has
-// a fragment, is not in origin form, or would leave the base path through a
-// dot-segment.
-func (g *Gateway) target(r *http.Request) (path, query string, hasQuery bool, detail string) {
+// splitTarget returns the path and query of r's target exactly as
+// received (which is what the signature covers). It returns a detail for
+// the client instead when the target has a fragment or is not in origin
+// form.
+func splitTarget(r *http.Request) (path, query string, hasQuery bool, detail string) {
 	rt := r.RequestURI
 	if rt == "" {
 		rt = r.URL.RequestURI()
@@ -76,22 +62,12 @@ func (g *Gateway) target(r *http.Request) (path, query string, hasQuery bool, de
 	if path == "" {
 		path = "/"
 	}
-	switch base := g.basePath; {
-	case base == "":
-	case hasDotSegment(path):
-		return "", "", false, "the path has a dot-segment (., .., or one percent-encoded), which could leave the upstream's base path"
-	case strings.HasSuffix(base, "/"):
-		path = base + path[1:]
-	default:
-		path = base + path
-	}
 	return path, query, hasQuery, ""
 }
 
-// upstreamURL returns the URL of the upstream for the path and query
-// target returned, which the transport writes as they are.
-func (g *Gateway) upstreamURL(path, query string, hasQuery bool) *url.URL {
-	up := g.cfg.Upstream
+// upstreamURL returns the URL of the upstream up for the path and query
+// that upstream.target returned, which the transport writes as they are.
+func upstreamURL(up *url.URL, path, query string, hasQuery bool) *url.URL {
 	u := &url.URL{Scheme: up.Scheme, Host: up.Host, RawQuery: joinQuery(up.RawQuery, query)}
 	u.ForceQuery = hasQuery && u.RawQuery == ""
 	if !strings.HasPrefix(path, "//") {

@@ -3,7 +3,11 @@
 // forwards the accepted ones, with the caller's identity, to an upstream
 // HTTP service.
 //
-// [New] builds a [Gateway] from a [Config]. [Gateway.Handler] serves client
+// [New] builds a [Gateway] from a [Config]. With a [policy.Policy], each
+// request is routed (host, method, path) to its route's upstream and
+// verified with that route's settings, or passed on unsigned on a public
+// route; a request no route takes gets 404 no-route. [Gateway.SetPolicy]
+// puts a reloaded policy in force for the requests that arrive after it. [Gateway.Handler] serves client
 // traffic; [Gateway.AdminHandler] serves /healthz, /metrics and the key
 // administration API under /v1/, itself protected by signatures from keys
 // with the admin scope.
@@ -36,6 +40,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +48,7 @@ import (
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/middleware"
+	"github.com/signet-dev/signet/policy"
 )
 
 // Identity fields the upstream receives.
@@ -60,7 +66,15 @@ type Pinger interface {
 
 // Config configures a Gateway. Zero values are documented defaults.
 type Config struct {
-	// Upstream is the service requests are forwarded to. Required.
+	// Policy routes requests to upstreams and says what each route
+	// requires; it also supplies the verification settings (maximum age,
+	// skew, tag, scheme, debug, body limit, stripping of signatures),
+	// which then replace those of Verify, StripSignature and
+	// UpstreamTimeout. Nil means one route of every path, signed, to
+	// Upstream, with those fields. SetPolicy replaces it.
+	Policy *policy.Policy
+	// Upstream is the service requests are forwarded to when there is no
+	// Policy.
 	Upstream *url.URL
 	// Verify configures the verification of requests; its Verifier's
 	// Keys and Nonces are required. The admin API verifies with the same
@@ -73,8 +87,8 @@ type Config struct {
 	// StripSignature removes Signature and Signature-Input before
 	// forwarding.
 	StripSignature bool
-	// Transport reaches the upstream; nil means one tuned for a busy
-	// single upstream (see NewTransport).
+	// Transport, if set, reaches every upstream; nil means one per
+	// upstream, with its settings (see NewTransport).
 	Transport http.RoundTripper
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -102,7 +116,9 @@ type Config struct {
 // Gateway is the reverse proxy. It is safe for concurrent use.
 type Gateway struct {
 	cfg         Config
-	basePath    string // of the upstream URL, escaped; "" for none or "/"
+	snap        atomic.Pointer[snapshot]
+	policyMu    sync.Mutex // serialises SetPolicy
+	budget      *middleware.Budget
 	log         *slog.Logger
 	metrics     *metrics
 	opts        middleware.Options // of the client handler, as used
@@ -129,9 +145,9 @@ type check struct {
 func New(cfg Config) (*Gateway, error) {
 	v := &cfg.Verify.Verifier
 	switch {
-	case cfg.Upstream == nil || cfg.Upstream.Host == "":
+	case cfg.Policy == nil && (cfg.Upstream == nil || cfg.Upstream.Host == ""):
 		return nil, errors.New("gateway: Config.Upstream needs a scheme and host")
-	case cfg.Upstream.Scheme != "http" && cfg.Upstream.Scheme != "https":
+	case cfg.Policy == nil && cfg.Upstream.Scheme != "http" && cfg.Upstream.Scheme != "https":
 		return nil, errors.New("gateway: the upstream URL must be http or https")
 	case v.Keys == nil:
 		return nil, errors.New("gateway: Config.Verify.Verifier.Keys is nil")
@@ -141,9 +157,6 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: Config.MaxInFlight is negative")
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, problemBase: cfg.Verify.ProblemBase}
-	if base := cfg.Upstream.EscapedPath(); base != "/" {
-		g.basePath = base
-	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -158,7 +171,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.unavailable = newSampledLog(g.log, slog.LevelError, "verification unavailable")
 	g.overloaded = newSampledLog(g.log, slog.LevelError, "overloaded: refused a request beyond the limit of requests in flight")
 	g.upstreamFailed = newSampledLog(g.log, slog.LevelWarn, "upstream error")
-	if cfg.Transport == nil {
+	if cfg.Transport == nil && cfg.Policy == nil {
 		t := NewTransport()
 		t.ResponseHeaderTimeout = max(orDefault(cfg.UpstreamTimeout, DefaultUpstreamTimeout), 0)
 		g.cfg.Transport = t
@@ -173,16 +186,39 @@ func New(cfg Config) (*Gateway, error) {
 	g.opts.Verifier.Keys = countErrors{v.Keys, nil, g.metrics.keyStoreErrors, g.metrics.keyLookupSeconds}
 	g.opts.Verifier.Nonces = countErrors{nil, v.Nonces, g.metrics.replayStoreErrors, nil}
 	g.opts.Observe = g.observe
+	budget := g.opts.BodyBudget
+	if budget <= 0 {
+		budget = middleware.DefaultBodyBudget
+	}
+	if cfg.Policy != nil {
+		budget = max(budget, cfg.Policy.Settings.BodyBudget, cfg.Policy.Settings.MaxBody)
+		for _, r := range cfg.Policy.Routes {
+			budget = max(budget, r.MaxBody)
+		}
+	}
+	g.budget = middleware.NewBudget(max(budget, g.opts.MaxBodyBytes))
+	g.opts.Budget = g.budget
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
-		Transport:    g.cfg.Transport,
+		Transport:    roundTrip{},
 		ErrorHandler: g.upstreamError,
 		BufferPool:   &bufferPool{},
 		// FlushInterval stays zero: ReverseProxy passes streamed responses
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
-	g.handler = withRequestID(g.inFlight.handler(g.checkForward(middleware.Verify(g.opts)(g.proxy)), g.refuseOverloaded, g.upstreamBroke))
+	if cfg.Policy != nil {
+		if err := g.SetPolicy(cfg.Policy); err != nil {
+			return nil, err
+		}
+	} else {
+		s, err := g.legacySnapshot()
+		if err != nil {
+			return nil, err
+		}
+		g.snap.Store(s)
+	}
+	g.handler = withRequestID(g.inFlight.handler(g.checkForward(), g.refuseOverloaded, g.upstreamBroke))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }
@@ -210,9 +246,10 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 func (g *Gateway) AdminHandler() http.Handler { return g.admin }
 
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	// checkForward made sure the target can be forwarded as received.
-	path, query, hasQuery, _ := g.target(pr.In)
-	pr.Out.URL = g.upstreamURL(path, query, hasQuery)
+	// serveRouted made sure the target can be forwarded as received.
+	rt := routedOf(pr.In)
+	path, query, hasQuery, _ := rt.upstream.target(pr.In)
+	pr.Out.URL = rt.upstream.url(path, query, hasQuery)
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
 	h := pr.Out.Header
 	for k := range h {
@@ -220,8 +257,25 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			delete(h, k)
 		}
 	}
+	// ReverseProxy removes the client's X-Forwarded-For, -Host and
+	// -Proto; these too, which the gateway did not check (or has turned
+	// into the X-Forwarded-* it sets below).
+	delete(h, "Forwarded")
+	delete(h, "X-Forwarded-Prefix")
 	pr.SetXForwarded()
-	if g.cfg.StripSignature {
+	if o, ok := middleware.OriginOf(pr.In); ok {
+		// The upstream learns what the gateway routed and verified.
+		h["X-Forwarded-Host"] = []string{o.Authority}
+		h["X-Forwarded-Proto"] = []string{o.Scheme}
+		if o.PathPrefix != "" {
+			h["X-Forwarded-Prefix"] = []string{o.PathPrefix}
+		}
+	}
+	strip := g.cfg.StripSignature
+	if !rt.snap.legacy {
+		strip = rt.snap.policy.Settings.StripSignature
+	}
+	if strip {
 		delete(h, "Signature")
 		delete(h, "Signature-Input")
 	}
@@ -258,12 +312,16 @@ func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
 	if g.cfg.Verify.Observe != nil {
 		defer g.cfg.Verify.Observe(r, o)
 	}
-	g.metrics.observe(o)
+	route := ""
+	if rt := routedOf(r); rt != nil {
+		route = rt.route.Name
+	}
+	g.metrics.observe(o, route)
 	if o.Status == 0 && !g.log.Enabled(r.Context(), slog.LevelDebug) {
 		return // accepted requests are logged at debug level only
 	}
 	attrs := []any{
-		"request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path,
+		"request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "route", route,
 		"key_id", o.KeyID, "verify_ms", float64(o.Elapsed.Microseconds()) / 1000,
 	}
 	switch {

@@ -186,7 +186,7 @@ func TestMaxInFlight(t *testing.T) {
 		if n := metric(t, e, "signet_requests_in_flight"); n != limit {
 			t.Errorf("in flight: %v", n)
 		}
-		if n := metric(t, e, `signet_requests_total{outcome="overloaded",reason="unavailable"}`); n != total-limit {
+		if n := metric(t, e, `signet_requests_total{outcome="overloaded",reason="unavailable",route=""}`); n != total-limit {
 			t.Errorf("overloaded: %v", n)
 		}
 		resp, err := http.Get(e.admin.URL + "/healthz")

@@ -12,7 +12,6 @@ import (
 
 type metrics struct {
 	requests          *prometheus.CounterVec
-	accepted          prometheus.Counter
 	overloaded        prometheus.Counter
 	verifySeconds     prometheus.Histogram
 	keyLookupSeconds  prometheus.Histogram
@@ -39,8 +38,8 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_requests_total",
-			Help: "Requests by outcome (accepted, refused, unavailable, overloaded) and reason code.",
-		}, []string{"outcome", "reason"}),
+			Help: "Requests by outcome (accepted, public, refused, unavailable, overloaded), reason code and route (empty before one is found).",
+		}, []string{"outcome", "reason", "route"}),
 		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "signet_verify_duration_seconds",
 			Help:    "Time to read the body and verify a request.",
@@ -111,19 +110,24 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 			}, func() float64 { return float64(o.Cap()) }),
 		)
 	}
-	m.accepted = m.requests.WithLabelValues("accepted", "")
-	m.overloaded = m.requests.WithLabelValues("overloaded", string(middleware.ReasonUnavailable))
+	m.overloaded = m.requests.WithLabelValues("overloaded", string(middleware.ReasonUnavailable), "")
 	return m
 }
 
-func (m *metrics) observe(o middleware.Outcome) {
+// observe counts the outcome of a request on route ("" before one was
+// found: the label is bounded by the routes of the policy).
+func (m *metrics) observe(o middleware.Outcome, route string) {
 	m.verifySeconds.Observe(o.Elapsed.Seconds())
 	switch {
 	case o.Status == 0:
-		m.accepted.Inc()
+		m.requests.WithLabelValues("accepted", "", route).Inc()
 	case o.Reason == middleware.ReasonUnavailable:
-		m.requests.WithLabelValues("unavailable", string(o.Reason)).Inc()
+		m.requests.WithLabelValues("unavailable", string(o.Reason), route).Inc()
 	default:
-		m.requests.WithLabelValues("refused", string(o.Reason)).Inc()
+		m.requests.WithLabelValues("refused", string(o.Reason), route).Inc()
 	}
+}
+
+func (m *metrics) public(route string) {
+	m.requests.WithLabelValues("public", "", route).Inc()
 }

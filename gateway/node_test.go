@@ -61,7 +61,7 @@ func startNode(t *testing.T) (string, <-chan nodeSeen) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = testWriter{t}
+	cmd.Stderr = newTestWriter(t)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func newWireEnv(t testing.TB, upstreamPath string, mutate func(*gateway.Config))
 	cfg := gateway.Config{
 		Upstream: u,
 		Verify:   middleware.Options{Verifier: httpsig.Verifier{Keys: e.keys, Nonces: memory.New(memory.Options{})}},
-		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Logger:   slog.New(slog.NewTextHandler(newTestWriter(t), nil)),
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -42,6 +42,9 @@ type Policy struct {
 	// request has a query; content-type when the request has that field;
 	// content-digest when it has content.
 	Required []Component
+	// Extra lists components each signature must cover besides Required
+	// (or the default profile): a route's Idempotency-Key, say.
+	Extra []Component
 	// RequiredParams lists the signature parameters each signature must
 	// carry. Nil means [DefaultRequiredParams] (created, keyid, nonce).
 	RequiredParams []string
@@ -96,10 +99,14 @@ func (p *Policy) maxSkew() time.Duration {
 // requiredFor returns the components the policy demands of a signature on
 // r, which has content if hasContent is set.
 func (p *Policy) requiredFor(r *http.Request, hasContent bool) []Component {
-	if p.Required != nil {
-		return p.Required
+	req := p.Required
+	if req == nil {
+		req = DefaultComponents(r, hasContent)
 	}
-	return DefaultComponents(r, hasContent)
+	if len(p.Extra) > 0 {
+		req = append(slices.Clip(req), p.Extra...)
+	}
+	return req
 }
 
 // The components of the default profile, marked as checked.
@@ -273,6 +280,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 		hasQuery := m.targetOf(m.Request).query != ""
 		st.required = appendDefaultProfile(st.required, hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
 	}
+	st.required = append(st.required, v.Policy.Extra...)
 	var res Result
 	for n, i := range st.selected {
 		s := &st.sigs[i]

@@ -96,6 +96,10 @@ type Options struct {
 	// MaxBodyBytes is raised to it, so that every body under the limit
 	// can pass alone.
 	BodyBudget int64
+	// Budget, if set, is a body budget shared with other middlewares (the
+	// routes of a gateway, each verified with its own settings); it
+	// replaces BodyBudget.
+	Budget *Budget
 	// ProblemBase prefixes reason codes in problem types; empty means
 	// DefaultProblemBase.
 	ProblemBase string
@@ -105,6 +109,10 @@ type Options struct {
 	// Observe, if set, is called once per request with its outcome, for
 	// logs and metrics.
 	Observe func(r *http.Request, o Outcome)
+	// Authorize, if set, decides whether the verified caller may make the
+	// request, before its body is read: it returns "" to let it through,
+	// or the detail of a 403 insufficient-scope refusal.
+	Authorize func(r *http.Request, id *Identity) string
 }
 
 // withDefaults returns o with its zero values replaced by the defaults.
@@ -203,8 +211,10 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 		panic("middleware: Options.Verifier.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
 	}
 	opts = opts.withDefaults()
-	b := new(budget)
-	b.left.Store(opts.BodyBudget)
+	b := &NewBudget(opts.BodyBudget).b
+	if opts.Budget != nil {
+		b = &opts.Budget.b
+	}
 	if opts.Verifier.Debug {
 		slog.Warn("middleware: debug mode is on: refusals show clients the signature base the server expects; never use it in production")
 	}
@@ -219,7 +229,7 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mw.refuse(w, r, ref, start)
 		return
 	}
-	res, err := mw.opts.Verifier.VerifyRequestHeader(r)
+	res, err := mw.verifyHeader(r)
 	if err != nil {
 		mw.refuse(w, r, verifyRefusal(err), start)
 		return
@@ -237,6 +247,19 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			detail: "the covered field " + strconv.Quote(name) + " has several lines, the last one empty: the value they make cannot be passed on as one line",
 		}, start)
 		return
+	}
+	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created}
+	if o, ok := res.Key.(OwnedKey); ok {
+		id.Owner, id.Scopes = o.Owner(), o.Scopes()
+	}
+	if mw.opts.Authorize != nil {
+		if detail := mw.opts.Authorize(r, id); detail != "" {
+			mw.refuse(w, r, &refusal{
+				status: http.StatusForbidden, reason: httpsig.ReasonInsufficientScope, keyID: res.KeyID, label: res.Label, unread: true,
+				detail: detail, err: errors.New("middleware: " + detail),
+			}, start)
+			return
+		}
 	}
 	body, held, ref := mw.readBody(r)
 	defer mw.budget.give(held)
@@ -257,10 +280,6 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created}
-	if o, ok := res.Key.(OwnedKey); ok {
-		id.Owner, id.Scopes = o.Owner(), o.Scopes()
-	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body.Close()
 	}
@@ -272,6 +291,61 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mw.opts.Observe(r, Outcome{KeyID: res.KeyID, Elapsed: time.Since(start)})
 	}
 	mw.next.ServeHTTP(w, r)
+}
+
+// verifyHeader verifies the signatures of r as made over its origin, when
+// WithOrigin gave one.
+func (mw *verifier) verifyHeader(r *http.Request) (httpsig.Result, error) {
+	o, ok := r.Context().Value(originKey).(*Origin)
+	if !ok {
+		return mw.opts.Verifier.VerifyRequestHeader(r)
+	}
+	v := mw.opts.Verifier
+	v.Scheme = o.Scheme
+	signed := *r
+	signed.Host = o.Authority
+	signed.RequestURI = o.PathPrefix + r.RequestURI
+	return v.VerifyRequestHeader(&signed)
+}
+
+// Origin is what a client behind a proxy addressed, where the proxy
+// changed it on the way: the scheme, the authority and a path prefix the
+// proxy stripped. The client's signature covers these, not what the
+// server received.
+type Origin struct {
+	Scheme     string // "http" or "https"
+	Authority  string // host[:port]
+	PathPrefix string // "" or "/api": put back before the path
+}
+
+var originKey = &contextKey{"origin"}
+
+// WithOrigin returns r carrying its origin, which Verify then checks the
+// signature's @scheme, @authority, @path, @target-uri and
+// @request-target against. Only a caller that knows it (from a trusted
+// proxy's fields, say) may set it.
+func WithOrigin(r *http.Request, o Origin) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), originKey, &o))
+}
+
+// OriginOf returns the origin WithOrigin gave r.
+func OriginOf(r *http.Request) (Origin, bool) {
+	o, ok := r.Context().Value(originKey).(*Origin)
+	if !ok {
+		return Origin{}, false
+	}
+	return *o, true
+}
+
+// Budget is a number of request body bytes that may be held in memory at
+// once, shared by the middlewares given it. It is safe for concurrent use.
+type Budget struct{ b budget }
+
+// NewBudget returns a budget of n bytes.
+func NewBudget(n int64) *Budget {
+	b := new(Budget)
+	b.b.left.Store(n)
+	return b
 }
 
 func bodyOf(b []byte) io.ReadCloser {

@@ -10,14 +10,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
+	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/middleware"
+	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
 	"github.com/signet-dev/signet/replay/redis"
 )
@@ -43,6 +46,11 @@ type serveOptions struct {
 	debugExplain   bool
 	shutdown       time.Duration
 	limits         serveLimits
+
+	config   string
+	policy   *policy.Policy  // the settings above come from it
+	watcher  *policy.Watcher // of --config
+	onReload func(policy.Reload)
 }
 
 // serveLimits bound the gateway's work; see README for the defaults.
@@ -55,8 +63,9 @@ type serveLimits struct {
 func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	o := &serveOptions{}
 	var maxBody, bodyBudget, level string
-	fs := newFlags(e, "serve", "--upstream URL [flags]")
-	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required)")
+	fs := newFlags(e, "serve", "--upstream URL [flags] | --config FILE [flags]")
+	fs.StringVar(&o.config, "config", "", "policy `FILE`: routes, upstreams, trusted proxies, and any of these flags as keys (--max-age is max_age); a flag given here wins; reloaded on SIGHUP and when it changes")
+	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required without --config)")
 	fs.StringVar(&o.listen, "listen", ":8080", "address for client traffic")
 	fs.StringVar(&o.admin, "admin-listen", "127.0.0.1:9090", "address for /healthz, /metrics and the admin API")
 	fs.StringVar(&o.db, "db", "", "key store: a SQLite path or postgres:// URL (default: the embedded SQLite file)")
@@ -86,11 +95,17 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case len(rest) > 0:
+	if len(rest) > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", rest[0])
-	case o.upstream == "":
-		return nil, errors.New("--upstream is required")
+	}
+	if o.config == "" && o.upstream == "" {
+		return nil, errors.New("--upstream is required (or --config FILE)")
+	}
+	if err := o.loadPolicy(fs); err != nil {
+		return nil, err
+	}
+	maxBody, bodyBudget, level = policy.FormatSize(o.policy.Settings.MaxBody), policy.FormatSize(o.policy.Settings.BodyBudget), o.policy.Settings.LogLevel.String()
+	switch {
 	case (o.tlsCert == "") != (o.tlsKey == ""):
 		return nil, errors.New("--tls-cert and --tls-key go together")
 	case o.logFormat != "json" && o.logFormat != "text":
@@ -108,10 +123,6 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
 		return nil, errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
 	}
-	u, err := url.Parse(o.upstream)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--upstream %q is not an http:// or https:// URL", o.upstream)
-	}
 	if o.maxBody, err = parseSize(maxBody); err != nil {
 		return nil, fmt.Errorf("--max-body: %v", err)
 	}
@@ -122,6 +133,61 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 		return nil, fmt.Errorf("--log-level: %v", err)
 	}
 	return o, nil
+}
+
+// loadPolicy reads the policy: the file of --config, if given, with the
+// flags given on the command line over it, and the flags' defaults under
+// it; and sets the options from its settings.
+func (o *serveOptions) loadPolicy(fs *flag.FlagSet) error {
+	opts := policy.Options{Defaults: map[string]string{}, Flags: map[string]string{}}
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "config" {
+			opts.Defaults[f.Name] = f.DefValue
+		}
+	})
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "config" {
+			opts.Flags[f.Name] = f.Value.String()
+		}
+	})
+	if o.config == "" {
+		p, err := policy.Parse("", nil, opts)
+		if err != nil {
+			return policyError(err)
+		}
+		o.policy = p
+	} else {
+		w, err := policy.NewWatcher(o.config, policy.WatchOptions{Options: opts, OnReload: func(r policy.Reload) {
+			if o.onReload != nil {
+				o.onReload(r)
+			}
+		}})
+		if err != nil {
+			return policyError(err)
+		}
+		o.watcher, o.policy = w, w.Policy()
+	}
+	s := o.policy.Settings
+	o.upstream, o.listen, o.admin, o.db, o.masterKey = s.Upstream, s.Listen, s.AdminListen, s.DB, s.MasterKeyFile
+	o.redisURL, o.redisPrefix, o.replayCapacity, o.replaySnapshot = s.Redis, s.RedisPrefix, s.ReplayCapacity, s.ReplaySnapshot
+	o.tlsCert, o.tlsKey, o.stripSignature, o.scheme = s.TLSCert, s.TLSKey, s.StripSignature, s.Scheme
+	o.maxAge, o.skew, o.tag, o.logFormat, o.debugExplain = s.MaxAge, s.MaxSkew, s.Tag, s.LogFormat, s.DebugExplain
+	o.shutdown = s.ShutdownTimeout
+	o.limits = serveLimits{maxInFlight: s.MaxInFlight, upstreamTimeout: s.UpstreamTimeout, writeTimeout: s.WriteTimeout, drain: s.Drain}
+	return nil
+}
+
+// policyError puts the problems of a policy on lines of their own.
+func policyError(err error) error {
+	var es policy.Errors
+	if errors.As(err, &es) {
+		lines := make([]string, len(es))
+		for i, e := range es {
+			lines[i] = e.Error()
+		}
+		return errors.New(strings.Join(lines, "; "))
+	}
+	return err
 }
 
 // flagSet reports whether the flag name was given.
@@ -184,9 +250,8 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	}
 	// Once no request can reach it: saved for the next start, unlocked.
 	defer func() { err = errors.Join(err, replay.close(log)) }()
-	upstream, _ := url.Parse(o.upstream)
 	g, err := gateway.New(gateway.Config{
-		Upstream: upstream, Admin: ks, StripSignature: o.stripSignature, Logger: log,
+		Policy: o.policy, Admin: ks, Logger: log,
 		Verify: middleware.Options{
 			Verifier: httpsig.Verifier{
 				Policy: httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
@@ -238,7 +303,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	}
 	log.Info("signet serve listening",
 		"addr", ln.Addr().String(), "scheme", scheme, "admin_addr", adminLn.Addr().String(),
-		"upstream", upstream.Redacted(), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""],
+		"config", o.config, "routes", len(o.policy.Routes), "upstreams", len(o.policy.Upstreams), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""],
 		"max_in_flight", o.limits.maxInFlight, "upstream_timeout", o.limits.upstreamTimeout.String(), "write_timeout", o.limits.writeTimeout.String())
 	errs := make(chan error, 2)
 	go func() {
@@ -249,6 +314,15 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 		}
 	}()
 	go func() { errs <- adminSrv.Serve(adminLn) }()
+	if o.watcher != nil {
+		o.onReload = func(r policy.Reload) { reloaded(log, g, r) }
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		go o.watcher.Run(watchCtx, hup)
+	}
 	drain := o.limits.drain
 	select {
 	case err = <-errs:
@@ -256,6 +330,22 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	case <-e.Context.Done():
 	}
 	return errors.Join(err, stop(log, g, srv, adminSrv, cutRequests, drain, o.shutdown, errs))
+}
+
+// reloaded puts a reloaded policy in force, and says what became of it.
+func reloaded(log *slog.Logger, g *gateway.Gateway, r policy.Reload) {
+	if r.Err != nil {
+		log.Error("policy not reloaded; the policy in force stays", "cause", r.Cause, "error", policyError(r.Err).Error())
+		return
+	}
+	if err := g.SetPolicy(r.Policy); err != nil {
+		log.Error("policy not reloaded; the policy in force stays", "cause", r.Cause, "error", err.Error())
+		return
+	}
+	if len(r.Restart) > 0 {
+		log.Warn("policy reloaded, but these settings take a restart and keep their values", "settings", strings.Join(r.Restart, ","))
+	}
+	log.Info("policy reloaded", "cause", r.Cause, "file", r.Policy.File, "routes", len(r.Policy.Routes), "upstreams", len(r.Policy.Upstreams))
 }
 
 // noneIfZero turns a flag's 0 ("no limit") into the gateway's negative.

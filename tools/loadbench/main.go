@@ -152,7 +152,7 @@ func bench(o benchOptions) error {
 	}
 
 	db := filepath.Join(dir, "keys.db")
-	keyOut, err := exec.Command(signet, "keys", "create", "--db", db, "--owner", "loadbench", "--json").Output()
+	keyOut, err := exec.Command(signet, "keys", "create", "--db", db, "--owner", "loadbench", "--scopes", "orders:write", "--json").Output()
 	if err != nil {
 		return fmt.Errorf("creating a key: %w", err)
 	}
@@ -183,10 +183,23 @@ func bench(o benchOptions) error {
 	if err != nil {
 		return err
 	}
+	// The same behind a policy of 100 routes, the benchmark's among them,
+	// with a scope to check; its own replay snapshot, so that its lock does
+	// not meet the first gateway's.
+	config := filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(config, routes100(), 0o600); err != nil {
+		return err
+	}
+	adminAddr, _ = freeAddr()
+	gwRoutes, err := start(signet, append(serveArgs, "--admin-listen", adminAddr, "--config", config, "--replay-snapshot", filepath.Join(dir, "routes.nonces"))...)
+	if err != nil {
+		return err
+	}
 	scenarios := []struct{ name, url string }{
 		{"upstream alone", up},
 		{"httputil.ReverseProxy", proxy},
 		{"signet serve (memory)", gwMemory},
+		{"signet serve (100 routes)", gwRoutes},
 	}
 	if o.redisURL != "" {
 		prefix := fmt.Sprintf("signet-loadbench-%d:", time.Now().UnixNano())
@@ -356,4 +369,17 @@ func (b *limitedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// routes100 is a policy of 100 routes in which the benchmark's request
+// (POST /v1/orders) needs the scope its key has.
+func routes100() []byte {
+	var b bytes.Buffer
+	b.WriteString("routes:\n  - {match: \"POST /v1/orders\", scopes: [\"orders:write\"]}\n")
+	for i := range 33 {
+		fmt.Fprintf(&b, "  - {match: \"GET /v1/res%d/{id}\", scopes: [\"r%d:read\"]}\n", i, i)
+		fmt.Fprintf(&b, "  - {match: \"POST /v1/res%d\", scopes: [\"r%d:write\"]}\n", i, i)
+		fmt.Fprintf(&b, "  - {match: \"/v1/res%d/{id}/sub/\"}\n", i)
+	}
+	return b.Bytes()
 }

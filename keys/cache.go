@@ -12,7 +12,7 @@ import (
 // there is none.
 type entry struct {
 	id      string
-	key     *resolvedKey
+	key     *ResolvedKey
 	loaded  int64        // UnixNano
 	used    atomic.Int64 // last use by the coarse clock, UnixNano; 0: none since loaded
 	flushed atomic.Int64 // last use written to the store

@@ -30,9 +30,7 @@ const tick = time.Second
 // wrapping [ErrUnavailable] when the store cannot answer, within
 // [Options.LookupTimeout], so that the verifier fails closed, fast.
 //
-// The key it returns has, besides the methods of [httpsig.VerifyingKey],
-// the methods KeyID() string, Owner() string and Scopes() []string; the
-// slice Scopes returns is shared and must not be modified.
+// The key it returns is a [*ResolvedKey], which also says who holds it.
 //
 // Keys are cached: a cache hit takes no lock and allocates nothing, and
 // reads the clock only for a key that has an expiry. A key changed through
@@ -57,9 +55,9 @@ func (s *Service) ResolveKey(ctx context.Context, keyID string) (httpsig.Verifyi
 	return s.resolveSlow(ctx, keyID)
 }
 
-// A resolvedKey is a verifying key with what the middleware needs to know
-// about its holder.
-type resolvedKey struct {
+// A ResolvedKey is a verifying key with what the middleware needs to know
+// about its holder: it is a middleware.OwnedKey (the gateway asserts it).
+type ResolvedKey struct {
 	id, owner  string
 	alg        httpsig.Algorithm
 	scopes     []string
@@ -70,17 +68,20 @@ type resolvedKey struct {
 	errExpired error
 }
 
-func (k *resolvedKey) Algorithm() httpsig.Algorithm  { return k.alg }
-func (k *resolvedKey) Verify(base, sig []byte) error { return k.vk.Verify(base, sig) }
+// Algorithm returns the algorithm the key is bound to.
+func (k *ResolvedKey) Algorithm() httpsig.Algorithm { return k.alg }
+
+// Verify checks sig against base, as [httpsig.VerifyingKey] says.
+func (k *ResolvedKey) Verify(base, sig []byte) error { return k.vk.Verify(base, sig) }
 
 // KeyID returns the key's id.
-func (k *resolvedKey) KeyID() string { return k.id }
+func (k *ResolvedKey) KeyID() string { return k.id }
 
 // Owner returns the id of the client or user the key belongs to.
-func (k *resolvedKey) Owner() string { return k.owner }
+func (k *ResolvedKey) Owner() string { return k.owner }
 
 // Scopes returns the key's scopes. The slice is shared: do not modify it.
-func (k *resolvedKey) Scopes() []string { return k.scopes }
+func (k *ResolvedKey) Scopes() []string { return k.scopes }
 
 // use returns the key of e if it may be used now, and records the use. The
 // time of the use is the coarse clock's, so that recording it writes to
@@ -188,8 +189,8 @@ func (s *Service) load(ctx context.Context, id string) (*entry, bool, error) {
 }
 
 // resolved makes the verifying key of a record, opening its secret.
-func (s *Service) resolved(ctx context.Context, rec *Record) (*resolvedKey, error) {
-	k := &resolvedKey{
+func (s *Service) resolved(ctx context.Context, rec *Record) (*ResolvedKey, error) {
+	k := &ResolvedKey{
 		id: rec.ID, owner: rec.Owner, alg: rec.Alg, scopes: slices.Clip(rec.Scopes),
 		expires: rec.Expires, revoked: !rec.Revoked.IsZero(),
 	}

@@ -179,7 +179,7 @@ func audit(t *testing.T, s keys.Store, f keys.AuditFilter) []keys.AuditEvent {
 
 func allKeys(t *testing.T, s keys.Store) []keys.Key {
 	t.Helper()
-	ks, err := s.List(ctx(), keys.ListFilter{IncludeRevoked: true})
+	ks, err := s.List(ctx(), keys.ListQuery{ListFilter: keys.ListFilter{IncludeRevoked: true}})
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
@@ -272,11 +272,14 @@ func testStoreUpdateVersion(t *testing.T, e *env) {
 	got := mustGet(t, s, a.ID)
 	upd := *got
 	upd.Scopes, upd.Revoked, upd.Expires, upd.Successor = []string{"x"}, start.Add(time.Hour), start.Add(2*time.Hour), "sk_next"
-	upd.Owner, upd.Label = "ignored", "ignored"
+	upd.Label, upd.Disabled, upd.Metadata = "new label", start.Add(time.Minute), json.RawMessage(`{"a":1}`)
+	upd.RateLimit = &keys.RateLimit{Rate: keys.Rate{N: 5, Per: time.Second}, Burst: 7}
+	upd.Owner, upd.Created, upd.Predecessor, upd.LastUsed, upd.Secret = "ignored", start.Add(time.Hour), "ignored", start, []byte("ignored")
 	mustApply(t, s, &keys.Write{Update: []keys.Record{upd}, Events: []keys.AuditEvent{event("revoke", a.ID, start)}})
 	after := mustGet(t, s, a.ID)
 	want := *got
 	want.Scopes, want.Revoked, want.Expires, want.Successor, want.Version = upd.Scopes, upd.Revoked, upd.Expires, upd.Successor, got.Version+1
+	want.Label, want.Disabled, want.Metadata, want.RateLimit = upd.Label, upd.Disabled, upd.Metadata, upd.RateLimit
 	equalRecords(t, after, &want)
 
 	stale := upd // still at the old version
@@ -313,7 +316,7 @@ func testStoreList(t *testing.T, e *env) {
 	}
 	mustApply(t, s, &keys.Write{Insert: recs})
 	ids := func(f keys.ListFilter) []string {
-		ks, err := s.List(ctx(), f)
+		ks, err := s.List(ctx(), keys.ListQuery{ListFilter: f})
 		if err != nil {
 			t.Fatalf("List(%+v): %v", f, err)
 		}

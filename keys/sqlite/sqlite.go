@@ -315,6 +315,10 @@ func (s *Store) check() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.busy)
 	defer cancel()
 	h, err := s.openHandle(ctx, true)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.report(fmt.Errorf("%w: keys/sqlite: cannot reopen %s: it was deleted", keys.ErrUnavailable, s.path))
+		return
+	}
 	if err != nil {
 		s.report(fmt.Errorf("%w: keys/sqlite: cannot reopen %s: %w", keys.ErrUnavailable, s.path, err))
 		return

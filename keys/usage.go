@@ -55,7 +55,8 @@ type UsageQuery struct {
 	ByKey bool
 }
 
-// UsageTotals are the requests accepted, and those refused by reason.
+// UsageTotals are the requests accepted, and those refused by reason (a
+// map that is never nil in a [UsageReport]).
 type UsageTotals struct {
 	Accepted int64                    `json:"accepted"`
 	Refused  map[httpsig.Reason]int64 `json:"refused"`
@@ -65,9 +66,6 @@ func (t *UsageTotals) add(outcome httpsig.Reason, n int64) {
 	if outcome == "" {
 		t.Accepted += n
 		return
-	}
-	if t.Refused == nil {
-		t.Refused = make(map[httpsig.Reason]int64)
 	}
 	t.Refused[outcome] += n
 }
@@ -125,12 +123,13 @@ func (s *Service) Usage(ctx context.Context, q UsageQuery) (*UsageReport, error)
 	if err != nil {
 		return nil, err
 	}
-	r := &UsageReport{KeyID: q.KeyID, Owner: q.Owner, Since: q.Since, Until: q.Until, Hours: []UsageHour{}}
+	r := &UsageReport{KeyID: q.KeyID, Owner: q.Owner, Since: q.Since, Until: q.Until, Hours: []UsageHour{},
+		Total: UsageTotals{Refused: map[httpsig.Reason]int64{}}}
 	for _, c := range counts {
 		r.Total.add(c.Outcome, c.N)
 		n := len(r.Hours)
 		if n == 0 || !r.Hours[n-1].Hour.Equal(c.Hour) || r.Hours[n-1].Route != c.Route || r.Hours[n-1].KeyID != c.KeyID {
-			r.Hours = append(r.Hours, UsageHour{Hour: c.Hour, KeyID: c.KeyID, Route: c.Route})
+			r.Hours = append(r.Hours, UsageHour{Hour: c.Hour, KeyID: c.KeyID, Route: c.Route, UsageTotals: UsageTotals{Refused: map[httpsig.Reason]int64{}}})
 			n++
 		}
 		r.Hours[n-1].add(c.Outcome, c.N)

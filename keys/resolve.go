@@ -267,7 +267,11 @@ func (e *disabledError) Error() string {
 	return "keys: key " + e.id + " is disabled (since " + e.since.Format(time.RFC3339) + ")"
 }
 
-func (e *disabledError) Unwrap() []error { return []error{ErrKeyDisabled, httpsig.ErrKeyRevoked} }
+func (e *disabledError) Unwrap() []error { return disabledWraps }
+
+// disabledWraps is shared, so that telling a disabled key's refusal apart
+// allocates nothing.
+var disabledWraps = []error{ErrKeyDisabled, httpsig.ErrKeyRevoked}
 
 // startWatch starts watching the store for changes, once, when the cache
 // is first needed; until the store reports that it watches, the cache is

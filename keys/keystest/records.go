@@ -348,7 +348,6 @@ func testListPages(t *testing.T, e *env) {
 		limit int
 		sel   func(k *keys.Key) bool
 	}{
-		{keys.ListFilter{}, 1000, func(k *keys.Key) bool { return k.Revoked.IsZero() }},
 		{keys.ListFilter{}, 0, func(k *keys.Key) bool { return k.Revoked.IsZero() }},
 		{keys.ListFilter{IncludeRevoked: true}, 777, func(k *keys.Key) bool { return true }},
 		{keys.ListFilter{Owner: "owner2"}, 250, func(k *keys.Key) bool { return k.Owner == "owner2" && k.Revoked.IsZero() }},

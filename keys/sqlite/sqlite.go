@@ -684,10 +684,19 @@ func (s *Store) Apply(ctx context.Context, w *keys.Write) error {
 				return fmt.Errorf("keys/sqlite: %w", keys.ErrWrongMasterKey)
 			}
 		}
+		var insert *sql.Stmt
+		if len(w.Insert) > 0 {
+			var err error
+			insert, err = tx.PrepareContext(ctx, `INSERT INTO signet_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			if err != nil {
+				return s.wrap("adding key", err)
+			}
+			defer insert.Close()
+		}
 		for i := range w.Insert {
 			r := &w.Insert[i]
 			rate, burst, remaining, refill, refilled, set := limitColumns(r)
-			_, err := tx.ExecContext(ctx, `INSERT INTO signet_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			_, err := insert.ExecContext(ctx,
 				r.ID, r.Owner, string(r.Alg), strings.Join(r.Scopes, " "), r.Label, r.Created.UnixMicro(),
 				toNull(r.Expires), toNull(r.Revoked), toNull(r.LastUsed), r.Predecessor, r.Successor, r.PublicKey, r.Secret,
 				toNull(r.Disabled), string(r.Metadata), rate, burst, remaining, refill, refilled, set)

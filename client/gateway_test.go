@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/gateway"
+	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 )
@@ -47,8 +48,9 @@ func newGateway(t *testing.T, skew time.Duration, respond http.HandlerFunc) *cou
 	u, _ := url.Parse(upstream.URL)
 	now := func() time.Time { return time.Now().Add(skew) }
 	g, err := gateway.New(gateway.Config{
-		Upstream: u, Keys: keyMap(testKeys(t)), Nonces: memory.New(memory.Options{Now: now}),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now,
+		Upstream: u,
+		Verify:   middleware.Options{Verifier: httpsig.Verifier{Keys: keyMap(testKeys(t)), Nonces: memory.New(memory.Options{Now: now}), Now: now}},
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,6 +33,10 @@ type KeyAdmin interface {
 
 var _ KeyAdmin = (*keys.Service)(nil)
 
+// The keys the key service resolves tell the middleware whom they belong
+// to; without it the upstream would get an empty owner.
+var _ middleware.OwnedKey = (*keys.ResolvedKey)(nil)
+
 func (g *Gateway) newAdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", g.healthz)
@@ -41,17 +44,11 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	if g.cfg.Admin == nil {
 		return mux
 	}
-	verify := middleware.Verify(middleware.Options{
-		Policy:       g.cfg.Policy,
-		Keys:         countErrors{g.cfg.Keys, nil, g.metrics.keyStoreErrors},
-		Nonces:       countErrors{nil, g.cfg.Nonces, g.metrics.replayStoreErrors},
-		MaxBodyBytes: maxAdminBody,
-		Scheme:       g.cfg.Scheme,
-		Observe:      g.observe,
-		Now:          g.cfg.Now,
-	})
+	opts := g.opts
+	opts.MaxBodyBytes, opts.BodyBudget, opts.Verifier.Debug = maxAdminBody, 0, false
+	verify, requireAdmin := middleware.Verify(opts), middleware.RequireScopes(opts, keys.ScopeAdmin)
 	admin := func(h http.HandlerFunc) http.Handler {
-		return withRequestID(verify(middleware.RequireScopes(keys.ScopeAdmin)(h)))
+		return withRequestID(verify(requireAdmin(h)))
 	}
 	a := &adminAPI{keys: g.cfg.Admin, g: g}
 	mux.Handle("POST /v1/keys", admin(a.create))
@@ -65,17 +62,21 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	return mux
 }
 
-// healthz answers 200 when every store answers, 503 otherwise.
+// healthz answers 200 when every store answers, 503 otherwise or once the
+// gateway drains. The body says which store failed and why: /healthz is on
+// the admin listener, for operators and load balancers.
 func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	status, body := http.StatusOK, map[string]string{"status": "ok"}
-	for _, p := range g.checkers {
-		if err := p.Ping(ctx); err != nil {
-			status, body = http.StatusServiceUnavailable, map[string]string{"status": "unavailable"}
-			g.log.Warn("health check failed", "error", err.Error())
-			break
+	for _, c := range g.checkers {
+		if err := c.p.Ping(ctx); err != nil {
+			status, body["status"], body[c.name] = http.StatusServiceUnavailable, "unavailable", err.Error()
+			g.log.Warn("health check failed", "check", c.name, "error", err.Error())
 		}
+	}
+	if g.draining.Load() {
+		status, body["status"] = http.StatusServiceUnavailable, "draining"
 	}
 	writeJSON(w, status, body)
 }
@@ -119,7 +120,7 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request) {
 	}
 	expires, err := keys.ParseExpiry(req.Expires, a.g.now())
 	if err != nil {
-		a.fail(w, r, invalid("expires: "+err.Error()))
+		a.fail(w, r, fmt.Errorf("%w: expires: %w", keys.ErrInvalid, err))
 		return
 	}
 	c, err := a.keys.Create(r.Context(), keys.CreateRequest{
@@ -175,7 +176,7 @@ func (a *adminAPI) rotate(w http.ResponseWriter, r *http.Request) {
 	if req.Overlap != "" {
 		d, err := keys.ParseDuration(req.Overlap)
 		if err != nil || d < 0 {
-			a.fail(w, r, invalid("overlap must be a duration such as 24h or 7d"))
+			a.fail(w, r, fmt.Errorf("%w: overlap must be a duration such as 24h or 7d", keys.ErrInvalid))
 			return
 		}
 		overlap = d
@@ -232,31 +233,32 @@ func (a *adminAPI) decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		a.fail(w, r, invalid("the body must be a JSON object with known fields: "+err.Error()))
+		a.fail(w, r, fmt.Errorf("%w: the body must be a JSON object with known fields: %w", keys.ErrInvalid, err))
 		return false
 	}
 	return true
 }
 
-func invalid(detail string) error { return fmt.Errorf("%w: %s", keys.ErrInvalid, detail) }
-
 // fail maps key store errors to problem responses; unexpected errors are
 // logged and answered with 500 without detail.
 func (a *adminAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
 	detail := err.Error()
-	for _, p := range []string{"keys: ", "invalid request: "} {
-		detail = strings.TrimPrefix(detail, p)
-	}
 	switch {
 	case errors.Is(err, keys.ErrInvalid):
-		writeProblem(w, http.StatusBadRequest, "invalid-request", "Invalid request", detail)
+		a.g.writeProblem(w, http.StatusBadRequest, "invalid-request", "Invalid request", detail)
 	case errors.Is(err, keys.ErrNotFound):
-		writeProblem(w, http.StatusNotFound, "not-found", "Not found", detail)
+		a.g.writeProblem(w, http.StatusNotFound, "not-found", "Not found", detail)
 	case errors.Is(err, keys.ErrConflict):
-		writeProblem(w, http.StatusConflict, "conflict", "Conflict", detail)
+		a.g.writeProblem(w, http.StatusConflict, "conflict", "Conflict", detail)
+	case errors.Is(err, keys.ErrUnavailable):
+		// Out of disk, the database down or past its deadline: the same
+		// call may work later. The cause is for the log only.
+		a.g.log.Error("admin API: key store unavailable", "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "error", err.Error())
+		w.Header().Set("Retry-After", "1")
+		a.g.writeProblem(w, http.StatusServiceUnavailable, string(middleware.ReasonUnavailable), "Service unavailable", "the key store cannot take this change now; retry later")
 	default:
 		a.g.log.Error("admin API error", "request_id", r.Header.Get(HeaderRequestID), "path", r.URL.Path, "error", err.Error())
-		writeProblem(w, http.StatusInternalServerError, "internal-error", "Internal error", "the request failed; the server log has the details")
+		a.g.writeProblem(w, http.StatusInternalServerError, "internal-error", "Internal error", "the request failed; the server log has the details")
 	}
 }
 
@@ -268,13 +270,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(append(b, '\n'))
 }
 
-func writeProblem(w http.ResponseWriter, status int, reason, title, detail string) {
-	middleware.WriteProblem(w, &middleware.Problem{Type: middleware.DefaultProblemBase + reason, Title: title, Status: status, Detail: detail})
+func (g *Gateway) writeProblem(w http.ResponseWriter, status int, reason, title, detail string) {
+	middleware.WriteProblem(w, &middleware.Problem{Type: g.problemBase + reason, Title: title, Status: status, Detail: detail})
 }
 
 func (g *Gateway) now() time.Time {
-	if g.cfg.Now != nil {
-		return g.cfg.Now()
+	if now := g.cfg.Verify.Verifier.Now; now != nil {
+		return now()
 	}
 	return time.Now()
 }

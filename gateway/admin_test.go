@@ -18,6 +18,7 @@ import (
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/sqlite"
+	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
@@ -46,7 +47,8 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	up := newUpstream(t)
 	u, _ := url.Parse(up.srv.URL)
 	g, err := gateway.New(gateway.Config{
-		Upstream: u, Keys: ks, Admin: ks, Nonces: memory.New(memory.Options{}),
+		Upstream: u, Admin: ks,
+		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ks, Nonces: memory.New(memory.Options{})}},
 		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	})
 	if err != nil {

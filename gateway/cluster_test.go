@@ -16,6 +16,7 @@ import (
 	"github.com/signet-dev/signet/internal/testenv"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/postgres"
+	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/redis"
 )
 
@@ -65,7 +66,8 @@ func cluster(t *testing.T) (a, b *node, proxies [2]*testenv.Proxy, up *upstream,
 		}
 		t.Cleanup(func() { rs.Close() })
 		g, err := gateway.New(gateway.Config{
-			Upstream: upURL, Keys: ks, Admin: ks, Nonces: rs,
+			Upstream: upURL, Admin: ks,
+			Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ks, Nonces: rs}},
 			Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 		})
 		if err != nil {

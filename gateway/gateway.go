@@ -8,12 +8,20 @@
 // administration API under /v1/, itself protected by signatures from keys
 // with the admin scope.
 //
-// The upstream receives each request as the client sent it, except that
-// X-Signet-* fields from the client are removed, X-Signet-Key-Id,
-// X-Signet-Owner and X-Signet-Scopes carry the verified identity,
-// X-Forwarded-For, -Host and -Proto say where it came from, X-Request-Id
-// identifies it, and the Signature and Signature-Input fields are removed
-// if Config.StripSignature is set.
+// The upstream receives each request as the client sent it, its target
+// byte for byte under the upstream URL's path, except that every client
+// field that a stack could read as X-Signet-* (any case, '_' for '-') is
+// removed, X-Signet-Key-Id, X-Signet-Owner and X-Signet-Scopes carry the
+// verified identity, X-Forwarded-For, -Host and -Proto say where it came
+// from, X-Request-Id identifies it, a covered field of several lines is the
+// one value that was verified, and the Signature and Signature-Input fields
+// are removed if Config.StripSignature is set. Before anything is verified
+// or read, the gateway refuses (400) a target that cannot be forwarded as
+// it will be verified (a fragment, the absolute form, a dot-segment under
+// a base path, one that cannot be written byte for byte) and an Upgrade to anything but
+// WebSocket; the rest of the checks are [middleware.Verify]'s. The
+// upstream must be reachable only through the gateway, since it trusts
+// the identity fields.
 package gateway
 
 import (
@@ -43,7 +51,6 @@ const (
 	HeaderOwner     = "X-Signet-Owner"
 	HeaderScopes    = "X-Signet-Scopes"
 	HeaderRequestID = "X-Request-Id"
-	headerPrefix    = "X-Signet-"
 )
 
 // Pinger is implemented by the stores that can say whether they are up.
@@ -55,26 +62,17 @@ type Pinger interface {
 type Config struct {
 	// Upstream is the service requests are forwarded to. Required.
 	Upstream *url.URL
-	// Keys resolves keyids for verification. Required.
-	Keys httpsig.KeyResolver
+	// Verify configures the verification of requests; its Verifier's
+	// Keys and Nonces are required. The admin API verifies with the same
+	// settings, but takes bodies of at most 64 KiB and never shows
+	// signature bases. Every outcome goes to the gateway's metrics and
+	// logs, then to Verify.Observe, if set.
+	Verify middleware.Options
 	// Admin serves the key administration API; nil leaves /v1/ out.
 	Admin KeyAdmin
-	// Nonces remembers nonces. Required.
-	Nonces httpsig.NonceStore
-	// Policy is the verification policy; zero is Signet's default.
-	Policy httpsig.Policy
-	// MaxBodyBytes bounds request bodies; zero means
-	// middleware.DefaultMaxBodyBytes.
-	MaxBodyBytes int64
 	// StripSignature removes Signature and Signature-Input before
 	// forwarding.
 	StripSignature bool
-	// Scheme is the scheme clients use, when a TLS-terminating proxy
-	// stands in front of the gateway; empty means from the connection.
-	Scheme string
-	// Debug shows clients the signature base on refusals. Never in
-	// production.
-	Debug bool
 	// Transport reaches the upstream; nil means one tuned for a busy
 	// single upstream (see NewTransport).
 	Transport http.RoundTripper
@@ -83,69 +81,108 @@ type Config struct {
 	// Registry receives the metrics; nil means a new registry, served at
 	// /metrics of the admin handler.
 	Registry *prometheus.Registry
-	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
+
+	// MaxInFlight bounds the client requests handled at once, each from
+	// the end of its header to the end of its response (a WebSocket for
+	// as long as it is open). Beyond it a request is answered at once,
+	// before anything of it is read or verified, with 503 unavailable
+	// and Retry-After. Zero means DefaultMaxInFlight.
+	MaxInFlight int
+	// UpstreamTimeout bounds the wait for the upstream's response header
+	// once the request is sent (504 beyond). Zero means
+	// DefaultUpstreamTimeout, negative no bound. It applies to the
+	// default Transport; a Transport of one's own brings its own.
+	UpstreamTimeout time.Duration
+	// WriteTimeout is how long a client may take to accept each write of
+	// its response before the connection is closed. Zero means
+	// DefaultWriteTimeout, negative no bound.
+	WriteTimeout time.Duration
 }
 
 // Gateway is the reverse proxy. It is safe for concurrent use.
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	metrics  *metrics
-	verify   func(http.Handler) http.Handler
-	proxy    *httputil.ReverseProxy
-	handler  http.Handler
-	admin    http.Handler
-	checkers []Pinger
+	cfg         Config
+	basePath    string // of the upstream URL, escaped; "" for none or "/"
+	log         *slog.Logger
+	metrics     *metrics
+	opts        middleware.Options // of the client handler, as used
+	problemBase string
+	proxy       *httputil.ReverseProxy
+	handler     http.Handler
+	admin       http.Handler
+	checkers    []check
+
+	inFlight       *inFlight
+	draining       atomic.Bool
+	unavailable    *sampledLog // 503s: the stores could not answer
+	overloaded     *sampledLog // 503s: MaxInFlight reached
+	upstreamFailed *sampledLog
+}
+
+// check is a dependency /healthz asks.
+type check struct {
+	name string
+	p    Pinger
 }
 
 // New returns a Gateway for cfg.
 func New(cfg Config) (*Gateway, error) {
+	v := &cfg.Verify.Verifier
 	switch {
 	case cfg.Upstream == nil || cfg.Upstream.Host == "":
 		return nil, errors.New("gateway: Config.Upstream needs a scheme and host")
 	case cfg.Upstream.Scheme != "http" && cfg.Upstream.Scheme != "https":
 		return nil, errors.New("gateway: the upstream URL must be http or https")
-	case cfg.Keys == nil:
-		return nil, errors.New("gateway: Config.Keys is nil")
-	case cfg.Nonces == nil:
-		return nil, errors.New("gateway: Config.Nonces is nil")
+	case v.Keys == nil:
+		return nil, errors.New("gateway: Config.Verify.Verifier.Keys is nil")
+	case v.Nonces == nil:
+		return nil, errors.New("gateway: Config.Verify.Verifier.Nonces is nil")
+	case cfg.MaxInFlight < 0:
+		return nil, errors.New("gateway: Config.MaxInFlight is negative")
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, problemBase: cfg.Verify.ProblemBase}
+	if base := cfg.Upstream.EscapedPath(); base != "/" {
+		g.basePath = base
+	}
 	if g.log == nil {
 		g.log = slog.Default()
+	}
+	if g.problemBase == "" {
+		g.problemBase = middleware.DefaultProblemBase
 	}
 	if cfg.Registry == nil {
 		g.cfg.Registry = prometheus.NewRegistry()
 	}
-	g.metrics = newMetrics(g.cfg.Registry, cfg.Keys)
+	g.inFlight = newInFlight(orDefault(cfg.MaxInFlight, DefaultMaxInFlight), orDefault(cfg.WriteTimeout, DefaultWriteTimeout))
+	g.metrics = newMetrics(g.cfg.Registry, v.Keys, v.Nonces, g.inFlight)
+	g.unavailable = newSampledLog(g.log, slog.LevelError, "verification unavailable")
+	g.overloaded = newSampledLog(g.log, slog.LevelError, "overloaded: refused a request beyond the limit of requests in flight")
+	g.upstreamFailed = newSampledLog(g.log, slog.LevelWarn, "upstream error")
 	if cfg.Transport == nil {
-		g.cfg.Transport = NewTransport()
+		t := NewTransport()
+		t.ResponseHeaderTimeout = max(orDefault(cfg.UpstreamTimeout, DefaultUpstreamTimeout), 0)
+		g.cfg.Transport = t
 	}
-	for _, dep := range []any{cfg.Keys, cfg.Nonces} {
-		if p, ok := dep.(Pinger); ok {
-			g.checkers = append(g.checkers, p)
-		}
+	if p, ok := v.Keys.(Pinger); ok {
+		g.checkers = append(g.checkers, check{"key_store", p})
 	}
-	g.verify = middleware.Verify(middleware.Options{
-		Policy:       cfg.Policy,
-		Keys:         countErrors{cfg.Keys, nil, g.metrics.keyStoreErrors},
-		Nonces:       countErrors{nil, cfg.Nonces, g.metrics.replayStoreErrors},
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Scheme:       cfg.Scheme,
-		Debug:        cfg.Debug,
-		Observe:      g.observe,
-		Now:          cfg.Now,
-	})
+	if p, ok := v.Nonces.(Pinger); ok {
+		g.checkers = append(g.checkers, check{"replay_store", p})
+	}
+	g.opts = cfg.Verify
+	g.opts.Verifier.Keys = countErrors{v.Keys, nil, g.metrics.keyStoreErrors, g.metrics.keyLookupSeconds}
+	g.opts.Verifier.Nonces = countErrors{nil, v.Nonces, g.metrics.replayStoreErrors, nil}
+	g.opts.Observe = g.observe
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		Transport:    g.cfg.Transport,
 		ErrorHandler: g.upstreamError,
+		BufferPool:   &bufferPool{},
 		// FlushInterval stays zero: ReverseProxy passes streamed responses
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
-	g.handler = withRequestID(g.verify(g.proxy))
+	g.handler = withRequestID(g.inFlight.handler(g.checkForward(middleware.Verify(g.opts)(g.proxy)), g.refuseOverloaded, g.upstreamBroke))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }
@@ -173,18 +210,17 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 func (g *Gateway) AdminHandler() http.Handler { return g.admin }
 
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetURL(g.cfg.Upstream)
-	// ReverseProxy drops query parameters net/url cannot parse; the
-	// signature covered the query as sent, so the upstream gets it as sent.
-	pr.Out.URL.RawQuery = joinQuery(g.cfg.Upstream.RawQuery, pr.In.URL.RawQuery)
+	// checkForward made sure the target can be forwarded as received.
+	path, query, hasQuery, _ := g.target(pr.In)
+	pr.Out.URL = g.upstreamURL(path, query, hasQuery)
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
-	pr.SetXForwarded()
 	h := pr.Out.Header
 	for k := range h {
-		if strings.HasPrefix(k, headerPrefix) {
+		if spoofable(k) {
 			delete(h, k)
 		}
 	}
+	pr.SetXForwarded()
 	if g.cfg.StripSignature {
 		delete(h, "Signature")
 		delete(h, "Signature-Input")
@@ -212,12 +248,16 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		return // the client went away; nobody to answer
 	}
 	g.metrics.upstreamErrors.Inc()
-	g.log.Warn("upstream error", "request_id", r.Header.Get(HeaderRequestID), "error", err.Error())
-	writeProblem(w, status, "upstream-unavailable", "Upstream unavailable", "the service behind the gateway did not answer")
+	g.upstreamFailed.add(err.Error(), "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "error", err.Error())
+	g.writeProblem(w, status, "upstream-unavailable", "Upstream unavailable", "the service behind the gateway did not answer")
 }
 
-// observe records the outcome of verification in metrics and logs.
+// observe records the outcome of verification in metrics and logs, and
+// passes it on to the Observe of the configuration.
 func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
+	if g.cfg.Verify.Observe != nil {
+		defer g.cfg.Verify.Observe(r, o)
+	}
 	g.metrics.observe(o)
 	if o.Status == 0 && !g.log.Enabled(r.Context(), slog.LevelDebug) {
 		return // accepted requests are logged at debug level only
@@ -230,7 +270,7 @@ func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
 	case o.Status == 0:
 		g.log.Debug("accepted", attrs...)
 	case o.Status == http.StatusServiceUnavailable:
-		g.log.Error("verification unavailable", append(attrs, "reason", string(o.Reason), "error", o.Err.Error())...)
+		g.unavailable.add(o.Err.Error(), append(attrs, "reason", string(o.Reason), "error", o.Err.Error())...)
 	default:
 		g.log.Info("refused", append(attrs, "status", o.Status, "reason", string(o.Reason), "detail", detailOf(o.Err))...)
 	}
@@ -288,15 +328,18 @@ func validRequestID(id string) bool {
 }
 
 // countErrors counts the errors of a key resolver or nonce store that mean
-// it could not answer (not refusals).
+// it could not answer (not refusals), and times key lookups.
 type countErrors struct {
-	keys   httpsig.KeyResolver
-	nonces httpsig.NonceStore
-	errs   prometheus.Counter
+	keys    httpsig.KeyResolver
+	nonces  httpsig.NonceStore
+	errs    prometheus.Counter
+	seconds prometheus.Histogram
 }
 
 func (c countErrors) ResolveKey(ctx context.Context, id string) (httpsig.VerifyingKey, error) {
+	start := time.Now()
 	k, err := c.keys.ResolveKey(ctx, id)
+	c.seconds.Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, httpsig.ErrUnknownKey) && !errors.Is(err, httpsig.ErrKeyRevoked) && !errors.Is(err, httpsig.ErrKeyExpired) {
 		c.errs.Inc()
 	}

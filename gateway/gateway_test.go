@@ -116,7 +116,7 @@ type env struct {
 }
 
 // testWriter sends logs to the test's log, shown only when it fails.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
@@ -142,8 +142,9 @@ func newEnv(t *testing.T, mutate func(*gateway.Config)) *env {
 	}
 	u, _ := url.Parse(e.up.srv.URL)
 	cfg := gateway.Config{
-		Upstream: u, Keys: e.keys, Nonces: memory.New(memory.Options{}), MaxBodyBytes: 64 << 10,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Upstream: u,
+		Verify:   middleware.Options{Verifier: httpsig.Verifier{Keys: e.keys, Nonces: memory.New(memory.Options{})}, MaxBodyBytes: 64 << 10},
+		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
 	if mutate != nil {
 		mutate(&cfg)

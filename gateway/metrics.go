@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/middleware"
@@ -10,10 +13,20 @@ import (
 type metrics struct {
 	requests          *prometheus.CounterVec
 	accepted          prometheus.Counter
+	overloaded        prometheus.Counter
 	verifySeconds     prometheus.Histogram
+	keyLookupSeconds  prometheus.Histogram
 	keyStoreErrors    prometheus.Counter
 	replayStoreErrors prometheus.Counter
-	upstreamErrors    prometheus.Counter
+	upstreamErrors    prometheus.Counter // no response header came
+	upstreamCut       prometheus.Counter // the response broke off after its header
+}
+
+// occupied is implemented by nonce stores that hold their entries
+// themselves, as *memory.Store does.
+type occupied interface {
+	Len() int
+	Cap() int
 }
 
 // cacheCounter is implemented by key resolvers that cache, as
@@ -22,16 +35,23 @@ type cacheCounter interface {
 	CacheStats() keys.CacheStats
 }
 
-func newMetrics(reg prometheus.Registerer, resolver any) *metrics {
+func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFlight) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_requests_total",
-			Help: "Requests by outcome (accepted, refused, unavailable) and reason code.",
+			Help: "Requests by outcome (accepted, refused, unavailable, overloaded) and reason code.",
 		}, []string{"outcome", "reason"}),
 		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "signet_verify_duration_seconds",
 			Help:    "Time to read the body and verify a request.",
 			Buckets: []float64{5e-6, 10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 5e-3, 25e-3, 100e-3, 1},
+		}),
+		keyLookupSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "signet_key_lookup_duration_seconds",
+			Help: "Time to resolve a signature's keyid: from the cache, or from the key store.",
+			// Cache hits take a microsecond or less; a store round trip a
+			// millisecond or so; a store past its deadline hundreds.
+			Buckets: []float64{1e-6, 5e-6, 25e-6, 100e-6, 500e-6, 1e-3, 5e-3, 25e-3, 100e-3, 250e-3, 1},
 		}),
 		keyStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signet_key_store_errors_total",
@@ -41,12 +61,32 @@ func newMetrics(reg prometheus.Registerer, resolver any) *metrics {
 			Name: "signet_replay_store_errors_total",
 			Help: "Nonce checks that failed because the replay store could not answer.",
 		}),
-		upstreamErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signet_upstream_errors_total",
-			Help: "Accepted requests the upstream did not answer.",
-		}),
 	}
-	reg.MustRegister(m.requests, m.verifySeconds, m.keyStoreErrors, m.replayStoreErrors, m.upstreamErrors)
+	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signet_upstream_errors_total",
+		Help: "Accepted requests the upstream failed: with no response header (phase=header, answered 502 or 504), or by breaking off the response body (phase=body, the client's response is cut).",
+	}, []string{"phase"})
+	m.upstreamErrors = upstream.WithLabelValues("header")
+	m.upstreamCut = upstream.WithLabelValues("body")
+	reg.MustRegister(m.requests, m.verifySeconds, m.keyLookupSeconds, m.keyStoreErrors, m.replayStoreErrors, upstream,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "signet_requests_in_flight",
+			Help: "Client requests being handled.",
+		}, func() float64 { return float64(inFlight.len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "signet_requests_in_flight_limit",
+			Help: "Client requests handled at once beyond which requests are refused (503, outcome overloaded).",
+		}, func() float64 { return float64(cap(inFlight.free)) }),
+	)
+	// A registry shared with the rest of a program may have them already.
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			panic(err)
+		}
+	}
 	if c, ok := resolver.(cacheCounter); ok {
 		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -59,7 +99,20 @@ func newMetrics(reg prometheus.Registerer, resolver any) *metrics {
 			}, func() float64 { return float64(c.CacheStats().Misses) }),
 		)
 	}
+	if o, ok := nonces.(occupied); ok {
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "signet_replay_store_entries",
+				Help: "Nonces the in-memory replay store holds; when it reaches its capacity, requests are refused with 503.",
+			}, func() float64 { return float64(o.Len()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "signet_replay_store_capacity",
+				Help: "Nonces the in-memory replay store may hold (serve --replay-capacity).",
+			}, func() float64 { return float64(o.Cap()) }),
+		)
+	}
 	m.accepted = m.requests.WithLabelValues("accepted", "")
+	m.overloaded = m.requests.WithLabelValues("overloaded", string(middleware.ReasonUnavailable))
 	return m
 }
 

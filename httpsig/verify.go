@@ -173,6 +173,14 @@ type Result struct {
 	// Base is the signature base of the first signature, when
 	// Verifier.Debug is set.
 	Base string
+	// ContentDigest is set by VerifyRequestHeader when a checked signature
+	// covers content-digest: the Content-Digest field value the content
+	// must match.
+	ContentDigest string
+	// Covered lists the components the checked signatures cover, those of
+	// the first first; set by VerifyRequestHeader, for a server that must
+	// pass on exactly what was verified.
+	Covered []Component
 }
 
 type verifyState struct {
@@ -183,6 +191,9 @@ type verifyState struct {
 	base      []byte
 	digest    string // the Content-Digest field
 	hasDigest bool
+	// headerOnly leaves the content to the caller: a covered
+	// content-digest sets digestCovered instead of being checked.
+	headerOnly, digestCovered bool
 }
 
 var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
@@ -194,7 +205,24 @@ var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
 // refused all the same (fail closed).
 func (v *Verifier) VerifyRequest(r *http.Request, body []byte) (Result, error) {
 	m := Message{Request: r, Scheme: v.Scheme, Structured: v.Structured}
-	return v.verify(r.Context(), &m, r.Header, body, len(body) > 0 || r.ContentLength > 0)
+	return v.verify(r.Context(), &m, r.Header, body, len(body) > 0 || r.ContentLength > 0, false)
+}
+
+// VerifyRequestHeader checks the signatures on r before its content is
+// read, so that a server never reads the body of a request it refuses: it
+// checks all that [Verifier.VerifyRequest] does (policy, key, signature, nonce)
+// except the content against the Content-Digest field. The default profile
+// demands content-digest unless r.ContentLength is 0, since a body of
+// unknown length may hold content.
+//
+// The nonce is spent before the content is checked. When a checked
+// signature covers content-digest, Result.ContentDigest is the field value
+// the content must match: read the content and check it with
+// [CheckContentDigest] before acting on the request. Result.Covered lists
+// the components the signatures cover.
+func (v *Verifier) VerifyRequestHeader(r *http.Request) (Result, error) {
+	m := Message{Request: r, Scheme: v.Scheme, Structured: v.Structured}
+	return v.verify(r.Context(), &m, r.Header, nil, r.ContentLength != 0, true)
 }
 
 // VerifyResponse checks the signatures on resp, whose content is body, as
@@ -203,12 +231,13 @@ func (v *Verifier) VerifyRequest(r *http.Request, body []byte) (Result, error) {
 // response has no context of its own.
 func (v *Verifier) VerifyResponse(ctx context.Context, resp *http.Response, body []byte) (Result, error) {
 	m := Message{Request: resp.Request, Response: resp, Scheme: v.Scheme, Structured: v.Structured}
-	return v.verify(ctx, &m, resp.Header, body, len(body) > 0 || resp.ContentLength > 0)
+	return v.verify(ctx, &m, resp.Header, body, len(body) > 0 || resp.ContentLength > 0, false)
 }
 
-func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body []byte, hasContent bool) (Result, error) {
+func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body []byte, hasContent, headerOnly bool) (Result, error) {
 	st := verifyStates.Get().(*verifyState)
 	defer verifyStates.Put(st)
+	st.headerOnly, st.digestCovered = headerOnly, false
 	if err := st.parse(h); err != nil {
 		return Result{}, err
 	}
@@ -267,6 +296,19 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 		}
 	}
 	res.Signatures = len(st.selected)
+	if headerOnly {
+		if st.digestCovered {
+			res.ContentDigest = st.digest
+		}
+		n := 0
+		for _, i := range st.selected {
+			n += len(st.sigs[i].params.Components)
+		}
+		res.Covered = make([]Component, 0, n)
+		for _, i := range st.selected {
+			res.Covered = append(res.Covered, st.sigs[i].params.Components...)
+		}
+	}
 	return res, nil
 }
 
@@ -392,6 +434,10 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Detail: "the signature does not match the message", Err: err}, st)
 	}
 	if covers(p.Components, &compContentDigest) {
+		if st.headerOnly {
+			st.digestCovered = true
+			return key, nil
+		}
 		if err := checkDigest(&st.fields.sp, st.digest, body); err != nil {
 			return nil, err
 		}

@@ -2,17 +2,23 @@
 // RFC 9421 HTTP Message Signatures.
 //
 // [Verify] returns a middleware in the func(http.Handler) http.Handler
-// shape. It reads the request body with a size limit, checks the
-// signatures and the Content-Digest with an [httpsig.Verifier], rejects
-// replayed nonces, and hands the next handler the request with its body
-// intact and the authenticated [Identity] in its context ([FromContext]).
-// [RequireScopes] guards routes by scope.
+// shape. It checks the signatures of a request with an [httpsig.Verifier]
+// and rejects replayed nonces before it reads any of the body; only then
+// does it read the body (a client waiting for 100 Continue gets it now),
+// under a size limit and a budget of body bytes held at once, and check
+// it against the Content-Digest field. The next handler gets the request
+// with its body intact, each covered field as the one value that was
+// verified, and the authenticated [Identity] in its context
+// ([FromContext]). [RequireScopes] guards routes by scope.
 //
 // Refusals are RFC 9457 problem+json responses whose type ends in the
-// reason code, with an Accept-Signature field saying what to sign and a
-// Date field for clock correction: 401, 403 for insufficient-scope, 413 for
-// a body over the limit, and 503 when the key store or the nonce store
-// cannot answer (fail closed: nothing is let through).
+// reason code, with a Date field for clock correction: 401 (with an
+// Accept-Signature field saying what to sign), 403 for insufficient-scope,
+// 400 for a request a signature cannot cover unambiguously, 413 for a body
+// over the limit, and 503 when the key store or the nonce store cannot
+// answer or the body budget is spent (fail closed: nothing is let
+// through). A refused request's body is not read: on HTTP/1 its
+// connection is closed.
 package middleware
 
 import (
@@ -24,7 +30,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
@@ -36,47 +46,83 @@ const DefaultMaxBodyBytes = 10 << 20
 // DefaultProblemBase prefixes reason codes to make problem type URIs.
 const DefaultProblemBase = "https://signet.dev/problems/"
 
+// DefaultBodyBudget is the body budget of a zero Options.
+const DefaultBodyBudget = 64 << 20
+
 // Reasons of refusals that are not about a signature.
 const (
+	// ReasonBodyTooLarge (413): the body is over Options.MaxBodyBytes.
 	ReasonBodyTooLarge httpsig.Reason = "body-too-large"
-	ReasonBadBody      httpsig.Reason = "unreadable-body"
-	ReasonUnavailable  httpsig.Reason = "unavailable"
+	// ReasonBadBody (400): the body broke off or outran its length.
+	ReasonBadBody httpsig.Reason = "unreadable-body"
+	// ReasonUnavailable (503, with Retry-After): a key or nonce store
+	// could not answer, or the body budget is spent.
+	ReasonUnavailable httpsig.Reason = "unavailable"
+	// ReasonInvalidTarget (400): the request target has a fragment, or a
+	// gateway cannot pass it on as it was signed.
+	ReasonInvalidTarget httpsig.Reason = "invalid-target"
+	// ReasonInvalidHost (400): the Host field is not a plain host and
+	// port (an IPv6 zone, percent-encoding, user information).
+	ReasonInvalidHost httpsig.Reason = "invalid-host"
+	// ReasonHopByHop (400): a signature covers a field that a proxy
+	// removes, because the Connection field names it or it is hop-by-hop
+	// by definition.
+	ReasonHopByHop httpsig.Reason = "hop-by-hop-field"
+	// ReasonInvalidField (400): a covered field has several lines that
+	// cannot be passed on as the one value that was verified.
+	ReasonInvalidField httpsig.Reason = "invalid-field"
+	// ReasonTrailers (400): the request has trailer fields.
+	ReasonTrailers httpsig.Reason = "trailers-not-accepted"
 )
 
 // Options configures [Verify]. Zero values are the documented defaults.
 type Options struct {
-	// Policy says what signatures must cover and how fresh they must be;
-	// the zero value is Signet's default profile.
-	Policy httpsig.Policy
-	// Keys resolves keyids. Required. If the key it returns also has
-	// methods Owner() string and Scopes() []string, the Identity carries
-	// them.
-	Keys httpsig.KeyResolver
-	// Nonces remembers nonces to refuse replays. Required unless the
-	// policy does not require a nonce: replay protection is not optional
-	// by accident.
-	Nonces httpsig.NonceStore
+	// Verifier checks the signatures: its Policy says what they must
+	// cover and how fresh they must be (the zero value is Signet's default
+	// profile), Keys resolves keyids (required), Nonces remembers nonces
+	// (required unless the policy requires none: replay protection is not
+	// optional by accident). Its Debug mode adds the signature base the
+	// server built to refusals, which tells callers what the server would
+	// accept: never in production. Its Now also dates refusals.
+	Verifier httpsig.Verifier
 	// MaxBodyBytes bounds the body read for the Content-Digest check;
 	// zero means DefaultMaxBodyBytes. Larger bodies get 413.
 	MaxBodyBytes int64
-	// Scheme, if set, is the scheme clients used ("https" behind a
-	// TLS-terminating proxy); otherwise it comes from the connection.
-	Scheme string
+	// BodyBudget bounds the bytes of request bodies held in memory at
+	// once by this middleware, counted from their declared length (or as
+	// they arrive when the length is unknown) until the next handler
+	// returns; a request that would exceed it gets 503 unavailable with
+	// Retry-After. Zero means DefaultBodyBudget; a budget below
+	// MaxBodyBytes is raised to it, so that every body under the limit
+	// can pass alone.
+	BodyBudget int64
 	// ProblemBase prefixes reason codes in problem types; empty means
 	// DefaultProblemBase.
 	ProblemBase string
 	// Realm names the protection space in WWW-Authenticate; empty means
 	// "signet".
 	Realm string
-	// Debug adds the signature base the server built to refusals, so a
-	// client developer can compare it with their own. It tells callers
-	// what the server would accept; never turn it on in production.
-	Debug bool
 	// Observe, if set, is called once per request with its outcome, for
 	// logs and metrics.
 	Observe func(r *http.Request, o Outcome)
-	// Now returns the current time; nil means time.Now.
-	Now func() time.Time
+}
+
+// withDefaults returns o with its zero values replaced by the defaults.
+func (o Options) withDefaults() Options {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.BodyBudget <= 0 {
+		o.BodyBudget = DefaultBodyBudget
+	}
+	o.BodyBudget = max(o.BodyBudget, o.MaxBodyBytes)
+	if o.ProblemBase == "" {
+		o.ProblemBase = DefaultProblemBase
+	}
+	if o.Realm == "" {
+		o.Realm = "signet"
+	}
+	return o
 }
 
 // Outcome is what became of one request.
@@ -102,8 +148,6 @@ type Identity struct {
 	Alg     httpsig.Algorithm
 	Label   string
 	Created time.Time
-
-	problemBase string // for RequireScopes' refusals
 }
 
 // HasScope reports whether the identity holds scope.
@@ -131,72 +175,90 @@ func NewContext(ctx context.Context, id *Identity) context.Context {
 	return context.WithValue(ctx, identityKey, id)
 }
 
-// owned is implemented by keys that know who they belong to.
-type owned interface {
+// An OwnedKey is a verifying key that knows whom it belongs to. When the
+// key resolver returns one, the [Identity] carries its owner and scopes;
+// the keys of keys.Service are OwnedKeys.
+type OwnedKey interface {
+	httpsig.VerifyingKey
+	// Owner returns the id of the client or user the key belongs to.
 	Owner() string
+	// Scopes returns the key's scopes; the caller must not modify them.
 	Scopes() []string
 }
 
 type verifier struct {
-	opts Options
-	v    httpsig.Verifier
-	next http.Handler
+	opts   Options
+	budget *budget
+	next   http.Handler
 }
 
 // Verify returns a middleware that lets through only requests whose
-// signatures verify. It panics if opts.Keys is nil, or opts.Nonces is nil
-// while the policy requires nonces.
+// signatures verify. It panics if opts.Verifier.Keys is nil, or
+// opts.Verifier.Nonces is nil while the policy requires nonces.
 func Verify(opts Options) func(http.Handler) http.Handler {
-	if opts.Keys == nil {
-		panic("middleware: Options.Keys is nil")
+	if opts.Verifier.Keys == nil {
+		panic("middleware: Options.Verifier.Keys is nil")
 	}
-	if opts.Nonces == nil && opts.Policy.RequiresNonce() {
-		panic("middleware: Options.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
+	if opts.Verifier.Nonces == nil && opts.Verifier.Policy.RequiresNonce() {
+		panic("middleware: Options.Verifier.Nonces is nil but the policy requires nonces; use replay/memory or replay/redis")
 	}
-	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if opts.ProblemBase == "" {
-		opts.ProblemBase = DefaultProblemBase
-	}
-	if opts.Realm == "" {
-		opts.Realm = "signet"
-	}
-	if opts.Debug {
+	opts = opts.withDefaults()
+	b := new(budget)
+	b.left.Store(opts.BodyBudget)
+	if opts.Verifier.Debug {
 		slog.Warn("middleware: debug mode is on: refusals show clients the signature base the server expects; never use it in production")
 	}
 	return func(next http.Handler) http.Handler {
-		return &verifier{
-			opts: opts,
-			next: next,
-			v: httpsig.Verifier{
-				Policy: opts.Policy, Keys: opts.Keys, Nonces: opts.Nonces,
-				Scheme: opts.Scheme, Debug: opts.Debug, Now: opts.Now,
-			},
-		}
+		return &verifier{opts: opts, budget: b, next: next}
 	}
 }
 
 func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	body, status, reason, err := mw.readBody(r)
-	if err != nil {
-		mw.refuse(w, r, status, reason, "", err, start, "")
+	if ref := checkRequest(r); ref != nil {
+		mw.refuse(w, r, ref, start)
 		return
 	}
-	res, err := mw.v.VerifyRequest(r, body)
+	res, err := mw.opts.Verifier.VerifyRequestHeader(r)
 	if err != nil {
-		var ve *httpsig.VerifyError
-		if errors.As(err, &ve) {
-			mw.refuse(w, r, ve.Reason.Status(), ve.Reason, ve.KeyID, err, start, ve.Base)
+		mw.refuse(w, r, verifyRefusal(err), start)
+		return
+	}
+	if name := coveredHopByHop(r.Header, res.Covered); name != "" {
+		mw.refuse(w, r, &refusal{
+			status: http.StatusBadRequest, reason: ReasonHopByHop, keyID: res.KeyID, unread: true,
+			detail: "the signature covers " + strconv.Quote(name) + ", which the Connection field (or HTTP itself) makes hop-by-hop: a proxy would remove it",
+		}, start)
+		return
+	}
+	if name := combineCovered(r.Header, res.Covered); name != "" {
+		mw.refuse(w, r, &refusal{
+			status: http.StatusBadRequest, reason: ReasonInvalidField, keyID: res.KeyID, unread: true,
+			detail: "the covered field " + strconv.Quote(name) + " has several lines, the last one empty: the value they make cannot be passed on as one line",
+		}, start)
+		return
+	}
+	body, held, ref := mw.readBody(r)
+	defer mw.budget.give(held)
+	if ref != nil {
+		ref.keyID = res.KeyID
+		mw.refuse(w, r, ref, start)
+		return
+	}
+	if len(r.Trailer) > 0 {
+		mw.refuse(w, r, &refusal{status: http.StatusBadRequest, reason: ReasonTrailers, keyID: res.KeyID, detail: trailersDetail, err: errTrailers}, start)
+		return
+	}
+	if res.ContentDigest != "" {
+		if err := httpsig.CheckContentDigest(res.ContentDigest, body); err != nil {
+			ref := verifyRefusal(err)
+			ref.label, ref.keyID, ref.unread = res.Label, res.KeyID, false
+			mw.refuse(w, r, ref, start)
 			return
 		}
-		// err names the keyid concerned.
-		mw.refuse(w, r, http.StatusServiceUnavailable, ReasonUnavailable, "", err, start, "")
-		return
 	}
-	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created, problemBase: mw.opts.ProblemBase}
-	if o, ok := res.Key.(owned); ok {
+	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created}
+	if o, ok := res.Key.(OwnedKey); ok {
 		id.Owner, id.Scopes = o.Owner(), o.Scopes()
 	}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -219,39 +281,293 @@ func bodyOf(b []byte) io.ReadCloser {
 	return io.NopCloser(bytes.NewReader(b))
 }
 
-var errTooLarge = errors.New("middleware: request body over the size limit")
+// A refusal is an answer other than passing the request on.
+type refusal struct {
+	status int
+	reason httpsig.Reason
+	// detail is for the client; err, if set, is for Observe.
+	detail string
+	err    error
+	label  string // of the signature concerned
+	keyID  string
+	base   string // the signature base, in debug mode
+	// unread is set when the body was not read to its end: the connection
+	// is then closed rather than drained.
+	unread bool
+}
 
-// readBody reads the whole body, refusing one over the limit without
-// reading it all.
-func (mw *verifier) readBody(r *http.Request) ([]byte, int, httpsig.Reason, error) {
+// verifyRefusal turns an error of the verifier into a refusal: a
+// *httpsig.VerifyError is the client's fault, anything else means a store
+// could not answer (and names the keyid concerned).
+func verifyRefusal(err error) *refusal {
+	var ve *httpsig.VerifyError
+	if errors.As(err, &ve) {
+		return &refusal{status: ve.Reason.Status(), reason: ve.Reason, detail: ve.Detail, err: err, label: ve.Label, keyID: ve.KeyID, base: ve.Base, unread: true}
+	}
+	return &refusal{
+		status: http.StatusServiceUnavailable, reason: ReasonUnavailable, err: err, unread: true,
+		// The cause (a database or Redis error) is for the logs only.
+		detail: "the server cannot check signatures right now; retry later",
+	}
+}
+
+var errTrailers = errors.New("middleware: the request has trailer fields")
+
+const trailersDetail = "the request has trailer fields, which this server does not accept: a signature cannot cover them before they arrive"
+
+// checkRequest refuses, before anything is parsed, a request whose parts a
+// signature cannot cover the way the handler (or a server behind a proxy)
+// would read them.
+func checkRequest(r *http.Request) *refusal {
+	if strings.IndexByte(r.RequestURI, '#') >= 0 || r.URL.Fragment != "" {
+		// The signature covers the target up to the '#'; servers that
+		// route on the whole target (Node's URL parser) would act on more.
+		return &refusal{status: http.StatusBadRequest, reason: ReasonInvalidTarget, unread: true, detail: "the request target has a fragment (#), which a request target never carries (RFC 9112 §3.2)"}
+	}
+	if !ValidHost(r.Host) {
+		return &refusal{status: http.StatusBadRequest, reason: ReasonInvalidHost, unread: true, detail: "the Host field must be a host name or IP address and an optional port, without a zone or percent-encoding"}
+	}
+	if len(r.Trailer) > 0 {
+		return &refusal{status: http.StatusBadRequest, reason: ReasonTrailers, unread: true, detail: trailersDetail, err: errTrailers}
+	}
+	return nil
+}
+
+// ValidHost reports whether host is an authority that a signature's
+// @authority covers unambiguously: a registered name of letters, digits,
+// '-', '.', '_' and '~', an IPv4 address, or an IPv6 address in brackets
+// without a zone, then an optional ':' and decimal port. An empty host is
+// valid here; the verifier refuses it if @authority is required.
+func ValidHost(host string) bool {
+	name, port := host, ""
+	if strings.HasPrefix(host, "[") {
+		end := strings.IndexByte(host, ']')
+		if end < 0 {
+			return false
+		}
+		name, port = host[1:end], host[end+1:]
+		if name == "" {
+			return false
+		}
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; !(isHex(c) || c == ':' || c == '.') {
+				return false // a zone ("%25eth0") among others
+			}
+		}
+		if port != "" {
+			if port[0] != ':' {
+				return false
+			}
+			port = port[1:]
+		}
+	} else {
+		if i := strings.LastIndexByte(host, ':'); i >= 0 {
+			name, port = host[:i], host[i+1:]
+		}
+		for i := 0; i < len(name); i++ {
+			if c := name[i]; !(isAlnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+				return false
+			}
+		}
+	}
+	for i := 0; i < len(port); i++ {
+		if port[i] < '0' || port[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func isAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// hopByHop are the fields a proxy removes whether or not the Connection
+// field names them (RFC 9110 §7.6.1, and the older ones proxies still
+// drop).
+var hopByHop = []string{"connection", "proxy-connection", "keep-alive", "te", "transfer-encoding", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate"}
+
+// coveredHopByHop returns the name of a covered field that a proxy would
+// remove on the way, or "".
+func coveredHopByHop(h http.Header, covered []httpsig.Component) string {
+	conn := h["Connection"]
+	for i := range covered {
+		name := covered[i].Name
+		if strings.HasPrefix(name, "@") {
+			continue
+		}
+		if slices.Contains(hopByHop, name) {
+			return name
+		}
+		for _, line := range conn {
+			for tok := range strings.SplitSeq(line, ",") {
+				if strings.EqualFold(strings.Trim(tok, " \t"), name) {
+					return name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// combineCovered replaces the several lines of a covered field with the
+// one value the signature covered (RFC 9421 §2.1), so that the handler, and
+// a server behind a proxy, read what was verified and not just its first
+// line. A field covered with bs anywhere keeps its lines: that signature
+// covered them one by one. It returns the name of a field whose value
+// cannot be passed on as one line, because its last line is empty and a
+// parser would trim the ", " before it; "" when all is well.
+func combineCovered(h http.Header, covered []httpsig.Component) string {
+	repeated := false
+	for _, v := range h {
+		if len(v) > 1 {
+			repeated = true
+			break
+		}
+	}
+	if !repeated {
+		return ""
+	}
+	for i := range covered {
+		c := &covered[i]
+		if strings.HasPrefix(c.Name, "@") || c.Tr || slices.ContainsFunc(covered, func(o httpsig.Component) bool { return o.Name == c.Name && o.BS }) {
+			continue
+		}
+		key := textproto.CanonicalMIMEHeaderKey(c.Name)
+		v := h[key]
+		if len(v) < 2 {
+			continue
+		}
+		if v[len(v)-1] == "" {
+			return c.Name
+		}
+		h[key] = []string{strings.Join(v, ", ")}
+	}
+	return ""
+}
+
+// budget is the number of body bytes that may still be held in memory.
+type budget struct{ left atomic.Int64 }
+
+func (b *budget) take(n int64) bool {
+	for {
+		left := b.left.Load()
+		if left < n {
+			return false
+		}
+		if b.left.CompareAndSwap(left, left-n) {
+			return true
+		}
+	}
+}
+
+func (b *budget) give(n int64) {
+	if n > 0 {
+		b.left.Add(n)
+	}
+}
+
+// Buffer sizes of readBody: the first buffer of a body of known length
+// (larger bodies grow as they arrive), and of one of unknown length.
+const (
+	firstBuffer        = 64 << 10
+	firstUnknownBuffer = 8 << 10
+)
+
+var (
+	errTooLarge  = errors.New("middleware: request body over the size limit")
+	errNoBudget  = errors.New("middleware: the request bodies in memory have reached the body budget")
+	errBadLength = errors.New("middleware: the request body is longer than its Content-Length")
+)
+
+// readBody reads the body of a verified request as it arrives, counting
+// the memory it holds against the body budget; held is what the caller
+// gives back once the request is done. A body declared over the limit is
+// refused without reading any of it.
+func (mw *verifier) readBody(r *http.Request) (body []byte, held int64, ref *refusal) {
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil, 0, "", nil
+		return nil, 0, nil
 	}
 	limit := mw.opts.MaxBodyBytes
-	if r.ContentLength > limit {
-		return nil, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, errTooLarge
+	tooLarge := func() *refusal {
+		return &refusal{status: http.StatusRequestEntityTooLarge, reason: ReasonBodyTooLarge, detail: "the request body is larger than the " + strconv.FormatInt(limit, 10) + " bytes accepted", err: errTooLarge, unread: true}
 	}
-	if r.ContentLength >= 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return nil, http.StatusBadRequest, ReasonBadBody, fmt.Errorf("middleware: reading the request body: %w", err)
+	noBudget := func() *refusal {
+		return &refusal{status: http.StatusServiceUnavailable, reason: ReasonUnavailable, detail: "the server has too many request bodies in memory; retry later", err: errNoBudget, unread: true}
+	}
+	// The buffer never grows past ceiling: the declared length, or one
+	// byte over the limit, which tells a body of unknown length too large.
+	ceiling, size := limit+1, int64(firstUnknownBuffer)
+	if cl := r.ContentLength; cl >= 0 {
+		if cl > limit {
+			return nil, 0, tooLarge()
 		}
-		return buf, 0, "", nil
-	}
-	// Unknown length: grow as data arrives, never past the limit.
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, errTooLarge
+		if !mw.budget.take(cl) {
+			return nil, 0, noBudget()
 		}
-		return nil, http.StatusBadRequest, ReasonBadBody, fmt.Errorf("middleware: reading the request body: %w", err)
+		ceiling, size, held = cl, min(cl, firstBuffer), cl
+	} else {
+		size = min(size, ceiling)
+		if !mw.budget.take(size) {
+			return nil, 0, noBudget()
+		}
+		held = size
 	}
-	if n > limit {
-		return nil, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, errTooLarge
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(cap(buf)) == ceiling {
+				if r.ContentLength < 0 {
+					return nil, held, tooLarge()
+				}
+				// All the declared bytes are in: read on to the end, which
+				// also tells the server the body was consumed.
+				var probe [1]byte
+				n, err := r.Body.Read(probe[:])
+				if n > 0 {
+					return nil, held, &refusal{status: http.StatusBadRequest, reason: ReasonBadBody, detail: "the request body is longer than its Content-Length", err: errBadLength, unread: true}
+				}
+				if err == io.EOF {
+					return buf, held, nil
+				}
+				if err != nil {
+					return nil, held, bodyError(err)
+				}
+				continue
+			}
+			next := min(2*int64(cap(buf)), ceiling)
+			if r.ContentLength < 0 {
+				if !mw.budget.take(next - held) {
+					return nil, held, noBudget()
+				}
+				held = next
+			}
+			grown := make([]byte, len(buf), next)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			if r.ContentLength > 0 && int64(len(buf)) < r.ContentLength {
+				return nil, held, bodyError(io.ErrUnexpectedEOF)
+			}
+			return buf, held, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, held, tooLarge()
+			}
+			return nil, held, bodyError(err)
+		}
 	}
-	return buf.Bytes(), 0, "", nil
+}
+
+func bodyError(err error) *refusal {
+	return &refusal{status: http.StatusBadRequest, reason: ReasonBadBody, detail: "the request body could not be read: " + err.Error(), err: fmt.Errorf("middleware: reading the request body: %w", err), unread: true}
 }
 
 // Problem is the RFC 9457 body of a refusal.
@@ -283,52 +599,51 @@ var titles = map[httpsig.Reason]string{
 	ReasonBodyTooLarge:               "Request body too large",
 	ReasonBadBody:                    "Unreadable request body",
 	ReasonUnavailable:                "Authentication unavailable",
+	ReasonInvalidTarget:              "Invalid request target",
+	ReasonInvalidHost:                "Invalid Host",
+	ReasonHopByHop:                   "Covered field is hop-by-hop",
+	ReasonInvalidField:               "Covered field cannot be passed on",
+	ReasonTrailers:                   "Trailers not accepted",
 }
 
 // refuse answers a refused request and reports its outcome.
-func (mw *verifier) refuse(w http.ResponseWriter, r *http.Request, status int, reason httpsig.Reason, keyID string, err error, start time.Time, base string) {
-	p := Problem{Type: mw.opts.ProblemBase + string(reason), Title: titles[reason], Status: status, SignatureBase: base}
-	var ve *httpsig.VerifyError
-	switch {
-	case errors.As(err, &ve):
-		p.Detail, p.Signature = ve.Detail, ve.Label
-	case status == http.StatusServiceUnavailable:
-		// The cause (a database or Redis error) is for the logs only.
-		p.Detail = "the server cannot check signatures right now; retry later"
-		w.Header().Set("Retry-After", "1")
-	default:
-		p.Detail = trimPrefix(err.Error())
-	}
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Signature realm="`+mw.opts.Realm+`"`)
-		hasContent := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
-		if v := mw.opts.Policy.AcceptSignatureFor(r, hasContent); v != "" {
-			w.Header().Set("Accept-Signature", v)
+func (mw *verifier) refuse(w http.ResponseWriter, r *http.Request, ref *refusal, start time.Time) {
+	p := Problem{Type: mw.opts.ProblemBase + string(ref.reason), Title: titles[ref.reason], Status: ref.status, Detail: ref.detail, Signature: ref.label, SignatureBase: ref.base}
+	h := w.Header()
+	switch ref.status {
+	case http.StatusUnauthorized:
+		h.Set("WWW-Authenticate", `Signature realm="`+mw.opts.Realm+`"`)
+		if v := mw.opts.Verifier.Policy.AcceptSignatureFor(r, r.ContentLength != 0); v != "" {
+			h.Set("Accept-Signature", v)
 		}
+	case http.StatusServiceUnavailable:
+		h.Set("Retry-After", "1")
 	}
-	if status == http.StatusRequestEntityTooLarge {
-		w.Header().Set("Connection", "close") // the rest of the body is not read
+	if ref.unread && r.ContentLength != 0 && r.ProtoMajor == 1 {
+		// Close rather than let the server drain a body nobody will use.
+		// (HTTP/2 resets the stream instead.)
+		h.Set("Connection", "close")
 	}
-	writeProblem(w, mw.now(), &p)
+	writeProblem(w, mw.opts.now(), &p)
 	if mw.opts.Observe != nil {
-		mw.opts.Observe(r, Outcome{Status: status, Reason: reason, KeyID: keyID, Err: err, Elapsed: time.Since(start)})
+		mw.opts.Observe(r, Outcome{Status: ref.status, Reason: ref.reason, KeyID: ref.keyID, Err: ref.errOrDetail(), Elapsed: time.Since(start)})
 	}
 }
 
-func (mw *verifier) now() time.Time {
-	if mw.opts.Now != nil {
-		return mw.opts.Now()
+// errOrDetail returns the error behind the refusal, making one of its
+// detail if there is none.
+func (ref *refusal) errOrDetail() error {
+	if ref.err != nil {
+		return ref.err
+	}
+	return errors.New("middleware: " + ref.detail)
+}
+
+func (o *Options) now() time.Time {
+	if o.Verifier.Now != nil {
+		return o.Verifier.Now()
 	}
 	return time.Now()
-}
-
-func trimPrefix(s string) string {
-	for _, p := range []string{"middleware: ", "httpsig: "} {
-		if len(s) > len(p) && s[:len(p)] == p {
-			return s[len(p):]
-		}
-	}
-	return s
 }
 
 // WriteProblem writes p as an application/problem+json response, with a
@@ -347,8 +662,10 @@ func writeProblem(w http.ResponseWriter, now time.Time, p *Problem) {
 }
 
 // RequireScopes returns a middleware, to be placed after Verify, that
-// answers 403 insufficient-scope unless the identity holds every scope.
-func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
+// answers 403 insufficient-scope, with a problem type under
+// opts.ProblemBase, unless the identity holds every scope.
+func RequireScopes(opts Options, scopes ...string) func(http.Handler) http.Handler {
+	opts = opts.withDefaults()
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			id, ok := FromContext(r.Context())
@@ -356,12 +673,8 @@ func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 				if ok && id.HasScope(s) {
 					continue
 				}
-				base := DefaultProblemBase
-				if ok && id.problemBase != "" {
-					base = id.problemBase
-				}
-				writeProblem(w, time.Now(), &Problem{
-					Type:   base + string(httpsig.ReasonInsufficientScope),
+				writeProblem(w, opts.now(), &Problem{
+					Type:   opts.ProblemBase + string(httpsig.ReasonInsufficientScope),
 					Title:  titles[httpsig.ReasonInsufficientScope],
 					Status: http.StatusForbidden,
 					Detail: "this needs the scope " + strconv.Quote(s),

@@ -52,7 +52,7 @@ func newFixture(t testing.TB, mutate func(*middleware.Options)) *fixture {
 		}
 		return ownedKey{key, "acme", []string{"orders:read"}}, nil
 	})
-	opts := middleware.Options{Keys: keys, Nonces: memory.New(memory.Options{})}
+	opts := middleware.Options{Verifier: httpsig.Verifier{Keys: keys, Nonces: memory.New(memory.Options{})}}
 	if mutate != nil {
 		mutate(&opts)
 	}
@@ -231,7 +231,7 @@ func TestFailClosed(t *testing.T) {
 		t.Fatalf("dependency error leaked to the client: %s", body)
 	}
 
-	down := newFixture(t, func(o *middleware.Options) { o.Nonces = failingNonces{} })
+	down := newFixture(t, func(o *middleware.Options) { o.Verifier.Nonces = failingNonces{} })
 	resp, body = down.do(t, "GET", "/", "", nil)
 	if resp.StatusCode != 503 {
 		t.Fatalf("nonce store down: %d %s", resp.StatusCode, body)
@@ -249,11 +249,12 @@ func TestRequireScopes(t *testing.T) {
 	keys := httpsig.KeyResolverFunc(func(context.Context, string) (httpsig.VerifyingKey, error) {
 		return ownedKey{key, "acme", []string{"orders:read"}}, nil
 	})
-	verify := middleware.Verify(middleware.Options{Keys: keys, Nonces: memory.New(memory.Options{})})
+	opts := middleware.Options{Verifier: httpsig.Verifier{Keys: keys, Nonces: memory.New(memory.Options{})}, ProblemBase: "https://api.example.com/problems/"}
+	verify := middleware.Verify(opts)
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
 	mux := http.NewServeMux()
-	mux.Handle("/read", verify(middleware.RequireScopes("orders:read")(ok)))
-	mux.Handle("/admin", verify(middleware.RequireScopes("admin")(ok)))
+	mux.Handle("/read", verify(middleware.RequireScopes(opts, "orders:read")(ok)))
+	mux.Handle("/admin", verify(middleware.RequireScopes(opts, "admin")(ok)))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	signer := &httpsig.Signer{Key: key, KeyID: "sk_1"}
@@ -269,14 +270,14 @@ func TestRequireScopes(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
 		}
-		if want == 403 && !strings.HasSuffix(problemOf(t, resp, string(body)).Type, "/insufficient-scope") {
+		if want == 403 && problemOf(t, resp, string(body)).Type != "https://api.example.com/problems/insufficient-scope" {
 			t.Fatalf("%s: %s", path, body)
 		}
 	}
 }
 
 func TestDebug(t *testing.T) {
-	f := newFixture(t, func(o *middleware.Options) { o.Debug = true })
+	f := newFixture(t, func(o *middleware.Options) { o.Verifier.Debug = true })
 	resp, body := f.do(t, "GET", "/a", "", func(r *http.Request) { r.URL.Path = "/b" })
 	p := problemOf(t, resp, body)
 	if !strings.Contains(p.SignatureBase, "\"@path\": /b\n") {
@@ -306,10 +307,10 @@ func TestOptionsChecked(t *testing.T) {
 		}()
 		middleware.Verify(o)
 	}
-	mustPanic("no keys", middleware.Options{Nonces: memory.New(memory.Options{})})
-	mustPanic("no nonces", middleware.Options{Keys: httpsig.KeyMap{}})
+	mustPanic("no keys", middleware.Options{Verifier: httpsig.Verifier{Nonces: memory.New(memory.Options{})}})
+	mustPanic("no nonces", middleware.Options{Verifier: httpsig.Verifier{Keys: httpsig.KeyMap{}}})
 	// Without a nonce requirement, no nonce store is needed.
-	middleware.Verify(middleware.Options{Keys: httpsig.KeyMap{}, Policy: httpsig.Policy{RequiredParams: []string{"created", "keyid"}}})
+	middleware.Verify(middleware.Options{Verifier: httpsig.Verifier{Keys: httpsig.KeyMap{}, Policy: httpsig.Policy{RequiredParams: []string{"created", "keyid"}}}})
 }
 
 // FuzzHeaders sends arbitrary signature fields over the wire: the answer

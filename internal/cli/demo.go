@@ -68,7 +68,8 @@ func demo(e *Env) error {
 	defer api.Close()
 	upstream, _ := url.Parse("http://" + api.Addr)
 	g, err := gateway.New(gateway.Config{
-		Upstream: upstream, Keys: ks, Admin: ks, Nonces: memory.New(memory.Options{}),
+		Upstream: upstream, Admin: ks,
+		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ks, Nonces: memory.New(memory.Options{})}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -106,8 +107,13 @@ func demo(e *Env) error {
 
 	d.step("A signed request", first.Clone(e.Context), body, 200, "")
 
-	tampered := first.Clone(e.Context)
-	d.step("The same request with its body changed on the way", tampered, []byte(`{"sku":"B-1","qty":200}`), 401, "digest-mismatch")
+	// Intercepted before it arrived: the gateway spends a nonce before it
+	// reads the body, so the first request's would be refused as a replay.
+	tampered := d.newRequest(body)
+	if err := d.signer.SignRequest(tampered, body); err != nil {
+		return err
+	}
+	d.step("Another signed request, its body changed on the way", tampered, []byte(`{"sku":"B-1","qty":200}`), 401, "digest-mismatch")
 
 	d.step("The first request sent again (a replay)", first.Clone(e.Context), body, 401, "replayed")
 

@@ -45,6 +45,10 @@ const masterKeyFileHelp = "`FILE` holding the master key that seals HMAC secrets
 // storeFlags are the flags that say which key store to open.
 type storeFlags struct {
 	db, masterKeyFile string
+	// log receives what the key service and an SQLite store notice by
+	// themselves (a file replaced, a background write that failed); nil
+	// means warnings as text on stderr.
+	log *slog.Logger
 }
 
 func (f *storeFlags) register(fs *pflag.FlagSet) {
@@ -105,11 +109,15 @@ func (f *storeFlags) open(e *Env, rule createRule) (*keyStore, error) {
 		return nil, fmt.Errorf("a master key is required: set %s or give --master-key-file (it seals the HMAC secrets, and is never stored in the database)", masterKeyEnv)
 	}
 	var st keys.Store
+	log := f.log
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	switch kind {
 	case "postgres":
 		st, err = postgres.Open(ctx, target, postgres.Options{})
 	default:
-		st, err = sqlite.Open(ctx, target, sqlite.Options{Create: rule != mustExist})
+		st, err = sqlite.Open(ctx, target, sqlite.Options{Create: rule != mustExist, Logger: log})
 	}
 	if err != nil {
 		return nil, err
@@ -123,7 +131,7 @@ func (f *storeFlags) open(e *Env, rule createRule) (*keyStore, error) {
 	}
 	svc, err := keys.New(ctx, st, keys.Options{
 		MasterKey: master,
-		Logger:    slog.New(slog.NewTextHandler(e.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Logger:    log,
 	})
 	if err != nil {
 		st.Close()
@@ -134,9 +142,9 @@ func (f *storeFlags) open(e *Env, rule createRule) (*keyStore, error) {
 
 // openKeys opens the key store named by dbURL, which must exist, with the
 // master key from masterKeyFile or its defaults, and returns the key
-// service over it. The caller closes it.
-func openKeys(e *Env, dbURL, masterKeyFile string) (*keys.Service, error) {
-	ks, err := (&storeFlags{dbURL, masterKeyFile}).open(e, mustExist)
+// service over it, logging to log (see storeFlags). The caller closes it.
+func openKeys(e *Env, dbURL, masterKeyFile string, log *slog.Logger) (*keys.Service, error) {
+	ks, err := (&storeFlags{dbURL, masterKeyFile, log}).open(e, mustExist)
 	if err != nil {
 		return nil, err
 	}

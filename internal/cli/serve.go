@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 	"github.com/signet-dev/signet/replay/redis"
 )
@@ -26,9 +28,12 @@ type serveOptions struct {
 	db, masterKey  string
 	redisURL       string
 	redisPrefix    string
+	replayCapacity int
+	replaySnapshot string
 	tlsCert        string
 	tlsKey         string
 	maxBody        int64
+	bodyBudget     int64
 	stripSignature bool
 	scheme         string
 	maxAge, skew   time.Duration
@@ -37,11 +42,19 @@ type serveOptions struct {
 	logLevel       slog.Level
 	debugExplain   bool
 	shutdown       time.Duration
+	limits         serveLimits
+}
+
+// serveLimits bound the gateway's work; see README for the defaults.
+type serveLimits struct {
+	maxInFlight                   int
+	upstreamTimeout, writeTimeout time.Duration
+	drain                         time.Duration
 }
 
 func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	o := &serveOptions{}
-	var maxBody, level string
+	var maxBody, bodyBudget, level string
 	fs := newFlags(e, "serve", "--upstream URL [flags]")
 	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required)")
 	fs.StringVar(&o.listen, "listen", ":8080", "address for client traffic")
@@ -50,9 +63,12 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&o.masterKey, "master-key-file", "", "file holding the master key that seals HMAC secrets (default: $SIGNET_MASTER_KEY, or a file beside the SQLite database)")
 	fs.StringVar(&o.redisURL, "redis", "", "redis:// URL of a replay cache shared by several gateways (default: in memory)")
 	fs.StringVar(&o.redisPrefix, "redis-prefix", redis.DefaultKeyPrefix, "prefix of the nonce keys in Redis")
+	fs.StringVar(&o.replaySnapshot, "replay-snapshot", "", "file the in-memory replay cache is saved to on shutdown and read from at start (default: beside an SQLite key store)")
+	fs.IntVar(&o.replayCapacity, "replay-capacity", memory.DefaultMaxEntries, "nonces the in-memory replay cache holds: at least 2 × peak signed requests/s × (--max-age + --max-skew)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate chain, to serve HTTPS")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	fs.StringVar(&maxBody, "max-body", "10MiB", "largest request body accepted (413 above)")
+	fs.StringVar(&bodyBudget, "body-budget", "64MiB", "request body bytes held in memory at once, across requests (503 beyond; at least --max-body)")
 	fs.BoolVar(&o.stripSignature, "strip-signature", false, "remove Signature and Signature-Input before forwarding")
 	fs.StringVar(&o.scheme, "scheme", "", `scheme clients use, when a TLS-terminating proxy stands in front ("https")`)
 	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old a signature's created time may be")
@@ -61,7 +77,11 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&level, "log-level", "info", "log level: debug (every request), info (refusals), warn, error")
 	fs.BoolVar(&o.debugExplain, "debug-explain", false, "show clients the signature base on refusals (never in production)")
-	fs.DurationVar(&o.shutdown, "shutdown-timeout", 30*time.Second, "how long to let requests finish on SIGTERM")
+	fs.DurationVar(&o.shutdown, "shutdown-timeout", 20*time.Second, "after the drain, how long requests in flight may take to finish before they are cut")
+	fs.DurationVar(&o.limits.drain, "drain", 5*time.Second, "on SIGTERM, how long to fail /healthz while still serving, so that load balancers move away")
+	fs.IntVar(&o.limits.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests handled at once; beyond, 503 with Retry-After")
+	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
+	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -79,6 +99,14 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 		return nil, errors.New("--scheme must be http or https")
 	case o.maxAge <= 0 || o.skew < 0:
 		return nil, errors.New("--max-age must be positive and --max-skew not negative")
+	case o.replayCapacity < 1:
+		return nil, errors.New("--replay-capacity must be at least 1")
+	case o.redisURL != "" && (flagSet(fs, "replay-capacity") || o.replaySnapshot != ""):
+		return nil, errors.New("--replay-capacity and --replay-snapshot are for the in-memory replay cache; with --redis, Redis holds the nonces")
+	case o.limits.maxInFlight < 1:
+		return nil, errors.New("--max-in-flight must be at least 1")
+	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
+		return nil, errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
 	}
 	u, err := url.Parse(o.upstream)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -87,10 +115,20 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	if o.maxBody, err = parseSize(maxBody); err != nil {
 		return nil, fmt.Errorf("--max-body: %v", err)
 	}
+	if o.bodyBudget, err = parseSize(bodyBudget); err != nil {
+		return nil, fmt.Errorf("--body-budget: %v", err)
+	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %v", err)
 	}
 	return o, nil
+}
+
+// flagSet reports whether the flag name was given.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // parseSize reads a byte count such as 1048576, 512KiB or 10MiB.
@@ -134,29 +172,29 @@ func runServe(e *Env, args []string) int {
 	return exitOK
 }
 
-func serve(e *Env, o *serveOptions, log *slog.Logger) error {
-	ks, err := openKeys(e, o.db, o.masterKey)
+func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
+	ks, err := openKeys(e, o.db, o.masterKey, log)
 	if err != nil {
 		return err
 	}
 	defer ks.Close()
-	var nonces httpsig.NonceStore
-	if o.redisURL != "" {
-		rs, err := redis.New(o.redisURL, redis.Options{KeyPrefix: o.redisPrefix})
-		if err != nil {
-			return fmt.Errorf("replay cache: %w", err)
-		}
-		defer rs.Close()
-		nonces = rs
-	} else {
-		nonces = memory.New(memory.Options{})
+	replay, err := openReplayCache(e, o, log)
+	if err != nil {
+		return err
 	}
+	// Once no request can reach it: saved for the next start, unlocked.
+	defer func() { err = errors.Join(err, replay.close(log)) }()
 	upstream, _ := url.Parse(o.upstream)
 	g, err := gateway.New(gateway.Config{
-		Upstream: upstream, Keys: ks, Admin: ks, Nonces: nonces,
-		Policy:       httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
-		MaxBodyBytes: o.maxBody, StripSignature: o.stripSignature, Scheme: o.scheme,
-		Debug: o.debugExplain, Logger: log,
+		Upstream: upstream, Admin: ks, StripSignature: o.stripSignature, Logger: log,
+		Verify: middleware.Options{
+			Verifier: httpsig.Verifier{
+				Policy: httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
+				Keys:   ks, Nonces: replay.store, Scheme: o.scheme, Debug: o.debugExplain,
+			},
+			MaxBodyBytes: o.maxBody, BodyBudget: o.bodyBudget,
+		},
+		MaxInFlight: o.limits.maxInFlight, UpstreamTimeout: noneIfZero(o.limits.upstreamTimeout), WriteTimeout: noneIfZero(o.limits.writeTimeout),
 	})
 	if err != nil {
 		return err
@@ -179,7 +217,12 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 		return err
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	// Cancelled when the shutdown gives up on requests still in flight,
+	// so that their upstream calls and WebSockets end too.
+	requests, cutRequests := context.WithCancel(context.Background())
+	defer cutRequests()
 	srv := &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return requests },
 		Handler:           g.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
@@ -195,7 +238,8 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 	}
 	log.Info("signet serve listening",
 		"addr", ln.Addr().String(), "scheme", scheme, "admin_addr", adminLn.Addr().String(),
-		"upstream", upstream.Redacted(), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""])
+		"upstream", upstream.Redacted(), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""],
+		"max_in_flight", o.limits.maxInFlight, "upstream_timeout", o.limits.upstreamTimeout.String(), "write_timeout", o.limits.writeTimeout.String())
 	errs := make(chan error, 2)
 	go func() {
 		if tlsConfig != nil {
@@ -205,16 +249,19 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) error {
 		}
 	}()
 	go func() { errs <- adminSrv.Serve(adminLn) }()
+	drain := o.limits.drain
 	select {
 	case err = <-errs:
+		drain = 0 // a listener failed: stop at once, with an error
 	case <-e.Context.Done():
-		log.Info("shutting down", "timeout", o.shutdown.String())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
-	defer cancel()
-	shutdownErr := errors.Join(srv.Shutdown(ctx), adminSrv.Shutdown(ctx))
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	return errors.Join(err, stop(log, g, srv, adminSrv, cutRequests, drain, o.shutdown, errs))
+}
+
+// noneIfZero turns a flag's 0 ("no limit") into the gateway's negative.
+func noneIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
 	}
-	return shutdownErr
+	return d
 }

@@ -119,7 +119,7 @@ func startServe(t *testing.T, args ...string) *serveProc {
 	p := &serveProc{logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	e := &Env{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: p.logs, Getenv: func(string) string { return "" }, Now: time.Now, Context: ctx}
 	go func() {
-		p.done <- Run(e, append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...))
+		p.done <- Run(e, append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--drain", "0"}, args...))
 	}()
 	t.Cleanup(cancel)
 	for deadline := time.Now().Add(10 * time.Second); p.addrs.Addr == ""; {
@@ -167,6 +167,10 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"serve", "--upstream", "http://x", "--log-format", "xml"}, "--log-format"},
 		{[]string{"serve", "--upstream", "http://x", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--upstream", "http://x", "--scheme", "gopher"}, "--scheme"},
+		{[]string{"serve", "--upstream", "http://x", "--max-in-flight", "0"}, "--max-in-flight must be at least 1"},
+		{[]string{"serve", "--upstream", "http://x", "--drain", "-1s"}, "cannot be negative"},
+		{[]string{"serve", "--upstream", "http://x", "--replay-capacity", "0"}, "--replay-capacity must be at least 1"},
+		{[]string{"serve", "--upstream", "http://x", "--redis", "redis://r", "--replay-capacity", "10"}, "with --redis, Redis holds the nonces"},
 		{[]string{"demo", "extra"}, "unexpected argument"},
 	} {
 		code, _, stderr := run(t, "", tt.args...)

@@ -25,6 +25,7 @@ import (
 	"github.com/signet-dev/signet/httpsig"
 	signetkeys "github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/sqlite"
+	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
@@ -68,7 +69,8 @@ func TestBrowser(t *testing.T) {
 	t.Cleanup(up.Close)
 	upURL, _ := url.Parse(up.URL)
 	g, err := gateway.New(gateway.Config{
-		Upstream: upURL, Keys: ks, Admin: ks, Nonces: memory.New(memory.Options{}),
+		Upstream: upURL, Admin: ks,
+		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ks, Nonces: memory.New(memory.Options{})}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

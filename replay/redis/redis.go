@@ -120,6 +120,7 @@ type Store struct {
 	now       func() time.Time
 
 	restoring atomic.Bool    // sentinels are being set again after a loss
+	reported  atomic.Int64   // when the last loss was reported, Unix ns
 	bg        sync.WaitGroup // the goroutine that sets them
 	set       int            // sentinels New set
 }
@@ -352,7 +353,9 @@ func (s *Store) Remember(ctx context.Context, keyID, nonce string, created, unti
 // lost sets the other sentinels again after a call found one gone, as a
 // loss seldom takes one alone, and reports the loss, in the background.
 // Calls that find sentinels gone meanwhile set their own, and the loss is
-// reported once.
+// reported once: calls that were under way while the sentinels were set
+// again may still find theirs gone, and a report within initTimeout of the
+// last is of the same loss.
 func (s *Store) lost(horizon time.Time) {
 	if !s.restoring.CompareAndSwap(false, true) {
 		return
@@ -370,6 +373,11 @@ func (s *Store) lost(horizon time.Time) {
 			}
 			time.Sleep(s.timeout / 4)
 		}
+		now := time.Now().UnixNano()
+		if last := s.reported.Load(); last != 0 && now-last < int64(initTimeout) {
+			return
+		}
+		s.reported.Store(now)
 		if s.onLoss != nil {
 			s.onLoss(horizon)
 		}

@@ -158,9 +158,10 @@ const (
 // MeterOptions configures a [Meter]. The zero value is ready to use.
 type MeterOptions struct {
 	// Interval is how often counts are written to the store. A process
-	// that crashes loses the counts of at most one interval (and of the
-	// write under way); one that closes its Meter loses none. Zero means
-	// DefaultMeterInterval.
+	// that crashes loses the counts it made since the last write that
+	// succeeded: at most an interval, plus the tick that starts a write
+	// (a second, or the interval if shorter), plus the write itself; one
+	// that closes its Meter loses none. Zero means DefaultMeterInterval.
 	Interval time.Duration
 
 	// MaxSeries bounds the counters held in memory: one per key, route

@@ -226,3 +226,107 @@ func (s *Service) SpendUses(ctx context.Context, id string, n int64) (UsesGrant,
 	}
 	return g, err
 }
+
+// ParseUpdate reads a change to a key in JSON, as an admin API's PATCH
+// takes it, in the manner of a JSON merge patch (RFC 7396) whose objects
+// are replaced whole: a member left out leaves its field as it is, null
+// removes it, and a value sets it.
+//
+//	{"label": "ci", "expires": "90d", "metadata": {"plan": "pro"}, "scopes": ["orders:read"],
+//	 "rate_limit": {"rate": "100/s", "burst": 200}, "uses": {"remaining": 1000, "refill": "1000/day"},
+//	 "version": 3}
+//
+// expires is an RFC 3339 time or a duration from now ("90d", "12h"); null
+// is never. Null removes a label, the metadata, the rate limit and the
+// budget of uses; scopes may be [] but not null. version, if given, is
+// [UpdateRequest.Version]. Anything else, or a member of the wrong type,
+// is an error wrapping ErrInvalid. The caller sets ID and Actor.
+func ParseUpdate(body []byte, now time.Time) (UpdateRequest, error) {
+	var req UpdateRequest
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(body, &members); err != nil || members == nil {
+		return req, fmt.Errorf("%w: the change must be a JSON object", ErrInvalid)
+	}
+	for name, raw := range members {
+		null := string(raw) == "null"
+		bad := func(want string, err error) error {
+			if err != nil {
+				return fmt.Errorf("%w: %s: want %s: %v", ErrInvalid, name, want, err)
+			}
+			return fmt.Errorf("%w: %s: want %s", ErrInvalid, name, want)
+		}
+		switch name {
+		case "label":
+			var label string
+			if !null {
+				if err := json.Unmarshal(raw, &label); err != nil {
+					return req, bad("a string", nil)
+				}
+			}
+			req.Label = &label
+		case "expires":
+			var exp time.Time
+			if !null {
+				var s string
+				if err := json.Unmarshal(raw, &s); err != nil || s == "" {
+					return req, bad("an RFC 3339 time, a duration such as 90d, or null", nil)
+				}
+				t, err := ParseExpiry(s, now)
+				if err != nil {
+					return req, bad("an RFC 3339 time in the future, a duration such as 90d, or null", err)
+				}
+				exp = t
+			}
+			req.Expires = &exp
+		case "metadata":
+			if len(raw) == 0 || raw[0] != '{' && !null {
+				return req, bad("a JSON object or null", nil)
+			}
+			req.Metadata = raw
+		case "scopes":
+			var scopes []string
+			if err := json.Unmarshal(raw, &scopes); err != nil || null {
+				return req, bad("an array of scopes", nil)
+			}
+			req.Scopes = &scopes
+		case "rate_limit":
+			var l RateLimit
+			if !null {
+				if err := strictJSON(raw, &l); err != nil || l.IsZero() {
+					return req, bad(`{"rate": "100/s", "burst": 200} or null`, err)
+				}
+			}
+			req.RateLimit = &l
+		case "uses":
+			var u struct {
+				Remaining *int64 `json:"remaining"`
+				Refill    Rate   `json:"refill"`
+			}
+			if !null {
+				if err := strictJSON(raw, &u); err != nil || u.Remaining == nil {
+					return req, bad(`{"remaining": 1000, "refill": "1000/day"} or null`, err)
+				}
+				if *u.Remaining == 0 && u.Refill.IsZero() {
+					return req, bad("a budget of at least one use, or a refill (to stop a key, disable it)", nil)
+				}
+				req.Uses = &Uses{Remaining: *u.Remaining, Refill: u.Refill}
+			} else {
+				req.Uses = &Uses{}
+			}
+		case "version":
+			if err := json.Unmarshal(raw, &req.Version); err != nil || req.Version < 1 {
+				return req, bad("a version number", nil)
+			}
+		default:
+			return req, fmt.Errorf("%w: %q is not a field that can be changed (label, expires, metadata, scopes, rate_limit, uses, version)", ErrInvalid, name)
+		}
+	}
+	return req, nil
+}
+
+// strictJSON decodes data into v, refusing members v does not have.
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}

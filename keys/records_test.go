@@ -471,3 +471,78 @@ func TestUsageReport(t *testing.T) {
 		t.Errorf("Usage of an unknown key = %v, want ErrNotFound", err)
 	}
 }
+
+func TestParseUpdate(t *testing.T) {
+	now := start
+	req, err := keys.ParseUpdate([]byte(`{"label":"ci","expires":"90d","metadata":{"plan":"pro"},"scopes":["orders:read"],
+		"rate_limit":{"rate":"100/s","burst":200},"uses":{"remaining":1000,"refill":"1000/day"},"version":3}`), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *req.Label != "ci" || !req.Expires.Equal(now.Add(90*24*time.Hour)) || string(req.Metadata) != `{"plan":"pro"}` ||
+		!slices.Equal(*req.Scopes, []string{"orders:read"}) || *req.RateLimit != (keys.RateLimit{Rate: keys.Rate{N: 100, Per: time.Second}, Burst: 200}) ||
+		*req.Uses != (keys.Uses{Remaining: 1000, Refill: keys.Rate{N: 1000, Per: 24 * time.Hour}}) || req.Version != 3 {
+		t.Errorf("ParseUpdate = %+v", req)
+	}
+	req, err = keys.ParseUpdate([]byte(`{"label":null,"expires":null,"metadata":null,"rate_limit":null,"uses":null}`), now)
+	if err != nil || *req.Label != "" || !req.Expires.IsZero() || string(req.Metadata) != "null" || !req.RateLimit.IsZero() || !req.Uses.IsZero() || req.Scopes != nil {
+		t.Errorf("ParseUpdate of nulls = %+v, %v", req, err)
+	}
+	req, err = keys.ParseUpdate([]byte(`{"expires":"2031-01-01T00:00:00Z"}`), now)
+	if err != nil || req.Label != nil || req.Metadata != nil || req.RateLimit != nil || req.Uses != nil || !req.Expires.Equal(time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("ParseUpdate of an expiry alone = %+v, %v", req, err)
+	}
+	for _, body := range []string{
+		``, `null`, `[]`, `"x"`, `{"owner":"bob"}`, `{"label":3}`, `{"expires":"soon"}`, `{"expires":"2001-01-01T00:00:00Z"}`, `{"expires":""}`,
+		`{"metadata":[1]}`, `{"metadata":"x"}`, `{"scopes":null}`, `{"scopes":"a"}`, `{"rate_limit":{}}`, `{"rate_limit":{"rate":"fast"}}`,
+		`{"rate_limit":{"rate":"1/s","extra":1}}`, `{"uses":{}}`, `{"uses":{"remaining":0}}`, `{"uses":{"refill":"1/day"}}`, `{"version":0}`, `{"version":"3"}`,
+	} {
+		if req, err := keys.ParseUpdate([]byte(body), now); !errors.Is(err, keys.ErrInvalid) {
+			t.Errorf("ParseUpdate(%s) = %+v, %v; want ErrInvalid", body, req, err)
+		}
+	}
+
+	// What it reads, a service applies.
+	e := newEnv(t)
+	svc := e.service(keys.Options{})
+	c := mustCreate(t, svc, keys.CreateRequest{Uses: keys.Uses{Remaining: 5}})
+	req, err = keys.ParseUpdate([]byte(`{"label":"patched","uses":null,"version":1}`), e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ID, req.Actor = c.Key.ID, "tester"
+	if k, err := svc.Update(ctx(), req); err != nil || k.Label != "patched" || k.Uses != nil || k.Version != 2 {
+		t.Errorf("Update of a parsed change = %+v, %v", k, err)
+	}
+	if _, err := svc.Update(ctx(), req); !errors.Is(err, keys.ErrConflict) {
+		t.Errorf("the same change again, at version 1 = %v, want ErrConflict", err)
+	}
+}
+
+// FuzzParseUpdate checks that ParseUpdate refuses what it cannot read with
+// ErrInvalid, and with no other error, and lets through only metadata that
+// is JSON.
+func FuzzParseUpdate(f *testing.F) {
+	for _, s := range []string{
+		`{"label":"ci","expires":"90d","metadata":{"plan":"pro"},"scopes":["orders:read"]}`,
+		`{"rate_limit":{"rate":"100/s","burst":200},"uses":{"remaining":1000,"refill":"1000/day"},"version":1}`,
+		`{"label":null,"expires":null,"metadata":null,"rate_limit":null,"uses":null}`,
+		`{"metadata":{"a":{"b":[1,2,{"c":null}]}}}`, `{"uses":{"remaining":-1}}`, `{}`, `[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := keys.ParseUpdate(body, start)
+		if err != nil {
+			if !errors.Is(err, keys.ErrInvalid) {
+				t.Fatalf("ParseUpdate(%q) = %v, not ErrInvalid", body, err)
+			}
+			return
+		}
+		if req.Metadata != nil {
+			if _, err := json.Marshal(json.RawMessage(req.Metadata)); err != nil && string(req.Metadata) != "null" {
+				t.Fatalf("ParseUpdate(%q) let through metadata that is not JSON: %q", body, req.Metadata)
+			}
+		}
+	})
+}

@@ -490,7 +490,10 @@ func parseCursor(c string) (KeyPosition, error) {
 }
 
 // Rotate replaces the key req.ID by a new one with the same owner,
-// algorithm, scopes and label, and the same lifetime if it had an expiry.
+// algorithm, scopes, label, metadata and rate limit, the same lifetime if
+// it had an expiry, and as many uses left as the old one has (with the
+// same refill), if it has a budget; during the overlap each key spends
+// its own. The new key is enabled, whether the old one is or not.
 // The old key keeps working for req.Overlap (it expires then, or at its
 // own expiry if that is sooner), and its Successor names the new key. An
 // HMAC key gets a new secret, returned this once; an asymmetric key needs

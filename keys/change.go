@@ -137,6 +137,13 @@ func (s *Service) Update(ctx context.Context, req UpdateRequest) (*Key, error) {
 		}
 		if req.Uses != nil {
 			uses, _ := checkUses(*req.Uses, now)
+			if uses != nil && old.Uses != nil && !uses.Set.After(old.Uses.Set) {
+				// A new budget must have a new Set, for the store and
+				// for gateways holding uses of the old one: the clock
+				// may not have moved on, or may have gone back.
+				uses.Set = old.Uses.Set.Add(time.Microsecond)
+				uses.Refilled = uses.Set
+			}
 			if uses != nil || old.Uses != nil {
 				upd.Uses = uses
 				was := old.Uses

@@ -340,6 +340,15 @@ func TestSpendUses(t *testing.T) {
 	if g, err := svc.SpendUses(ctx(), c.Key.ID, 5); err != nil || g != (keys.UsesGrant{Spent: 3, Remaining: 0, Set: e.clock.Now()}) {
 		t.Errorf("SpendUses of the new budget = %+v, %v", g, err)
 	}
+	// Another budget set at the same instant (or with a clock that went
+	// back) is new all the same.
+	k, err := svc.Update(ctx(), keys.UpdateRequest{ID: c.Key.ID, Uses: &keys.Uses{Remaining: 4}, Actor: "tester"})
+	if err != nil || !k.Uses.Set.Equal(e.clock.Now().Add(time.Microsecond)) {
+		t.Fatalf("a budget set again at the same instant: %+v, %v", k.Uses, err)
+	}
+	if g, err := svc.SpendUses(ctx(), c.Key.ID, 5); err != nil || g.Spent != 4 || !g.Set.Equal(k.Uses.Set) {
+		t.Errorf("SpendUses of the budget set again = %+v, %v", g, err)
+	}
 	for _, tt := range []struct {
 		id   string
 		n    int64

@@ -59,6 +59,7 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	mux.Handle("DELETE /v1/keys/{id}", admin(a.revoke))
 	mux.Handle("PUT /v1/keys/{id}/scopes", admin(a.setScopes))
 	mux.Handle("GET /v1/audit", admin(a.audit))
+	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
 	return mux
 }
 

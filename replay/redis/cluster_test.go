@@ -3,76 +3,26 @@ package redis
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/testenv"
 	"github.com/signet-dev/signet/replay"
 	"github.com/signet-dev/signet/replay/replaytest"
 )
-
-// A privateCluster is a Redis Cluster of three masters, without replicas,
-// that the test starts on free ports of 127.0.0.1.
-type privateCluster struct {
-	t     *testing.T
-	nodes []*privateRedis
-}
-
-func startPrivateCluster(t *testing.T) *privateCluster {
-	t.Helper()
-	c := &privateCluster{t: t}
-	var addrs []string
-	for range 3 {
-		n := startPrivateRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "1000", "--appendonly", "no")
-		c.nodes = append(c.nodes, n)
-		addrs = append(addrs, n.addr())
-	}
-	cmd := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	c.waitOK()
-	return c
-}
-
-// url names every node, as a gateway's --redis does for a cluster: any one
-// would do, but a gateway must start while one is down.
-func (c *privateCluster) url() string {
-	return c.nodes[0].url() + "?addr=" + c.nodes[1].addr() + "&addr=" + c.nodes[2].addr()
-}
-
-// waitOK waits until every node says the cluster is up.
-func (c *privateCluster) waitOK() {
-	c.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, n := range c.nodes {
-		for {
-			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", strconv.Itoa(n.port), "cluster", "info").Output()
-			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("cluster not up on %s: %v\n%s", n.addr(), err, out)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-}
 
 func TestClusterConformance(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis Cluster")
 	}
-	c := startPrivateCluster(t)
+	c := testenv.StartRedisCluster(t)
 	prefixes := 0
 	replaytest.Run(t, replaytest.Harness{
 		New: func(t *testing.T, now func() time.Time) httpsig.NonceStore {
 			prefixes++
-			s := newTestStore(t, c.url(), Options{KeyPrefix: "t" + strconv.Itoa(prefixes) + ":"})
+			s := newTestStore(t, c.URL(), Options{KeyPrefix: "t" + strconv.Itoa(prefixes) + ":"})
 			s.now = now
 			return s
 		},
@@ -87,12 +37,12 @@ func TestClusterLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis Cluster")
 	}
-	c := startPrivateCluster(t)
+	c := testenv.StartRedisCluster(t)
 	var l losses
 	clock := &gatewayClock{}
 	stores := make([]*Store, 2)
 	for i := range stores {
-		stores[i] = newTestStore(t, c.url(), Options{KeyPrefix: DefaultKeyPrefix, MaxSkew: 5 * time.Second, OnLoss: l.record})
+		stores[i] = newTestStore(t, c.URL(), Options{KeyPrefix: DefaultKeyPrefix, MaxSkew: 5 * time.Second, OnLoss: l.record})
 		stores[i].now = clock.Now
 	}
 	if l.count() != 1 {
@@ -114,9 +64,9 @@ func TestClusterLoss(t *testing.T) {
 		nonces = append(nonces, n)
 	}
 
-	lostNode := c.nodes[2]
-	lostNode.restart() // no persistence: its slots come back empty
-	c.waitOK()
+	lostNode := c.Nodes[2]
+	lostNode.Restart() // no persistence: its slots come back empty
+	c.WaitOK()
 
 	unvouched, replays := 0, 0
 	for i, n := range nonces {

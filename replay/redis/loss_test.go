@@ -13,6 +13,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/testenv"
 	"github.com/signet-dev/signet/replay"
 )
 
@@ -45,7 +46,7 @@ func (l *losses) count() int {
 // on a private server, and a client signing requests.
 type lossFixture struct {
 	t        *testing.T
-	redis    *privateRedis
+	redis    *testenv.RedisServer
 	clock    *gatewayClock
 	skew     time.Duration
 	key      *httpsig.HMACKey
@@ -57,7 +58,7 @@ type lossFixture struct {
 func newLossFixture(t *testing.T, gateways int, redisArgs ...string) *lossFixture {
 	f := &lossFixture{
 		t:      t,
-		redis:  startPrivateRedis(t, redisArgs...),
+		redis:  testenv.StartRedis(t, redisArgs...),
 		clock:  &gatewayClock{},
 		skew:   5 * time.Second,
 		losses: &losses{},
@@ -68,7 +69,7 @@ func newLossFixture(t *testing.T, gateways int, redisArgs ...string) *lossFixtur
 	}
 	f.key = key
 	for range gateways {
-		s := newTestStore(t, f.redis.url(), Options{KeyPrefix: DefaultKeyPrefix, MaxSkew: f.skew, OnLoss: f.losses.record})
+		s := newTestStore(t, f.redis.URL(), Options{KeyPrefix: DefaultKeyPrefix, MaxSkew: f.skew, OnLoss: f.losses.record})
 		s.now = f.clock.Now
 		f.stores = append(f.stores, s)
 		f.verifier = append(f.verifier, &httpsig.Verifier{
@@ -143,7 +144,7 @@ func (f *lossFixture) refuse(g int, r signed, unvouched bool, what string) {
 
 func (f *lossFixture) admin() rueidis.Client {
 	f.t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{f.redis.addr()}, DisableCache: true})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{f.redis.Addr()}, DisableCache: true})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func TestLoss(t *testing.T) {
 		name string
 		lose func(f *lossFixture)
 	}{
-		{name: "RestartWithoutPersistence", lose: func(f *lossFixture) { f.redis.restart() }},
+		{name: "RestartWithoutPersistence", lose: func(f *lossFixture) { f.redis.Restart() }},
 		{name: "Flushall", lose: func(f *lossFixture) {
 			a := f.admin()
 			if err := a.Do(context.Background(), a.B().Flushall().Build()).Error(); err != nil {
@@ -231,7 +232,7 @@ func TestRestartWithPersistence(t *testing.T) {
 		f.accept(0, r, "first use")
 		captured = append(captured, r)
 	}
-	f.redis.restart()
+	f.redis.Restart()
 	for _, r := range captured {
 		f.refuse(0, r, false, "replay after the restart")
 	}
@@ -297,14 +298,14 @@ func TestPartialLoss(t *testing.T) {
 // TestNewReportsNewRedis checks that New on an empty Redis reports a loss,
 // and another New, once the sentinels are there, does not.
 func TestNewReportsNewRedis(t *testing.T) {
-	r := startPrivateRedis(t)
+	r := testenv.StartRedis(t)
 	l := &losses{}
 	before := time.Now()
-	newTestStore(t, r.url(), Options{KeyPrefix: "p:", MaxSkew: 10 * time.Second, OnLoss: l.record})
+	newTestStore(t, r.URL(), Options{KeyPrefix: "p:", MaxSkew: 10 * time.Second, OnLoss: l.record})
 	if l.count() != 1 || l.horizons[0].Before(before.Add(10*time.Second)) {
 		t.Fatalf("New on an empty Redis reported %v, want one horizon 10 s ahead", l.horizons)
 	}
-	newTestStore(t, r.url(), Options{KeyPrefix: "p:", OnLoss: l.record})
+	newTestStore(t, r.URL(), Options{KeyPrefix: "p:", OnLoss: l.record})
 	if l.count() != 1 {
 		t.Fatalf("New on a Redis with sentinels reported %v", l.horizons[1:])
 	}
@@ -313,14 +314,14 @@ func TestNewReportsNewRedis(t *testing.T) {
 // TestInit prepares a new Redis, on which the first store then vouches for
 // requests at once; Init leaves a horizon that is there alone.
 func TestInit(t *testing.T) {
-	r := startPrivateRedis(t)
+	r := testenv.StartRedis(t)
 	ctx := context.Background()
-	n, err := Init(ctx, r.url(), Options{KeyPrefix: "p:"})
+	n, err := Init(ctx, r.URL(), Options{KeyPrefix: "p:"})
 	if err != nil || n != tags {
 		t.Fatalf("Init on a new Redis = %d, %v; want %d sentinels set", n, err, tags)
 	}
 	l := &losses{}
-	s := newTestStore(t, r.url(), Options{KeyPrefix: "p:", MaxSkew: 10 * time.Second, OnLoss: l.record})
+	s := newTestStore(t, r.URL(), Options{KeyPrefix: "p:", MaxSkew: 10 * time.Second, OnLoss: l.record})
 	now := time.Now()
 	if err := s.Remember(ctx, "sk_1", "n-1", now.Add(-time.Minute), now.Add(time.Minute)); err != nil {
 		t.Errorf("Remember after Init = %v, want nil", err)
@@ -337,7 +338,7 @@ func TestInit(t *testing.T) {
 		t.Fatalf("Remember after a flush = %v, want ErrUnvouched", err)
 	}
 	s.Close() // waits for the sentinels to be set again
-	if n, err := Init(ctx, r.url(), Options{KeyPrefix: "p:"}); err != nil || n != 0 {
+	if n, err := Init(ctx, r.URL(), Options{KeyPrefix: "p:"}); err != nil || n != 0 {
 		t.Errorf("Init after a store found the loss = %d, %v; want 0 sentinels set", n, err)
 	}
 }

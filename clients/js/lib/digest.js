@@ -72,8 +72,14 @@ export function parseContentDigest(value) {
   return out;
 }
 
-/** @param {string} value */
-function expectedDigests(value) {
+/**
+ * The digests a Content-Digest field value holds for the algorithms this
+ * package knows; a SignatureError (digest-mismatch) when it is malformed
+ * or holds none.
+ * @param {string} value
+ * @returns {Map<string, Uint8Array>}
+ */
+export function expectedDigests(value) {
   let digests;
   try {
     digests = parseContentDigest(value);

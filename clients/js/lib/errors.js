@@ -26,13 +26,15 @@ export const Reason = Object.freeze(/** @type {const} */ ({
 /**
  * The error of a message that was refused, or that could not be signed
  * because it lacks a component. `reason` holds one reason code; `label` names
- * the signature concerned, if any. The message never holds key material.
+ * the signature concerned, if any; `base`, only when verify's `debug`
+ * option is set, the signature base a bad-signature refusal was checked
+ * against. The message never holds key material.
  */
 export class SignatureError extends Error {
   /**
    * @param {ReasonCode} reason
    * @param {string} detail
-   * @param {{ label?: string, cause?: unknown }} [options]
+   * @param {{ label?: string, cause?: unknown, base?: string }} [options]
    */
   constructor(reason, detail, options = {}) {
     const where = options.label ? ` (${options.label})` : '';
@@ -43,6 +45,15 @@ export class SignatureError extends Error {
     this.reason = reason;
     /** The label of the signature concerned, if any. */
     this.label = options.label;
+    /** What was wrong, without the reason and label. */
+    this.detail = detail;
+    /**
+     * The keyid of the signature concerned, once verify knows it.
+     * @type {string | undefined}
+     */
+    this.keyId = undefined;
+    /** The signature base, in debug mode. */
+    this.base = options.base;
   }
 }
 
@@ -50,7 +61,7 @@ export class SignatureError extends Error {
  * Shorthand used throughout the package.
  * @param {ReasonCode} reason
  * @param {string} detail
- * @param {{ label?: string, cause?: unknown }} [options]
+ * @param {{ label?: string, cause?: unknown, base?: string }} [options]
  */
 export function refuse(reason, detail, options) {
   return new SignatureError(reason, detail, options);

@@ -272,7 +272,7 @@ function splitTarget(target) {
  * @param {{ scheme?: string, requestTarget?: string, trailers?: FieldsInput }} [extra]
  * @returns {Message}
  */
-function requestMessage(method, url, fields, body, source, original, extra = {}) {
+export function requestMessage(method, url, fields, body, source, original, extra = {}) {
   if (typeof method !== 'string' || method === '') throw new TypeError('signet: request method must be a non-empty string');
   if (typeof url !== 'string' && !(url instanceof URL)) throw new TypeError('signet: request url must be a string or URL');
   let u = String(url);

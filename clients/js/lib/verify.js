@@ -57,6 +57,10 @@ import { parseSignatureFields, plainParams } from './signatures.js';
  * @property {string} [scheme]  of origin-form requests; default "https" for
  *   plain objects, from the socket for an IncomingMessage
  * @property {Record<string, import('./sf.js').FieldType>} [structuredFields]  see SignOptions.structuredFields
+ * @property {boolean} [debug]  puts the signature base the verifier built
+ *   on a bad-signature SignatureError (`base`), so that a developer can
+ *   compare it with the signer's; it tells whoever sees it what the
+ *   verifier would accept: never show it to clients in production
  */
 
 /**
@@ -197,6 +201,16 @@ function withLabel(err, label) {
 }
 
 /**
+ * Names the keyid of the signature concerned in a refusal.
+ * @param {unknown} err
+ * @param {unknown} keyId
+ */
+function withKeyId(err, keyId) {
+  if (err instanceof SignatureError && err.keyId === undefined && typeof keyId === 'string' && keyId !== '') err.keyId = keyId;
+  return err;
+}
+
+/**
  * @param {import('./signatures.js').ParsedSignatureFields[]} all
  * @param {VerifyOptions} options
  */
@@ -301,17 +315,88 @@ export async function verify(input, options) {
   const requiredParams = options.requiredParams === undefined ? DEFAULT_REQUIRED_PARAMS : options.requiredParams;
   const nonces = nonceStore(options, requiredParams);
   const message = toMessage(input, { scheme: options.scheme });
-  const request = options.request === undefined ? undefined : toMessage(options.request, { scheme: options.scheme });
+  const fields = signatureFields(message);
+  const body = options.body !== undefined ? await readBody(options.body) : await messageBody(message);
+  const { verified } = await check(message, fields, options, { nonces, requiredParams, body, hasContent: body !== null && body.length > 0 });
+  return { ...verified[0], signatures: verified, body };
+}
+
+/**
+ * What verifyHeader resolves to.
+ * @typedef {object} HeaderResult
+ * @property {VerifiedSignature[]} signatures  the checked signatures, all verified
+ * @property {string | undefined} contentDigest  when a checked signature
+ *   covers content-digest: the Content-Digest field value (its lines
+ *   combined) that the content must match before the message is acted on
+ * @property {import('./components.js').Component[]} covered  the components
+ *   the checked signatures cover, those of the first first
+ */
+
+/**
+ * Hooks of verifyHeader: how to check a signature, where a runtime has a
+ * faster way than Web Crypto.
+ * @typedef {object} VerifyHooks
+ * @property {(key: import('./keys.js').Key, data: Uint8Array, signature: Uint8Array) => boolean | Promise<boolean>} [verifySignature]
+ */
+
+/**
+ * Checks the signatures of a request before its content is read, so that
+ * a server reads no body for a request it refuses: everything verify
+ * checks (policy, key, signature, nonce) but the content against the
+ * Content-Digest field. Nonces are spent before the content is checked;
+ * when the result's contentDigest is set, the caller must read the
+ * content and check it (checkContentDigest) before acting on the request.
+ * `hasContent` says whether the request has content (a non-zero or unknown
+ * length), which decides whether the default profile demands
+ * content-digest.
+ * @param {import('./message.js').Message} message
+ * @param {VerifyOptions} options
+ * @param {boolean} hasContent
+ * @param {VerifyHooks} [hooks]
+ * @returns {Promise<HeaderResult>}
+ */
+export async function verifyHeader(message, options, hasContent, hooks = {}) {
+  const requiredParams = options.requiredParams === undefined ? DEFAULT_REQUIRED_PARAMS : options.requiredParams;
+  const nonces = nonceStore(options, requiredParams);
+  const fields = signatureFields(message);
+  const { verified, selected, digestCovered } = await check(message, fields, options, { nonces, requiredParams, body: undefined, hasContent, hooks });
+  const digest = message.fields.get('content-digest');
+  return {
+    signatures: verified,
+    contentDigest: digestCovered && digest ? digest.join(', ') : undefined,
+    covered: selected.flatMap((s) => s.components),
+  };
+}
+
+/**
+ * The Signature-Input and Signature field values of a message, parsed.
+ * @param {import('./message.js').Message} message
+ */
+function signatureFields(message) {
   const inputLines = message.fields.get('signature-input');
   const sigLines = message.fields.get('signature');
   if (!inputLines && !sigLines) throw refuse(Reason.MissingSignature, 'the message has no Signature-Input and Signature fields');
   if (!inputLines) throw refuse(Reason.MalformedSignature, 'the message has a Signature field but no Signature-Input field');
   if (!sigLines) throw refuse(Reason.MalformedSignature, 'the message has a Signature-Input field but no Signature field');
-
   const all = parseSignatureFields(inputLines.join(', '), sigLines.join(', '));
   for (const s of all) {
     if (!s.signature) throw refuse(Reason.MalformedSignature, 'Signature has no member for this label', { label: s.label });
   }
+  return all;
+}
+
+/**
+ * The checks of verify and verifyHeader. With body undefined, a covered
+ * content-digest is left to the caller (digestCovered).
+ * @param {import('./message.js').Message} message
+ * @param {import('./signatures.js').ParsedSignatureFields[]} all
+ * @param {VerifyOptions} options
+ * @param {{ nonces: import('./nonces.js').NonceStore | null, requiredParams: readonly string[],
+ *   body: Uint8Array | null | undefined, hasContent: boolean, hooks?: VerifyHooks }} ctx
+ */
+async function check(message, all, options, ctx) {
+  const { nonces, body, hooks = {} } = ctx;
+  const request = options.request === undefined ? undefined : toMessage(options.request, { scheme: options.scheme });
   const selected = select(all, options);
 
   const maxAge = options.maxAge === undefined ? 300 : options.maxAge;
@@ -319,16 +404,18 @@ export async function verify(input, options) {
     now: nowSeconds(options.now),
     maxAge: maxAge === null || maxAge === Infinity || maxAge < 0 ? null : maxAge,
     skew: options.clockSkew === undefined ? 30 : Math.max(0, options.clockSkew),
-    requiredParams,
+    requiredParams: ctx.requiredParams,
   };
 
-  const body = options.body !== undefined ? await readBody(options.body) : await messageBody(message);
-  const required = requiredFor(options.requiredComponents, message, body !== null && body.length > 0);
+  const required = requiredFor(options.requiredComponents, message, ctx.hasContent);
   const digestField = message.fields.get('content-digest');
+  let digestCovered = false;
 
-  /** @type {VerifiedSignature[]} */
-  const verified = [];
-  for (const s of selected) {
+  /**
+   * @param {import('./signatures.js').ParsedSignatureFields} s
+   * @returns {Promise<VerifiedSignature>}
+   */
+  const checkOne = async (s) => {
     const { label } = s;
     const p = plainParams(s.params);
     checkParams(p, label, policy);
@@ -355,17 +442,25 @@ export async function verify(input, options) {
     } catch (err) {
       throw withLabel(err, label);
     }
-    if (!(await key.verify(bytes, /** @type {Uint8Array} */ (s.signature)))) throw refuse(Reason.BadSignature, 'the signature does not match the message', { label });
+    const signature = /** @type {Uint8Array} */ (s.signature);
+    const good = hooks.verifySignature ? await hooks.verifySignature(key, bytes, signature) : await key.verify(bytes, signature);
+    if (!good) {
+      throw refuse(Reason.BadSignature, 'the signature does not match the message', { label, base: options.debug ? base : undefined });
+    }
     if (s.components.some((c) => c.name === 'content-digest' && c.params.size === 0)) {
-      try {
-        // Covered, so the base had the field.
-        await checkContentDigest(/** @type {string[]} */ (digestField).join(', '), body);
-      } catch (err) {
-        throw withLabel(err, label);
+      if (body === undefined) {
+        digestCovered = true;
+      } else {
+        try {
+          // Covered, so the base had the field.
+          await checkContentDigest(/** @type {string[]} */ (digestField).join(', '), body);
+        } catch (err) {
+          throw withLabel(err, label);
+        }
       }
     }
 
-    verified.push({
+    return {
       label,
       keyId,
       alg: key.alg,
@@ -376,7 +471,17 @@ export async function verify(input, options) {
       components: s.components.map((c) => c.id),
       params: p,
       base,
-    });
+    };
+  };
+
+  /** @type {VerifiedSignature[]} */
+  const verified = [];
+  for (const s of selected) {
+    try {
+      verified.push(await checkOne(s));
+    } catch (err) {
+      throw withKeyId(err, s.params.get('keyid'));
+    }
   }
 
   // Nonces are spent only once every signature has verified, so that a
@@ -386,9 +491,9 @@ export async function verify(input, options) {
       if (v.nonce === undefined || v.nonce === '') continue;
       const created = v.created === undefined ? undefined : new Date(v.created * 1000);
       const fresh = await nonces.remember(v.keyId, v.nonce, created, nonceUntil(v, policy));
-      if (fresh !== true) throw refuse(Reason.Replayed, 'this nonce was already used', { label: v.label });
+      if (fresh !== true) throw withKeyId(refuse(Reason.Replayed, 'this nonce was already used', { label: v.label }), v.keyId);
     }
   }
 
-  return { ...verified[0], signatures: verified, body };
+  return { verified, selected, digestCovered };
 }

@@ -16,9 +16,9 @@ test('the package ships only the library and its types', (t) => {
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const [pack] = JSON.parse(execFileSync(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }));
   const files = pack.files.map((f) => f.path).sort();
-  const stray = files.filter((f) => !/^((index|node)\.js|lib\/[a-z-]+\.js|types\/(index|node|lib\/[a-z-]+)\.d\.ts|package\.json|README\.md)$/.test(f));
+  const stray = files.filter((f) => !/^((index|node|server)\.js|lib\/(server\/)?[a-z-]+\.js|types\/(index|node|server|lib\/(server\/)?[a-z-]+)\.d\.ts|package\.json|README\.md)$/.test(f));
   assert.deepEqual(stray, []);
-  for (const f of ['index.js', 'node.js', 'types/index.d.ts', 'types/node.d.ts', 'package.json', 'README.md']) assert.ok(files.includes(f), f);
+  for (const f of ['index.js', 'node.js', 'server.js', 'types/index.d.ts', 'types/node.d.ts', 'types/server.d.ts', 'package.json', 'README.md']) assert.ok(files.includes(f), f);
   const libs = files.filter((f) => f.startsWith('lib/'));
   for (const f of libs) assert.ok(files.includes(`types/${f.replace(/\.js$/, '.d.ts')}`), `declarations of ${f}`);
 
@@ -26,8 +26,10 @@ test('the package ships only the library and its types', (t) => {
   assert.equal(pkg.type, 'module');
   assert.equal(pkg.exports['.'].types, './types/index.d.ts');
   assert.equal(pkg.exports['./node'].default, './node.js');
+  assert.equal(pkg.exports['./server'].default, './server.js');
+  assert.equal(pkg.exports['./server'].types, './types/server.d.ts');
   // The portable entry point's declarations need no Node.js types.
-  for (const f of files.filter((x) => x.startsWith('types/') && x !== 'types/node.d.ts')) {
+  for (const f of files.filter((x) => x.startsWith('types/') && x !== 'types/node.d.ts' && x !== 'types/server.d.ts' && !x.startsWith('types/lib/server/'))) {
     const text = readFileSync(new URL(`../${f}`, import.meta.url), 'utf8');
     assert.doesNotMatch(text, /from ['"]node:|import\(['"]node:|\bNodeJS\b|\bBuffer\b|reference types="node"/, f);
   }

@@ -129,3 +129,39 @@ export async function nodeExamples(): Promise<void> {
   await nodeSign({ method: 'GET', url: 'https://api.example.com/' }, { keyId: 'k', key: fromFile });
   console.log(fromObject.alg, digest);
 }
+
+// The server entry point.
+import {
+  Identity,
+  MemoryNonceStore as ServerMemoryNonceStore,
+  RedisNonceStore,
+  ServerReason,
+  createVerifier,
+  verifyApi,
+  type Outcome,
+  type ServerKey,
+  type VerifierOptions,
+} from '@signet/client/server';
+
+export async function serverExamples(redis: { evalSha: Function, eval: Function }): Promise<void> {
+  const key: ServerKey = { key: 'c2VjcmV0', owner: 'acme', scopes: ['orders:read'] };
+  const options: VerifierOptions = {
+    keys: async (keyId: string) => (keyId === 'sk_1' ? key : null),
+    nonces: new RedisNonceStore(redis, { prefix: 'app:', onLoss: (h: Date) => console.log(h.toISOString()) }),
+    policy: { maxAge: 60, tag: 'orders' },
+    onOutcome: (req, o: Outcome) => console.log(req.url, o.status, o.reason, o.elapsed),
+  };
+  const verifier = createVerifier(options);
+  const express: (req: any, res: any, next: (err?: unknown) => void) => void = verifier.middleware;
+  const guard = verifier.requireScopes('orders:read');
+  http.createServer(verifier.handler((req, res) => {
+    const id: Identity = req.signet;
+    res.end(`${id.keyId} ${id.owner} ${id.hasScope('orders:read')} ${req.rawBody?.length}`);
+  }, { scopes: ['orders:read'] })).on('upgrade', async (req, socket) => {
+    const id: Identity | null = await verifier.verifyUpgrade(req, socket, { scopes: ['stream'] });
+    console.log(id?.scopes);
+  });
+  const remote = createVerifier({ keys: verifyApi({ url: 'http://127.0.0.1:9090', keyId: 'sk_srv', key: 'c2VjcmV0' }) });
+  const memory = createVerifier({ keys: new Map([['k', key]]), nonces: new ServerMemoryNonceStore({ maxEntries: 1000 }) });
+  console.log(express, guard, remote.bodyBudgetLeft, memory.fastify, ServerReason.BodyTooLarge, await RedisNonceStore.prepare(redis));
+}

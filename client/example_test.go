@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/signet-dev/signet/client"
 	"github.com/signet-dev/signet/httpsig"
@@ -59,21 +60,14 @@ func ExampleNewTransport() {
 }
 
 // A Transport made by hand covers the components it is told to, tags its
-// signatures, and checks the signatures of responses.
+// signatures, and checks the gateway's signature on every response, with
+// the keys the gateway publishes (fetched once, over https).
 func ExampleTransport() {
 	key, err := client.LoadKey("client.key", httpsig.AlgEd25519)
 	if err != nil {
 		log.Fatal(err)
 	}
 	components, err := httpsig.ParseComponents(`@method @authority @path @query content-type content-digest "x-request-id"`)
-	if err != nil {
-		log.Fatal(err)
-	}
-	serverKey, err := os.ReadFile("server.pub")
-	if err != nil {
-		log.Fatal(err)
-	}
-	serverPub, err := httpsig.LoadVerifyingKey("", serverKey)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -84,13 +78,32 @@ func ExampleTransport() {
 			Components: components,
 			Tag:        "orders-app",
 		},
-		ResponseVerifier: &httpsig.Verifier{Keys: httpsig.KeyMap{"server-1": serverPub}},
+		GatewayKeys:            &client.JWKS{URL: "https://api.example.com/.well-known/signet-keys"},
+		RequireSignedResponses: true,
 	}}
 	resp, err := c.Get("https://api.example.com/v1/orders/7")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer resp.Body.Close()
+	// The content is checked as it is read: an error instead of io.EOF
+	// means it is not what the gateway signed.
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A presigned URL lets a browser fetch what it cannot sign: an <img>, a
+// download link, a WebSocket.
+func ExamplePresign() {
+	u, err := client.Presign("sk_live_4f2a", "client.key", "https://api.example.com/v1/files/report.pdf", httpsig.PresignOptions{
+		Expires:   15 * time.Minute,
+		SingleUse: true,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("<a href=%q>report</a>\n", u)
 }
 
 // writeKeyPair writes an Ed25519 private key as `signet keygen` does and

@@ -3,11 +3,13 @@
 // RFC 9530, the way a Signet server expects them.
 //
 // [Transport] is an [http.RoundTripper] that signs every request with an
-// [httpsig.Signer] before its Base transport sends it. It corrects its clock,
-// per origin, when a Signet server refuses a signature for its time, and can
-// check the signatures of responses. [NewTransport] makes
-// one from a key file written by `signet keygen`; [LoadKey] reads such a
-// file.
+// [httpsig.Signer] before its Base transport sends it. Given the gateway's
+// keys ([Transport.GatewayKeys]: [LoadGatewayKeys], [JWKS], or keys pinned
+// in code), it checks the signature of every response as the response
+// streams in (docs/signed-responses.md), and trusts only signed responses
+// to correct its clock. [NewTransport] makes one from a key file written
+// by `signet keygen`; [LoadKey] reads such a file. [Presign] and
+// [Transport.Presign] make presigned URLs (docs/presigned-urls.md).
 package client
 
 import (
@@ -30,7 +32,7 @@ import (
 )
 
 // DefaultMaxBodyBytes is the size limit of a zero Transport for a request
-// body it must hold in memory, and for a response body it verifies.
+// body it must hold in memory.
 const DefaultMaxBodyBytes = 32 << 20
 
 // DefaultProblemBase is the prefix of the problem types of a Signet
@@ -74,9 +76,29 @@ const maxOrigins = 1024
 //   - the body can be sent again (no body, GetBody, or a body it read into
 //     memory), for the retry; the offset is learnt even when it cannot.
 //
-// The request is sent at most twice. The Date field is not authenticated:
-// it is trusted to set the clock offset of its origin, for created times
-// only, and no further.
+// The request is sent at most twice. Without GatewayKeys, the Date field
+// is not authenticated: it is trusted to set the clock offset of its
+// origin, for created times only, and no further. With GatewayKeys, only a
+// refusal the gateway signed as its own answer (tag signet-gateway: its
+// status, problem body and Date) counts; an answer it relays from the API
+// behind it never does, however it looks.
+//
+// Responses, with GatewayKeys set: each response's signature (tag
+// signet-response) is checked when its header arrives, against the request
+// as sent (its method, path, query and Signature); its content as it is
+// read, so that a large body is never held in memory: the body's Read
+// returns an error wrapping an [*httpsig.VerifyError] (digest-mismatch)
+// instead of io.EOF when the content does not match the signed
+// Content-Digest, and (missing-component) as soon as content arrives that
+// the signature does not cover. Read bodies to the end before trusting
+// them. [VerifiedResponse] tells whether a response was verified. A
+// response without a valid signature is returned as it is, unless
+// RequireSignedResponses is set, when RoundTrip returns an error instead.
+// To check Content-Digest against the content as sent, the Transport asks
+// for gzip itself and decompresses it, as net/http would (when Base is nil
+// or an *http.Transport that does not disable compression, and the request
+// has no Accept-Encoding); a Base that decompresses on its own is an
+// error, since the digest can no longer be checked.
 //
 // The caller's request is never modified. A Transport is safe for concurrent
 // use by multiple goroutines; its fields must not change once it is in use,
@@ -97,16 +119,16 @@ type Transport struct {
 	// larger body is an error. Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 
-	// ResponseVerifier, if set, checks the signatures of every response
-	// before the Transport acts on it or returns it; the body is read
-	// (at most MaxResponseBytes) and put back for the caller. A response
-	// that fails is closed, and RoundTrip returns an error wrapping the
-	// [*httpsig.VerifyError].
-	ResponseVerifier *httpsig.Verifier
+	// GatewayKeys, if set, resolves the keyids of the gateway's response
+	// signatures: an httpsig.KeyMap of pinned keys, a key or JWK set file
+	// ([LoadGatewayKeys]), or the gateway's published set ([JWKS]). Every
+	// response is then checked; see [Transport].
+	GatewayKeys httpsig.KeyResolver
 
-	// MaxResponseBytes bounds a response body read for ResponseVerifier.
-	// Zero means DefaultMaxBodyBytes.
-	MaxResponseBytes int64
+	// RequireSignedResponses makes RoundTrip return an error, wrapping an
+	// [*httpsig.VerifyError] when the signature was refused, for a
+	// response without a valid gateway signature. It needs GatewayKeys.
+	RequireSignedResponses bool
 
 	// ProblemBase is the prefix of the problem types of the refusals of
 	// the Signet server the requests go to. Empty means
@@ -204,6 +226,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.Signer == nil || t.Signer.Key == nil {
 		return nil, errors.New("client: Transport.Signer, with its Key, is required")
 	}
+	if t.RequireSignedResponses && t.GatewayKeys == nil {
+		return nil, errors.New("client: RequireSignedResponses needs GatewayKeys")
+	}
 	t.once.Do(t.setup)
 	c, err := t.content(req)
 	if err != nil {
@@ -221,10 +246,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.verifyResponse(r, resp); err != nil {
+	own, err := t.checkResponse(req, r, resp)
+	if err != nil {
 		return nil, err
 	}
-	if !t.correctClock(resp, org, created, sent) || c.replay == nil {
+	if !t.correctClock(resp, org, created, sent, own) || c.replay == nil {
 		return resp, nil
 	}
 	body, err := c.replay()
@@ -244,7 +270,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := t.verifyResponse(r, resp); err != nil {
+	if _, err := t.checkResponse(req, r, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil
@@ -370,6 +396,9 @@ func (t *Transport) sign(req *http.Request, c *content, body io.ReadCloser, org 
 	if c.digest != "" {
 		r.Header["Content-Digest"] = []string{c.digest}
 	}
+	if t.asksForGzip(r) {
+		r.Header["Accept-Encoding"] = []string{"gzip"}
+	}
 	offset, _ := t.offsets.Get(org)
 	created := time.Unix(now.Add(offset).Unix(), 0)
 	s := t.signers.Get().(*datedSigner)
@@ -407,39 +436,70 @@ func wireHost(r *http.Request) (string, error) {
 	return strings.TrimSuffix(host, ":"), nil
 }
 
-// verifyResponse checks resp with ResponseVerifier, if set, leaving its
-// body readable; on failure it closes the body.
-func (t *Transport) verifyResponse(r *http.Request, resp *http.Response) error {
-	v := t.ResponseVerifier
-	if v == nil {
-		return nil
+// asksForGzip reports whether the Transport asks for gzip itself, as
+// net/http would, so that it can check the digest of the content as sent
+// and then decompress it.
+func (t *Transport) asksForGzip(r *http.Request) bool {
+	if t.GatewayKeys == nil || len(r.Header["Accept-Encoding"]) > 0 || len(r.Header["Range"]) > 0 || r.Method == http.MethodHead {
+		return false
 	}
-	limit := t.MaxResponseBytes
-	if limit <= 0 {
-		limit = DefaultMaxBodyBytes
+	switch b := t.base().(type) {
+	case *http.Transport:
+		return !b.DisableCompression
 	}
-	// The body is read as of unknown length: HEAD and 304 responses
-	// announce a ContentLength they do not carry.
-	body, err := readAll(resp.Body, 0, limit)
-	resp.Body.Close()
-	if err != nil {
-		return fmt.Errorf("client: reading the response body to verify it: %w", err)
+	return false
+}
+
+// checkResponse checks the gateway's signature of resp, an answer to r,
+// the signed copy of the caller's req, and reports whether it verified as
+// the gateway's own answer (tag signet-gateway), not one it relays.
+// It returns an error, having closed the body, only when
+// RequireSignedResponses is set and it did not, or when Base decompressed
+// the content itself.
+func (t *Transport) checkResponse(req, r *http.Request, resp *http.Response) (bool, error) {
+	if t.GatewayKeys == nil {
+		return false, nil
 	}
-	resp.Body = bodyOf(body)
 	if resp.Request == nil {
 		resp.Request = r
 	}
-	if _, err := v.VerifyResponse(r.Context(), resp, body); err != nil {
-		return fmt.Errorf("client: the response to %s %s: %w", r.Method, r.URL.Redacted(), err)
+	fail := func(err error) (bool, error) {
+		if !t.RequireSignedResponses {
+			return false, nil
+		}
+		resp.Body.Close()
+		return false, fmt.Errorf("client: the response to %s %s: %w", r.Method, r.URL.Redacted(), err)
 	}
-	return nil
+	if resp.Uncompressed {
+		resp.Body.Close()
+		return false, fmt.Errorf("client: the response to %s %s was decompressed by Base, so its Content-Digest cannot be checked: give Base DisableCompression, or leave Accept-Encoding to the Transport", r.Method, r.URL.Redacted())
+	}
+	v := httpsig.ResponseVerifier{Keys: t.GatewayKeys}
+	res, err := v.VerifyStream(r.Context(), resp)
+	if err != nil {
+		return fail(err)
+	}
+	askedForGzip := len(req.Header["Accept-Encoding"]) == 0 && len(r.Header["Accept-Encoding"]) > 0
+	if askedForGzip && strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") && resp.Body != http.NoBody {
+		resp.Body = &gunzipBody{checked: resp.Body}
+		resp.Header.Del("Content-Encoding")
+		resp.Header.Del("Content-Length")
+		resp.ContentLength, resp.Uncompressed = -1, true
+	}
+	resp.Body = markVerified(resp.Body, res)
+	return res.Tag == httpsig.GatewayTag, nil
 }
 
 // correctClock reports whether resp is a Signet server's refusal of the
 // signature created at created (sent at local time sent) for a time the
 // origin's clock offset, corrected from resp's Date, would cure; if so it
 // sets that offset. See [Transport] for the rule. resp.Body stays whole.
-func (t *Transport) correctClock(resp *http.Response, org originKey, created, sent time.Time) bool {
+func (t *Transport) correctClock(resp *http.Response, org originKey, created, sent time.Time, own bool) bool {
+	if t.GatewayKeys != nil && !own {
+		// Only the gateway's signature of its own answer vouches for a
+		// refusal and its Date.
+		return false
+	}
 	if resp.StatusCode != http.StatusUnauthorized || !signatureChallenge(resp.Header.Values("WWW-Authenticate")) {
 		return false
 	}
@@ -450,12 +510,11 @@ func (t *Transport) correctClock(resp *http.Response, org originKey, created, se
 	if err != nil {
 		return false
 	}
-	head, err := io.ReadAll(io.LimitReader(resp.Body, maxProblemBytes))
-	resp.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(head), resp.Body), resp.Body}
-	if err != nil {
+	// A signed problem is read to its end, where its digest is checked:
+	// its reason is trusted only then.
+	head, err := io.ReadAll(io.LimitReader(resp.Body, maxProblemBytes+1))
+	resp.Body = withReader(resp.Body, io.MultiReader(bytes.NewReader(head), resp.Body))
+	if err != nil || len(head) > maxProblemBytes {
 		return false
 	}
 	var problem struct {

@@ -125,3 +125,36 @@ func ExampleKeyResolverFunc() {
 	// sk_test_1: verified
 	// sk_other: refused: unknown-key (no key has this keyid)
 }
+
+// A key holder presigns a URL for a browser, which cannot sign; the server
+// verifies it and forwards the target without the two parameters.
+func ExampleSigner_Presign() {
+	key, err := httpsig.NewHMACKey([]byte("a 256-bit secret, shared with the server"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	created := time.Unix(1700000000, 0)
+	signer := &httpsig.Signer{Key: key, KeyID: "sk_test_1", Now: func() time.Time { return created }}
+	u, err := signer.Presign("https://api.example.com/v1/files/7?download=1", httpsig.PresignOptions{Expires: 15 * time.Minute})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// The server receives it.
+	r := httptest.NewRequest(http.MethodGet, strings.TrimPrefix(u, "https://api.example.com"), nil)
+	r.Host = "api.example.com"
+	v := &httpsig.Verifier{
+		Keys:   httpsig.KeyMap{"sk_test_1": key},
+		Scheme: "https",
+		Now:    func() time.Time { return created.Add(time.Minute) },
+	}
+	fmt.Println(httpsig.IsPresigned(r))
+	clean, res, err := v.VerifyPresigned(r, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(clean.RequestURI, res.KeyID, res.Expires.Sub(res.Created))
+	// Output:
+	// true
+	// /v1/files/7?download=1 sk_test_1 15m0s
+}

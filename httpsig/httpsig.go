@@ -8,6 +8,15 @@
 // [KeyResolverFunc], or a key store) and rejecting replayed nonces through a
 // [NonceStore]. Every refusal is a [*VerifyError] carrying a [Reason].
 //
+// Signet's two profiles on top of RFC 9421 are here too. Presigned URLs
+// (docs/presigned-urls.md), the signature carried in the query:
+// [Signer.Presign] makes them, [IsPresigned] and [Verifier.VerifyPresigned]
+// check them and give back the target to forward. Signed responses
+// (docs/signed-responses.md): a [ResponseSigner] signs what a server
+// answers, bound to the request; a [ResponseVerifier] checks it, the
+// content as it streams ([ResponseVerifier.VerifyStream]); [MarshalJWKS],
+// [ParseJWKS] and [JWKThumbprint] publish and pin the server's keys.
+//
 // Keys are bound to one [Algorithm]: see [NewSigningKey], [NewVerifyingKey]
 // and [ParseKey] for PEM, JWK and base64 key files. The lower-level pieces
 // are exported too: [ParseSignatures], [SignatureBase], [Component],

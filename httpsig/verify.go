@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,8 +155,20 @@ type Verifier struct {
 	// signatures cross a trust boundary you do not control: it tells a
 	// caller what the server would have signed.
 	Debug bool
+	// Presign is the policy for presigned requests, which
+	// [Verifier.VerifyPresigned] checks; the other methods ignore it.
+	Presign PresignPolicy
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+
+	// Set on the copy VerifyPresigned makes: the bound on expires minus
+	// created, and that the message carries exactly one signature.
+	maxLifetime time.Duration
+	presigned   bool
+	// Set on the verifiers of ResponseVerifier: no clock checks, and the
+	// tags to select, as Policy.Tag, any of these.
+	ignoreTime bool
+	tags       []string
 }
 
 // Result describes a verified message: the first of its checked signatures,
@@ -181,6 +194,8 @@ type Result struct {
 	// the first first; set by VerifyRequestHeader, for a server that must
 	// pass on exactly what was verified.
 	Covered []Component
+
+	coversDigest bool // some checked signature covers content-digest
 }
 
 type verifyState struct {
@@ -241,6 +256,9 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	if err := st.parse(h); err != nil {
 		return Result{}, err
 	}
+	if v.presigned && len(st.sigs) != 1 {
+		return Result{}, refuse(ReasonMalformedSignature, "", "a presigned URL carries exactly one signature")
+	}
 	if err := v.selectSignatures(st); err != nil {
 		return Result{}, err
 	}
@@ -295,7 +313,7 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 			}
 		}
 	}
-	res.Signatures = len(st.selected)
+	res.Signatures, res.coversDigest = len(st.selected), st.digestCovered
 	if headerOnly {
 		if st.digestCovered {
 			res.ContentDigest = st.digest
@@ -332,6 +350,12 @@ func (v *Verifier) selectSignatures(st *verifyState) error {
 		st.selected = slices.DeleteFunc(st.selected, func(i int) bool { return st.sigs[i].params.Tag != v.Policy.Tag })
 		if len(st.selected) == 0 {
 			return refuse(ReasonMissingSignature, "", "the message has no signature with tag "+strconv.Quote(v.Policy.Tag))
+		}
+	}
+	if v.tags != nil {
+		st.selected = slices.DeleteFunc(st.selected, func(i int) bool { return !slices.Contains(v.tags, st.sigs[i].params.Tag) })
+		if len(st.selected) == 0 {
+			return refuse(ReasonMissingSignature, "", "the message has no signature with tag "+strings.Join(v.tags, " or "))
 		}
 	}
 	if len(st.selected) == 0 {
@@ -434,8 +458,8 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Detail: "the signature does not match the message", Err: err}, st)
 	}
 	if covers(p.Components, &compContentDigest) {
+		st.digestCovered = true
 		if st.headerOnly {
-			st.digestCovered = true
 			return key, nil
 		}
 		if err := checkDigest(&st.fields.sp, st.digest, body); err != nil {
@@ -453,6 +477,11 @@ func (v *Verifier) withBase(e *VerifyError, st *verifyState) *VerifyError {
 }
 
 func (v *Verifier) checkParams(p *Params, now time.Time) error {
+	if p.Tag == PresignTag && !v.presigned {
+		// Made for a URL, whose lifetime may be hours: not a signature of
+		// header fields.
+		return refuse(ReasonMalformedSignature, "", "a presigned signature (tag "+PresignTag+") is valid only in the query of its URL")
+	}
 	for _, name := range v.Policy.requiredParams() {
 		if !p.has(name) {
 			return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
@@ -462,6 +491,12 @@ func (v *Verifier) checkParams(p *Params, now time.Time) error {
 		if _, err := ParseAlgorithm(string(p.Alg)); err != nil {
 			return refuse(ReasonAlgorithmMismatch, "", "unknown algorithm "+strconv.Quote(string(p.Alg)))
 		}
+	}
+	if v.ignoreTime {
+		return nil
+	}
+	if v.maxLifetime > 0 && p.Expires.Sub(p.Created) > v.maxLifetime {
+		return refuse(ReasonMalformedSignature, "", "the signature is valid for "+p.Expires.Sub(p.Created).String()+", more than the "+v.maxLifetime.String()+" allowed")
 	}
 	if !p.Created.IsZero() && p.Created.After(now.Add(v.Policy.maxSkew())) {
 		return refuse(ReasonNotYetValid, "", "created is "+p.Created.Sub(now).Truncate(time.Second).String()+" in the future; check the client's clock against the Date header")

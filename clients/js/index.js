@@ -2,7 +2,9 @@
 // Content-Digest field of RFC 9530, for Node.js 18+.
 //
 // Entry points: sign, verify (with a nonce store such as MemoryNonceStore),
-// createSignedFetch; contentDigest and generateNonce; importKey for keys.
+// createSignedFetch (which checks the gateway's signed responses when given
+// its keys), presign (presigned URLs), verifyResponse; contentDigest and
+// generateNonce; importKey for keys.
 // Lower-level pieces: signatureBase, parseSignatures, serializeSignatures,
 // parseAcceptSignature, and the RFC 8941 structured-field codec as sf. The
 // TypeScript declarations are generated from the JSDoc of these files.
@@ -15,6 +17,10 @@ export { sign, generateNonce } from './lib/sign.js';
 export { verify } from './lib/verify.js';
 export { MemoryNonceStore, NonceStoreFullError } from './lib/nonces.js';
 export { createSignedFetch, readProblem } from './lib/fetch.js';
+export { presign, PRESIGN_INPUT_PARAM, PRESIGN_SIGNATURE_PARAM, PRESIGN_TAG } from './lib/presign.js';
+export {
+  verifyResponse, verifiedResponse, GatewayKeys, parseJwks, jwkThumbprint, RESPONSE_TAG, GATEWAY_TAG, KEYS_PATH,
+} from './lib/response.js';
 export { contentDigest, verifyContentDigest, DIGEST_ALGORITHMS } from './lib/digest.js';
 export { Key, importKey, generateKeyPair, generateSecret, ALGORITHMS } from './lib/keys.js';
 export { SignatureError, Reason } from './lib/errors.js';
@@ -49,6 +55,9 @@ export * as sf from './lib/sf.js';
  * @typedef {import('./lib/fetch.js').SignedFetchOptions} SignedFetchOptions
  * @typedef {import('./lib/fetch.js').SignedFetch} SignedFetch
  * @typedef {import('./lib/fetch.js').Problem} Problem
+ * @typedef {import('./lib/presign.js').PresignOptions} PresignOptions
+ * @typedef {import('./lib/response.js').VerifyResponseOptions} VerifyResponseOptions
+ * @typedef {import('./lib/digest.js').HashFactory} HashFactory
  */
 
 /**

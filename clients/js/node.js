@@ -8,8 +8,36 @@ import { open } from 'node:fs/promises';
 import { base64 } from './lib/bytes.js';
 import { importKey as importPortableKey } from './lib/keys.js';
 import { bodyBytesSync, eachChunk, isBlob, isStream } from './lib/message.js';
+import { createSignedFetch as createPortableSignedFetch } from './lib/fetch.js';
+import { verifyResponse as verifyPortableResponse } from './lib/response.js';
 
 export * from './index.js';
+
+/**
+ * createSignedFetch of @signet/client, whose check of signed responses
+ * hashes their content with node:crypto as it streams, holding none of it.
+ * @param {import('./lib/fetch.js').SignedFetchOptions} options
+ * @returns {import('./lib/fetch.js').SignedFetch}
+ */
+export function createSignedFetch(options) {
+  return createPortableSignedFetch({ createHash: nodeHash, ...options });
+}
+
+/**
+ * verifyResponse of @signet/client, hashing content with node:crypto as
+ * it streams, holding none of it.
+ * @param {Response} response
+ * @param {import('./lib/response.js').VerifyResponseOptions} options
+ * @returns {Promise<Response>}
+ */
+export function verifyResponse(response, options) {
+  return verifyPortableResponse(response, { createHash: nodeHash, ...options });
+}
+
+/** @type {import('./lib/digest.js').HashFactory} */
+function nodeHash(alg) {
+  return createHash(NODE_HASHES[alg]);
+}
 
 // Key files are small: an HMAC secret, a PEM or a JWK. Anything bigger is
 // not a key file.

@@ -84,6 +84,8 @@ func newCmdRoot(e *Env) *cobra.Command {
 		newCmdKeygen(e, nil),
 		newCmdKeys(e),
 		newCmdRequest(e, nil),
+		newCmdPresign(e, nil),
+		newCmdThumbprint(e),
 		newCmdServe(e),
 		newCmdDemo(e),
 		newCmdVersion(e),

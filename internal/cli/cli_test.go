@@ -33,9 +33,15 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			// A race-detector build sleeps 1 s on every exit; not here.
 			env.Setenv("GORACE", "atexit_sleep_ms=0")
-			return setupRequestServer(env)
+			if err := setupRequestServer(env); err != nil {
+				return err
+			}
+			return setupGateways(env)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"get":      cmdGet,
+			"exchange": cmdExchange,
+			"replace":  cmdReplace,
 			// crlf FILE rewrites FILE with CRLF line endings, as on the wire.
 			"crlf": func(ts *testscript.TestScript, neg bool, args []string) {
 				if neg || len(args) != 1 {

@@ -36,6 +36,11 @@ type requestOptions struct {
 	verbose         bool
 	include         bool
 	url             *url.URL
+	// The gateway's response keys: a file, or the URL of its key set,
+	// with pins; and whether its signature is required.
+	gatewayKey    string
+	gatewayPins   []string
+	requireSigned bool
 }
 
 func newCmdRequest(e *Env, runF func(*requestOptions) error) *cobra.Command {
@@ -45,7 +50,11 @@ func newCmdRequest(e *Env, runF func(*requestOptions) error) *cobra.Command {
 		Short: "Sign and send a request, like curl",
 		Long: "Sign a request and send it, like curl; the response body goes to stdout.\n" +
 			"Exit 0 for 2xx and 3xx; 1 otherwise, with the reason code first on stderr when\n" +
-			"the server refused the signature.",
+			"the server refused the signature.\n\n" +
+			"With --gateway-key, the gateway's signature on the response is checked: its header\n" +
+			"at once, its content as it streams to stdout. Content that does not match makes\n" +
+			"the command exit 1 (digest-mismatch) once it has all been written: do not use\n" +
+			"the output then. Only the gateway's own signed refusals correct the clock.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch len(args) {
 			case 0:
@@ -78,6 +87,9 @@ func newCmdRequest(e *Env, runF func(*requestOptions) error) *cobra.Command {
 	f.StringVar(&o.tag, "tag", "", "tag parameter `T`")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "print the signature base and the header fields sent and received on stderr")
 	f.BoolVarP(&o.include, "include", "i", false, "print the response status line and header fields before its body")
+	f.StringVar(&o.gatewayKey, "gateway-key", "", "check the gateway's signature on the response with the keys in `FILE` (a JWK set, or a public key), or at a URL (https://gateway/.well-known/signet-keys)")
+	f.StringArrayVar(&o.gatewayPins, "gateway-pin", nil, "with --gateway-key URL: accept only the key with this RFC 7638 `THUMBPRINT` (signet thumbprint FILE); repeat for more")
+	f.BoolVar(&o.requireSigned, "require-signed-responses", false, "refuse a response without a valid gateway signature (needs --gateway-key)")
 	return cmd
 }
 
@@ -107,7 +119,32 @@ func (o *requestOptions) complete(e *Env, rawURL string) error {
 			return usageErrorf("-H %q is not 'Name: value'", h)
 		}
 	}
+	switch {
+	case o.requireSigned && o.gatewayKey == "":
+		return usageErrorf("--require-signed-responses needs --gateway-key")
+	case len(o.gatewayPins) > 0 && !isURL(o.gatewayKey):
+		return usageErrorf("--gateway-pin applies to a key set fetched from a URL (--gateway-key https://…)")
+	}
 	return nil
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")
+}
+
+// gatewayKeys returns the resolver of the gateway's response keys.
+func (o *requestOptions) gatewayKeys() (httpsig.KeyResolver, error) {
+	switch {
+	case o.gatewayKey == "":
+		return nil, nil
+	case isURL(o.gatewayKey):
+		return &client.JWKS{URL: o.gatewayKey, Pins: o.gatewayPins}, nil
+	}
+	keys, err := client.LoadGatewayKeys(o.gatewayKey)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--gateway-key: %w", err)}
+	}
+	return keys, nil
 }
 
 func requestRun(e *Env, o *requestOptions) error {
@@ -133,7 +170,11 @@ func requestRun(e *Env, o *requestOptions) error {
 	if o.verbose {
 		base = &verboseTransport{w: e.Stderr, base: base, label: httpsig.DefaultLabel}
 	}
-	t := &client.Transport{Signer: signer, Base: base}
+	gatewayKeys, err := o.gatewayKeys()
+	if err != nil {
+		return err
+	}
+	t := &client.Transport{Signer: signer, Base: base, GatewayKeys: gatewayKeys, RequireSignedResponses: o.requireSigned}
 	hc := &http.Client{
 		Transport: t,
 		// As curl without -L: a redirection is an answer to show.
@@ -146,6 +187,13 @@ func requestRun(e *Env, o *requestOptions) error {
 	defer resp.Body.Close()
 	if off := t.ClockOffset(req.URL); o.verbose && off != 0 {
 		fmt.Fprintf(e.Stderr, "* clock offset learnt from the server's Date: %v\n", off)
+	}
+	if o.verbose && gatewayKeys != nil {
+		if res, ok := client.VerifiedResponse(resp); ok {
+			fmt.Fprintf(e.Stderr, "* response signed by the gateway: keyid=%q tag=%q; the content is checked as it is read\n", res.KeyID, res.Tag)
+		} else {
+			fmt.Fprintln(e.Stderr, "* the response has no valid gateway signature")
+		}
 	}
 	if o.include {
 		writeHead(e.Stdout, "", resp.Proto+" "+resp.Status, resp.Header)

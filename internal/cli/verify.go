@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/httpmsg"
 )
 
 type verifyOptions struct {
@@ -23,6 +27,7 @@ type verifyOptions struct {
 	tag                 string
 	explain             bool
 	scheme              string
+	request             string // the request a response answers
 	store               storeFlags
 	// useStore is set when the key store resolves keyids: --db, or
 	// $SIGNET_DB without --key.
@@ -36,7 +41,8 @@ func newCmdVerify(e *Env, runF func(*verifyOptions) error) *cobra.Command {
 		Short: "Verify a signed raw HTTP request read on stdin",
 		Long: "Verify the signatures of a raw HTTP/1.1 request (or response) read on stdin.\n" +
 			"Exit 0 and a one-line summary when it verifies; exit 1 and the reason code first\n" +
-			"on stderr when it is refused.",
+			"on stderr when it is refused. With --request FILE, stdin holds a response a Signet\n" +
+			"gateway signed, checked against the request it answers (whose signature it covers).",
 		Args: noArgs("the request is read on stdin"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.requireSet = cmd.Flags().Changed("require")
@@ -61,7 +67,7 @@ func newCmdVerify(e *Env, runF func(*verifyOptions) error) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.keyID, "key-id", "", "keyid `ID` the signature must name (default: any)")
 	f.StringVar(&o.alg, "alg", "", "algorithm `ALG` of the key (inferred from the key file when it can be)")
-	f.StringVar(&o.keyFile, "key", "", "key `FILE`: base64 HMAC secret, PEM or JWK public (or private) key (required unless --db)")
+	f.StringVar(&o.keyFile, "key", "", "key `FILE`: base64 HMAC secret, PEM or JWK public (or private) key, or a JWK set (required unless --db)")
 	f.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old the created time may be, e.g. `300s`; 0 for no limit")
 	f.Int64Var(&o.now, "now", 0, "check as of this `UNIX` time (default: now)")
 	f.StringVar(&o.require, "require", "", "`COMPONENTS` the signature must cover (default: the Signet profile; --require=\"\" for none)")
@@ -70,6 +76,7 @@ func newCmdVerify(e *Env, runF func(*verifyOptions) error) *cobra.Command {
 	f.StringVar(&o.tag, "tag", "", "check only signatures with the tag `T`")
 	f.BoolVar(&o.explain, "explain", false, "print the signature base that was built")
 	f.StringVar(&o.scheme, "scheme", "https", "`SCHEME` of an origin-form request: https or http")
+	f.StringVar(&o.request, "request", "", "the raw request `FILE` that the response on stdin answers, as sent: the response is then checked in the Signet response profile, against it")
 	f.StringVar(&o.store.db, "db", "", "instead of --key, look the keyid up in this key store `URL` (default $SIGNET_DB, when --key is not given), refusing revoked and expired keys")
 	f.StringVar(&o.store.masterKeyFile, "master-key-file", "", "with --db: "+masterKeyFileHelp)
 	return cmd
@@ -128,15 +135,16 @@ func verifyRun(e *Env, o *verifyOptions) error {
 		if err != nil {
 			return err
 		}
-		key, err := loadVerifyingKey(alg, o.keyFile)
-		if err != nil {
+		if resolver, err = loadVerifyingKeys(alg, o.keyFile, o.keyID); err != nil {
 			return usageError{err}
 		}
-		resolver = oneKey{o.keyID, key}
 	}
 	msg, err := readMessage(e, o.scheme)
 	if err != nil {
 		return err
+	}
+	if o.request != "" {
+		return verifyResponseRun(e, o, resolver, msg)
 	}
 	now := e.Now()
 	if o.now != 0 {
@@ -173,4 +181,86 @@ func verifyRun(e *Env, o *verifyOptions) error {
 	}
 	fmt.Fprintln(e.Stdout)
 	return nil
+}
+
+// verifyResponseRun checks a response against the request it answers, in
+// the Signet response profile: a signature with tag signet-gateway or
+// signet-response (or --tag) covering the status, the date, content-type
+// and content-digest as they apply, and the request's method, path, query
+// and signature. Its time is reported, not checked: the response is bound
+// to its request.
+func verifyResponseRun(e *Env, o *verifyOptions, keys httpsig.KeyResolver, msg *httpmsg.Message) error {
+	if msg.Response == nil {
+		return usageErrorf("--request: stdin must hold the response that answers it, not a request")
+	}
+	data, err := os.ReadFile(o.request)
+	if err != nil {
+		return usageError{fmt.Errorf("--request: %w", err)}
+	}
+	req, err := httpmsg.Read(data, o.scheme)
+	if err != nil {
+		return usageError{fmt.Errorf("--request %s: %w", o.request, err)}
+	}
+	if req.Request == nil {
+		return usageErrorf("--request %s holds a response, not a request", o.request)
+	}
+	msg.Response.Request = req.Request
+	v := &httpsig.ResponseVerifier{Keys: keys}
+	if o.tag != "" {
+		v.Tags = []string{o.tag}
+	}
+	res, err := v.Verify(e.Context, msg.Response, msg.Body)
+	if o.explain {
+		if base, berr := responseBase(msg.Response, v.Tags); berr == nil {
+			fmt.Fprintf(e.Stdout, "signature base:\n%s\n", base)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "verified %s: keyid=%q alg=%s tag=%q created=%s, answering %s %s\n", res.Label, res.KeyID, res.Key.Algorithm(),
+		res.Tag, res.Created.UTC().Format(time.RFC3339), req.Request.Method, req.Request.URL.RequestURI())
+	return nil
+}
+
+// responseBase rebuilds the signature base of the first response
+// signature with one of the tags (the profile's when tags is nil).
+func responseBase(resp *http.Response, tags []string) (string, error) {
+	if tags == nil {
+		tags = []string{httpsig.GatewayTag, httpsig.ResponseTag}
+	}
+	sigs, err := httpsig.ParseSignatures(resp.Header)
+	if err != nil {
+		return "", err
+	}
+	for _, s := range sigs {
+		if slices.Contains(tags, s.Params.Tag) {
+			base, err := httpsig.SignatureBase(&httpsig.Message{Request: resp.Request, Response: resp}, &s.Params)
+			return string(base), err
+		}
+	}
+	return "", errors.New("no response signature")
+}
+
+// loadVerifyingKeys reads a key file, or a JWK set (a gateway's response
+// keys), whose keys are then found by their kid.
+func loadVerifyingKeys(alg httpsig.Algorithm, path, keyID string) (httpsig.KeyResolver, error) {
+	data, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if set, err := httpsig.ParseJWKS(data); err == nil {
+		m := httpsig.KeyMap{}
+		for kid, k := range set {
+			if keyID == "" || kid == keyID {
+				m[kid] = k.VerifyingKey
+			}
+		}
+		return m, nil
+	}
+	key, err := loadVerifyingKey(alg, path)
+	if err != nil {
+		return nil, err
+	}
+	return oneKey{keyID, key}, nil
 }

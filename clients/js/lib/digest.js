@@ -1,7 +1,7 @@
 // The Content-Digest field of RFC 9530, on Web Crypto.
 
 import * as sf from './sf.js';
-import { base64, equalBytes } from './bytes.js';
+import { base64, concat, equalBytes } from './bytes.js';
 import { refuse, Reason } from './errors.js';
 import { readBody } from './message.js';
 
@@ -126,4 +126,59 @@ async function compare(digests, bytes) {
 export async function verifyContentDigest(value, body) {
   const digests = expectedDigests(value); // before the stream is read
   return compare(digests, await readBody(body));
+}
+
+/**
+ * An incremental hash, as node:crypto's createHash gives: the portable
+ * core has none (Web Crypto hashes whole messages only).
+ * @typedef {{ update(chunk: Uint8Array): unknown, digest(): Uint8Array }} IncrementalHash
+ * @typedef {(alg: DigestAlgorithm) => IncrementalHash} HashFactory
+ */
+
+/** The most content a checker without an incremental hash holds. */
+export const DEFAULT_MAX_HELD_BYTES = 32 << 20;
+
+/**
+ * Checks content against a Content-Digest field value as it streams by:
+ * update with each chunk, then check at the end. With createHash (the
+ * node entry point passes node:crypto's) nothing is held; without, the
+ * content is held, at most maxHeld bytes, and hashed at the end.
+ * @param {string} value
+ * @param {{ createHash?: HashFactory, maxHeld?: number }} [options]
+ * @returns {{ update(chunk: Uint8Array): void, check(): Promise<void> }}
+ */
+export function contentChecker(value, options = {}) {
+  const digests = expectedDigests(value);
+  const { createHash } = options;
+  if (createHash) {
+    const hashes = [...digests].map(([alg, want]) => ({ alg, want, h: createHash(/** @type {DigestAlgorithm} */ (alg)) }));
+    return {
+      update(chunk) {
+        for (const { h } of hashes) h.update(chunk);
+      },
+      async check() {
+        for (const { alg, want, h } of hashes) {
+          if (!equalBytes(new Uint8Array(h.digest()), want)) {
+            throw refuse(Reason.DigestMismatch, `${alg} digest of the content does not match Content-Digest`);
+          }
+        }
+      },
+    };
+  }
+  const maxHeld = options.maxHeld === undefined ? DEFAULT_MAX_HELD_BYTES : options.maxHeld;
+  /** @type {Uint8Array[]} */
+  const chunks = [];
+  let size = 0;
+  return {
+    update(chunk) {
+      size += chunk.length;
+      if (size > maxHeld) {
+        throw new RangeError(`signet: the content is over the ${maxHeld} bytes this runtime holds to check its digest (Web Crypto hashes whole messages; @signet/client/node hashes as it streams)`);
+      }
+      chunks.push(chunk.slice());
+    },
+    async check() {
+      return compare(digests, concat(chunks));
+    },
+  };
 }

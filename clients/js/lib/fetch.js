@@ -1,8 +1,10 @@
 // A fetch that signs every request, in the shape of an HTTP client transport.
 
 import { concat } from './bytes.js';
+import { SignatureError } from './errors.js';
 import { keyImporter } from './keys.js';
 import { isStream } from './message.js';
+import { GATEWAY_TAG, GatewayKeys, verifiedResponse, verifyResponse } from './response.js';
 import { sign } from './sign.js';
 
 /** The problem type base of a Signet gateway: the type is this plus a reason code. */
@@ -23,6 +25,15 @@ export const DEFAULT_PROBLEM_BASE = 'https://signet.dev/problems/';
  * @property {() => number} [clock]  the local clock in milliseconds; default Date.now
  * @property {boolean} [retry]  whether to send a request again after a clock correction; default true
  * @property {string} [problemBase]  the gateway's problem type base; default "https://signet.dev/problems/"
+ * @property {import('./response.js').GatewayKeys | string | URL | import('./verify.js').VerifyOptions['keys']} [gatewayKeys]
+ *   the gateway's response keys: its JWK set URL (fetched once and kept, see
+ *   GatewayKeys), a GatewayKeys, or keys pinned in code (a resolver, a Map or
+ *   an object by keyid, as verify takes). Every response is then checked (see
+ *   createSignedFetch)
+ * @property {string[]} [gatewayPins]  with a JWK set URL: the RFC 7638 thumbprints of the only keys to accept
+ * @property {boolean} [requireSignedResponses]  reject a response without a valid gateway signature; needs gatewayKeys
+ * @property {import('./digest.js').HashFactory} [createHash]  an incremental hash for checking content as it
+ *   streams (the node entry point passes node:crypto's); without it, content is held (at most 32 MiB) to be hashed
  */
 
 /**
@@ -131,6 +142,19 @@ async function readText(response, max) {
  * A stream body is sent as is only when the request already carries
  * Content-Digest; otherwise it is read into memory first, since its digest
  * must be known before the headers are sent.
+ *
+ * Signed responses. With options.gatewayKeys, every response's gateway
+ * signature is checked (see verifyResponse): the header when it arrives,
+ * the content as it is read, so that a body that does not match errors
+ * instead of ending (read bodies to the end before trusting them;
+ * verifiedResponse(response) says whether a response verified). A
+ * response without a valid signature is passed on as it is, unless
+ * options.requireSignedResponses is set, when the fetch rejects instead.
+ * The clock is then corrected, and a request sent again, only on a
+ * refusal the gateway signed as its own (tag signet-gateway), never on an
+ * answer it relays from the API behind it, whatever it looks like.
+ * Accept-Encoding is set to identity when the request has none: fetch
+ * decodes content-coded bodies, whose digest could then not be checked.
  * @param {SignedFetchOptions} options
  * @returns {SignedFetch}
  */
@@ -147,6 +171,14 @@ export function createSignedFetch(options) {
   if (typeof problemBase !== 'string' || problemBase === '') throw new TypeError('signet: problemBase must be a non-empty string');
   /** @type {Map<string, number>} origin → server minus local time, in seconds */
   const offsets = new Map();
+  const requireSigned = options.requireSignedResponses === true;
+  let gatewayKeys = options.gatewayKeys;
+  if (typeof gatewayKeys === 'string' || gatewayKeys instanceof URL) {
+    gatewayKeys = new GatewayKeys(gatewayKeys, { pins: options.gatewayPins, fetch: (u) => fetchImpl(new Request(u)) });
+  } else if (options.gatewayPins !== undefined) {
+    throw new TypeError('signet: gatewayPins apply to a JWK set URL given as gatewayKeys');
+  }
+  if (requireSigned && gatewayKeys === undefined) throw new TypeError('signet: requireSignedResponses needs gatewayKeys');
 
   /** @param {string | URL} url */
   const originOf = (url) => new URL(String(url)).origin;
@@ -183,10 +215,38 @@ export function createSignedFetch(options) {
     );
     const headers = new Headers(request.headers);
     for (const [name, value] of Object.entries(signed.headers)) headers.set(name, value);
+    if (gatewayKeys !== undefined && !headers.has('accept-encoding')) headers.set('accept-encoding', 'identity');
     /** @type {RequestInit} */
     const init = { headers };
     if (body !== null && body !== undefined) init.body = body;
-    return fetchImpl(new Request(request, init));
+    const response = await fetchImpl(new Request(request, init));
+    return checkResponse(response, { method: request.method, url: request.url, headers });
+  }
+
+  /**
+   * Checks the gateway's signature of a response to the request sent;
+   * returns the response to pass on, and whether it is the gateway's own
+   * signed answer.
+   * @param {Response} response
+   * @param {{ method: string, url: string, headers: Headers }} sent
+   * @returns {Promise<{ response: Response, own: boolean }>}
+   */
+  async function checkResponse(response, sent) {
+    if (gatewayKeys === undefined) return { response, own: false };
+    try {
+      const checked = await verifyResponse(response, {
+        request: sent,
+        keys: /** @type {any} */ (gatewayKeys),
+        createHash: options.createHash,
+      });
+      const result = verifiedResponse(checked);
+      return { response: checked, own: result !== undefined && result.tag === GATEWAY_TAG };
+    } catch (err) {
+      if (!requireSigned) return { response, own: false };
+      if (response.body) response.body.cancel().catch(() => {});
+      if (err instanceof SignatureError) throw err;
+      throw new Error(`signet: the response to ${sent.method} ${sent.url} could not be checked: ${err instanceof Error ? err.message : err}`, { cause: err });
+    }
   }
 
   /**
@@ -195,9 +255,12 @@ export function createSignedFetch(options) {
    * (used) the way the reason asks; undefined otherwise.
    * @param {Response} response
    * @param {number} used
+   * @param {boolean} own  whether the gateway signed it as its own answer
    * @returns {Promise<number | undefined>}
    */
-  async function correction(response, used) {
+  async function correction(response, used, own) {
+    // With the gateway's keys, only its own signed refusal (and Date) counts.
+    if (gatewayKeys !== undefined && !own) return undefined;
     if (response.status !== 401) return undefined;
     if (!SIGNATURE_CHALLENGE_RE.test(response.headers.get('www-authenticate') || '')) return undefined;
     const problem = await readProblem(response);
@@ -226,13 +289,13 @@ export function createSignedFetch(options) {
     const body = streaming ? undefined : request.body === null ? null : new Uint8Array(await request.arrayBuffer());
 
     const used = offsetOf(origin);
-    const response = await send(request, body, used);
-    const corrected = await correction(response, used);
+    const { response, own } = await send(request, body, used);
+    const corrected = await correction(response, used, own);
     if (corrected === undefined) return response;
     setOffset(origin, corrected);
     if (!retry || streaming) return response;
     if (response.body) await response.body.cancel().catch(() => {});
-    return send(request, body, corrected);
+    return (await send(request, body, corrected)).response;
   }
 
   /**

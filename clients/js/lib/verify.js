@@ -38,7 +38,7 @@ import { parseSignatureFields, plainParams } from './signatures.js';
  *   may do
  * @property {string | string[]} [label]  check only the signatures with these
  *   labels, which must all be present (missing-signature otherwise)
- * @property {string} [tag]  check only signatures whose `tag` is this (missing-signature if none)
+ * @property {string | string[]} [tag]  check only signatures whose `tag` is this, or one of these (missing-signature if none)
  * @property {string[] | ((message: import('./message.js').Message) => string[])} [requiredComponents]
  *   components every checked signature must cover, as in SignOptions.components,
  *   or a function of the message. Default, for a request: the default
@@ -225,8 +225,9 @@ function select(all, options) {
     });
   }
   if (options.tag !== undefined) {
-    selected = selected.filter((s) => s.params.get('tag') === options.tag);
-    if (selected.length === 0) throw refuse(Reason.MissingSignature, `the message has no signature with tag ${JSON.stringify(options.tag)}`);
+    const tags = Array.isArray(options.tag) ? options.tag : [options.tag];
+    selected = selected.filter((s) => tags.includes(/** @type {string} */ (s.params.get('tag'))));
+    if (selected.length === 0) throw refuse(Reason.MissingSignature, `the message has no signature with tag ${tags.map((t) => JSON.stringify(t)).join(' or ')}`);
   }
   if (selected.length === 0) throw refuse(Reason.MissingSignature, 'Signature-Input is empty');
   if (selected.length > MAX_SIGNATURES) {

@@ -10,12 +10,19 @@
 //    "keys":{"<keyid>":{"alg","key"}},"now":<unix seconds>[, "maxAge","clockSkew",
 //    "requiredComponents","requiredParams","algorithms","label","tag"]}
 //     → {"ok":true} or {"ok":false,"reason":"…","message":"…"}
+//   {"op":"presign","url","keyId","alg","key","expires","created"[, "method","nonce"]}
+//     → {"url":"…"}, or {"error":"…"} when the URL cannot be presigned
+//   {"op":"verify_response","request":{…as sent…},"response":{"status","headers","body_b64"},
+//    "keys":"<the gateway's JWK set>"}
+//     → {"ok":true,"tag":"…"} or {"ok":false,"reason":"…","message":"…"}
 //
 // Keys are base64 HMAC secrets, PEM or JWK text. A line that cannot be
-// handled gives {"error":"…"} (sign) or {"ok":false,"reason":"error",…} (verify).
+// handled gives {"error":"…"} (sign, presign) or {"ok":false,"reason":"error",…}
+// (verify, verify_response).
 
 import { createInterface } from 'node:readline';
-import { MemoryNonceStore, SignatureError, sign, verify } from '../index.js';
+import { MemoryNonceStore, SignatureError, parseJwks, presign, sign, verifiedResponse, verify } from '../index.js';
+import { verifyResponse } from '../node.js';
 
 // JSON strings are Unicode; HTTP field values are octets. Go sends its
 // bytes as UTF-8, so a value's octets are its UTF-8 encoding.
@@ -66,6 +73,27 @@ async function handle(input) {
         return { ok: false, reason: 'error', message: String(err && err.message) };
       }
     }
+    case 'presign': {
+      const url = await presign(input.url, {
+        keyId: input.keyId, key: input.key, alg: input.alg, method: input.method, expiresIn: input.expires,
+        created: input.created, singleUse: input.nonce !== undefined, nonce: input.nonce,
+      });
+      return { url };
+    }
+    case 'verify_response': {
+      try {
+        const r = input.response;
+        const body = r.body_b64 ? Buffer.from(r.body_b64, 'base64') : null;
+        const headers = r.headers.map(([n, v]) => [n, toOctets(v)]);
+        const res = new Response([101, 204, 304].includes(r.status) ? null : body, { status: r.status, headers });
+        const checked = await verifyResponse(res, { request: toRequest(input.request), keys: await parseJwks(input.keys) });
+        await checked.arrayBuffer();
+        return { ok: true, tag: verifiedResponse(checked).tag };
+      } catch (err) {
+        if (err instanceof SignatureError) return { ok: false, reason: err.reason, message: err.message };
+        return { ok: false, reason: 'error', message: String(err && err.message) };
+      }
+    }
     default:
       throw new TypeError(`unknown op ${JSON.stringify(input.op)}`);
   }
@@ -82,7 +110,7 @@ for await (const line of lines) {
     out = await handle(input);
   } catch (err) {
     const message = String(err && err.message);
-    out = op === 'verify' ? { ok: false, reason: 'error', message } : { error: message };
+    out = op === 'verify' || op === 'verify_response' ? { ok: false, reason: 'error', message } : { error: message };
   }
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }

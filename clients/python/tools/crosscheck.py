@@ -13,6 +13,12 @@ in order, speaking the protocol of clients/js/tools/crosscheck.mjs:
    "requiredComponents","requiredParams","algorithms","label","tag"]}
     -> {"ok":true} or {"ok":false,"reason":"...","message":"..."}
 
+  {"op":"presign","url","keyId","alg","key","expires","created"[, "method","nonce"]}
+    -> {"url":"..."}, or {"error":"..."} when the URL cannot be presigned
+  {"op":"verify_response","request":{...as sent...},"response":{"status","headers","body_b64"},
+   "keys":"<the gateway's JWK set>"}
+    -> {"ok":true,"tag":"..."} or {"ok":false,"reason":"...","message":"..."}
+
 Keys are base64 HMAC secrets, PEM or JWK text. Field values in JSON are taken
 as UTF-8 octets, as Go sends them. Each verify line has a nonce store of its
 own: replays across lines are the servers' business. A line that cannot be
@@ -100,6 +106,26 @@ def verify(line: Dict[str, Any]) -> Dict[str, Any]:
     return {"ok": True}
 
 
+def presign(line: Dict[str, Any]) -> Dict[str, Any]:
+    url = signet.presign(
+        line["url"], line["keyId"], line["key"], alg=line.get("alg"), method=line.get("method") or "GET",
+        expires_in=line["expires"], created=line["created"], single_use="nonce" in line, nonce=line.get("nonce"),
+    )
+    return {"url": url}
+
+
+def verify_response(line: Dict[str, Any]) -> Dict[str, Any]:
+    r = line["response"]
+    headers = [(n, octets(v)) for n, v in r.get("headers") or []]
+    body = base64.b64decode(r["body_b64"]) if r.get("body_b64") else b""
+    resp = signet.Response(r["status"], headers, body, request=to_request(line["request"]))
+    try:
+        got = signet.verify_response(resp, signet.parse_jwks(line["keys"]))
+    except signet.VerifyError as e:
+        return {"ok": False, "reason": e.reason.value, "message": str(e)}
+    return {"ok": True, "tag": got.tag}
+
+
 def handle(line: str) -> Dict[str, Any]:
     op = None
     try:
@@ -109,10 +135,14 @@ def handle(line: str) -> Dict[str, Any]:
             return sign(data)
         if op == "verify":
             return verify(data)
+        if op == "presign":
+            return presign(data)
+        if op == "verify_response":
+            return verify_response(data)
         raise ValueError(f"unknown op {op!r}")
     except Exception as e:  # one bad line must not stop the others
         message = f"{type(e).__name__}: {e}"
-        return {"ok": False, "reason": "error", "message": message} if op == "verify" else {"error": message}
+        return {"ok": False, "reason": "error", "message": message} if op in ("verify", "verify_response") else {"error": message}
 
 
 def main() -> None:

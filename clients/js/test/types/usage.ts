@@ -20,6 +20,14 @@ import {
   signatureBase,
   verify,
   verifyContentDigest,
+  presign,
+  verifiedResponse,
+  verifyResponse,
+  GatewayKeys,
+  jwkThumbprint,
+  GATEWAY_TAG,
+  RESPONSE_TAG,
+  KEYS_PATH,
   type Algorithm,
   type Key,
   type ReasonCode,
@@ -34,6 +42,7 @@ import {
   importKey as importNodeKey,
   readKeyFile,
   sign as nodeSign,
+  createSignedFetch as createNodeSignedFetch,
   type Key as NodeKey,
 } from '@signet/client/node';
 
@@ -128,6 +137,18 @@ export async function nodeExamples(): Promise<void> {
   const digest: string = await nodeDigest(createReadStream('/tmp/upload.bin'));
   await nodeSign({ method: 'GET', url: 'https://api.example.com/' }, { keyId: 'k', key: fromFile });
   console.log(fromObject.alg, digest);
+}
+
+// Presigned URLs and the gateway's signed responses.
+export async function presignAndResponses(): Promise<void> {
+  const url: string = await presign('https://api.example.com/v1/files/7', { keyId: 'k', key: 'c2VjcmV0', expiresIn: 900, singleUse: true });
+  const keys = new GatewayKeys('https://api.example.com' + KEYS_PATH, { pins: ['thumbprint'] });
+  const f = createNodeSignedFetch({ keyId: 'k', key: 'c2VjcmV0', gatewayKeys: keys, requireSignedResponses: true });
+  const res: Response = await f(url);
+  const result = verifiedResponse(res);
+  if (result && result.tag === GATEWAY_TAG) console.log(result.keyId);
+  const checked: Response = await verifyResponse(res, { request: { method: 'GET', url, headers: [] }, keys });
+  console.log(await checked.text(), RESPONSE_TAG, await jwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: 'AA' }));
 }
 
 // The server entry point.

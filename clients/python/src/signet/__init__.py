@@ -9,7 +9,9 @@ and reason codes.
 Entry points: :class:`Signer` and :class:`Verifier` over a :class:`Request`
 (or :class:`Response`); :func:`load_key`, :func:`load_key_file` and
 :func:`hmac_key` for keys; :class:`signet.requests.SignetAuth` and
-:class:`signet.httpx.SignetAuth` for HTTP clients. Lower-level pieces:
+:class:`signet.httpx.SignetAuth` for HTTP clients, which check a gateway's
+signed responses when given its keys (:func:`verify_response`,
+:class:`GatewayKeys`); :func:`presign` for presigned URLs. Lower-level pieces:
 :func:`content_digest`, :func:`check_content_digest`,
 :func:`parse_signatures`, :func:`signature_base`,
 :func:`parse_accept_signature`, :mod:`signet.sf`.
@@ -25,7 +27,9 @@ from .digest import DIGEST_ALGORITHMS, Digester, check_content_digest, content_d
 from .errors import Reason, Refused, SignetError, VerifyError
 from .keys import ALGORITHMS, Key, KeyFormatError, generate_key_pair, generate_secret, hmac_key, load_key, load_key_file
 from .message import ComponentError, Message, Request, Response
+from .presign import PRESIGN_INPUT_PARAM, PRESIGN_SIGNATURE_PARAM, PRESIGN_TAG, presign
 from .problem import DEFAULT_PROBLEM_BASE, Problem, raise_for_refusal, read_problem
+from .response import GATEWAY_TAG, KEYS_PATH, RESPONSE_TAG, GatewayKeys, jwk_thumbprint, parse_jwks, verify_response
 from .sign import DEFAULT_LABEL, Signed, Signer, default_components, new_nonce
 from .signatures import AcceptSignature, ParsedSignature, parse_accept_signature, parse_signature_input, parse_signatures
 from .verify import (
@@ -44,6 +48,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALGORITHMS",
+    "GATEWAY_TAG",
+    "KEYS_PATH",
+    "PRESIGN_INPUT_PARAM",
+    "PRESIGN_SIGNATURE_PARAM",
+    "PRESIGN_TAG",
+    "RESPONSE_TAG",
+    "GatewayKeys",
+    "jwk_thumbprint",
+    "parse_jwks",
+    "presign",
+    "verified_response",
+    "verify_response",
     "DEFAULT_LABEL",
     "DEFAULT_PROBLEM_BASE",
     "DEFAULT_REQUIRED_PARAMS",
@@ -115,3 +131,15 @@ def signature_base(
         raise ValueError("signet: signature_base needs exactly one signature; pass label")
     s = chosen[0]
     return _signature_base(message, s.components, s.signature_params, structured=structured)
+
+
+def verified_response(response: object) -> Optional[Verified]:
+    """The gateway signature that verified on a ``requests`` or ``httpx``
+    response a :class:`signet.requests.SignetAuth` or
+    :class:`signet.httpx.SignetAuth` with ``gateway_keys`` checked, or None."""
+    extensions = getattr(response, "extensions", None)
+    if isinstance(extensions, dict):
+        v = extensions.get("signet_verified")
+    else:
+        v = getattr(response, "signet_verified", None)
+    return v if isinstance(v, Verified) else None

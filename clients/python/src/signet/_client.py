@@ -11,11 +11,13 @@ from collections import OrderedDict
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 from .components import Component
-from .errors import Reason
+from .errors import Reason, VerifyError
 from .keys import Key, Material
-from .message import Request, normalize_authority
+from .message import Request, Response, normalize_authority
 from .problem import DEFAULT_PROBLEM_BASE, challenges_signature, parse_problem
+from .response import GATEWAY_TAG, GatewayKeys, verify_response
 from .sign import Signed, Signer
+from .verify import KeyResolver, Verified
 
 DEFAULT_MAX_BODY_BYTES = 32 << 20
 """The size limit of a request body that must be read into memory to compute
@@ -90,7 +92,18 @@ class SigningClient:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_origins: int = DEFAULT_MAX_ORIGINS,
         now: Callable[[], float] = time.time,
+        gateway_keys: Union[KeyResolver, str, None] = None,
+        gateway_pins: Optional[Sequence[str]] = None,
+        require_signed_responses: bool = False,
     ) -> None:
+        if isinstance(gateway_keys, str):
+            gateway_keys = GatewayKeys(gateway_keys, pins=gateway_pins)
+        elif gateway_pins is not None:
+            raise ValueError("signet: gateway_pins apply to a JWK set URL given as gateway_keys")
+        if require_signed_responses and gateway_keys is None:
+            raise ValueError("signet: require_signed_responses needs gateway_keys")
+        self.gateway_keys = gateway_keys
+        self.require_signed = require_signed_responses
         self.signer = Signer(
             key_id=key_id, key=key, alg=alg, label=label, components=components, tag=tag,
             expires_in=expires_in, digest=digest, now=now,
@@ -163,3 +176,38 @@ class SigningClient:
 
     def clock_offset(self, origin: str) -> int:
         return self.offsets.get(origin)
+
+    def check_response(self, sent: Request, status: int, headers: Any, body: bytes) -> Optional[Verified]:
+        """Checks the gateway's signature of a response to ``sent`` (the
+        request as it was sent), whose content, read, is ``body``. Returns
+        what verified, or None when it did not (or no gateway keys are
+        set); raises when it did not and signed responses are required."""
+        if self.gateway_keys is None:
+            return None
+        pairs = [(k, v) for k, v in _items(headers)]
+        try:
+            return verify_response(Response(status, pairs, body, request=sent), self.gateway_keys)
+        except VerifyError:
+            if self.require_signed:
+                raise
+            return None
+        except Exception as err:
+            # The key set could not be fetched: nothing is verified.
+            if self.require_signed:
+                raise VerifyError(Reason.UNKNOWN_KEY, f"the gateway's keys could not be had: {err}") from err
+            return None
+
+    def own_answer(self, verified: Optional[Verified]) -> bool:
+        """Reports whether a response may correct the clock or cause a
+        retry: any, without gateway keys; with them, only the gateway's own
+        signed answer (tag signet-gateway), never one it relays."""
+        if self.gateway_keys is None:
+            return True
+        return verified is not None and verified.tag == GATEWAY_TAG
+
+
+def _items(headers: Any) -> Any:
+    raw = getattr(headers, "multi_items", None)  # httpx
+    if raw is not None:
+        return raw()
+    return headers.items()

@@ -25,6 +25,7 @@ from .components import Component
 from .keys import Key, Material
 from .message import Request
 from .problem import DEFAULT_PROBLEM_BASE
+from .verify import KeyResolver
 
 __all__ = ["SignetAuth"]
 
@@ -54,6 +55,13 @@ class SignetAuth(httpx.Auth):
     within one turn of the auth flow); a Signet server refuses them. httpx
     does not follow redirects unless asked to.
 
+    Signed responses: ``gateway_keys``, ``gateway_pins`` and
+    ``require_signed_responses`` are those of
+    :class:`signet.requests.SignetAuth`: every response's gateway signature
+    is checked, its content read first; :func:`signet.verified_response`
+    returns what verified; httpx's own ``Accept-Encoding`` becomes
+    ``identity``.
+
     Safe for concurrent use, by threads or tasks.
     """
 
@@ -76,11 +84,15 @@ class SignetAuth(httpx.Auth):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_origins: int = DEFAULT_MAX_ORIGINS,
         now: Callable[[], float] = time.time,
+        gateway_keys: Union[KeyResolver, str, None] = None,
+        gateway_pins: Optional[Sequence[str]] = None,
+        require_signed_responses: bool = False,
     ) -> None:
         self._client = SigningClient(
             key_id, key, alg=alg, label=label, components=components, tag=tag, expires_in=expires_in,
             digest=digest, retry=retry, problem_base=problem_base, max_body_bytes=max_body_bytes,
-            max_origins=max_origins, now=now,
+            max_origins=max_origins, now=now, gateway_keys=gateway_keys, gateway_pins=gateway_pins,
+            require_signed_responses=require_signed_responses,
         )
 
     def clock_offset(self, url: Union[str, httpx.URL]) -> int:
@@ -98,16 +110,23 @@ class SignetAuth(httpx.Auth):
         elif body is None:
             body = _take(request, _read_sync(request.stream, self._client.max_body_bytes))
             replayable = True
+        self._identity(request)
         original = request.headers.copy()
         used = self._sign(request, body)
         response = yield request
-        if not self._client.may_be_clock_refusal(response.status_code, response.headers):
+        if self._client.gateway_keys is not None:
+            response.read()
+        own = self._check(request, response)
+        if not self._client.may_be_clock_refusal(response.status_code, response.headers) or not own:
             return
         response.read()
         if self._correct(request, response, used) and replayable and self._client.retry:
             request.headers = original.copy()
             self._sign(request, body)
-            yield request
+            response = yield request
+            if self._client.gateway_keys is not None:
+                response.read()
+                self._check(request, response)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         body = _known_content(request)
@@ -117,30 +136,56 @@ class SignetAuth(httpx.Auth):
         elif body is None:
             body = _take(request, await _read_async(request.stream, self._client.max_body_bytes))
             replayable = True
+        self._identity(request)
         original = request.headers.copy()
         used = self._sign(request, body)
         response = yield request
-        if not self._client.may_be_clock_refusal(response.status_code, response.headers):
+        if self._client.gateway_keys is not None:
+            await response.aread()
+        own = self._check(request, response)
+        if not self._client.may_be_clock_refusal(response.status_code, response.headers) or not own:
             return
         await response.aread()
         if self._correct(request, response, used) and replayable and self._client.retry:
             request.headers = original.copy()
             self._sign(request, body)
-            yield request
+            response = yield request
+            if self._client.gateway_keys is not None:
+                await response.aread()
+                self._check(request, response)
 
     def _sign(self, request: httpx.Request, body: Optional[bytes]) -> int:
-        host = request.headers.get("Host") or request.url.netloc.decode("ascii")
-        url = f"{request.url.scheme}://{host}{request.url.raw_path.decode('ascii')}"
-        headers = [(k.decode("latin-1"), v) for k, v in request.headers.raw]
-        signed, used = self._client.sign(Request(request.method, url, headers, body))
+        signed, used = self._client.sign(_message(request, body))
         for name, value in signed.headers.items():
             request.headers[name] = value
         return used
+
+    def _identity(self, request: httpx.Request) -> None:
+        # httpx decodes content-coded bodies; the check needs them as signed.
+        if self._client.gateway_keys is not None and request.headers.get("Accept-Encoding", "").startswith("gzip, deflate"):
+            request.headers["Accept-Encoding"] = "identity"
+
+    def _check(self, request: httpx.Request, response: httpx.Response) -> bool:
+        """Checks the gateway's signature of response, records it, and
+        reports whether the response may correct the clock."""
+        verified = self._client.check_response(_message(request, None), response.status_code, response.headers, response.content) \
+            if self._client.gateway_keys is not None else None
+        if isinstance(response.extensions, dict):
+            response.extensions["signet_verified"] = verified
+        return self._client.own_answer(verified)
 
     def _correct(self, request: httpx.Request, response: httpx.Response, used: int) -> bool:
         host = request.headers.get("Host") or request.url.netloc.decode("ascii")
         origin = origin_of(request.url.scheme, host)
         return self._client.correction(origin, response.status_code, response.headers, response.content, used) is not None
+
+
+def _message(request: httpx.Request, body: Optional[bytes]) -> Request:
+    """The request as it is sent, for signing it and checking its answer."""
+    host = request.headers.get("Host") or request.url.netloc.decode("ascii")
+    url = f"{request.url.scheme}://{host}{request.url.raw_path.decode('ascii')}"
+    headers = [(k.decode("latin-1"), v) for k, v in request.headers.raw]
+    return Request(request.method, url, headers, body)
 
 
 def _known_content(request: httpx.Request) -> Optional[bytes]:

@@ -25,6 +25,7 @@ from .components import Component
 from .keys import Key, Material
 from .message import Request
 from .problem import DEFAULT_PROBLEM_BASE
+from .verify import KeyResolver, Verified
 
 __all__ = ["SignetAuth"]
 
@@ -54,6 +55,19 @@ class SignetAuth(requests.auth.AuthBase):
     of a redirect, which carry the first request's fields; a Signet server
     refuses them. Pass ``allow_redirects=False`` where a redirect may occur.
 
+    Signed responses: with ``gateway_keys`` (the URL of the gateway's JWK
+    set, ``https://gateway/.well-known/signet-keys``, fetched once and
+    kept, with ``gateway_pins`` to pin its keys; or a resolver, as
+    :class:`signet.Verifier` takes), every response's gateway signature is
+    checked, its content read into memory first (also with
+    ``stream=True``): :func:`signet.verified_response` returns what
+    verified. A response without a valid signature is returned as it is,
+    unless ``require_signed_responses``, when :class:`signet.VerifyError`
+    is raised instead. The clock is then corrected, and a request sent
+    again, only on a refusal the gateway signed as its own. Requests' own
+    ``Accept-Encoding`` is replaced by ``identity``: the content must reach
+    the check as it was signed, not decoded.
+
     Safe for concurrent use by several threads.
     """
 
@@ -73,11 +87,15 @@ class SignetAuth(requests.auth.AuthBase):
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_origins: int = DEFAULT_MAX_ORIGINS,
         now: Callable[[], float] = time.time,
+        gateway_keys: Union[KeyResolver, str, None] = None,
+        gateway_pins: Optional[Sequence[str]] = None,
+        require_signed_responses: bool = False,
     ) -> None:
         self._client = SigningClient(
             key_id, key, alg=alg, label=label, components=components, tag=tag, expires_in=expires_in,
             digest=digest, retry=retry, problem_base=problem_base, max_body_bytes=max_body_bytes,
-            max_origins=max_origins, now=now,
+            max_origins=max_origins, now=now, gateway_keys=gateway_keys, gateway_pins=gateway_pins,
+            require_signed_responses=require_signed_responses,
         )
 
     def clock_offset(self, url: str) -> int:
@@ -87,6 +105,8 @@ class SignetAuth(requests.auth.AuthBase):
         return self._client.clock_offset(origin_of(u.scheme, u.netloc.rpartition("@")[2]))
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self._client.gateway_keys is not None and r.headers.get("Accept-Encoding") == requests.utils.DEFAULT_ACCEPT_ENCODING:
+            r.headers["Accept-Encoding"] = "identity"
         replay = self._prepare_body(r)
         original = r.headers.copy()
         used = self._sign(r)
@@ -123,16 +143,29 @@ class SignetAuth(requests.auth.AuthBase):
         return lambda: data
 
     def _sign(self, r: requests.PreparedRequest) -> int:
-        assert r.url is not None and r.method is not None
-        u = urlsplit(r.url)
-        host = u.netloc.rpartition("@")[2]
-        url = f"{u.scheme}://{host}{r.path_url}"
-        headers: List[Tuple[str, Union[str, bytes]]] = list(r.headers.items())
-        body = r.body if isinstance(r.body, (bytes, bytearray)) else b""
-        signed, used = self._client.sign(Request(r.method, url, headers, bytes(body)))
+        signed, used = self._client.sign(_message(r))
         for name, value in signed.headers.items():
             r.headers[name] = value
         return used
+
+    def _check(self, resp: requests.Response) -> Optional[Verified]:
+        """Checks the gateway's signature of resp, and records it."""
+        if self._client.gateway_keys is None or resp.request is None:
+            return None
+        verified = self._client.check_response(_message(resp.request), resp.status_code, resp.headers, resp.content)
+        resp.signet_verified = verified  # type: ignore[attr-defined]
+        return verified
+
+
+def _message(r: requests.PreparedRequest) -> Request:
+    """The request as it is sent, for signing it and checking its answer."""
+    assert r.url is not None and r.method is not None
+    u = urlsplit(r.url)
+    host = u.netloc.rpartition("@")[2]
+    url = f"{u.scheme}://{host}{r.path_url}"
+    headers: List[Tuple[str, Union[str, bytes]]] = list(r.headers.items())
+    body = r.body if isinstance(r.body, (bytes, bytearray)) else b""
+    return Request(r.method, url, headers, bytes(body))
 
 
 class _RetryHook:
@@ -146,7 +179,10 @@ class _RetryHook:
 
     def __call__(self, resp: requests.Response, **kwargs: Any) -> requests.Response:
         client = self.auth._client
+        verified = self.auth._check(resp)
         if resp.request is None or not client.may_be_clock_refusal(resp.status_code, resp.headers):
+            return resp
+        if not client.own_answer(verified):
             return resp
         u = urlsplit(resp.request.url or "")
         origin = origin_of(u.scheme, resp.request.headers.get("Host") or u.netloc.rpartition("@")[2])
@@ -164,6 +200,7 @@ class _RetryHook:
         again: requests.Response = resp.connection.send(prep, **kwargs)  # type: ignore[attr-defined]
         again.history.append(resp)
         again.request = prep
+        self.auth._check(again)
         return again
 
 

@@ -158,10 +158,13 @@ class Policy:
     ``max_age``: how old ``created`` may be, in seconds (None: no limit).
     ``max_skew``: how far in the future ``created`` may be.
     ``algorithms``: the only algorithms accepted, if set. ``tag``: only the
-    signatures with this tag are examined. ``labels``: only these, which
-    must all be there; otherwise every signature is checked (at most
-    :data:`MAX_SIGNATURES`) and all must pass: a bad signature never rides
-    on a good one.
+    signatures with this tag are examined; ``tags``: only those with one of
+    these. ``labels``: only these, which must all be there; otherwise every
+    signature is checked (at most :data:`MAX_SIGNATURES`) and all must pass:
+    a bad signature never rides on a good one. ``check_time`` False skips
+    the checks of ``created`` and ``expires`` (for the responses of a
+    gateway, bound to their request by its signature; see
+    :func:`signet.verify_response`).
     """
 
     required_components: Optional[Sequence[Union[str, Component]]] = None
@@ -171,6 +174,8 @@ class Policy:
     algorithms: Optional[Sequence[str]] = None
     tag: Optional[str] = None
     labels: Optional[Sequence[str]] = None
+    tags: Optional[Sequence[str]] = None
+    check_time: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,6 +297,10 @@ class Verifier:
             selected = [s for s in selected if s.params.get("tag") == p.tag]
             if not selected:
                 raise VerifyError(Reason.MISSING_SIGNATURE, f"the message has no signature with tag {p.tag!r}")
+        if p.tags is not None:
+            selected = [s for s in selected if s.params.get("tag") in p.tags]
+            if not selected:
+                raise VerifyError(Reason.MISSING_SIGNATURE, "the message has no signature with tag " + " or ".join(map(repr, p.tags)))
         if not selected:
             raise VerifyError(Reason.MISSING_SIGNATURE, "the Signature-Input field holds no signature")
         if len(selected) > MAX_SIGNATURES:
@@ -316,6 +325,8 @@ class Verifier:
                 raise VerifyError(Reason.MALFORMED_SIGNATURE, f"the signature has no {name} parameter, which this server requires", label=label)
         if s.alg is not None and s.alg not in ALGORITHMS:
             raise VerifyError(Reason.ALGORITHM_MISMATCH, f"unknown algorithm {s.alg!r}", label=label)
+        if not policy.check_time:
+            return
         created = s.created
         if created is not None:
             skew = max(0, math.floor(policy.max_skew))

@@ -3,10 +3,15 @@
 // keyid to a verifying key for [httpsig.Verifier].
 //
 // A [Service] is the entry point: [Service.Create], [Service.Rotate],
-// [Service.Revoke], [Service.SetScopes] and [Service.Rekey] change keys and
-// write the audit log; [Service.ResolveKey] implements [httpsig.KeyResolver]
-// over an in-memory cache that learns of changes made anywhere. Keys live in
-// a [Store]; there is one package per back end:
+// [Service.Revoke], [Service.Disable], [Service.Enable], [Service.Update]
+// and [Service.Rekey] change keys and write the audit log;
+// [Service.ResolveKey] implements [httpsig.KeyResolver] over an in-memory
+// cache that learns of changes made anywhere; [Service.ListPage] pages
+// through keys for an admin API. A key may carry a [RateLimit] and a budget
+// of [Uses], which gateways enforce ([Service.SpendUses] spends the budget
+// for them), and metadata. A [Meter] counts requests per key and hour and
+// writes them to the store in batches; [Service.Usage] reads them back.
+// Keys live in a [Store]; there is one package per back end:
 //
 //   - [github.com/signet-dev/signet/keys/sqlite], an embedded file, the
 //     default for a single instance;
@@ -43,6 +48,7 @@ package keys
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
@@ -60,6 +66,17 @@ var (
 	ErrUnavailable = errors.New("keys: key store unavailable")
 )
 
+// ErrKeyDisabled is wrapped by the error [Service.ResolveKey] returns for a
+// disabled key. That error wraps [httpsig.ErrKeyRevoked] too, so that a
+// verifier that knows nothing of disabled keys refuses the request as
+// key-revoked, never lets it through nor takes it for a store failure; a
+// server that knows them answers [ReasonKeyDisabled].
+var ErrKeyDisabled = errors.New("keys: key disabled")
+
+// ReasonKeyDisabled is the reason code of a request refused because its key
+// is disabled ([ErrKeyDisabled]): a 401, as for a revoked key.
+const ReasonKeyDisabled httpsig.Reason = "key-disabled"
+
 // ErrWrongMasterKey is wrapped by the error of [New] when the master key it
 // is given is not the one the store's secrets are sealed with, and by writes
 // of a service whose master key was replaced by a [Service.Rekey] elsewhere.
@@ -74,43 +91,74 @@ const (
 	StatusExpiring Status = "expiring" // rotated, and still inside its overlap
 	StatusExpired  Status = "expired"
 	StatusRevoked  Status = "revoked"
+	StatusDisabled Status = "disabled" // disabled until enabled again
 )
 
+// ParseStatus parses the name of a status.
+func ParseStatus(s string) (Status, error) {
+	switch st := Status(s); st {
+	case StatusActive, StatusExpiring, StatusExpired, StatusRevoked, StatusDisabled:
+		return st, nil
+	}
+	return "", fmt.Errorf("%w: status %q is none of active, expiring, expired, disabled, revoked", ErrInvalid, s)
+}
+
 // A Key is what the service knows of a key, without its secret.
+//
+// Its JSON form has a "status" member: the key's status when the service
+// read it, for keys a [Service] returns, else when it is marshalled.
 type Key struct {
-	ID          string            `json:"id"`
-	Owner       string            `json:"owner"`
-	Alg         httpsig.Algorithm `json:"alg"`
-	Scopes      []string          `json:"scopes"`
-	Label       string            `json:"label,omitempty"`
-	Created     time.Time         `json:"created"`
-	Expires     time.Time         `json:"expires,omitzero"`      // zero: never
-	Revoked     time.Time         `json:"revoked,omitzero"`      // zero: not revoked
-	LastUsed    time.Time         `json:"last_used,omitzero"`    // zero: never
-	Predecessor string            `json:"predecessor,omitempty"` // the key this one replaced by rotation
-	Successor   string            `json:"successor,omitempty"`   // the key that replaced this one by rotation
-	PublicKey   []byte            `json:"public_key,omitempty"`  // PEM (SPKI) for asymmetric keys; nil for HMAC
+	ID     string            `json:"id"`
+	Owner  string            `json:"owner"`
+	Alg    httpsig.Algorithm `json:"alg"`
+	Scopes []string          `json:"scopes"`
+	Label  string            `json:"label,omitempty"`
+	// Metadata is a JSON object of the operator's (at most
+	// [MaxMetadataSize] bytes), kept in a canonical form: members sorted,
+	// no white space. Nil: none.
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	Created     time.Time       `json:"created"`
+	Expires     time.Time       `json:"expires,omitzero"`      // zero: never
+	Disabled    time.Time       `json:"disabled,omitzero"`     // zero: not disabled
+	Revoked     time.Time       `json:"revoked,omitzero"`      // zero: not revoked
+	LastUsed    time.Time       `json:"last_used,omitzero"`    // zero: never
+	Predecessor string          `json:"predecessor,omitempty"` // the key this one replaced by rotation
+	Successor   string          `json:"successor,omitempty"`   // the key that replaced this one by rotation
+	RateLimit   *RateLimit      `json:"rate_limit,omitempty"`  // nil: the gateway's default
+	Uses        *Uses           `json:"uses,omitempty"`        // nil: no budget
+	PublicKey   []byte          `json:"public_key,omitempty"`  // PEM (SPKI) for asymmetric keys; nil for HMAC
+	// Version counts the changes to the key; a new key has version 1.
+	// [UpdateRequest.Version] names it to make a change only if no other
+	// came first.
+	Version int64 `json:"version"`
+
+	asOf time.Time // when a service read it; zero: not by a service
 }
 
 // Status returns the key's status at now: "revoked" once revoked, whenever
 // that was; "expired" from its expiry time on (for a rotated key, the end
-// of its overlap); "expiring" if it was rotated and its overlap has not
-// ended; "active" otherwise.
+// of its overlap); "disabled" while disabled; "expiring" if it was rotated
+// and its overlap has not ended; "active" otherwise.
 func (k *Key) Status(now time.Time) Status {
 	switch {
 	case !k.Revoked.IsZero():
 		return StatusRevoked
 	case !k.Expires.IsZero() && !now.Before(k.Expires):
 		return StatusExpired
+	case !k.Disabled.IsZero():
+		return StatusDisabled
 	case k.Successor != "":
 		return StatusExpiring
 	}
 	return StatusActive
 }
 
-// keyJSON is the JSON form of a Key: the public key is PEM text, which
-// shadows the base64 of the embedded field.
+// keyJSON is the JSON form of a Key: its id and status come first, and
+// the public key is PEM text; these fields shadow those of the embedded
+// Key.
 type keyJSON struct {
+	ID     string `json:"id"`
+	Status Status `json:"status"`
 	plainKey
 	PublicKey string `json:"public_key,omitempty"`
 }
@@ -119,22 +167,28 @@ type plainKey Key // without the methods, so that encoding/json does not recurse
 
 // MarshalJSON encodes the key with the members its tags name, leaving out
 // those that are zero, but with public_key as PEM text rather than base64,
-// and scopes always an array.
+// scopes always an array, and its status.
 func (k Key) MarshalJSON() ([]byte, error) {
-	j := keyJSON{plainKey: plainKey(k), PublicKey: string(k.PublicKey)}
+	at := k.asOf
+	if at.IsZero() {
+		at = time.Now()
+	}
+	j := keyJSON{ID: k.ID, Status: k.Status(at), plainKey: plainKey(k), PublicKey: string(k.PublicKey)}
 	if j.Scopes == nil {
 		j.Scopes = []string{}
 	}
 	return json.Marshal(j)
 }
 
-// UnmarshalJSON decodes what MarshalJSON encodes.
+// UnmarshalJSON decodes what MarshalJSON encodes; the status is worked out
+// again from the other members when needed.
 func (k *Key) UnmarshalJSON(data []byte) error {
 	var j keyJSON
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
 	}
 	*k = Key(j.plainKey)
+	k.ID = j.ID
 	k.PublicKey = nil
 	if j.PublicKey != "" {
 		k.PublicKey = []byte(j.PublicKey)
@@ -152,7 +206,12 @@ type CreateRequest struct {
 	Scopes    []string
 	Expires   time.Time // zero: never; must be in the future
 	Label     string
-	Actor     string // who asks, for the audit log
+	// Metadata is a JSON object, at most MaxMetadataSize bytes in its
+	// canonical form; nil, null or {} for none.
+	Metadata  json.RawMessage
+	RateLimit RateLimit // zero: none; a zero Burst is Rate.N
+	Uses      Uses      // zero: no budget; only Remaining and Refill are read
+	Actor     string    // who asks, for the audit log
 }
 
 // A RotateRequest describes a rotation: see [Service.Rotate].
@@ -178,11 +237,60 @@ type Created struct {
 	Secret []byte `json:"secret,omitempty"`
 }
 
-// ListFilter selects keys for [Service.List]. The zero value selects every
-// key that is not revoked.
+// An UpdateRequest changes a key: see [Service.Update]. Nil fields are
+// left as they are.
+type UpdateRequest struct {
+	ID string // the key to change; required
+	// Version, if not zero, must be the key's version, or the update
+	// fails with an error wrapping ErrConflict: someone changed the key
+	// since the caller read it.
+	Version  int64
+	Label    *string
+	Expires  *time.Time // the zero time: never
+	Scopes   *[]string
+	Metadata json.RawMessage // nil: unchanged; null or {}: none
+	// RateLimit replaces the rate limit; the zero RateLimit removes it.
+	RateLimit *RateLimit
+	// Uses sets a new budget (Remaining and Refill), counted from now;
+	// the zero Uses removes it.
+	Uses  *Uses
+	Actor string // who asks, for the audit log
+}
+
+// ListFilter selects keys for [Service.List] and [Service.ListPage]. The
+// zero value selects every key that is not revoked.
 type ListFilter struct {
-	Owner          string // only this owner's keys, if not empty
+	Owner    string // only this owner's keys, if not empty
+	IDPrefix string // only keys whose id starts with this, if not empty
+	Scope    string // only keys with this scope, if not empty
+	// Status, if not empty, selects the keys of this status (at the
+	// time of the call); revoked keys are selected by StatusRevoked
+	// alone.
+	Status         Status
 	IncludeRevoked bool
+}
+
+// A ListRequest asks [Service.ListPage] for one page of keys.
+type ListRequest struct {
+	ListFilter
+	// Cursor is the Next of the page before; empty for the first.
+	Cursor string
+	// Limit is the most keys on the page: 1 to MaxPageSize; zero means
+	// DefaultPageSize.
+	Limit int
+}
+
+// Sizes of a page of [Service.ListPage].
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// A KeyPage is one page of keys, oldest first.
+type KeyPage struct {
+	Keys []Key `json:"keys"`
+	// Next is the cursor of the next page; empty on the last page.
+	Next string `json:"next,omitempty"`
 }
 
 // An Action is what an [AuditEvent] records.
@@ -195,6 +303,10 @@ const (
 	ActionRevoke    Action = "revoke"
 	ActionSetScopes Action = "set-scopes"
 	ActionRekey     Action = "rekey"
+	ActionDisable   Action = "disable"
+	ActionEnable    Action = "enable"
+	ActionUpdate    Action = "update"     // label, expiry, metadata or scopes
+	ActionSetLimits Action = "set-limits" // rate limit or uses
 )
 
 // An AuditEvent is one entry of the audit log, which is append-only.

@@ -203,7 +203,7 @@ func TestKeyJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"id":"pk_x","owner":"bob","alg":"ed25519","scopes":["a"],"label":"l","created":"2030-01-02T03:04:05.000006Z","expires":"2030-01-02T04:04:05.000006Z","predecessor":"pk_w","public_key":"-----BEGIN PUBLIC KEY-----\nMCow\n-----END PUBLIC KEY-----\n"}`
+	want := `{"id":"pk_x","status":"active","owner":"bob","alg":"ed25519","scopes":["a"],"label":"l","created":"2030-01-02T03:04:05.000006Z","expires":"2030-01-02T04:04:05.000006Z","predecessor":"pk_w","version":0,"public_key":"-----BEGIN PUBLIC KEY-----\nMCow\n-----END PUBLIC KEY-----\n"}`
 	if string(data) != want {
 		t.Errorf("JSON:\n got %s\nwant %s", data, want)
 	}

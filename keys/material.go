@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -184,4 +185,40 @@ func weakEd25519(pub ed25519.PublicKey) bool {
 		return true
 	}
 	return new(edwards25519.Point).MultByCofactor(p).Equal(edwards25519.NewIdentityPoint()) == 1
+}
+
+// MaxMetadataSize bounds the metadata of a key, in bytes of its canonical
+// JSON form.
+const MaxMetadataSize = 4096
+
+// normalizeMetadata checks that raw is a JSON object and returns its
+// canonical form (members sorted, duplicates resolved to the last, no
+// white space, numbers as written), or nil for null or {}.
+func normalizeMetadata(raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) > 16*MaxMetadataSize {
+		return nil, fmt.Errorf("%w: metadata is over %d bytes", ErrInvalid, MaxMetadataSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil {
+		return nil, fmt.Errorf("%w: metadata must be a JSON object: %v", ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: metadata must be one JSON object, with nothing after it", ErrInvalid)
+	}
+	if len(obj) == 0 {
+		return nil, nil
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(obj); err != nil {
+		return nil, fmt.Errorf("%w: metadata: %v", ErrInvalid, err)
+	}
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	if len(out) > MaxMetadataSize {
+		return nil, fmt.Errorf("%w: metadata is %d bytes, at most %d", ErrInvalid, len(out), MaxMetadataSize)
+	}
+	return out, nil
 }

@@ -25,8 +25,9 @@ const tick = time.Second
 
 // ResolveKey implements [httpsig.KeyResolver]. It returns an error wrapping
 // httpsig.ErrUnknownKey for a keyid that names no key,
-// httpsig.ErrKeyRevoked for a revoked key and httpsig.ErrKeyExpired for an
-// expired one (a rotated key past its overlap included), and an error
+// httpsig.ErrKeyRevoked for a revoked key, httpsig.ErrKeyExpired for an
+// expired one (a rotated key past its overlap included), [ErrKeyDisabled]
+// and httpsig.ErrKeyRevoked for a disabled one, and an error
 // wrapping [ErrUnavailable] when the store cannot answer, within
 // [Options.LookupTimeout], so that the verifier fails closed, fast.
 //
@@ -34,7 +35,7 @@ const tick = time.Second
 //
 // Keys are cached: a cache hit takes no lock and allocates nothing, and
 // reads the clock only for a key that has an expiry. A key changed through
-// any service on the store (revoked, rotated, re-scoped) leaves every cache
+// any service on the store (revoked, disabled, rotated, re-scoped) leaves every cache
 // within about a second. While the store cannot report changes, the cache
 // is bypassed.
 func (s *Service) ResolveKey(ctx context.Context, keyID string) (httpsig.VerifyingKey, error) {
@@ -58,14 +59,19 @@ func (s *Service) ResolveKey(ctx context.Context, keyID string) (httpsig.Verifyi
 // A ResolvedKey is a verifying key with what the middleware needs to know
 // about its holder: it is a middleware.OwnedKey (the gateway asserts it).
 type ResolvedKey struct {
-	id, owner  string
-	alg        httpsig.Algorithm
-	scopes     []string
-	vk         httpsig.VerifyingKey // nil if revoked
-	expires    time.Time
-	revoked    bool
-	errRevoked error
-	errExpired error
+	id, owner   string
+	alg         httpsig.Algorithm
+	scopes      []string
+	vk          httpsig.VerifyingKey // nil if revoked or disabled
+	expires     time.Time
+	revoked     bool
+	errRevoked  error
+	errExpired  error
+	errDisabled error // nil unless disabled
+	metadata    []byte
+	rateLimit   RateLimit
+	uses        Uses
+	hasUses     bool
 }
 
 // Algorithm returns the algorithm the key is bound to.
@@ -83,6 +89,18 @@ func (k *ResolvedKey) Owner() string { return k.owner }
 // Scopes returns the key's scopes. The slice is shared: do not modify it.
 func (k *ResolvedKey) Scopes() []string { return k.scopes }
 
+// Metadata returns the key's metadata, a JSON object in canonical form, or
+// nil. The slice is shared: do not modify it.
+func (k *ResolvedKey) Metadata() []byte { return k.metadata }
+
+// RateLimit returns the key's rate limit, and false if it has none.
+func (k *ResolvedKey) RateLimit() (RateLimit, bool) { return k.rateLimit, !k.rateLimit.IsZero() }
+
+// Uses returns the key's budget as it was when the key was read, and false
+// if it has none: its Set tells a gateway whether uses it spent ahead are
+// still good; [Service.SpendUses] spends from it.
+func (k *ResolvedKey) Uses() (Uses, bool) { return k.uses, k.hasUses }
+
 // use returns the key of e if it may be used now, and records the use. The
 // time of the use is the coarse clock's, so that recording it writes to
 // the entry at most once a tick.
@@ -95,6 +113,8 @@ func (s *Service) use(e *entry) (httpsig.VerifyingKey, error) {
 		return nil, k.errRevoked
 	case !k.expires.IsZero() && !s.now().Before(k.expires):
 		return nil, k.errExpired
+	case k.errDisabled != nil:
+		return nil, k.errDisabled
 	}
 	if c := s.coarse.Load(); e.used.Load() < c {
 		e.used.Store(c)
@@ -204,6 +224,17 @@ func (s *Service) resolved(ctx context.Context, rec *Record) (*ResolvedKey, erro
 	if !k.expires.IsZero() {
 		k.errExpired = fmt.Errorf("keys: key %s expired at %s: %w", rec.ID, rec.Expires.Format(time.RFC3339), httpsig.ErrKeyExpired)
 	}
+	if !rec.Disabled.IsZero() {
+		k.errDisabled = &disabledError{id: rec.ID, since: rec.Disabled}
+		return k, nil
+	}
+	k.metadata = slices.Clip(rec.Metadata)
+	if rec.RateLimit != nil {
+		k.rateLimit = *rec.RateLimit
+	}
+	if rec.Uses != nil {
+		k.uses, k.hasUses = *rec.Uses, true
+	}
 	var err error
 	if rec.Alg.Symmetric() {
 		st := s.seal.Load()
@@ -223,6 +254,24 @@ func (s *Service) resolved(ctx context.Context, rec *Record) (*ResolvedKey, erro
 	}
 	return k, nil
 }
+
+// disabledError is the refusal of a disabled key: it wraps ErrKeyDisabled,
+// and httpsig.ErrKeyRevoked for verifiers that know nothing of disabled
+// keys.
+type disabledError struct {
+	id    string
+	since time.Time
+}
+
+func (e *disabledError) Error() string {
+	return "keys: key " + e.id + " is disabled (since " + e.since.Format(time.RFC3339) + ")"
+}
+
+func (e *disabledError) Unwrap() []error { return disabledWraps }
+
+// disabledWraps is shared, so that telling a disabled key's refusal apart
+// allocates nothing.
+var disabledWraps = []error{ErrKeyDisabled, httpsig.ErrKeyRevoked}
 
 // startWatch starts watching the store for changes, once, when the cache
 // is first needed; until the store reports that it watches, the cache is

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,7 +243,25 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Created, erro
 	if err != nil {
 		return nil, err
 	}
+	var meta json.RawMessage
+	if req.Metadata != nil {
+		if meta, err = normalizeMetadata(req.Metadata); err != nil {
+			return nil, err
+		}
+	}
+	var rl *RateLimit
+	if !req.RateLimit.IsZero() {
+		l, err := normalizeRateLimit(req.RateLimit)
+		if err != nil {
+			return nil, err
+		}
+		rl = &l
+	}
 	now := s.clock()
+	uses, err := checkUses(req.Uses, now)
+	if err != nil {
+		return nil, err
+	}
 	expires := normTime(req.Expires)
 	if !expires.IsZero() && !expires.After(now) {
 		return nil, fmt.Errorf("%w: expiry %s is not in the future", ErrInvalid, expires.Format(time.RFC3339))
@@ -252,6 +272,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Created, erro
 		return nil, err
 	}
 	rec.Owner, rec.Scopes, rec.Label, rec.Created, rec.Expires = req.Owner, scopes, req.Label, now, expires
+	rec.Metadata, rec.RateLimit, rec.Uses, rec.Version = meta, rl, uses, 1
 	w := &Write{
 		Insert: []Record{rec},
 		Events: []AuditEvent{{Time: now, Actor: req.Actor, Action: ActionCreate, KeyID: rec.ID, Detail: describe(&rec.Key)}},
@@ -262,6 +283,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*Created, erro
 	if err := s.apply(ctx, w); err != nil {
 		return nil, err
 	}
+	rec.asOf = now
 	return &Created{Key: rec.Key, Secret: secret}, nil
 }
 
@@ -316,6 +338,15 @@ func describe(k *Key) string {
 	}
 	if k.Label != "" {
 		fmt.Fprintf(&b, " label=%q", k.Label)
+	}
+	if k.Metadata != nil {
+		fmt.Fprintf(&b, " metadata=%dB", len(k.Metadata))
+	}
+	if k.RateLimit != nil {
+		fmt.Fprintf(&b, " rate=%s", describeRateLimit(k.RateLimit))
+	}
+	if k.Uses != nil {
+		fmt.Fprintf(&b, " uses=%s", describeUses(k.Uses))
 	}
 	return b.String()
 }
@@ -373,23 +404,96 @@ func (s *Service) Get(ctx context.Context, id string) (*Key, error) {
 	}
 	k := rec.Key
 	s.overlayLastUsed(&k)
+	k.asOf = s.clock()
 	return &k, nil
 }
 
-// List returns the keys f selects, oldest first.
+// List returns every key f selects, oldest first. [Service.ListPage]
+// returns them a page at a time.
 func (s *Service) List(ctx context.Context, f ListFilter) ([]Key, error) {
-	ks, err := s.store.List(ctx, f)
+	return s.list(ctx, ListQuery{ListFilter: f})
+}
+
+func (s *Service) list(ctx context.Context, q ListQuery) ([]Key, error) {
+	if q.Status != "" {
+		if _, err := ParseStatus(string(q.Status)); err != nil {
+			return nil, err
+		}
+	}
+	if q.Scope != "" && !ValidScope(q.Scope) {
+		return nil, fmt.Errorf("%w: scope %q is not valid", ErrInvalid, q.Scope)
+	}
+	q.Now = s.clock()
+	ks, err := s.store.List(ctx, q)
 	if err != nil {
 		return nil, err
 	}
 	for i := range ks {
 		s.overlayLastUsed(&ks[i])
+		ks[i].asOf = q.Now
 	}
 	return ks, nil
 }
 
+// ListPage returns a page of the keys req selects, oldest first, and the
+// cursor of the next page. Keys created while a caller pages through them
+// may or may not be on its pages; no key is on two. A cursor that this
+// service did not make is an error wrapping ErrInvalid.
+func (s *Service) ListPage(ctx context.Context, req ListRequest) (*KeyPage, error) {
+	limit := req.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultPageSize
+	case limit < 0 || limit > MaxPageSize:
+		return nil, fmt.Errorf("%w: a page holds 1 to %d keys", ErrInvalid, MaxPageSize)
+	}
+	q := ListQuery{ListFilter: req.ListFilter, Limit: limit + 1}
+	if req.Cursor != "" {
+		pos, err := parseCursor(req.Cursor)
+		if err != nil {
+			return nil, err
+		}
+		q.After = pos
+	}
+	ks, err := s.list(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	p := &KeyPage{Keys: ks}
+	if len(ks) > limit {
+		p.Keys = ks[:limit]
+		last := &ks[limit-1]
+		p.Next = formatCursor(KeyPosition{Created: last.Created, ID: last.ID})
+	}
+	return p, nil
+}
+
+// A cursor is the position of the last key of a page: "1", its creation
+// time in Unix microseconds and its id, separated by dots, in base64url.
+func formatCursor(p KeyPosition) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("1." + strconv.FormatInt(p.Created.UnixMicro(), 10) + "." + p.ID))
+}
+
+func parseCursor(c string) (KeyPosition, error) {
+	bad := fmt.Errorf("%w: the cursor is not one this service made", ErrInvalid)
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return KeyPosition{}, bad
+	}
+	v, rest, ok1 := strings.Cut(string(raw), ".")
+	us, id, ok2 := strings.Cut(rest, ".")
+	n, err := strconv.ParseInt(us, 10, 64)
+	if !ok1 || !ok2 || v != "1" || err != nil || !validID(id) {
+		return KeyPosition{}, bad
+	}
+	return KeyPosition{Created: time.UnixMicro(n).UTC(), ID: id}, nil
+}
+
 // Rotate replaces the key req.ID by a new one with the same owner,
-// algorithm, scopes and label, and the same lifetime if it had an expiry.
+// algorithm, scopes, label, metadata and rate limit, the same lifetime if
+// it had an expiry, and as many uses left as the old one has (with the
+// same refill), if it has a budget; during the overlap each key spends
+// its own. The new key is enabled, whether the old one is or not.
 // The old key keeps working for req.Overlap (it expires then, or at its
 // own expiry if that is sooner), and its Successor names the new key. An
 // HMAC key gets a new secret, returned this once; an asymmetric key needs
@@ -418,6 +522,12 @@ func (s *Service) Rotate(ctx context.Context, req RotateRequest) (*Created, erro
 			return nil, fmt.Errorf("%w: the new public key is the old one; make a new key pair", ErrInvalid)
 		}
 		rec.Owner, rec.Scopes, rec.Label, rec.Created, rec.Predecessor = old.Owner, old.Scopes, old.Label, now, old.ID
+		rec.Metadata, rec.RateLimit, rec.Version = old.Metadata, old.RateLimit, 1
+		if old.Uses != nil {
+			u := *old.Uses
+			u.Spend(0, now)
+			rec.Uses = &u
+		}
 		if !old.Expires.IsZero() {
 			rec.Expires = now.Add(old.Expires.Sub(old.Created))
 		}
@@ -437,6 +547,7 @@ func (s *Service) Rotate(ctx context.Context, req RotateRequest) (*Created, erro
 		if rec.Secret != nil {
 			w.Check = st.check
 		}
+		rec.asOf = now
 		out = &Created{Key: rec.Key, Secret: secret}
 		return w, nil
 	})
@@ -463,29 +574,11 @@ func (s *Service) Revoke(ctx context.Context, id, actor string) error {
 	})
 }
 
-// SetScopes replaces the scopes of a key. Setting those it has is a no-op;
-// changing those of a revoked key is an error wrapping ErrConflict.
+// SetScopes replaces the scopes of a key, as an [Service.Update] of its
+// scopes alone does.
 func (s *Service) SetScopes(ctx context.Context, id string, scopes []string, actor string) error {
-	scopes, err := normalizeScopes(scopes)
-	if err != nil {
-		return err
-	}
-	return s.update(ctx, id, func(old *Record) (*Write, error) {
-		if !old.Revoked.IsZero() {
-			return nil, fmt.Errorf("%w: key %s is revoked", ErrConflict, id)
-		}
-		if slices.Equal(old.Scopes, scopes) {
-			return nil, nil
-		}
-		now := s.clock()
-		upd := *old
-		upd.Scopes = scopes
-		return &Write{
-			Update: []Record{upd},
-			Events: []AuditEvent{{Time: now, Actor: actor, Action: ActionSetScopes, KeyID: id,
-				Detail: fmt.Sprintf("scopes=%s (were %s)", strings.Join(scopes, ","), strings.Join(old.Scopes, ","))}},
-		}, nil
-	})
+	_, err := s.Update(ctx, UpdateRequest{ID: id, Scopes: &scopes, Actor: actor})
+	return err
 }
 
 // Rekey seals every secret of the store under a new master key, in one

@@ -61,6 +61,22 @@ func TestResolveKeyHitAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("refusing a cached revoked key allocates %v times, want 0", allocs)
 	}
+	d, err := svc.Create(ctx, keys.CreateRequest{Owner: "alice", Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Disable(ctx, d.Key.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	svc.ResolveKey(ctx, d.Key.ID) // caches the disabled key
+	allocs = testing.AllocsPerRun(1000, func() {
+		if _, err := svc.ResolveKey(ctx, d.Key.ID); !errors.Is(err, keys.ErrKeyDisabled) {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("refusing a cached disabled key allocates %v times, want 0", allocs)
+	}
 }
 
 func BenchmarkResolveKeyCached(b *testing.B) {

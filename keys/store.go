@@ -22,9 +22,10 @@ type Store interface {
 	// error wrapping ErrNotFound.
 	Get(ctx context.Context, id string) (*Record, error)
 
-	// List returns the keys f selects, oldest first (by creation time,
-	// then id), without their secrets.
-	List(ctx context.Context, f ListFilter) ([]Key, error)
+	// List returns the keys q selects, oldest first (by creation time,
+	// then id), without their secrets: those after q.After, at most
+	// q.Limit of them if it is positive.
+	List(ctx context.Context, q ListQuery) ([]Key, error)
 
 	// Apply makes the changes of w in one transaction: all of them, or
 	// none. A write that returned nil is durable.
@@ -51,6 +52,27 @@ type Store interface {
 	// reported by Watch.
 	TouchLastUsed(ctx context.Context, used map[string]time.Time) error
 
+	// SpendUses spends up to n (n >= 0) of the remaining uses of the key
+	// id, in one transaction: it reads the key's Uses, calls their Spend
+	// method with n and now, and writes them back. It returns what it
+	// spent, or a grant with Unlimited set if the key has no budget, or
+	// an error wrapping ErrNotFound. Like TouchLastUsed, it is not a
+	// change: it neither bumps versions nor is reported by Watch.
+	SpendUses(ctx context.Context, id string, n int64, now time.Time) (UsesGrant, error)
+
+	// AddUsage adds the counts of b to those stored, in one transaction:
+	// a count of a key, hour, route and outcome already stored grows by
+	// N. A batch whose ID the store has added before (within a week of
+	// b.Time) is not added again, so that a batch whose write failed
+	// without saying whether it was done can be given again. Counts for
+	// keys the store does not hold are kept all the same.
+	AddUsage(ctx context.Context, b *UsageBatch) error
+
+	// Usage returns the stored counts q selects, summed per hour, route,
+	// outcome and (if q.ByKey) key, ordered by hour, route, key and
+	// outcome.
+	Usage(ctx context.Context, q UsageQuery) ([]UsageCount, error)
+
 	// Watch reports changes made to keys through any handle on the store,
 	// in this process or another, by calling fn, one call at a time,
 	// until ctx is done; then it returns. It first calls fn with an
@@ -75,9 +97,6 @@ type Record struct {
 	// Secret is the HMAC secret sealed under the master key; nil for an
 	// asymmetric key.
 	Secret []byte
-	// Version counts the updates of the key by [Store.Apply]; a new key
-	// has version 1.
-	Version int64
 }
 
 // A Write is a change to a [Store], made by [Store.Apply] as one
@@ -87,9 +106,13 @@ type Write struct {
 	// one of their ids is taken. Their versions are set to 1.
 	Insert []Record
 
-	// Update replaces the scopes, expiry, revocation time and successor of
-	// stored keys with those of these records, and bumps their version;
-	// other fields are ignored. Apply fails with an error wrapping
+	// Update replaces the label, scopes, metadata, expiry, disabled and
+	// revocation times, successor, rate limit and uses of stored keys
+	// with those of these records, and bumps their version (Version
+	// counts the updates by Apply); other fields are ignored. Of the
+	// uses, Remaining and Refilled are written only if the record's
+	// Uses.Set is not the stored one (a new budget was set): otherwise
+	// they are SpendUses's to change. Apply fails with an error wrapping
 	// ErrNotFound if a key does not exist, and ErrConflict if its stored
 	// version is not the record's: someone changed it since it was read.
 	Update []Record
@@ -116,4 +139,24 @@ type Event struct {
 	Lost bool
 	// Err says why, with Lost.
 	Err error
+}
+
+// A ListQuery is what [Store.List] reads: a filter, the time at which
+// statuses are judged, and a page.
+type ListQuery struct {
+	ListFilter
+	// Now is the time at which Status is judged.
+	Now time.Time
+	// After, if its ID is not empty, selects only the keys that come
+	// after the key it describes in the order of List: created later,
+	// or at the same time with a greater id.
+	After KeyPosition
+	// Limit is the most keys to return, if positive.
+	Limit int
+}
+
+// A KeyPosition is the place of a key in the order of [Store.List].
+type KeyPosition struct {
+	Created time.Time
+	ID      string
 }

@@ -19,6 +19,8 @@ type keysCreateOptions struct {
 	store                  storeFlags
 	owner, alg, publicKey  string
 	scopes, expires, label string
+	metadata               string
+	limits                 limitFlags
 	secretOut              string
 	json                   bool
 	init                   bool
@@ -27,7 +29,7 @@ type keysCreateOptions struct {
 func newCmdKeysCreate(e *Env, runF func(*keysCreateOptions) error) *cobra.Command {
 	o := &keysCreateOptions{}
 	cmd := &cobra.Command{
-		Use:   "create --owner ID [--alg hmac-sha256|ed25519|...] [--public-key FILE] [--scopes a,b] [--expires 90d] [--label TEXT] [--json] [--secret-out FILE]",
+		Use:   "create --owner ID [--alg hmac-sha256|ed25519|...] [--public-key FILE] [--scopes a,b] [--expires 90d] [--label TEXT] [--metadata JSON|@FILE] [--rate 100/s [--burst N]] [--uses N [--refill N/day]] [--json] [--secret-out FILE]",
 		Short: "Make a key: an HMAC secret (shown once) or a registered public key",
 		Long: "Make a key: an hmac-sha256 secret, made here and shown once, or a key registered\n" +
 			"by its public key. Only this command makes a new SQLite key store, and not where\n" +
@@ -38,6 +40,9 @@ func newCmdKeysCreate(e *Env, runF func(*keysCreateOptions) error) *cobra.Comman
 				return usageErrorf("--owner is required")
 			}
 			if _, err := parseAlg(o.alg); err != nil {
+				return err
+			}
+			if err := o.limits.check(cmd.Flags()); err != nil {
 				return err
 			}
 			if runF != nil {
@@ -54,6 +59,8 @@ func newCmdKeysCreate(e *Env, runF func(*keysCreateOptions) error) *cobra.Comman
 	f.StringVar(&o.scopes, "scopes", "", "`SCOPES`, comma-separated, e.g. orders:read,orders:write (admin opens the admin API)")
 	f.StringVar(&o.expires, "expires", "", "expiry: a `DURATION` from now (90d, 24h) or an RFC 3339 time (default: never)")
 	f.StringVar(&o.label, "label", "", "a `TEXT` for people")
+	f.StringVar(&o.metadata, "metadata", "", "a `JSON` object of yours to keep with the key (at most 4 KiB), or @FILE, or @- for stdin")
+	o.limits.register(f, false)
 	f.StringVar(&o.secretOut, "secret-out", "", "write the HMAC secret to this new `FILE` (mode 0600) instead of printing it")
 	f.BoolVar(&o.json, "json", false, "print JSON")
 	f.BoolVar(&o.init, "init", false, "start a new, empty SQLite database even where traces of one remain (its master key file, -wal or -shm)")
@@ -68,6 +75,12 @@ func keysCreateRun(e *Env, o *keysCreateOptions) error {
 	pub, err := readPublicKey(o.publicKey, o.secretOut)
 	if err != nil {
 		return err
+	}
+	var meta []byte
+	if o.metadata != "" {
+		if meta, err = readMetadata(e, o.metadata); err != nil {
+			return err
+		}
 	}
 	rule := createIfNew
 	if o.init {
@@ -85,6 +98,7 @@ func keysCreateRun(e *Env, o *keysCreateOptions) error {
 	c, err := ks.Create(e.Context, keys.CreateRequest{
 		Owner: o.owner, Alg: httpsig.Algorithm(o.alg), PublicKey: pub,
 		Scopes: splitList(o.scopes), Expires: expires, Label: o.label, Actor: actor(e),
+		Metadata: meta, RateLimit: o.limits.rateLimit(), Uses: o.limits.budget(),
 	})
 	if err != nil {
 		out.abort()
@@ -228,6 +242,16 @@ func printCreated(e *Env, c *keys.Created, out *secretFile, asJSON bool, note st
 	}
 	if !k.Expires.IsZero() {
 		fmt.Fprintf(e.Stdout, "  expires: %s\n", k.Expires.Format(time.RFC3339))
+	}
+	if l := k.RateLimit; l != nil {
+		fmt.Fprintf(e.Stdout, "  rate:    %s, burst %d\n", l.Rate, l.Burst)
+	}
+	if u := k.Uses; u != nil {
+		refill := ""
+		if !u.Refill.IsZero() {
+			refill = ", refill " + u.Refill.String()
+		}
+		fmt.Fprintf(e.Stdout, "  uses:    %d%s\n", u.Remaining, refill)
 	}
 	if note != "" {
 		fmt.Fprintf(e.Stdout, "  %s\n", note)

@@ -220,3 +220,129 @@ func TestKeysConcurrentFirstUse(t *testing.T) {
 		t.Errorf("list: exit %d, %s %s", code, stdout, stderr)
 	}
 }
+
+func TestKeysRecordsExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "signet.db")
+	env := map[string]string{}
+	c := createKey(t, env, "--db", db, "--owner", "alice")
+	for _, tt := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"disable without id", []string{"keys", "disable", "--db", db}, exitUsage, "give the key id"},
+		{"disable unknown", []string{"keys", "disable", "--db", db, "sk_AAAAAAAAAAAAAAAAAAAAAA"}, exitRefused, "no such key"},
+		{"enable unknown", []string{"keys", "enable", "--db", db, "sk_AAAAAAAAAAAAAAAAAAAAAA"}, exitRefused, "no such key"},
+		{"update nothing", []string{"keys", "update", c.Key.ID, "--db", db}, exitUsage, "nothing to change"},
+		{"update unknown", []string{"keys", "update", "sk_AAAAAAAAAAAAAAAAAAAAAA", "--db", db, "--label", "x"}, exitRefused, "no such key"},
+		{"update rate and no-rate", []string{"keys", "update", c.Key.ID, "--db", db, "--rate", "1/s", "--no-rate"}, exitUsage, "contradict"},
+		{"update uses and no-uses", []string{"keys", "update", c.Key.ID, "--db", db, "--uses", "1", "--no-uses"}, exitUsage, "contradict"},
+		{"update negative burst", []string{"keys", "update", c.Key.ID, "--db", db, "--rate", "1/s", "--burst", "-1"}, exitUsage, "--burst must not be negative"},
+		{"update bad refill", []string{"keys", "update", c.Key.ID, "--db", db, "--uses", "1", "--refill", "often"}, exitUsage, "--refill: rate"},
+		{"update metadata file missing", []string{"keys", "update", c.Key.ID, "--db", db, "--metadata", "@" + dir + "/none.json"}, exitUsage, "no such file"},
+		{"update bad version", []string{"keys", "update", c.Key.ID, "--db", db, "--label", "x", "--version", "-1"}, exitUsage, "--version"},
+		{"create bad rate", []string{"keys", "create", "--db", db, "--owner", "a", "--rate", "100/fortnight"}, exitUsage, "--rate"},
+		{"create bad metadata", []string{"keys", "create", "--db", db, "--owner", "a", "--metadata", "{"}, exitUsage, "metadata must be a JSON object"},
+		{"list bad limit", []string{"keys", "list", "--db", db, "--limit", "1001"}, exitUsage, "--limit must be from 1 to 1000"},
+		{"usage two ids", []string{"keys", "usage", "--db", db, "a", "b"}, exitUsage, `unexpected argument "b"`},
+		{"usage bad until", []string{"keys", "usage", "--db", db, "--until", "soon"}, exitUsage, "--until"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, stderr := runEnv(t, env, "", tt.args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.code, stderr)
+			}
+			if !strings.Contains(stderr, tt.stderr) {
+				t.Fatalf("stderr %q does not mention %q", stderr, tt.stderr)
+			}
+			if strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
+				t.Fatalf("stderr is more than one line: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestKeysRecordsOptions(t *testing.T) {
+	u, err := parseOptions(t, newCmdKeysUpdate, nil, "sk_x", "--label", "", "--expires", "never", "--rate", "5/min", "--burst", "9",
+		"--uses", "10", "--refill", "10/day", "--version", "3", "--scopes", "a,b", "--metadata", "{}")
+	if err != nil || u.id != "sk_x" || !u.labelSet || u.label != "" || !u.expiresSet || u.expires != "never" || !u.scopesSet || !u.metadataSet ||
+		u.version != 3 || u.limits.rateLimit() != (keys.RateLimit{Rate: keys.Rate{N: 5, Per: time.Minute}, Burst: 9}) ||
+		u.limits.budget() != (keys.Uses{Remaining: 10, Refill: keys.Rate{N: 10, Per: 24 * time.Hour}}) {
+		t.Errorf("update options = %+v, %v", u, err)
+	}
+	if u, err := parseOptions(t, newCmdKeysUpdate, nil, "sk_x", "--no-rate"); err != nil || !u.limits.noRate || u.labelSet || u.limits.rateSet {
+		t.Errorf("update --no-rate = %+v, %v", u, err)
+	}
+	c, err := parseOptions(t, newCmdKeysCreate, nil, "--owner", "a", "--uses", "7")
+	if err != nil || c.limits.budget() != (keys.Uses{Remaining: 7}) || !c.limits.rateLimit().IsZero() {
+		t.Errorf("create --uses 7 = %+v, %v", c, err)
+	}
+	l, err := parseOptions(t, newCmdKeysList, nil, "--status", "disabled", "--prefix", "sk_a", "--scope", "admin", "--limit", "5", "--cursor", "c")
+	if err != nil || l.status != "disabled" || l.prefix != "sk_a" || l.scope != "admin" || l.limit != 5 || l.cursor != "c" {
+		t.Errorf("list options = %+v, %v", l, err)
+	}
+	g, err := parseOptions(t, newCmdKeysUsage, nil, "sk_x", "--since", "7d", "--by-key", "--json")
+	if err != nil || g.id != "sk_x" || g.since != "7d" || !g.byKey || !g.json {
+		t.Errorf("usage options = %+v, %v", g, err)
+	}
+	if g, _ := parseOptions(t, newCmdKeysUsage, nil); g.since != "24h" {
+		t.Errorf("default --since = %q", g.since)
+	}
+}
+
+// TestKeysUsage counts requests with a meter on the store, as a gateway
+// does, and reads them back with keys usage.
+func TestKeysUsage(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "signet.db")
+	env := map[string]string{}
+	a := createKey(t, env, "--db", db, "--owner", "alice")
+	b := createKey(t, env, "--db", db, "--owner", "alice")
+	ks, err := (&storeFlags{db: db}).open(&Env{Getenv: func(string) string { return "" }, Stderr: os.Stderr, Context: context.Background()}, mustExist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Now().UTC().Add(-2 * time.Hour)
+	m := keys.NewMeter(ks, keys.MeterOptions{Now: func() time.Time { return hour }})
+	for range 7 {
+		m.Count(a.Key.ID, "orders", "")
+	}
+	m.Count(a.Key.ID, "orders", "bad-signature")
+	m.Count(a.Key.ID, "orders", "replayed")
+	m.Count(a.Key.ID, "orders", "replayed")
+	m.Count(b.Key.ID, "", "")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ks.Close()
+
+	code, stdout, stderr := runEnv(t, env, "", "keys", "usage", a.Key.ID, "--db", db, "--since", "3h")
+	if code != exitOK {
+		t.Fatalf("keys usage: exit %d: %s", code, stderr)
+	}
+	h := hour.Truncate(time.Hour).Format("2006-01-02T15:04Z")
+	for _, want := range []string{
+		"accepted 7, refused 3 (replayed 2, bad-signature 1)\n",
+		"HOUR               ROUTE   ACCEPTED  REFUSED\n",
+		h + "  orders  7         replayed 2, bad-signature 1\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("keys usage printed\n%s\nwithout %q", stdout, want)
+		}
+	}
+	code, stdout, _ = runEnv(t, env, "", "keys", "usage", "--owner", "alice", "--by-key", "--db", db, "--since", hour.Add(-time.Minute).Format(time.RFC3339))
+	if code != exitOK || !strings.Contains(stdout, "accepted 8, refused 3") || !strings.Contains(stdout, "  "+b.Key.ID+"  -       1         -\n") {
+		t.Errorf("keys usage --owner alice --by-key: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = runEnv(t, env, "", "keys", "usage", "--db", db, "--since", "1h")
+	if code != exitOK || !strings.Contains(stdout, "accepted 0, refused 0") {
+		t.Errorf("keys usage of the last hour: exit %d\n%s", code, stdout)
+	}
+	code, stdout, _ = runEnv(t, env, "", "keys", "usage", "--db", db, "--json", "--since", "5h")
+	var r keys.UsageReport
+	if err := json.Unmarshal([]byte(stdout), &r); code != exitOK || err != nil || r.Total.Accepted != 8 || r.Total.Refused["replayed"] != 2 {
+		t.Errorf("keys usage --json: exit %d, %+v, %v\n%s", code, r, err, stdout)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -49,7 +50,16 @@ type storeFlags struct {
 	// themselves (a file replaced, a background write that failed); nil
 	// means warnings as text on stderr.
 	log *slog.Logger
+	// serving keeps the key service's deadline on a key lookup at its
+	// default, for a server, which must fail closed fast; a one-shot
+	// command (verify --db) waits longer for a store that is slow to
+	// answer its first query (a cold file on a busy disk).
+	serving bool
 }
+
+// commandLookupTimeout is the deadline on a key lookup of a one-shot
+// command.
+const commandLookupTimeout = 10 * time.Second
 
 func (f *storeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.db, "db", "", dbHelp)
@@ -129,10 +139,11 @@ func (f *storeFlags) open(e *Env, rule createRule) (*keyStore, error) {
 			return nil, err
 		}
 	}
-	svc, err := keys.New(ctx, st, keys.Options{
-		MasterKey: master,
-		Logger:    log,
-	})
+	opts := keys.Options{MasterKey: master, Logger: log}
+	if !f.serving {
+		opts.LookupTimeout = commandLookupTimeout
+	}
+	svc, err := keys.New(ctx, st, opts)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -144,7 +155,7 @@ func (f *storeFlags) open(e *Env, rule createRule) (*keyStore, error) {
 // master key from masterKeyFile or its defaults, and returns the key
 // service over it, logging to log (see storeFlags). The caller closes it.
 func openKeys(e *Env, dbURL, masterKeyFile string, log *slog.Logger) (*keys.Service, error) {
-	ks, err := (&storeFlags{dbURL, masterKeyFile, log}).open(e, mustExist)
+	ks, err := (&storeFlags{db: dbURL, masterKeyFile: masterKeyFile, log: log, serving: true}).open(e, mustExist)
 	if err != nil {
 		return nil, err
 	}

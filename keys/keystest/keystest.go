@@ -79,7 +79,14 @@ func Run(t *testing.T, h Harness) {
 		{"AuditAppendOnly", testAuditAppendOnly},
 		{"SecretsAtRest", testSecretsAtRest},
 		{"SwappedCiphertext", testSwappedCiphertext},
+		{"StoreListQuery", testStoreListQuery},
+		{"StoreUpdateUses", testStoreUpdateUses},
+		{"StoreSpendUses", testStoreSpendUses},
+		{"StoreUsage", testStoreUsage},
+		{"ListPages", testListPages},
+		{"MetersShareStore", testMetersShareStore},
 		{"RevokePropagates", testRevokePropagates},
+		{"DisablePropagates", testDisablePropagates},
 		{"ChangesPropagate", testChangesPropagate},
 		{"CreatePropagates", testCreatePropagates},
 	}
@@ -138,6 +145,10 @@ func record(id, owner string, created time.Time) keys.Record {
 	return keys.Record{Key: keys.Key{
 		ID: id, Owner: owner, Alg: httpsig.AlgHMACSHA256, Scopes: []string{"orders:read", "admin"},
 		Label: "label of " + id, Created: created, Expires: created.Add(90 * 24 * time.Hour),
+		Metadata:  json.RawMessage(`{"plan":"gold","n":[1,2.5e3]}`),
+		RateLimit: &keys.RateLimit{Rate: keys.Rate{N: 100, Per: time.Second}, Burst: 250},
+		Uses: &keys.Uses{Remaining: 1000, Refill: keys.Rate{N: 5000, Per: 24 * time.Hour},
+			Refilled: created.Add(time.Microsecond), Set: created.Add(2 * time.Microsecond)},
 	}, Secret: []byte("sealed secret of " + id)}
 }
 
@@ -145,6 +156,7 @@ func pubRecord(id, owner string, created time.Time) keys.Record {
 	r := record(id, owner, created)
 	r.Alg, r.Secret, r.PublicKey, r.Expires = httpsig.AlgEd25519, nil, []byte("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"), time.Time{}
 	r.Predecessor, r.Successor, r.Scopes = "pk_before", "pk_after", []string{}
+	r.Disabled, r.Metadata, r.RateLimit, r.Uses = created.Add(time.Minute), nil, nil, nil
 	return r
 }
 
@@ -179,7 +191,7 @@ func audit(t *testing.T, s keys.Store, f keys.AuditFilter) []keys.AuditEvent {
 
 func allKeys(t *testing.T, s keys.Store) []keys.Key {
 	t.Helper()
-	ks, err := s.List(ctx(), keys.ListFilter{IncludeRevoked: true})
+	ks, err := s.List(ctx(), keys.ListQuery{ListFilter: keys.ListFilter{IncludeRevoked: true}})
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
@@ -272,11 +284,14 @@ func testStoreUpdateVersion(t *testing.T, e *env) {
 	got := mustGet(t, s, a.ID)
 	upd := *got
 	upd.Scopes, upd.Revoked, upd.Expires, upd.Successor = []string{"x"}, start.Add(time.Hour), start.Add(2*time.Hour), "sk_next"
-	upd.Owner, upd.Label = "ignored", "ignored"
+	upd.Label, upd.Disabled, upd.Metadata = "new label", start.Add(time.Minute), json.RawMessage(`{"a":1}`)
+	upd.RateLimit = &keys.RateLimit{Rate: keys.Rate{N: 5, Per: time.Second}, Burst: 7}
+	upd.Owner, upd.Created, upd.Predecessor, upd.LastUsed, upd.Secret = "ignored", start.Add(time.Hour), "ignored", start, []byte("ignored")
 	mustApply(t, s, &keys.Write{Update: []keys.Record{upd}, Events: []keys.AuditEvent{event("revoke", a.ID, start)}})
 	after := mustGet(t, s, a.ID)
 	want := *got
 	want.Scopes, want.Revoked, want.Expires, want.Successor, want.Version = upd.Scopes, upd.Revoked, upd.Expires, upd.Successor, got.Version+1
+	want.Label, want.Disabled, want.Metadata, want.RateLimit = upd.Label, upd.Disabled, upd.Metadata, upd.RateLimit
 	equalRecords(t, after, &want)
 
 	stale := upd // still at the old version
@@ -313,7 +328,7 @@ func testStoreList(t *testing.T, e *env) {
 	}
 	mustApply(t, s, &keys.Write{Insert: recs})
 	ids := func(f keys.ListFilter) []string {
-		ks, err := s.List(ctx(), f)
+		ks, err := s.List(ctx(), keys.ListQuery{ListFilter: f})
 		if err != nil {
 			t.Fatalf("List(%+v): %v", f, err)
 		}
@@ -565,8 +580,9 @@ func testStoreWatch(t *testing.T, e *env) {
 	mustApply(t, b, &keys.Write{Update: []keys.Record{*got}})
 	w.waitFor(t, n, 5*time.Second, "event for an update through another handle", changed(k.ID))
 
-	// Neither last-used times nor re-sealed secrets are changes: a change
-	// after them shows the watcher has looked past them.
+	// Neither last-used times, nor re-sealed secrets, nor spent uses (a
+	// refill among them) are changes: a change after them shows the
+	// watcher has looked past them.
 	n = len(w.snapshot())
 	if err := b.TouchLastUsed(ctx(), map[string]time.Time{k.ID: start}); err != nil {
 		t.Fatal(err)
@@ -574,12 +590,15 @@ func testStoreWatch(t *testing.T, e *env) {
 	if err := b.Reseal(ctx(), func(id string, s []byte) ([]byte, error) { return s, nil }, []byte("c"), event("rekey", "", start)); err != nil {
 		t.Fatal(err)
 	}
+	if g, err := b.SpendUses(ctx(), k.ID, 3, start.Add(48*time.Hour)); err != nil || g.Spent != 3 {
+		t.Fatalf("SpendUses = %+v, %v", g, err)
+	}
 	marker := record("sk_watch00000000000000002", "a", start)
 	mustApply(t, b, &keys.Write{Insert: []keys.Record{marker}})
 	w.waitFor(t, n, 5*time.Second, "event for the marker", changed(marker.ID))
 	for _, ev := range w.snapshot()[n:] {
 		if slices.Contains(ev.Changed, k.ID) {
-			t.Errorf("a last-used time or a re-sealed secret was reported as a change: %+v", ev)
+			t.Errorf("a last-used time, a re-sealed secret or spent uses were reported as a change: %+v", ev)
 		}
 	}
 }

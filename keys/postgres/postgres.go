@@ -24,6 +24,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -195,15 +197,19 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
-const keyColumns = `id, owner, alg, scopes, label, created, expires, revoked, last_used, predecessor, successor, public_key, secret, version`
+const keyColumns = `id, owner, alg, scopes, label, created, expires, revoked, last_used, predecessor, successor, public_key, secret, version, ` +
+	`disabled, metadata, rate, burst, uses_remaining, uses_refill, uses_refilled, uses_set`
 
 func scanRecord(row pgx.Row) (*keys.Record, error) {
 	var r keys.Record
-	var alg string
-	var expires, revoked, lastUsed *time.Time
+	var alg, metadata, rate, refill string
+	var burst int64
+	var remaining *int64
+	var expires, revoked, lastUsed, disabled, refilled, set *time.Time
 	var pub *string
 	if err := row.Scan(&r.ID, &r.Owner, &alg, &r.Scopes, &r.Label, &r.Created, &expires, &revoked, &lastUsed,
-		&r.Predecessor, &r.Successor, &pub, &r.Secret, &r.Version); err != nil {
+		&r.Predecessor, &r.Successor, &pub, &r.Secret, &r.Version,
+		&disabled, &metadata, &rate, &burst, &remaining, &refill, &refilled, &set); err != nil {
 		return nil, err
 	}
 	r.Alg = httpsig.Algorithm(alg)
@@ -211,11 +217,45 @@ func scanRecord(row pgx.Row) (*keys.Record, error) {
 		r.Scopes = []string{}
 	}
 	r.Created = r.Created.UTC()
-	r.Expires, r.Revoked, r.LastUsed = utc(expires), utc(revoked), utc(lastUsed)
+	r.Expires, r.Revoked, r.LastUsed, r.Disabled = utc(expires), utc(revoked), utc(lastUsed), utc(disabled)
 	if pub != nil {
 		r.PublicKey = []byte(*pub)
 	}
+	if metadata != "" {
+		r.Metadata = []byte(metadata)
+	}
+	if rate != "" {
+		rt, err := keys.ParseRate(rate)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: stored %w", r.ID, err)
+		}
+		r.RateLimit = &keys.RateLimit{Rate: rt, Burst: burst}
+	}
+	if remaining != nil {
+		u := &keys.Uses{Remaining: *remaining, Refilled: utc(refilled), Set: utc(set)}
+		if refill != "" {
+			rt, err := keys.ParseRate(refill)
+			if err != nil {
+				return nil, fmt.Errorf("key %s: stored refill %w", r.ID, err)
+			}
+			u.Refill = rt
+		}
+		r.Uses = u
+	}
 	return &r, nil
+}
+
+// limitColumns returns the values of the columns rate, burst,
+// uses_remaining, uses_refill, uses_refilled and uses_set of r.
+func limitColumns(r *keys.Record) (rate string, burst int64, remaining *int64, refill string, refilled, set any) {
+	if l := r.RateLimit; l != nil {
+		rate, burst = l.Rate.String(), l.Burst
+	}
+	if u := r.Uses; u != nil {
+		remaining = &u.Remaining
+		refill, refilled, set = u.Refill.String(), orNull(u.Refilled), orNull(u.Set)
+	}
+	return
 }
 
 func utc(t *time.Time) time.Time {
@@ -253,9 +293,57 @@ func (s *Store) Get(ctx context.Context, id string) (*keys.Record, error) {
 }
 
 // List implements [keys.Store].
-func (s *Store) List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM signet_keys
-		WHERE ($1 = '' OR owner = $1) AND ($2 OR revoked IS NULL) ORDER BY created, id`, f.Owner, f.IncludeRevoked)
+func (s *Store) List(ctx context.Context, q keys.ListQuery) ([]keys.Key, error) {
+	var where []string
+	var args []any
+	cond := func(c string, a ...any) {
+		for _, v := range a {
+			args = append(args, v)
+			c = strings.Replace(c, "$?", "$"+strconv.Itoa(len(args)), 1)
+		}
+		where = append(where, c)
+	}
+	if q.Owner != "" {
+		cond(`owner = $?`, q.Owner)
+	}
+	if q.IDPrefix != "" {
+		cond(`starts_with(id, $?)`, q.IDPrefix)
+	}
+	if q.Scope != "" {
+		cond(`$? = ANY (scopes)`, q.Scope)
+	}
+	const live = `revoked IS NULL AND (expires IS NULL OR expires > $?)`
+	switch q.Status {
+	case "":
+		if !q.IncludeRevoked {
+			cond(`revoked IS NULL`)
+		}
+	case keys.StatusRevoked:
+		cond(`revoked IS NOT NULL`)
+	case keys.StatusExpired:
+		cond(`revoked IS NULL AND expires <= $?`, q.Now)
+	case keys.StatusDisabled:
+		cond(live+` AND disabled IS NOT NULL`, q.Now)
+	case keys.StatusExpiring:
+		cond(live+` AND disabled IS NULL AND successor != ''`, q.Now)
+	case keys.StatusActive:
+		cond(live+` AND disabled IS NULL AND successor = ''`, q.Now)
+	default:
+		return nil, fmt.Errorf("%w: no status %q", keys.ErrInvalid, q.Status)
+	}
+	if q.After.ID != "" {
+		cond(`(created, id) > ($?, $?)`, q.After.Created, q.After.ID)
+	}
+	query := `SELECT ` + keyColumns + ` FROM signet_keys`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	query += ` ORDER BY created, id`
+	if q.Limit > 0 {
+		args = append(args, q.Limit)
+		query += ` LIMIT $` + strconv.Itoa(len(args))
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, wrap("listing keys", err)
 	}
@@ -293,9 +381,12 @@ func (s *Store) Apply(ctx context.Context, w *keys.Write) error {
 		}
 		for i := range w.Insert {
 			r := &w.Insert[i]
-			_, err := tx.Exec(ctx, `INSERT INTO signet_keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1)`,
+			rate, burst, remaining, refill, refilled, set := limitColumns(r)
+			_, err := tx.Exec(ctx, `INSERT INTO signet_keys (`+keyColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $15, $16, $17, $18, $19, $20, $21)`,
 				r.ID, r.Owner, string(r.Alg), scopesOf(r.Scopes), r.Label, r.Created, orNull(r.Expires), orNull(r.Revoked), orNull(r.LastUsed),
-				r.Predecessor, r.Successor, pemOrNull(r.PublicKey), r.Secret)
+				r.Predecessor, r.Successor, pemOrNull(r.PublicKey), r.Secret,
+				orNull(r.Disabled), string(r.Metadata), rate, burst, remaining, refill, refilled, set)
 			if isUniqueViolation(err) {
 				return fmt.Errorf("%w: key id %s is taken", keys.ErrConflict, r.ID)
 			}
@@ -305,9 +396,15 @@ func (s *Store) Apply(ctx context.Context, w *keys.Write) error {
 		}
 		for i := range w.Update {
 			r := &w.Update[i]
-			tag, err := tx.Exec(ctx, `UPDATE signet_keys SET scopes = $1, expires = $2, revoked = $3, successor = $4, version = version + 1
-				WHERE id = $5 AND version = $6`,
-				scopesOf(r.Scopes), orNull(r.Expires), orNull(r.Revoked), r.Successor, r.ID, r.Version)
+			rate, burst, remaining, refill, refilled, set := limitColumns(r)
+			tag, err := tx.Exec(ctx, `UPDATE signet_keys SET label = $1, scopes = $2, metadata = $3, expires = $4, disabled = $5, revoked = $6,
+					successor = $7, rate = $8, burst = $9,
+					uses_remaining = CASE WHEN uses_set IS NOT DISTINCT FROM $10::timestamptz THEN uses_remaining ELSE $11 END,
+					uses_refilled = CASE WHEN uses_set IS NOT DISTINCT FROM $10::timestamptz THEN uses_refilled ELSE $12 END,
+					uses_refill = $13, uses_set = $10, version = version + 1
+				WHERE id = $14 AND version = $15`,
+				r.Label, scopesOf(r.Scopes), string(r.Metadata), orNull(r.Expires), orNull(r.Disabled), orNull(r.Revoked),
+				r.Successor, rate, burst, set, remaining, refilled, refill, r.ID, r.Version)
 			if err != nil {
 				return wrap("updating key", err)
 			}
@@ -455,6 +552,134 @@ func (s *Store) TouchLastUsed(ctx context.Context, used map[string]time.Time) er
 		return wrap("writing last-used times", err)
 	}
 	return nil
+}
+
+// SpendUses implements [keys.Store]. It locks the key's row for the
+// read and the write.
+func (s *Store) SpendUses(ctx context.Context, id string, n int64, now time.Time) (keys.UsesGrant, error) {
+	var g keys.UsesGrant
+	err := s.inTx(ctx, "spending uses", func(tx pgx.Tx) error {
+		var remaining *int64
+		var refilled, set *time.Time
+		var refill string
+		err := tx.QueryRow(ctx, `SELECT uses_remaining, uses_refill, uses_refilled, uses_set FROM signet_keys WHERE id = $1 FOR NO KEY UPDATE`, id).
+			Scan(&remaining, &refill, &refilled, &set)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("%w: %s", keys.ErrNotFound, id)
+		}
+		if err != nil {
+			return wrap("spending uses", err)
+		}
+		if remaining == nil {
+			g.Unlimited = true
+			return nil
+		}
+		u := keys.Uses{Remaining: *remaining, Refilled: utc(refilled), Set: utc(set)}
+		if refill != "" {
+			if u.Refill, err = keys.ParseRate(refill); err != nil {
+				return fmt.Errorf("keys/postgres: key %s: stored refill %w", id, err)
+			}
+		}
+		before := u
+		g = u.Spend(n, now)
+		if u == before {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE signet_keys SET uses_remaining = $1, uses_refilled = $2 WHERE id = $3`,
+			u.Remaining, orNull(u.Refilled), id); err != nil {
+			return wrap("spending uses", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return keys.UsesGrant{}, err
+	}
+	return g, nil
+}
+
+// usageBatchTTL is how long the ids of added usage batches are kept.
+const usageBatchTTL = 7 * 24 * time.Hour
+
+// AddUsage implements [keys.Store], in one statement for the counts. Rows
+// are written in the order of their primary key, so that two batches
+// written at once wait for each other rather than deadlock.
+func (s *Store) AddUsage(ctx context.Context, b *keys.UsageBatch) error {
+	if b.ID == "" || len(b.ID) > 64 {
+		return fmt.Errorf("keys/postgres: a usage batch needs an id of 1 to 64 bytes")
+	}
+	n := len(b.Counts)
+	ids, hours, routes, outcomes, counts := make([]string, n), make([]time.Time, n), make([]string, n), make([]string, n), make([]int64, n)
+	for i, c := range b.Counts {
+		ids[i], hours[i], routes[i], outcomes[i], counts[i] = c.KeyID, c.Hour, c.Route, string(c.Outcome), c.N
+	}
+	return s.inTx(ctx, "adding usage counts", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO signet_usage_batches (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, b.ID, b.Time)
+		if err != nil {
+			return wrap("adding usage counts", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil // added before
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO signet_usage (key_id, hour, route, outcome, n)
+			SELECT key_id, hour, route, outcome, sum(n) FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[])
+				AS c (key_id, hour, route, outcome, n)
+			GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+			ON CONFLICT (key_id, hour, route, outcome) DO UPDATE SET n = signet_usage.n + excluded.n`,
+			ids, hours, routes, outcomes, counts); err != nil {
+			return wrap("adding usage counts", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM signet_usage_batches WHERE at < $1`, b.Time.Add(-usageBatchTTL)); err != nil {
+			return wrap("adding usage counts", err)
+		}
+		return nil
+	})
+}
+
+// Usage implements [keys.Store].
+func (s *Store) Usage(ctx context.Context, q keys.UsageQuery) ([]keys.UsageCount, error) {
+	cols := `u.hour, u.route, u.outcome`
+	if q.ByKey {
+		cols = `u.hour, u.route, u.key_id, u.outcome`
+	}
+	query := `SELECT ` + cols + `, sum(u.n)::bigint FROM signet_usage AS u`
+	args := []any{q.Since}
+	where := `u.hour >= $1`
+	if q.Owner != "" {
+		args = append(args, q.Owner)
+		query += ` JOIN signet_keys AS k ON k.id = u.key_id AND k.owner = $` + strconv.Itoa(len(args))
+	}
+	if q.KeyID != "" {
+		args = append(args, q.KeyID)
+		where += ` AND u.key_id = $` + strconv.Itoa(len(args))
+	}
+	if !q.Until.IsZero() {
+		args = append(args, q.Until)
+		where += ` AND u.hour < $` + strconv.Itoa(len(args))
+	}
+	query += ` WHERE ` + where + ` GROUP BY ` + cols + ` ORDER BY ` + cols
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, wrap("reading usage counts", err)
+	}
+	defer rows.Close()
+	var out []keys.UsageCount
+	for rows.Next() {
+		var c keys.UsageCount
+		var outcome string
+		dest := []any{&c.Hour, &c.Route, &outcome, &c.N}
+		if q.ByKey {
+			dest = []any{&c.Hour, &c.Route, &c.KeyID, &outcome, &c.N}
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, wrap("reading usage counts", err)
+		}
+		c.Hour, c.Outcome = c.Hour.UTC(), httpsig.Reason(outcome)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("reading usage counts", err)
+	}
+	return out, nil
 }
 
 // Watch implements [keys.Store] with LISTEN on a connection of its own.

@@ -315,6 +315,10 @@ func (s *Store) check() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.busy)
 	defer cancel()
 	h, err := s.openHandle(ctx, true)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.report(fmt.Errorf("%w: keys/sqlite: cannot reopen %s: it was deleted", keys.ErrUnavailable, s.path))
+		return
+	}
 	if err != nil {
 		s.report(fmt.Errorf("%w: keys/sqlite: cannot reopen %s: %w", keys.ErrUnavailable, s.path, err))
 		return
@@ -473,17 +477,19 @@ func isConstraint(err error) bool {
 // Path returns the absolute path of the database file.
 func (s *Store) Path() string { return s.path }
 
-const keyColumns = `id, owner, alg, scopes, label, created, expires, revoked, last_used, predecessor, successor, public_key, secret, version`
+const keyColumns = `id, owner, alg, scopes, label, created, expires, revoked, last_used, predecessor, successor, public_key, secret, version, ` +
+	`disabled, metadata, rate, burst, uses_remaining, uses_refill, uses_refilled, uses_set`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanRecord(sc scanner) (*keys.Record, error) {
 	var r keys.Record
-	var alg, scopes string
-	var created int64
-	var expires, revoked, lastUsed sql.NullInt64
+	var alg, scopes, metadata, rate, refill string
+	var created, burst int64
+	var expires, revoked, lastUsed, disabled, remaining, refilled, set sql.NullInt64
 	if err := sc.Scan(&r.ID, &r.Owner, &alg, &scopes, &r.Label, &created, &expires, &revoked, &lastUsed,
-		&r.Predecessor, &r.Successor, &r.PublicKey, &r.Secret, &r.Version); err != nil {
+		&r.Predecessor, &r.Successor, &r.PublicKey, &r.Secret, &r.Version,
+		&disabled, &metadata, &rate, &burst, &remaining, &refill, &refilled, &set); err != nil {
 		return nil, err
 	}
 	r.Alg = httpsig.Algorithm(alg)
@@ -492,8 +498,42 @@ func scanRecord(sc scanner) (*keys.Record, error) {
 		r.Scopes = []string{}
 	}
 	r.Created = fromMicro(created)
-	r.Expires, r.Revoked, r.LastUsed = fromNull(expires), fromNull(revoked), fromNull(lastUsed)
+	r.Expires, r.Revoked, r.LastUsed, r.Disabled = fromNull(expires), fromNull(revoked), fromNull(lastUsed), fromNull(disabled)
+	if metadata != "" {
+		r.Metadata = []byte(metadata)
+	}
+	if rate != "" {
+		rt, err := keys.ParseRate(rate)
+		if err != nil {
+			return nil, fmt.Errorf("key %s: stored %w", r.ID, err)
+		}
+		r.RateLimit = &keys.RateLimit{Rate: rt, Burst: burst}
+	}
+	if remaining.Valid {
+		u := &keys.Uses{Remaining: remaining.Int64, Refilled: fromNull(refilled), Set: fromNull(set)}
+		if refill != "" {
+			rt, err := keys.ParseRate(refill)
+			if err != nil {
+				return nil, fmt.Errorf("key %s: stored refill %w", r.ID, err)
+			}
+			u.Refill = rt
+		}
+		r.Uses = u
+	}
 	return &r, nil
+}
+
+// limitColumns returns the values of the columns rate, burst,
+// uses_remaining, uses_refill, uses_refilled and uses_set of r.
+func limitColumns(r *keys.Record) (rate string, burst int64, remaining sql.NullInt64, refill string, refilled, set sql.NullInt64) {
+	if l := r.RateLimit; l != nil {
+		rate, burst = l.Rate.String(), l.Burst
+	}
+	if u := r.Uses; u != nil {
+		remaining = sql.NullInt64{Int64: u.Remaining, Valid: true}
+		refill, refilled, set = u.Refill.String(), toNull(u.Refilled), toNull(u.Set)
+	}
+	return
 }
 
 func fromMicro(us int64) time.Time { return time.UnixMicro(us).UTC() }
@@ -529,13 +569,59 @@ func (s *Store) Get(ctx context.Context, id string) (*keys.Record, error) {
 }
 
 // List implements [keys.Store].
-func (s *Store) List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error) {
-	q := `SELECT ` + keyColumns + ` FROM signet_keys WHERE (? = '' OR owner = ?) AND (? OR revoked IS NULL) ORDER BY created, id`
+func (s *Store) List(ctx context.Context, q keys.ListQuery) ([]keys.Key, error) {
+	var where []string
+	var args []any
+	cond := func(c string, a ...any) {
+		where = append(where, c)
+		args = append(args, a...)
+	}
+	if q.Owner != "" {
+		cond(`owner = ?`, q.Owner)
+	}
+	if q.IDPrefix != "" {
+		cond(`substr(id, 1, length(?)) = ?`, q.IDPrefix, q.IDPrefix)
+	}
+	if q.Scope != "" {
+		cond(`instr(' ' || scopes || ' ', ?) > 0`, " "+q.Scope+" ")
+	}
+	now := q.Now.UnixMicro()
+	const live = `revoked IS NULL AND (expires IS NULL OR expires > ?)`
+	switch q.Status {
+	case "":
+		if !q.IncludeRevoked {
+			cond(`revoked IS NULL`)
+		}
+	case keys.StatusRevoked:
+		cond(`revoked IS NOT NULL`)
+	case keys.StatusExpired:
+		cond(`revoked IS NULL AND expires <= ?`, now)
+	case keys.StatusDisabled:
+		cond(live+` AND disabled IS NOT NULL`, now)
+	case keys.StatusExpiring:
+		cond(live+` AND disabled IS NULL AND successor != ''`, now)
+	case keys.StatusActive:
+		cond(live+` AND disabled IS NULL AND successor = ''`, now)
+	default:
+		return nil, fmt.Errorf("%w: no status %q", keys.ErrInvalid, q.Status)
+	}
+	if q.After.ID != "" {
+		cond(`(created, id) > (?, ?)`, q.After.Created.UnixMicro(), q.After.ID)
+	}
+	query := `SELECT ` + keyColumns + ` FROM signet_keys`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	query += ` ORDER BY created, id`
+	if q.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, q.Limit)
+	}
 	h, err := s.handle()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := h.db.QueryContext(ctx, q, f.Owner, f.Owner, f.IncludeRevoked)
+	rows, err := h.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, s.wrap("listing keys", err)
 	}
@@ -598,11 +684,22 @@ func (s *Store) Apply(ctx context.Context, w *keys.Write) error {
 				return fmt.Errorf("keys/sqlite: %w", keys.ErrWrongMasterKey)
 			}
 		}
+		var insert *sql.Stmt
+		if len(w.Insert) > 0 {
+			var err error
+			insert, err = tx.PrepareContext(ctx, `INSERT INTO signet_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			if err != nil {
+				return s.wrap("adding key", err)
+			}
+			defer insert.Close()
+		}
 		for i := range w.Insert {
 			r := &w.Insert[i]
-			_, err := tx.ExecContext(ctx, `INSERT INTO signet_keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+			rate, burst, remaining, refill, refilled, set := limitColumns(r)
+			_, err := insert.ExecContext(ctx,
 				r.ID, r.Owner, string(r.Alg), strings.Join(r.Scopes, " "), r.Label, r.Created.UnixMicro(),
-				toNull(r.Expires), toNull(r.Revoked), toNull(r.LastUsed), r.Predecessor, r.Successor, r.PublicKey, r.Secret)
+				toNull(r.Expires), toNull(r.Revoked), toNull(r.LastUsed), r.Predecessor, r.Successor, r.PublicKey, r.Secret,
+				toNull(r.Disabled), string(r.Metadata), rate, burst, remaining, refill, refilled, set)
 			if isConstraint(err) {
 				return fmt.Errorf("%w: key id %s is taken", keys.ErrConflict, r.ID)
 			}
@@ -612,9 +709,15 @@ func (s *Store) Apply(ctx context.Context, w *keys.Write) error {
 		}
 		for i := range w.Update {
 			r := &w.Update[i]
-			res, err := tx.ExecContext(ctx, `UPDATE signet_keys SET scopes = ?, expires = ?, revoked = ?, successor = ?, version = version + 1
+			rate, burst, remaining, refill, refilled, set := limitColumns(r)
+			res, err := tx.ExecContext(ctx, `UPDATE signet_keys SET label = ?, scopes = ?, metadata = ?, expires = ?, disabled = ?, revoked = ?, successor = ?,
+					rate = ?, burst = ?,
+					uses_remaining = CASE WHEN uses_set IS ? THEN uses_remaining ELSE ? END,
+					uses_refilled = CASE WHEN uses_set IS ? THEN uses_refilled ELSE ? END,
+					uses_refill = ?, uses_set = ?, version = version + 1
 				WHERE id = ? AND version = ?`,
-				strings.Join(r.Scopes, " "), toNull(r.Expires), toNull(r.Revoked), r.Successor, r.ID, r.Version)
+				r.Label, strings.Join(r.Scopes, " "), string(r.Metadata), toNull(r.Expires), toNull(r.Disabled), toNull(r.Revoked), r.Successor,
+				rate, burst, set, remaining, set, refilled, refill, set, r.ID, r.Version)
 			if err != nil {
 				return s.wrap("updating key", err)
 			}
@@ -770,6 +873,139 @@ func (s *Store) TouchLastUsed(ctx context.Context, used map[string]time.Time) er
 		}
 		return nil
 	})
+}
+
+// SpendUses implements [keys.Store].
+func (s *Store) SpendUses(ctx context.Context, id string, n int64, now time.Time) (keys.UsesGrant, error) {
+	var g keys.UsesGrant
+	err := s.write(ctx, "spending uses", func(tx *sql.Tx) error {
+		var remaining, refilled, set sql.NullInt64
+		var refill string
+		err := tx.QueryRowContext(ctx, `SELECT uses_remaining, uses_refill, uses_refilled, uses_set FROM signet_keys WHERE id = ?`, id).
+			Scan(&remaining, &refill, &refilled, &set)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", keys.ErrNotFound, id)
+		}
+		if err != nil {
+			return s.wrap("spending uses", err)
+		}
+		if !remaining.Valid {
+			g.Unlimited = true
+			return nil
+		}
+		u := keys.Uses{Remaining: remaining.Int64, Refilled: fromNull(refilled), Set: fromNull(set)}
+		if refill != "" {
+			if u.Refill, err = keys.ParseRate(refill); err != nil {
+				return fmt.Errorf("keys/sqlite: key %s: stored refill %w", id, err)
+			}
+		}
+		before := u
+		g = u.Spend(n, now)
+		if u == before {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE signet_keys SET uses_remaining = ?, uses_refilled = ? WHERE id = ?`,
+			u.Remaining, toNull(u.Refilled), id); err != nil {
+			return s.wrap("spending uses", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return keys.UsesGrant{}, err
+	}
+	return g, nil
+}
+
+// usageBatchTTL is how long the ids of added usage batches are kept.
+const usageBatchTTL = 7 * 24 * time.Hour
+
+// AddUsage implements [keys.Store].
+func (s *Store) AddUsage(ctx context.Context, b *keys.UsageBatch) error {
+	if b.ID == "" || len(b.ID) > 64 {
+		return fmt.Errorf("keys/sqlite: a usage batch needs an id of 1 to 64 bytes")
+	}
+	return s.write(ctx, "adding usage counts", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO signet_usage_batches (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING`, b.ID, b.Time.UnixMicro())
+		if err != nil {
+			return s.wrap("adding usage counts", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			if err != nil {
+				return s.wrap("adding usage counts", err)
+			}
+			return nil // added before
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO signet_usage (key_id, hour, route, outcome, n) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (key_id, hour, route, outcome) DO UPDATE SET n = n + excluded.n`)
+		if err != nil {
+			return s.wrap("adding usage counts", err)
+		}
+		defer stmt.Close()
+		for _, c := range b.Counts {
+			if _, err := stmt.ExecContext(ctx, c.KeyID, c.Hour.Unix(), c.Route, string(c.Outcome), c.N); err != nil {
+				return s.wrap("adding usage counts", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM signet_usage_batches WHERE at < ?`, b.Time.Add(-usageBatchTTL).UnixMicro()); err != nil {
+			return s.wrap("adding usage counts", err)
+		}
+		return nil
+	})
+}
+
+// Usage implements [keys.Store].
+func (s *Store) Usage(ctx context.Context, q keys.UsageQuery) ([]keys.UsageCount, error) {
+	cols := `u.hour, u.route, u.outcome`
+	if q.ByKey {
+		cols = `u.hour, u.route, u.key_id, u.outcome`
+	}
+	query := `SELECT ` + cols + `, sum(u.n) FROM signet_usage AS u`
+	var where []string
+	var args []any
+	if q.Owner != "" {
+		query += ` JOIN signet_keys AS k ON k.id = u.key_id`
+		where = append(where, `k.owner = ?`)
+		args = append(args, q.Owner)
+	}
+	if q.KeyID != "" {
+		where = append(where, `u.key_id = ?`)
+		args = append(args, q.KeyID)
+	}
+	where = append(where, `u.hour >= ?`)
+	args = append(args, q.Since.Unix())
+	if !q.Until.IsZero() {
+		where = append(where, `u.hour < ?`)
+		args = append(args, q.Until.Unix())
+	}
+	query += ` WHERE ` + strings.Join(where, ` AND `) + ` GROUP BY ` + cols + ` ORDER BY ` + cols
+	h, err := s.handle()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := h.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, s.wrap("reading usage counts", err)
+	}
+	defer rows.Close()
+	var out []keys.UsageCount
+	for rows.Next() {
+		var c keys.UsageCount
+		var hour int64
+		var outcome string
+		dest := []any{&hour, &c.Route, &outcome, &c.N}
+		if q.ByKey {
+			dest = []any{&hour, &c.Route, &c.KeyID, &outcome, &c.N}
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, s.wrap("reading usage counts", err)
+		}
+		c.Hour, c.Outcome = time.Unix(hour, 0).UTC(), httpsig.Reason(outcome)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.wrap("reading usage counts", err)
+	}
+	return out, nil
 }
 
 // Watch implements [keys.Store]. It polls PRAGMA data_version on a

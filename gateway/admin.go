@@ -41,11 +41,12 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /.well-known/signet-keys", g.serveKeys) // KeysPath
 	if g.cfg.Admin == nil {
 		return mux
 	}
 	opts := g.opts
-	opts.MaxBodyBytes, opts.BodyBudget, opts.Verifier.Debug = maxAdminBody, 0, false
+	opts.MaxBodyBytes, opts.BodyBudget, opts.Verifier.Debug, opts.Presigned = maxAdminBody, 0, false, false
 	verify, requireAdmin := middleware.Verify(opts), middleware.RequireScopes(opts, keys.ScopeAdmin)
 	admin := func(h http.HandlerFunc) http.Handler {
 		return withRequestID(verify(requireAdmin(h)))

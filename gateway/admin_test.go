@@ -30,6 +30,7 @@ type adminEnv struct {
 	admin *httptest.Server
 	root  *httpsig.Signer
 	up    *upstream
+	g     *gateway.Gateway
 }
 
 func newAdminEnv(t *testing.T) *adminEnv {
@@ -54,7 +55,7 @@ func newAdminEnv(t *testing.T) *adminEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &adminEnv{keys: ks, up: up, gw: httptest.NewServer(g.Handler()), admin: httptest.NewServer(g.AdminHandler())}
+	e := &adminEnv{g: g, keys: ks, up: up, gw: httptest.NewServer(g.Handler()), admin: httptest.NewServer(g.AdminHandler())}
 	t.Cleanup(e.gw.Close)
 	t.Cleanup(e.admin.Close)
 	c, err := ks.Create(ctx, keys.CreateRequest{Owner: "ops", Scopes: []string{keys.ScopeAdmin}, Actor: "test"})

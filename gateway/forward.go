@@ -23,6 +23,10 @@ func (g *Gateway) checkForward() http.Handler {
 			g.refuse(w, r, ReasonUpgradeNotAccepted, "Upgrade not accepted", "the gateway switches only to websocket")
 			return
 		}
+		if isKeysRequest(r) && g.respKeys.Load() != nil {
+			g.serveKeys(w, r)
+			return
+		}
 		g.serveRouted(w, r)
 	})
 }

@@ -47,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 )
@@ -84,6 +85,13 @@ type Config struct {
 	Verify middleware.Options
 	// Admin serves the key administration API; nil leaves /v1/ out.
 	Admin KeyAdmin
+	// Keyring holds the gateway's own Ed25519 keys. When set, every
+	// response of the client listener is signed with the key of it that
+	// signs at the time (docs/signed-responses.md): the gateway's own
+	// answers (refusals, its errors, the key set) with tag signet-gateway,
+	// the upstream's with tag signet-response; and the public keys are
+	// published at KeysPath on both listeners. SetKeyring replaces it.
+	Keyring *keyring.Ring
 	// StripSignature removes Signature and Signature-Input before
 	// forwarding.
 	StripSignature bool
@@ -117,6 +125,7 @@ type Config struct {
 type Gateway struct {
 	cfg         Config
 	snap        atomic.Pointer[snapshot]
+	respKeys    atomic.Pointer[responseKeys]
 	policyMu    sync.Mutex // serialises SetPolicy
 	budget      *middleware.Budget
 	log         *slog.Logger
@@ -186,6 +195,10 @@ func New(cfg Config) (*Gateway, error) {
 	g.opts.Verifier.Keys = countErrors{v.Keys, nil, g.metrics.keyStoreErrors, g.metrics.keyLookupSeconds}
 	g.opts.Verifier.Nonces = countErrors{nil, v.Nonces, g.metrics.replayStoreErrors, nil}
 	g.opts.Observe = g.observe
+	g.opts.ResponseSigner = nil // the gateway signs around everything it answers
+	if cfg.Policy == nil {
+		g.opts.Presigned = true
+	}
 	budget := g.opts.BodyBudget
 	if budget <= 0 {
 		budget = middleware.DefaultBodyBudget
@@ -199,10 +212,11 @@ func New(cfg Config) (*Gateway, error) {
 	g.budget = middleware.NewBudget(max(budget, g.opts.MaxBodyBytes))
 	g.opts.Budget = g.budget
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:      g.rewrite,
-		Transport:    roundTrip{},
-		ErrorHandler: g.upstreamError,
-		BufferPool:   &bufferPool{},
+		Rewrite:        g.rewrite,
+		Transport:      roundTrip{},
+		ErrorHandler:   g.upstreamError,
+		ModifyResponse: modifyResponse,
+		BufferPool:     &bufferPool{},
 		// FlushInterval stays zero: ReverseProxy passes streamed responses
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -218,7 +232,10 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.snap.Store(s)
 	}
-	g.handler = withRequestID(g.inFlight.handler(g.checkForward(), g.refuseOverloaded, g.upstreamBroke))
+	if err := g.SetKeyring(cfg.Keyring); err != nil {
+		return nil, err
+	}
+	g.handler = withRequestID(g.inFlight.handler(g.signing(g.checkForward()), g.signing(http.HandlerFunc(g.refuseOverloaded)).ServeHTTP, g.upstreamBroke))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }

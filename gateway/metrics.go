@@ -11,14 +11,15 @@ import (
 )
 
 type metrics struct {
-	requests          *prometheus.CounterVec
-	overloaded        prometheus.Counter
-	verifySeconds     prometheus.Histogram
-	keyLookupSeconds  prometheus.Histogram
-	keyStoreErrors    prometheus.Counter
-	replayStoreErrors prometheus.Counter
-	upstreamErrors    prometheus.Counter // no response header came
-	upstreamCut       prometheus.Counter // the response broke off after its header
+	requests           *prometheus.CounterVec
+	overloaded         prometheus.Counter
+	verifySeconds      prometheus.Histogram
+	keyLookupSeconds   prometheus.Histogram
+	keyStoreErrors     prometheus.Counter
+	replayStoreErrors  prometheus.Counter
+	upstreamErrors     prometheus.Counter // no response header came
+	upstreamCut        prometheus.Counter // the response broke off after its header
+	responseSignErrors prometheus.Counter
 }
 
 // occupied is implemented by nonce stores that hold their entries
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 			Name: "signet_replay_store_errors_total",
 			Help: "Nonce checks that failed because the replay store could not answer.",
 		}),
+		responseSignErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signet_response_sign_errors_total",
+			Help: "Responses that could not be signed or sent as signed (too large to hold, a full disk, content unlike its own Content-Digest): answered with a signed 502, or cut.",
+		}),
 	}
 	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_upstream_errors_total",
@@ -67,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 	}, []string{"phase"})
 	m.upstreamErrors = upstream.WithLabelValues("header")
 	m.upstreamCut = upstream.WithLabelValues("body")
-	reg.MustRegister(m.requests, m.verifySeconds, m.keyLookupSeconds, m.keyStoreErrors, m.replayStoreErrors, upstream,
+	reg.MustRegister(m.requests, m.verifySeconds, m.keyLookupSeconds, m.keyStoreErrors, m.replayStoreErrors, m.responseSignErrors, upstream,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "signet_requests_in_flight",
 			Help: "Client requests being handled.",

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -30,6 +31,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/keys"
 )
 
@@ -310,6 +312,15 @@ func TestOpenAPIAnswers(t *testing.T) {
 
 	c.expect(200, nil, "GET", "/healthz", nil, true)
 	c.expect(200, nil, "GET", "/metrics", nil, true)
+	c.expect(404, nil, "GET", "/.well-known/signet-keys", nil, true)
+	ring, err := keyring.New(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.g.SetKeyring(ring); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(200, nil, "GET", "/.well-known/signet-keys", nil, true)
 	_, h, _ := c.do(nil, "GET", "/v1/openapi.json", nil, nil, true)
 	if code, _, _ := c.do(nil, "GET", "/v1/openapi.json", http.Header{"If-None-Match": {h.Get("ETag")}}, nil, true); code != 304 {
 		t.Fatalf("revalidation: %d", code)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 )
@@ -126,7 +127,7 @@ func (g *Gateway) legacySnapshot() (*snapshot, error) {
 		u.basePath = base
 	}
 	s := &snapshot{policy: p, legacy: true, upstreams: map[string]*upstream{"default": u}}
-	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(g.proxy)}}
+	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(http.HandlerFunc(g.relayed))}}
 	return s, nil
 }
 
@@ -166,7 +167,24 @@ func (g *Gateway) routeHandler(p *policy.Policy, r *policy.Route) http.Handler {
 			return ""
 		}
 	}
-	return middleware.Verify(opts)(g.proxy)
+	opts.Presigned = r.Presigned == nil || *r.Presigned
+	if r.Presigned != nil && *r.Presigned {
+		opts.Verifier.Presign.Methods = presignMethods(r.Method)
+	}
+	return middleware.Verify(opts)(http.HandlerFunc(g.relayed))
+}
+
+// presignMethods returns the methods a route that allows presigned
+// requests takes them for: its method (and HEAD with GET), or every
+// method when the route matches any.
+func presignMethods(method string) []string {
+	switch method {
+	case "":
+		return []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
+	case http.MethodGet:
+		return []string{http.MethodGet, http.MethodHead}
+	}
+	return []string{method}
 }
 
 // publicHandler passes requests on without a signature, their bodies
@@ -179,11 +197,16 @@ func (g *Gateway) publicHandler(maxBody int64) http.Handler {
 			g.observe(r, middleware.Outcome{Status: http.StatusRequestEntityTooLarge, Reason: middleware.ReasonBodyTooLarge, Err: errors.New("gateway: body over the limit of a public route")})
 			return
 		}
+		if httpsig.IsPresigned(r) {
+			// Its signature would go unchecked, and reach the upstream.
+			g.refuseStatus(w, r, http.StatusForbidden, httpsig.ReasonInsufficientScope, "Insufficient scope", "presigned URLs are not accepted on a public route")
+			return
+		}
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		g.metrics.public(routedOf(r).route.Name)
-		g.proxy.ServeHTTP(w, r)
+		g.relayed(w, r)
 	})
 }
 

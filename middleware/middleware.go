@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/respsign"
 )
 
 // DefaultMaxBodyBytes is the body size limit of a zero Options.
@@ -113,7 +114,34 @@ type Options struct {
 	// request, before its body is read: it returns "" to let it through,
 	// or the detail of a 403 insufficient-scope refusal.
 	Authorize func(r *http.Request, id *Identity) string
+	// ResponseSigner, if set, signs every response (docs/signed-responses.md):
+	// the middleware's refusals as the server's own (tag signet-gateway),
+	// the next handler's responses as relayed (tag signet-response), so
+	// that a client never takes the application's 401 for a refusal of
+	// the middleware. Verify then wraps the next handler in
+	// ResponseSigner.Wrap and ResponseSigner.Relay; nil signs nothing.
+	ResponseSigner *respsign.Signer
+	// Presigned accepts presigned URLs (docs/presigned-urls.md): a request
+	// whose query holds signet-input or signet-sig is verified with
+	// Verifier.VerifyPresigned (its Presign policy says which methods and
+	// lifetimes), from keys with the scope ScopePresign or
+	// ScopePresignOnly, and passed on with those two parameters removed
+	// from its target. A presigned request carrying content is refused:
+	// the URL's signature cannot cover it. When Presigned is false, such a
+	// request is refused (403), never passed on.
+	Presigned bool
 }
+
+// Scopes of presigned URLs.
+const (
+	// ScopePresign lets a key's presigned URLs be accepted (besides its
+	// signed requests).
+	ScopePresign = "presign"
+	// ScopePresignOnly restricts a key to presigned URLs: its requests
+	// signed in header fields are refused (403 insufficient-scope). It is
+	// the scope for the component that makes URLs for browsers.
+	ScopePresignOnly = "presign-only"
+)
 
 // withDefaults returns o with its zero values replaced by the defaults.
 func (o Options) withDefaults() Options {
@@ -219,6 +247,9 @@ func Verify(opts Options) func(http.Handler) http.Handler {
 		slog.Warn("middleware: debug mode is on: refusals show clients the signature base the server expects; never use it in production")
 	}
 	return func(next http.Handler) http.Handler {
+		if s := opts.ResponseSigner; s != nil {
+			return s.Wrap(&verifier{opts: opts, budget: b, next: s.Relay(next)})
+		}
 		return &verifier{opts: opts, budget: b, next: next}
 	}
 }
@@ -227,6 +258,10 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	if ref := checkRequest(r); ref != nil {
 		mw.refuse(w, r, ref, start)
+		return
+	}
+	if httpsig.IsPresigned(r) {
+		mw.servePresigned(w, r, start)
 		return
 	}
 	res, err := mw.verifyHeader(r)
@@ -251,6 +286,13 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created}
 	if o, ok := res.Key.(OwnedKey); ok {
 		id.Owner, id.Scopes = o.Owner(), o.Scopes()
+	}
+	if id.HasScope(ScopePresignOnly) {
+		mw.refuse(w, r, &refusal{
+			status: http.StatusForbidden, reason: httpsig.ReasonInsufficientScope, keyID: res.KeyID, label: res.Label, unread: true,
+			detail: "the key has the scope " + strconv.Quote(ScopePresignOnly) + ": it signs presigned URLs only",
+		}, start)
+		return
 	}
 	if mw.opts.Authorize != nil {
 		if detail := mw.opts.Authorize(r, id); detail != "" {
@@ -291,6 +333,75 @@ func (mw *verifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mw.opts.Observe(r, Outcome{KeyID: res.KeyID, Elapsed: time.Since(start)})
 	}
 	mw.next.ServeHTTP(w, r)
+}
+
+// servePresigned verifies a presigned request and passes it on with the
+// target that was verified: the two parameters removed, the rest of the
+// target byte for byte.
+func (mw *verifier) servePresigned(w http.ResponseWriter, r *http.Request, start time.Time) {
+	if !mw.opts.Presigned {
+		mw.refuse(w, r, &refusal{status: http.StatusForbidden, reason: httpsig.ReasonInsufficientScope, unread: true, detail: "presigned URLs are not accepted here"}, start)
+		return
+	}
+	if r.ContentLength != 0 {
+		// A chunked body (length -1) included: nothing in the URL covers it.
+		mw.refuse(w, r, &refusal{status: http.StatusUnauthorized, reason: httpsig.ReasonMissingComponent, unread: true, detail: "a presigned request cannot carry content: the URL's signature does not cover it"}, start)
+		return
+	}
+	v := mw.opts.Verifier
+	signed := r
+	if o, ok := r.Context().Value(originKey).(*Origin); ok {
+		c := *r
+		c.Host, c.RequestURI = o.Authority, o.PathPrefix+r.RequestURI
+		v.Scheme, signed = o.Scheme, &c
+	}
+	clean, res, err := v.VerifyPresigned(signed, nil)
+	if err != nil {
+		mw.refuse(w, r, verifyRefusal(err), start)
+		return
+	}
+	id := &Identity{KeyID: res.KeyID, Alg: res.Key.Algorithm(), Label: res.Label, Created: res.Created}
+	if o, ok := res.Key.(OwnedKey); ok {
+		id.Owner, id.Scopes = o.Owner(), o.Scopes()
+	}
+	if !id.HasScope(ScopePresign) && !id.HasScope(ScopePresignOnly) {
+		mw.refuse(w, r, &refusal{
+			status: http.StatusForbidden, reason: httpsig.ReasonInsufficientScope, keyID: res.KeyID, label: res.Label, unread: true,
+			detail: "presigned URLs need a key with the scope " + strconv.Quote(ScopePresign),
+		}, start)
+		return
+	}
+	if mw.opts.Authorize != nil {
+		if detail := mw.opts.Authorize(r, id); detail != "" {
+			mw.refuse(w, r, &refusal{
+				status: http.StatusForbidden, reason: httpsig.ReasonInsufficientScope, keyID: res.KeyID, label: res.Label, unread: true,
+				detail: detail, err: errors.New("middleware: " + detail),
+			}, start)
+			return
+		}
+	}
+	out := r.WithContext(NewContext(r.Context(), id))
+	stripTarget(out, clean.URL.RawQuery)
+	if mw.opts.Observe != nil {
+		mw.opts.Observe(out, Outcome{KeyID: res.KeyID, Elapsed: time.Since(start)})
+	}
+	mw.next.ServeHTTP(w, out)
+}
+
+// stripTarget gives r (a copy of its own) the query stripped in place of
+// its own, in its URL and its RequestURI; no '?' remains when stripped
+// is empty.
+func stripTarget(r *http.Request, stripped string) {
+	u := *r.URL
+	u.RawQuery, u.ForceQuery = stripped, false
+	r.URL = &u
+	if r.RequestURI != "" {
+		path, _, _ := strings.Cut(r.RequestURI, "?")
+		r.RequestURI = path
+		if stripped != "" {
+			r.RequestURI += "?" + stripped
+		}
+	}
 }
 
 // verifyHeader verifies the signatures of r as made over its origin, when

@@ -43,6 +43,9 @@ type Settings struct {
 	MaxInFlight     int           // max_in_flight
 	UpstreamTimeout time.Duration // upstream_timeout: the default response_header_timeout of upstreams
 	WriteTimeout    time.Duration // write_timeout
+	// GatewayKeys is the file of the gateway's own Ed25519 keys
+	// (gateway_keys), which sign its responses; made when missing.
+	GatewayKeys string
 	// Upstream is the URL of the upstream named "default" (upstream).
 	Upstream string
 }
@@ -109,6 +112,7 @@ var settings = []setting{
 	{"upstream_timeout", kDuration, false, func(s *Settings) any { return &s.UpstreamTimeout }},
 	{"write_timeout", kDuration, true, func(s *Settings) any { return &s.WriteTimeout }},
 	{"upstream", kString, false, func(s *Settings) any { return &s.Upstream }},
+	{"gateway_keys", kString, true, func(s *Settings) any { return &s.GatewayKeys }},
 }
 
 // SettingKeys returns the top-level keys of the file that hold settings,

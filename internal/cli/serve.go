@@ -46,6 +46,7 @@ type serveOptions struct {
 	debugExplain   bool
 	shutdown       time.Duration
 	limits         serveLimits
+	gatewayKeys    string
 
 	config   string
 	policy   *policy.Policy  // the settings above come from it
@@ -86,6 +87,7 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&level, "log-level", "info", "log level: debug (every request), info (refusals), warn, error")
 	fs.BoolVar(&o.debugExplain, "debug-explain", false, "show clients the signature base on refusals (never in production)")
+	fs.StringVar(&o.gatewayKeys, "gateway-keys", "", "keyring `FILE` of the gateway's own Ed25519 keys (made, mode 0600, when missing): every response is signed, the public keys served at /.well-known/signet-keys; reloaded on SIGHUP and when it changes")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", 20*time.Second, "after the drain, how long requests in flight may take to finish before they are cut")
 	fs.DurationVar(&o.limits.drain, "drain", 5*time.Second, "on SIGTERM, how long to fail /healthz while still serving, so that load balancers move away")
 	fs.IntVar(&o.limits.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests handled at once; beyond, 503 with Retry-After")
@@ -172,7 +174,7 @@ func (o *serveOptions) loadPolicy(fs *flag.FlagSet) error {
 	o.redisURL, o.redisPrefix, o.replayCapacity, o.replaySnapshot = s.Redis, s.RedisPrefix, s.ReplayCapacity, s.ReplaySnapshot
 	o.tlsCert, o.tlsKey, o.stripSignature, o.scheme = s.TLSCert, s.TLSKey, s.StripSignature, s.Scheme
 	o.maxAge, o.skew, o.tag, o.logFormat, o.debugExplain = s.MaxAge, s.MaxSkew, s.Tag, s.LogFormat, s.DebugExplain
-	o.shutdown = s.ShutdownTimeout
+	o.shutdown, o.gatewayKeys = s.ShutdownTimeout, s.GatewayKeys
 	o.limits = serveLimits{maxInFlight: s.MaxInFlight, upstreamTimeout: s.UpstreamTimeout, writeTimeout: s.WriteTimeout, drain: s.Drain}
 	return nil
 }
@@ -250,8 +252,12 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	}
 	// Once no request can reach it: saved for the next start, unlocked.
 	defer func() { err = errors.Join(err, replay.close(log)) }()
+	ring, err := openGatewayKeys(e, o.gatewayKeys, log)
+	if err != nil {
+		return err
+	}
 	g, err := gateway.New(gateway.Config{
-		Policy: o.policy, Admin: ks, Logger: log,
+		Policy: o.policy, Admin: ks, Logger: log, Keyring: ring,
 		Verify: middleware.Options{
 			Verifier: httpsig.Verifier{
 				Policy: httpsig.Policy{MaxAge: o.maxAge, MaxSkew: o.skew, Tag: o.tag},
@@ -303,7 +309,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	}
 	log.Info("signet serve listening",
 		"addr", ln.Addr().String(), "scheme", scheme, "admin_addr", adminLn.Addr().String(),
-		"config", o.config, "routes", len(o.policy.Routes), "upstreams", len(o.policy.Upstreams), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""],
+		"config", o.config, "routes", len(o.policy.Routes), "upstreams", len(o.policy.Upstreams), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""], "signs_responses", ring != nil,
 		"max_in_flight", o.limits.maxInFlight, "upstream_timeout", o.limits.upstreamTimeout.String(), "write_timeout", o.limits.writeTimeout.String())
 	errs := make(chan error, 2)
 	go func() {
@@ -314,6 +320,14 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 		}
 	}()
 	go func() { errs <- adminSrv.Serve(adminLn) }()
+	if ring != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		defer stopWatch()
+		go watchGatewayKeys(watchCtx, o.gatewayKeys, g, log, hup, policy.DefaultWatchInterval)
+	}
 	if o.watcher != nil {
 		o.onReload = func(r policy.Reload) { reloaded(log, g, r) }
 		hup := make(chan os.Signal, 1)

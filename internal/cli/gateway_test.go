@@ -18,6 +18,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/signet-dev/signet/client"
+	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/internal/gwtest"
 	"github.com/signet-dev/signet/middleware"
 )
@@ -51,9 +52,8 @@ func setupGateways(env *testscript.Env) error {
 			json.NewEncoder(w).Encode(map[string]any{"type": middleware.DefaultProblemBase + "expired", "status": 401, "detail": "the session has expired"})
 			return
 		}
-		id, _ := middleware.FromContext(r.Context())
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "verified %s\n%s %s\n", id.KeyID, r.Method, r.RequestURI)
+		fmt.Fprintf(w, "verified %s\n%s %s\n", r.Header.Get(gateway.HeaderKeyID), r.Method, r.RequestURI)
 	})
 	start := func(name string, skew time.Duration) (*gwtest.Server, string, error) {
 		gw, h, err := gwtest.New(gwtest.Config{Keys: keys, Handler: service, Skew: skew})

@@ -162,6 +162,17 @@ func findChromium(t *testing.T) string {
 // window.signetTest.run(config) there and returns what it resolves to.
 func runPage(t *testing.T, chromium, page string, config browserConfig) browserReport {
 	t.Helper()
+	arg, err := json.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evalInPage[browserReport](t, chromium, page, `window.signetTest.run(`+string(arg)+`)`)
+}
+
+// evalInPage opens page in a fresh headless Chromium, waits for
+// window.signetTest, and returns what expr resolves to there.
+func evalInPage[T any](t *testing.T, chromium, page, expr string) T {
+	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(t.TempDir()),
@@ -181,15 +192,11 @@ func runPage(t *testing.T, chromium, page string, config browserConfig) browserR
 	ctx, cancelTab := chromedp.NewContext(ctx)
 	defer cancelTab()
 
-	arg, err := json.Marshal(config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// What the page could not do (a module that failed to load, say) is
 	// told in its exceptions and console errors.
 	var mu sync.Mutex
 	var problems []string
-	err = chromedp.Listen(ctx, func(ev any) {
+	err := chromedp.Listen(ctx, func(ev any) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch ev := ev.(type) {
@@ -218,7 +225,7 @@ func runPage(t *testing.T, chromium, page string, config browserConfig) browserR
 	if err != nil {
 		fail(err)
 	}
-	report, err := chromedp.Run(ctx, chromedp.Evaluate[browserReport](`window.signetTest.run(`+string(arg)+`)`, chromedp.EvalAwaitPromise))
+	report, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		fail(err)
 	}

@@ -1,7 +1,8 @@
 // Command loadbench measures, in one run and on loopback only, the
 // throughput and latency of the same signed requests sent to: the upstream
 // alone, a plain httputil.ReverseProxy, signet serve with the in-memory
-// replay cache, and signet serve with Redis.
+// replay cache (alone, behind a policy of 100 routes, and signing its
+// responses with --gateway-keys), and signet serve with Redis.
 //
 // Every scenario runs as separate processes (load generator, proxy,
 // upstream) and every request is signed, even where nothing checks it, so
@@ -195,11 +196,20 @@ func bench(o benchOptions) error {
 	if err != nil {
 		return err
 	}
+	// The first gateway again, signing every response (Ed25519, the
+	// content's digest): the load generator does not verify them, so
+	// that its work stays the same.
+	adminAddr, _ = freeAddr()
+	gwSigned, err := start(signet, append(serveArgs, "--admin-listen", adminAddr, "--gateway-keys", filepath.Join(dir, "gateway-keys.json"), "--replay-snapshot", filepath.Join(dir, "signed.nonces"))...)
+	if err != nil {
+		return err
+	}
 	scenarios := []struct{ name, url string }{
 		{"upstream alone", up},
 		{"httputil.ReverseProxy", proxy},
 		{"signet serve (memory)", gwMemory},
 		{"signet serve (100 routes)", gwRoutes},
+		{"signet serve (signed)", gwSigned},
 	}
 	if o.redisURL != "" {
 		prefix := fmt.Sprintf("signet-loadbench-%d:", time.Now().UnixNano())

@@ -50,6 +50,7 @@ import (
 	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
+	"github.com/signet-dev/signet/respsign"
 )
 
 // Identity fields the upstream receives.
@@ -317,6 +318,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away; nobody to answer
+	}
+	if s, ok := r.Context().Value(signerKey{}).(*respsign.Signer); ok {
+		s.Own(r) // the gateway's answer, not the upstream's
 	}
 	g.metrics.upstreamErrors.Inc()
 	g.upstreamFailed.add(err.Error(), "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "error", err.Error())

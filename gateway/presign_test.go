@@ -276,6 +276,12 @@ func TestSignedResponses(t *testing.T) {
 	resp, body = e.send(t, e.hmac, "GET", "/v1/orders/7", "", nil)
 	check("503", resp, body, 503, httpsig.GatewayTag)
 
+	// The upstream down: the gateway's own 502.
+	setState(nil)
+	e.up.srv.Close()
+	resp, body = e.send(t, e.hmac, "GET", "/v1/orders/7", "", nil)
+	check("502", resp, body, 502, httpsig.GatewayTag)
+
 	// The key set on both listeners.
 	for _, base := range []string{e.gw.URL, e.admin.URL} {
 		r, err := http.Get(base + gateway.KeysPath)

@@ -143,6 +143,16 @@ func (s *Signer) Relay(next http.Handler) http.Handler {
 	})
 }
 
+// Own marks the response to r, inside Relay, as the server's own again,
+// as long as nothing of it is written yet: for the answer a reverse
+// proxy's ErrorHandler writes when the service behind cannot be reached
+// (a 502 or 504 of the server's, not relayed).
+func (s *Signer) Own(r *http.Request) {
+	if sw, ok := r.Context().Value(contextKey{}).(*signingWriter); ok && sw.s == s && sw.mode == modeNone {
+		sw.relayed = false
+	}
+}
+
 // ModifyResponse is for the ModifyResponse field of the
 // httputil.ReverseProxy that Wrap wraps: it signs a 101 (Switching
 // Protocols) response, which the proxy writes itself on the hijacked

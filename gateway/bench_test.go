@@ -12,17 +12,19 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
 // BenchmarkProxy compares, in one run, a plain httputil.ReverseProxy, the
-// gateway (memory replay cache), and the gateway with a policy of 100
-// routes forwarding the reference request to
+// gateway (memory replay cache), the gateway with a policy of 100 routes,
+// and the gateway signing its responses (--gateway-keys), forwarding the reference request to
 // the same upstream on loopback. Every request is signed in both, so that
 // the difference is the gateway's own work.
 func BenchmarkProxy(b *testing.B) {
@@ -69,6 +71,22 @@ func BenchmarkProxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The first again, signing its responses.
+	ring, err := keyring.New(time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	signed, err := gateway.New(gateway.Config{
+		Upstream: upstream, Keyring: ring,
+		Verify: middleware.Options{Verifier: httpsig.Verifier{
+			Keys:   httpsig.KeyMap{"sk_bench": testKey{key, "bench", []string{"orders:write"}}},
+			Nonces: memory.New(memory.Options{}),
+		}},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	plain := &httputil.ReverseProxy{
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(upstream); pr.Out.Host = pr.In.Host; pr.SetXForwarded() },
 		Transport: gateway.NewTransport(),
@@ -78,7 +96,7 @@ func BenchmarkProxy(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		h    http.Handler
-	}{{"plain", plain}, {"signet", g.Handler()}, {"signet-100-routes", routed.Handler()}} {
+	}{{"plain", plain}, {"signet", g.Handler()}, {"signet-100-routes", routed.Handler()}, {"signet-signed", signed.Handler()}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			start := cpuTime()

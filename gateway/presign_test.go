@@ -39,6 +39,7 @@ type presignEnv struct {
 const presignPolicy = `
 upstreams:
   api: {url: "%s"}
+%s
 routes:
   - {name: files, match: "GET /files/{name...}", upstream: api}
   - {name: jobs, match: "POST /jobs", upstream: api, presigned: true}
@@ -47,7 +48,7 @@ routes:
   - {name: ws, match: "/ws", upstream: api}
 `
 
-func newPresignEnv(t *testing.T) *presignEnv {
+func newPresignEnv(t *testing.T, extra string) *presignEnv {
 	t.Helper()
 	e := &presignEnv{api: newUpstream(t), logs: &lockedBuffer{}, signers: map[string]*httpsig.Signer{}}
 	keys := &keyTable{keys: map[string]testKey{}, state: map[string]error{}}
@@ -63,7 +64,7 @@ func newPresignEnv(t *testing.T) *presignEnv {
 		e.signers[id] = &httpsig.Signer{Key: k, KeyID: id}
 	}
 	file := filepath.Join(t.TempDir(), "signet.yaml")
-	writePolicy(t, file, fmt.Sprintf(presignPolicy, e.api.srv.URL))
+	writePolicy(t, file, fmt.Sprintf(presignPolicy, e.api.srv.URL, extra))
 	p, err := policy.Load(file, policy.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func (e *presignEnv) do(t *testing.T, method, rawURL string, body string, sign *
 }
 
 func TestPresignedThroughGateway(t *testing.T) {
-	e := newPresignEnv(t)
+	e := newPresignEnv(t, "")
 	hour := httpsig.PresignOptions{Expires: time.Hour}
 	once := httpsig.PresignOptions{Expires: time.Hour, SingleUse: true}
 	// Escapes, empty pieces, a repeated name: the upstream gets them
@@ -207,7 +208,7 @@ func TestPresignedThroughGateway(t *testing.T) {
 }
 
 func TestPresignedWebSocket(t *testing.T) {
-	e := newPresignEnv(t)
+	e := newPresignEnv(t, "")
 	u := e.presign(t, "sk_presign", "GET", "/ws?room=7", httpsig.PresignOptions{Expires: time.Minute, SingleUse: true})
 	wsURL := "ws" + strings.TrimPrefix(u, "http")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -298,3 +299,37 @@ func TestSignedResponses(t *testing.T) {
 }
 
 var errStoreDown = fmt.Errorf("test: the key store is down")
+
+// TestPresignedBehindProxy: a URL presigned for what the client sees,
+// https://api.example.com/api/…, reaches the gateway through a trusted
+// proxy that strips /api, and verifies as the client made it.
+func TestPresignedBehindProxy(t *testing.T) {
+	e := newPresignEnv(t, "trusted_proxies: {cidrs: [127.0.0.0/8, '::1'], prefix: /api}")
+	u, err := e.signers["sk_presign"].Presign("https://api.example.com/api/files/x?a=1", httpsig.PresignOptions{Expires: time.Minute, SingleUse: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := strings.TrimPrefix(u, "https://api.example.com/api")
+	send := func() int {
+		r, _ := http.NewRequest("GET", e.gw.URL+target, nil)
+		r.Header.Set("X-Forwarded-Host", "api.example.com")
+		r.Header.Set("X-Forwarded-Proto", "https")
+		r.Header.Set("X-Forwarded-Prefix", "/api")
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := send(); s != 200 {
+		t.Fatalf("%d", s)
+	}
+	if r, _ := e.api.last(); r.RequestURI != "/files/x?a=1" || r.Header.Get("X-Forwarded-Prefix") != "/api" {
+		t.Fatalf("the upstream got %s %v", r.RequestURI, r.Header)
+	}
+	if s := send(); s != 401 {
+		t.Fatalf("used again: %d", s)
+	}
+}

@@ -235,3 +235,29 @@ func TestServeSignsResponses(t *testing.T) {
 	}
 	srv.stop(t)
 }
+
+func TestGatewayKeysInit(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "gw.json")
+	code, out, stderr := run(t, "", "gateway-keys", "init", file)
+	if code != 0 {
+		t.Fatalf("init: %d %s", code, stderr)
+	}
+	r, err := keyring.Load(file)
+	if err != nil || len(r.Keys) != 1 || r.Keys[0].ID != strings.TrimSpace(out) {
+		t.Fatalf("%v %v, printed %q", r, err, out)
+	}
+	if code, _, stderr = run(t, "", "gateway-keys", "init", file); code != 2 || !strings.Contains(stderr, "exists") {
+		t.Fatalf("init over a keyring: %d %s", code, stderr)
+	}
+	// A key file others may read is refused by serve, not used.
+	os.Chmod(file, 0o644)
+	db := filepath.Join(t.TempDir(), "keys.db")
+	if code, _, stderr := run(t, "", "keys", "create", "--db", db, "--owner", "acme"); code != 0 {
+		t.Fatal(stderr)
+	}
+	code, _, stderr = run(t, "", "serve", "--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--db", db, "--gateway-keys", file)
+	if code != 1 || !strings.Contains(stderr, "chmod 600") {
+		t.Fatalf("serve with a 0644 key file: %d %s", code, stderr)
+	}
+}

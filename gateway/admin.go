@@ -41,6 +41,7 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
+	g.registerVerifyAPI(mux)
 	if g.cfg.Admin == nil {
 		return mux
 	}

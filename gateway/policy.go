@@ -27,6 +27,8 @@ type snapshot struct {
 type routeHandler struct {
 	route   *policy.Route
 	handler http.Handler
+	// opts verify the route's requests; the verify API checks with them.
+	opts middleware.Options
 }
 
 // upstream is a policy.Upstream with what forwarding to it needs.
@@ -109,7 +111,12 @@ func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error
 		if r.Rate != nil {
 			return nil, fmt.Errorf("gateway: route %q (%s) has a rate limit, which this gateway does not enforce", r.Name, r.Pos)
 		}
-		s.routes = append(s.routes, routeHandler{route: r, handler: g.routeHandler(p, r)})
+		opts := g.routeOptions(p, r)
+		h := g.publicHandler(opts.MaxBodyBytes)
+		if !r.Public {
+			h = middleware.Verify(opts)(g.proxy)
+		}
+		s.routes = append(s.routes, routeHandler{route: r, handler: h, opts: opts})
 	}
 	return s, nil
 }
@@ -126,19 +133,17 @@ func (g *Gateway) legacySnapshot() (*snapshot, error) {
 		u.basePath = base
 	}
 	s := &snapshot{policy: p, legacy: true, upstreams: map[string]*upstream{"default": u}}
-	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(g.proxy)}}
+	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(g.proxy), opts: g.opts}}
 	return s, nil
 }
 
-// routeHandler returns what serves the requests routed to r: the proxy,
-// behind verification with the route's settings unless it is public.
-func (g *Gateway) routeHandler(p *policy.Policy, r *policy.Route) http.Handler {
+// routeOptions returns the settings requests routed to r are verified
+// with (those of a public route, for the verify API: the policy's, with
+// no scopes).
+func (g *Gateway) routeOptions(p *policy.Policy, r *policy.Route) middleware.Options {
 	maxBody := r.MaxBody
 	if maxBody == 0 {
 		maxBody = p.Settings.MaxBody
-	}
-	if r.Public {
-		return g.publicHandler(maxBody)
 	}
 	opts := g.opts
 	v := &opts.Verifier
@@ -166,7 +171,7 @@ func (g *Gateway) routeHandler(p *policy.Policy, r *policy.Route) http.Handler {
 			return ""
 		}
 	}
-	return middleware.Verify(opts)(g.proxy)
+	return opts
 }
 
 // publicHandler passes requests on without a signature, their bodies

@@ -199,10 +199,11 @@ func New(cfg Config) (*Gateway, error) {
 	g.budget = middleware.NewBudget(max(budget, g.opts.MaxBodyBytes))
 	g.opts.Budget = g.budget
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:      g.rewrite,
-		Transport:    roundTrip{},
-		ErrorHandler: g.upstreamError,
-		BufferPool:   &bufferPool{},
+		Rewrite:        g.rewrite,
+		ModifyResponse: corsResponse,
+		Transport:      roundTrip{},
+		ErrorHandler:   g.upstreamError,
+		BufferPool:     &bufferPool{},
 		// FlushInterval stays zero: ReverseProxy passes streamed responses
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -218,7 +219,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.snap.Store(s)
 	}
-	g.handler = withRequestID(g.inFlight.handler(g.checkForward(), g.refuseOverloaded, g.upstreamBroke))
+	g.handler = withRequestID(g.withCORS(g.inFlight.handler(g.checkForward(), g.refuseOverloaded, g.upstreamBroke)))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,15 +45,18 @@ type verifyEnv struct {
 	client, writer *httpsig.Signer // orders:read; orders:write
 }
 
-func newVerifyEnv(t *testing.T) *verifyEnv {
+func newVerifyEnv(t testing.TB) *verifyEnv {
 	t.Helper()
 	e := &verifyEnv{keys: &keyTable{keys: map[string]testKey{}, state: map[string]error{}}}
 	e.caller = e.hmacKey("sk_server", gateway.ScopeVerify)
 	e.client = e.hmacKey("sk_client", "orders:read")
 	e.writer = e.hmacKey("sk_writer", "orders:write")
-	up := newUpstream(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(up.Close)
 	file := filepath.Join(t.TempDir(), "signet.yaml")
-	writePolicy(t, file, fmt.Sprintf(verifyPolicy, up.srv.URL))
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(verifyPolicy, up.URL)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p, err := policy.Load(file, policy.Options{})
 	if err != nil {
 		t.Fatal(err)

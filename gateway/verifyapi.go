@@ -32,6 +32,12 @@ type verifyCall struct {
 	// Latin-1 strings, one character per octet.
 	Headers    [][]string `json:"headers"`
 	HasContent bool       `json:"has_content"`
+	// ComputedDigest, if set, is a Content-Digest value the caller
+	// computed over the content it received (sha-256=:…:): Signet then
+	// checks the content itself, against the Content-Digest a signature
+	// covers. Without it the caller checks the content against the
+	// verdict's content_digest.
+	ComputedDigest string `json:"computed_digest"`
 }
 
 // verdict is the answer to a call that could be checked: the caller's
@@ -57,6 +63,9 @@ type accepted struct {
 	// ContentDigest is the Content-Digest field value the content must
 	// match, when a checked signature covers it; the caller checks it.
 	ContentDigest *string `json:"content_digest"`
+	// ContentChecked says that Signet checked the caller's computed
+	// digest against ContentDigest.
+	ContentChecked bool `json:"content_checked"`
 }
 
 type refused struct {
@@ -96,6 +105,10 @@ func (g *Gateway) verifyAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	v, ref := g.checkCall(req, &call)
+	if ref != nil && errors.Is(ref.Err, errComputedDigest) {
+		g.writeProblem(w, http.StatusBadRequest, "invalid-request", "Invalid request", strings.TrimPrefix(ref.Err.Error(), "gateway: verify API: computed_digest: httpsig: "))
+		return
+	}
 	if ref != nil {
 		g.observe(req, middleware.Outcome{Status: ref.Status, Reason: ref.Reason, KeyID: ref.KeyID, Err: ref.Err, Elapsed: time.Since(start)})
 		if ref.Status == http.StatusServiceUnavailable {
@@ -167,8 +180,41 @@ func (g *Gateway) checkCall(req *http.Request, call *verifyCall) (*verdict, *mid
 	}
 	if res.ContentDigest != "" {
 		v.ContentDigest = &res.ContentDigest
+		if call.ComputedDigest != "" {
+			if ref := g.matchDigest(opts, req, &res, call.ComputedDigest); ref != nil {
+				return nil, ref
+			}
+			v.ContentChecked = true
+		}
 	}
 	return &verdict{Verified: true, KeyID: id.KeyID, accepted: v}, nil
+}
+
+// errComputedDigest marks a computed digest that cannot be checked: the
+// call's fault, not the request's.
+var errComputedDigest = errors.New("gateway: verify API: computed_digest")
+
+// matchDigest checks the caller's computed digest against the
+// Content-Digest the signature covers, refusing a mismatch as the
+// gateway refuses content that does not match it.
+func (g *Gateway) matchDigest(opts middleware.Options, req *http.Request, res *httpsig.Result, computed string) *middleware.Refusal {
+	err := httpsig.MatchContentDigest(res.ContentDigest, computed)
+	if err == nil {
+		return nil
+	}
+	var ve *httpsig.VerifyError
+	if !errors.As(err, &ve) {
+		return &middleware.Refusal{Status: http.StatusBadRequest, Err: fmt.Errorf("%w: %w", errComputedDigest, err)}
+	}
+	reason := httpsig.ReasonDigestMismatch
+	return &middleware.Refusal{
+		Status: http.StatusUnauthorized, Reason: reason, KeyID: res.KeyID, Err: err,
+		Problem: middleware.Problem{
+			Type: g.problemBase + string(reason), Title: middleware.Title(reason), Status: http.StatusUnauthorized,
+			Detail: ve.Detail, Signature: res.Label,
+		},
+		AcceptSignature: opts.Verifier.Policy.AcceptSignatureFor(req, true),
+	}
 }
 
 // request makes the request a call describes, or says why it cannot.

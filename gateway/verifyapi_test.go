@@ -286,6 +286,39 @@ func TestVerifyAPIAccepts(t *testing.T) {
 		t.Errorf("a tampered body against the digest named: %v", err)
 	}
 
+	// A caller that computed the digest of the content it received has
+	// Signet check it: a mismatch is the gateway's digest-mismatch.
+	digest := func(body string) string {
+		d, _ := httpsig.NewDigester(httpsig.DigestSHA256)
+		io.WriteString(d, body)
+		return d.Value()
+	}
+	withDigest := func(raw, computed string) map[string]any {
+		c := describe(raw)
+		c["computed_digest"] = computed
+		return c
+	}
+	_, v, body = e.ask(t, e.caller, withDigest(wiretest.Sign(t, e.writer, postOrder), digest(`{"sku":"A-1"}`)))
+	if !v.Verified || !strings.Contains(body, `"content_checked": true`) {
+		t.Errorf("computed digest that matches: %s", body)
+	}
+	gwStatus, gwReason, gwAccept := e.gatewayAnswer(t, strings.Replace(wiretest.Sign(t, e.writer, postOrder), `"A-1"`, `"A-9"`, 1))
+	_, v, body = e.ask(t, e.caller, withDigest(wiretest.Sign(t, e.writer, postOrder), digest(`{"sku":"A-9"}`)))
+	if v.Verified || v.Status != gwStatus || v.Reason != gwReason || v.AcceptSignature != gwAccept || v.Problem.Signature != "sig1" {
+		t.Errorf("computed digest that does not match: %s; the gateway: %d %s %q", body, gwStatus, gwReason, gwAccept)
+	}
+	both := digest(`{"sku":"A-1"}`)
+	d512, _ := httpsig.NewDigester(httpsig.DigestSHA512)
+	io.WriteString(d512, `{"sku":"A-1"}`)
+	s512 := *e.writer
+	s512.Digest = httpsig.DigestSHA512
+	if resp, _, body := e.ask(t, e.caller, withDigest(wiretest.Sign(t, &s512, postOrder), both)); resp.StatusCode != 400 || !strings.Contains(body, "sha-512") {
+		t.Errorf("computed digest without the field's algorithm: %d %s", resp.StatusCode, body)
+	}
+	if _, v, body := e.ask(t, e.caller, withDigest(wiretest.Sign(t, &s512, postOrder), both+", "+d512.Value())); !v.Verified {
+		t.Errorf("sha-512 field, both computed: %s", body)
+	}
+
 	// One replay cache: a request verified through the API is a replay at
 	// the gateway, and the other way round.
 	if status, reason, _ := e.gatewayAnswer(t, raw); status != 401 || reason != "replayed" {

@@ -34,7 +34,7 @@ describe('verifyApi against signet serve', () => {
     }
     verifierKey = gw.createKey('--owner', 'orders-service', '--scopes', 'verify');
     client = gw.createKey('--owner', 'acme', '--scopes', 'orders:write');
-    const verifier = createVerifier({ keys: verifyApi({ url: gw.adminURL, ...verifierKey }), onOutcome: (req, o) => outcomes.push(o) });
+    const verifier = createVerifier({ keys: verifyApi({ url: gw.adminURL, ...verifierKey, timeout: 10000 }), onOutcome: (req, o) => outcomes.push(o) });
     const app = express();
     app.use('/v1', verifier.middleware, express.json(), verifier.requireScopes('orders:write'), (req, res) => {
       seen = { body: req.body, signet: req.signet };

@@ -154,6 +154,8 @@ func (g *Gateway) checkCall(req *http.Request, call *verifyCall) (*verdict, *mid
 	if rh.route.Public {
 		opts.Authorize = nil
 	}
+	// From here on the caller's req carries its route, for the logs and
+	// metrics of the verdict.
 	*req = *req.WithContext(context.WithValue(req.Context(), routedKey, &routed{snap: s, route: route, upstream: s.upstreams[route.Upstream.Name]}))
 	signed := middleware.WithOrigin(req, middleware.Origin{Scheme: call.Scheme, Authority: call.Authority})
 	id, res, ref := middleware.CheckHeader(opts, signed)

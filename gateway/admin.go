@@ -42,6 +42,7 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", g.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /.well-known/signet-keys", g.serveKeys) // KeysPath
+	g.registerVerifyAPI(mux)
 	if g.cfg.Admin == nil {
 		return mux
 	}

@@ -213,11 +213,14 @@ func New(cfg Config) (*Gateway, error) {
 	g.budget = middleware.NewBudget(max(budget, g.opts.MaxBodyBytes))
 	g.opts.Budget = g.budget
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:        g.rewrite,
-		Transport:      roundTrip{},
-		ErrorHandler:   g.upstreamError,
-		ModifyResponse: modifyResponse,
-		BufferPool:     &bufferPool{},
+		Rewrite:      g.rewrite,
+		Transport:    roundTrip{},
+		ErrorHandler: g.upstreamError,
+		ModifyResponse: func(resp *http.Response) error {
+			corsResponse(resp)
+			return modifyResponse(resp)
+		},
+		BufferPool: &bufferPool{},
 		// FlushInterval stays zero: ReverseProxy passes streamed responses
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -236,7 +239,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err := g.SetKeyring(cfg.Keyring); err != nil {
 		return nil, err
 	}
-	g.handler = withRequestID(g.inFlight.handler(g.signing(g.checkForward()), g.signing(http.HandlerFunc(g.refuseOverloaded)).ServeHTTP, g.upstreamBroke))
+	g.handler = withRequestID(g.withCORS(g.inFlight.handler(g.signing(g.checkForward()), g.signing(http.HandlerFunc(g.refuseOverloaded)).ServeHTTP, g.upstreamBroke)))
 	g.admin = g.newAdminHandler()
 	return g, nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
+	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/keys"
@@ -189,7 +190,7 @@ func newAPICheck(t *testing.T, e *adminEnv) *apiCheck {
 func authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
 	h := in.RequestValidationInput.Request.Header
 	switch {
-	case in.SecuritySchemeName != "httpMessageSignature" || !slices.Equal(in.Scopes, []string{keys.ScopeAdmin}):
+	case in.SecuritySchemeName != "httpMessageSignature" || !slices.Equal(in.Scopes, []string{keys.ScopeAdmin}) && !slices.Equal(in.Scopes, []string{gateway.ScopeVerify}):
 		return fmt.Errorf("unexpected security requirement %s %v", in.SecuritySchemeName, in.Scopes)
 	case h.Get("Signature") == "" || h.Get("Signature-Input") == "":
 		return errors.New("no Signature and Signature-Input")
@@ -343,6 +344,23 @@ func TestOpenAPIAnswers(t *testing.T) {
 	c.expect(200, root, "DELETE", "/v1/keys/"+ek.ID, nil, true)
 	c.expect(200, root, "GET", "/v1/audit", nil, true)
 	c.expect(200, root, "GET", "/v1/audit?key="+hk.ID, nil, true)
+
+	// The verify API: a server's key with the verify scope describes a
+	// request it received (here one signed by client): a verdict either way.
+	_, verifier := created(c.expect(201, root, "POST", "/v1/keys", map[string]any{"owner": "api-server", "scopes": []string{gateway.ScopeVerify}}, true))
+	described := func() map[string]any {
+		r, _ := http.NewRequest("GET", "https://api.example.com/v1/orders/7", nil)
+		if err := client.SignRequest(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		return map[string]any{"method": "GET", "target": "/v1/orders/7", "authority": "api.example.com", "scheme": "https", "has_content": false,
+			"headers": [][]string{{"Host", "api.example.com"}, {"Signature-Input", r.Header.Get("Signature-Input")}, {"Signature", r.Header.Get("Signature")}}}
+	}
+	call := described()
+	c.expect(200, verifier, "POST", "/v1/verify", call, true)
+	c.expect(200, verifier, "POST", "/v1/verify", call, true) // replayed: a refusal verdict
+	c.expect(400, verifier, "POST", "/v1/verify", map[string]any{"method": "GET", "target": "/", "authority": "a", "scheme": "gopher", "headers": [][]string{}}, false)
+	c.expect(403, root, "POST", "/v1/verify", described(), true)
 
 	// Refusals, each of a kind the description lists.
 	c.expect(400, root, "POST", "/v1/keys", map[string]any{"owner": "a", "colour": "red"}, false)

@@ -28,6 +28,8 @@ type snapshot struct {
 type routeHandler struct {
 	route   *policy.Route
 	handler http.Handler
+	// opts verify the route's requests; the verify API checks with them.
+	opts middleware.Options
 }
 
 // upstream is a policy.Upstream with what forwarding to it needs.
@@ -110,7 +112,12 @@ func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error
 		if r.Rate != nil {
 			return nil, fmt.Errorf("gateway: route %q (%s) has a rate limit, which this gateway does not enforce", r.Name, r.Pos)
 		}
-		s.routes = append(s.routes, routeHandler{route: r, handler: g.routeHandler(p, r)})
+		opts := g.routeOptions(p, r)
+		h := g.publicHandler(opts.MaxBodyBytes)
+		if !r.Public {
+			h = middleware.Verify(opts)(http.HandlerFunc(g.relayed))
+		}
+		s.routes = append(s.routes, routeHandler{route: r, handler: h, opts: opts})
 	}
 	return s, nil
 }
@@ -127,19 +134,17 @@ func (g *Gateway) legacySnapshot() (*snapshot, error) {
 		u.basePath = base
 	}
 	s := &snapshot{policy: p, legacy: true, upstreams: map[string]*upstream{"default": u}}
-	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(http.HandlerFunc(g.relayed))}}
+	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(http.HandlerFunc(g.relayed)), opts: g.opts}}
 	return s, nil
 }
 
-// routeHandler returns what serves the requests routed to r: the proxy,
-// behind verification with the route's settings unless it is public.
-func (g *Gateway) routeHandler(p *policy.Policy, r *policy.Route) http.Handler {
+// routeOptions returns the settings requests routed to r are verified
+// with (those of a public route, for the verify API: the policy's, with
+// no scopes).
+func (g *Gateway) routeOptions(p *policy.Policy, r *policy.Route) middleware.Options {
 	maxBody := r.MaxBody
 	if maxBody == 0 {
 		maxBody = p.Settings.MaxBody
-	}
-	if r.Public {
-		return g.publicHandler(maxBody)
 	}
 	opts := g.opts
 	v := &opts.Verifier
@@ -171,7 +176,7 @@ func (g *Gateway) routeHandler(p *policy.Policy, r *policy.Route) http.Handler {
 	if r.Presigned != nil && *r.Presigned {
 		opts.Verifier.Presign.Methods = presignMethods(r.Method)
 	}
-	return middleware.Verify(opts)(http.HandlerFunc(g.relayed))
+	return opts
 }
 
 // presignMethods returns the methods a route that allows presigned

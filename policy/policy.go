@@ -59,6 +59,9 @@ type Policy struct {
 	Proxies *TrustedProxies
 	// Paths says which paths are routed.
 	Paths PathRules
+	// CORS says which web origins' pages may call the client listener;
+	// nil allows none (and preflights are routed as any request).
+	CORS *CORS
 	// Warnings are problems that do not stop the policy from working,
 	// such as an upstream no route uses.
 	Warnings []*Error
@@ -98,6 +101,9 @@ func Parse(name string, data []byte, opts Options) (*Policy, error) {
 		p.Sum = sha256.Sum256(data)
 	}
 	for name, v := range opts.Defaults {
+		if name == FlagCORSOrigin {
+			continue
+		}
 		st := lookupSetting(strings.ReplaceAll(name, "-", "_"))
 		if st == nil {
 			d.errs = append(d.errs, &Error{Flag: name, Msg: "a flag of signet serve that the policy file has no key for"})
@@ -113,6 +119,10 @@ func Parse(name string, data []byte, opts Options) (*Policy, error) {
 		routes, routesPos = d.top(p, body)
 	}
 	for name, v := range opts.Flags {
+		if name == FlagCORSOrigin {
+			p.corsFlag(d, v)
+			continue
+		}
 		key := strings.ReplaceAll(name, "-", "_")
 		st := lookupSetting(key)
 		if st == nil {
@@ -171,6 +181,7 @@ func (d *decoder) top(p *Policy, body ast.Node) ([]routeSpec, ast.Node) {
 		}},
 		{"upstreams", func(_, v ast.Node) { d.upstreams(p, v) }},
 		{"trusted_proxies", func(_, v ast.Node) { p.Proxies = d.trustedProxies(v) }},
+		{"cors", func(_, v ast.Node) { p.CORS = d.cors(v) }},
 		{"paths", func(_, v ast.Node) {
 			d.mapping(v, "paths", []field{
 				{"allow_encoded_slashes", func(_, v ast.Node) { p.Paths.EncodedSlashes, _ = d.boolean(v, "allow_encoded_slashes") }},

@@ -92,6 +92,7 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.DurationVar(&o.limits.drain, "drain", 5*time.Second, "on SIGTERM, how long to fail /healthz while still serving, so that load balancers move away")
 	fs.IntVar(&o.limits.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests handled at once; beyond, 503 with Retry-After")
 	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
+	fs.Var(&originList{}, policy.FlagCORSOrigin, "web `ORIGIN` (https://app.example.com, or *) whose pages may call the gateway: its CORS preflights are answered unsigned; repeat or separate with commas; replaces the cors origins of --config")
 	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
@@ -190,6 +191,17 @@ func policyError(err error) error {
 		return errors.New(strings.Join(lines, "; "))
 	}
 	return err
+}
+
+// originList is a flag that may be repeated; its value is the values
+// given, comma-separated.
+type originList []string
+
+func (l *originList) String() string { return strings.Join(*l, ",") }
+
+func (l *originList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }
 
 // flagSet reports whether the flag name was given.

@@ -160,7 +160,7 @@ func findChromium(t *testing.T) string {
 
 // runPage opens page in a fresh headless Chromium, calls
 // window.signetTest.run(config) there and returns what it resolves to.
-func runPage(t *testing.T, chromium, page string, config browserConfig) browserReport {
+func runPage(t *testing.T, chromium, page string, config any) browserReport {
 	t.Helper()
 	arg, err := json.Marshal(config)
 	if err != nil {

@@ -1,5 +1,8 @@
 // A Node server that lets a Signet gateway verify (keys: verifyApi(…)),
-// against a double of the gateway's POST /v1/verify.
+// against a double of the gateway's POST /v1/verify that can be made slow,
+// down or nonsensical on demand, and records the calls it gets.
+// server-verify-api-live.test.js runs the same middleware against the
+// real signet serve.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

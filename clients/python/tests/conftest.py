@@ -148,8 +148,9 @@ def wait_for(port: int, proc: subprocess.Popen) -> None:  # type: ignore[type-ar
 
 
 class Gateway:
-    def __init__(self, signet_bin: str, db: str, url: str, keys: Dict[str, Tuple[str, str]], upstream: Upstream) -> None:
+    def __init__(self, signet_bin: str, db: str, url: str, keys: Dict[str, Tuple[str, str]], upstream: Upstream, admin_url: str = "") -> None:
         self.bin, self.db, self.url, self.keys, self.upstream = signet_bin, db, url, keys, upstream
+        self.admin_url = admin_url
 
     def cli(self, *args: str) -> str:
         return subprocess.run([self.bin, *args, "--db", self.db], check=True, capture_output=True, text=True).stdout
@@ -195,7 +196,8 @@ def gateway() -> Iterator[Gateway]:
         )
         try:
             wait_for(port, proc)
-            yield Gateway(bin_path, db, f"http://127.0.0.1:{port}", keys, upstream)
+            wait_for(admin, proc)
+            yield Gateway(bin_path, db, f"http://127.0.0.1:{port}", keys, upstream, f"http://127.0.0.1:{admin}")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

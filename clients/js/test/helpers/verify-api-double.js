@@ -1,6 +1,6 @@
 // A test double of the verify API of `signet serve` (POST /v1/verify on
-// the admin listener), built to the exchange the README describes, until
-// the gateway has it: it authenticates its caller (a key with the
+// the admin listener), built to the exchange the README describes, for
+// the faults the real one cannot be made to show: it authenticates its caller (a key with the
 // "verify" scope), checks the described request with its own keys and
 // nonce store, and answers a verdict. It records the calls it gets.
 

@@ -1,0 +1,89 @@
+// The browser side of TestBrowserCrossOrigin (internal/interop): a page
+// on one origin signs fetches to a real `signet serve` on another, whose
+// CORS allow-list has the page's origin. The key is an Ed25519 key made
+// here with Web Crypto; its public key is registered, and later revoked,
+// through the page's own server, which relays to the gateway's admin API
+// (admin keys do not belong in browsers, and the admin listener serves no
+// CORS). Resolves to { results: [{ name, ok, detail }] }.
+
+import { createSignedFetch, importKey, readProblem } from '../../index.js';
+
+function equal(got, want, what) {
+  if (got !== want) throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+}
+
+async function spkiPem(publicKey) {
+  const der = new Uint8Array(await crypto.subtle.exportKey('spki', publicKey));
+  const b64 = btoa(String.fromCharCode(...der));
+  return `-----BEGIN PUBLIC KEY-----\n${b64.replace(/.{64}/g, '$&\n')}\n-----END PUBLIC KEY-----\n`;
+}
+
+async function relay(path, body) {
+  const res = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+export async function run(config) {
+  const results = [];
+  const check = async (name, fn) => {
+    try {
+      results.push({ name, ok: true, detail: (await fn()) || '' });
+    } catch (err) {
+      results.push({ name, ok: false, detail: String((err && err.stack) || err) });
+    }
+  };
+  const gateway = config.gateway;
+  let signed;
+  let keyId;
+
+  await check('the page and the gateway are different origins', () => {
+    if (new URL(gateway).origin === location.origin) throw new Error('same origin');
+    return `${location.origin} → ${new URL(gateway).origin}`;
+  });
+
+  await check('an Ed25519 key made with Web Crypto, registered through the relay', async () => {
+    const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+    const made = await relay('/relay/register', { public_key: await spkiPem(pair.publicKey) });
+    keyId = made.key_id;
+    signed = createSignedFetch({ keyId, key: await importKey(pair) });
+    return keyId;
+  });
+
+  await check('a signed cross-origin POST passes the preflight and the gateway', async () => {
+    const body = JSON.stringify({ customer: 42, items: [{ sku: 'A-1', qty: 2 }] });
+    const res = await signed(`${gateway}/v1/orders?customer=42&expand=items`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json', 'Idempotency-Key': 'k-1' }, body,
+    });
+    const text = await res.text();
+    equal(res.status, 200, `status (${text})`);
+    const seen = JSON.parse(text);
+    equal(seen.key_id, keyId, 'the identity the upstream got');
+    equal(seen.body, body, 'the body the upstream got');
+    if (!res.headers.get('x-request-id')) throw new Error('X-Request-Id is not exposed to the page');
+    return `X-Request-Id ${res.headers.get('x-request-id')}`;
+  });
+
+  await check('a signed GET passes', async () => {
+    const res = await signed(`${gateway}/v1/orders/7`);
+    equal(res.status, 200, 'status');
+  });
+
+  await check('an unsigned fetch is refused, readable by the page', async () => {
+    const res = await fetch(`${gateway}/v1/orders/7`);
+    equal(res.status, 401, 'status');
+    const p = await readProblem(res);
+    equal(p.reason, 'missing-signature', 'reason');
+    if (!/^sig1=\("@method"/.test(res.headers.get('accept-signature') || '')) throw new Error(`Accept-Signature not exposed: ${res.headers.get('accept-signature')}`);
+    if (!res.headers.get('date')) throw new Error('Date not readable');
+  });
+
+  await check('revoked through the relay, the next fetch is refused: key-revoked', async () => {
+    await relay('/relay/revoke', { key_id: keyId });
+    const res = await signed(`${gateway}/v1/orders/7`);
+    equal(res.status, 401, 'status');
+    equal((await readProblem(res)).reason, 'key-revoked', 'reason');
+  });
+
+  return { results };
+}

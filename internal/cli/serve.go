@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
@@ -60,10 +61,12 @@ type serveLimits struct {
 	drain                         time.Duration
 }
 
-func newServeOptions(e *Env, args []string) (*serveOptions, error) {
+// newServeOptions defines the flags of signet serve on fs, and returns the
+// options they fill and the function that checks them once fs is parsed
+// (with the policy file of --config read under them).
+func newServeOptions(fs *pflag.FlagSet) (*serveOptions, func() error) {
 	o := &serveOptions{}
 	var maxBody, bodyBudget, level string
-	fs := newFlags(e, "serve", "--upstream URL [flags] | --config FILE [flags]")
 	fs.StringVar(&o.config, "config", "", "policy `FILE`: routes, upstreams, trusted proxies, and any of these flags as keys (--max-age is max_age); a flag given here wins; reloaded on SIGHUP and when it changes")
 	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required without --config)")
 	fs.StringVar(&o.listen, "listen", ":8080", "address for client traffic")
@@ -91,62 +94,63 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.IntVar(&o.limits.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests handled at once; beyond, 503 with Retry-After")
 	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
 	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return nil, err
-	}
-	if len(rest) > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", rest[0])
-	}
+	return o, func() error { return o.check(fs, maxBody, bodyBudget, level) }
+}
+
+// check checks the options once the flags are parsed, reading the policy
+// file of --config, if any, under the flags given. maxBody, bodyBudget and
+// level are the flags' text.
+func (o *serveOptions) check(fs *pflag.FlagSet, maxBody, bodyBudget, level string) (err error) {
 	if o.config == "" && o.upstream == "" {
-		return nil, errors.New("--upstream is required (or --config FILE)")
+		return errors.New("--upstream is required (or --config FILE)")
 	}
 	if err := o.loadPolicy(fs); err != nil {
-		return nil, err
+		return err
 	}
 	maxBody, bodyBudget, level = policy.FormatSize(o.policy.Settings.MaxBody), policy.FormatSize(o.policy.Settings.BodyBudget), o.policy.Settings.LogLevel.String()
 	switch {
 	case (o.tlsCert == "") != (o.tlsKey == ""):
-		return nil, errors.New("--tls-cert and --tls-key go together")
+		return errors.New("--tls-cert and --tls-key go together")
 	case o.logFormat != "json" && o.logFormat != "text":
-		return nil, errors.New("--log-format must be json or text")
+		return errors.New("--log-format must be json or text")
 	case o.scheme != "" && o.scheme != "http" && o.scheme != "https":
-		return nil, errors.New("--scheme must be http or https")
+		return errors.New("--scheme must be http or https")
 	case o.maxAge <= 0 || o.skew < 0:
-		return nil, errors.New("--max-age must be positive and --max-skew not negative")
+		return errors.New("--max-age must be positive and --max-skew not negative")
 	case o.replayCapacity < 1:
-		return nil, errors.New("--replay-capacity must be at least 1")
-	case o.redisURL != "" && (flagSet(fs, "replay-capacity") || o.replaySnapshot != ""):
-		return nil, errors.New("--replay-capacity and --replay-snapshot are for the in-memory replay cache; with --redis, Redis holds the nonces")
+		return errors.New("--replay-capacity must be at least 1")
+	case o.redisURL != "" && (fs.Changed("replay-capacity") || o.replaySnapshot != ""):
+		return errors.New("--replay-capacity and --replay-snapshot are for the in-memory replay cache; with --redis, Redis holds the nonces")
 	case o.limits.maxInFlight < 1:
-		return nil, errors.New("--max-in-flight must be at least 1")
+		return errors.New("--max-in-flight must be at least 1")
 	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
-		return nil, errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
+		return errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
 	}
 	if o.maxBody, err = parseSize(maxBody); err != nil {
-		return nil, fmt.Errorf("--max-body: %v", err)
+		return fmt.Errorf("--max-body: %w", err)
 	}
 	if o.bodyBudget, err = parseSize(bodyBudget); err != nil {
-		return nil, fmt.Errorf("--body-budget: %v", err)
+		return fmt.Errorf("--body-budget: %w", err)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %v", err)
+		return fmt.Errorf("--log-level: %w", err)
 	}
-	return o, nil
+	return nil
 }
 
 // loadPolicy reads the policy: the file of --config, if given, with the
 // flags given on the command line over it, and the flags' defaults under
 // it; and sets the options from its settings.
-func (o *serveOptions) loadPolicy(fs *flag.FlagSet) error {
+func (o *serveOptions) loadPolicy(fs *pflag.FlagSet) error {
 	opts := policy.Options{Defaults: map[string]string{}, Flags: map[string]string{}}
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name != "config" {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if isSetting(f) {
 			opts.Defaults[f.Name] = f.DefValue
 		}
 	})
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "config" {
+	// Visit sees only the flags given on the command line.
+	fs.Visit(func(f *pflag.Flag) {
+		if isSetting(f) {
 			opts.Flags[f.Name] = f.Value.String()
 		}
 	})
@@ -190,11 +194,10 @@ func policyError(err error) error {
 	return err
 }
 
-// flagSet reports whether the flag name was given.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
+// isSetting reports whether f is a flag of serve that the policy file has
+// a key for: all but --config, and cobra's --help.
+func isSetting(f *pflag.Flag) bool {
+	return f.Name != "config" && f.Name != "help"
 }
 
 // parseSize reads a byte count such as 1048576, 512KiB or 10MiB.
@@ -223,19 +226,6 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-func runServe(e *Env, args []string) int {
-	o, err := newServeOptions(e, args)
-	if err != nil {
-		return parseError(e, "serve", err)
-	}
-	log := newLogger(e.Stderr, o.logFormat, o.logLevel)
-	if err := serve(e, o, log); err != nil {
-		log.Error("signet serve stopped", "error", err.Error())
-		return exitRefused
-	}
-	return exitOK
 }
 
 func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {

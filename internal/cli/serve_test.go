@@ -171,6 +171,10 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"serve", "--upstream", "http://x", "--drain", "-1s"}, "cannot be negative"},
 		{[]string{"serve", "--upstream", "http://x", "--replay-capacity", "0"}, "--replay-capacity must be at least 1"},
 		{[]string{"serve", "--upstream", "http://x", "--redis", "redis://r", "--replay-capacity", "10"}, "with --redis, Redis holds the nonces"},
+		{[]string{"serve", "--upstream=http://x", "--max-in-flight=0"}, "--max-in-flight must be at least 1"},
+		{[]string{"serve", "--upstream", "http://x", "--max-age", "soon"}, `invalid argument "soon" for "--max-age" flag`},
+		{[]string{"serve", "--upstream", "http://x", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"serve", "--upstream", "http://x", "extra"}, `unexpected argument "extra"`},
 		{[]string{"demo", "extra"}, "unexpected argument"},
 	} {
 		code, _, stderr := run(t, "", tt.args...)

@@ -87,6 +87,7 @@ func newCmdRoot(e *Env) *cobra.Command {
 		newCmdPresign(e, nil),
 		newCmdThumbprint(e),
 		newCmdServe(e),
+		newCmdReplay(e),
 		newCmdPolicy(e),
 		newCmdDemo(e),
 		newCmdVersion(e),

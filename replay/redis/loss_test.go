@@ -341,4 +341,27 @@ func TestInit(t *testing.T) {
 	if n, err := Init(ctx, r.URL(), Options{KeyPrefix: "p:"}); err != nil || n != 0 {
 		t.Errorf("Init after a store found the loss = %d, %v; want 0 sentinels set", n, err)
 	}
+
+	// A Redis that lost part of its sentinels (a Cluster node restarted
+	// empty) lost part of its nonces: Init refuses to vouch for them.
+	if err := delKeys(ctx, r.URL(), "p:{000}", "p:{3ff}"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Init(ctx, r.URL(), Options{KeyPrefix: "p:"}); !errors.Is(err, ErrPartlyPrepared) || n != 0 {
+		t.Errorf("Init on a Redis missing 2 sentinels = %d, %v; want ErrPartlyPrepared", n, err)
+	}
+}
+
+// delKeys deletes keys through a client of its own.
+func delKeys(ctx context.Context, url string, keys ...string) error {
+	co, err := rueidis.ParseURL(url)
+	if err != nil {
+		return err
+	}
+	c, err := rueidis.NewClient(co)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Do(ctx, c.B().Del().Key(keys...).Build()).Error()
 }

@@ -94,48 +94,51 @@ func newServeOptions(fs *pflag.FlagSet) (*serveOptions, func() error) {
 	fs.IntVar(&o.limits.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests handled at once; beyond, 503 with Retry-After")
 	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
 	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
-	return o, func() error { return o.check(fs, maxBody, bodyBudget, level) }
+	return o, func() error {
+		_, err := o.check(fs, maxBody, bodyBudget, level)
+		return err
+	}
 }
 
 // check checks the options once the flags are parsed, reading the policy
 // file of --config, if any, under the flags given. maxBody, bodyBudget and
 // level are the flags' text.
-func (o *serveOptions) check(fs *pflag.FlagSet, maxBody, bodyBudget, level string) (err error) {
+func (o *serveOptions) check(fs *pflag.FlagSet, maxBody, bodyBudget, level string) (_ *serveOptions, err error) {
 	if o.config == "" && o.upstream == "" {
-		return errors.New("--upstream is required (or --config FILE)")
+		return nil, errors.New("--upstream is required (or --config FILE)")
 	}
 	if err := o.loadPolicy(fs); err != nil {
-		return err
+		return nil, err
 	}
 	maxBody, bodyBudget, level = policy.FormatSize(o.policy.Settings.MaxBody), policy.FormatSize(o.policy.Settings.BodyBudget), o.policy.Settings.LogLevel.String()
 	switch {
 	case (o.tlsCert == "") != (o.tlsKey == ""):
-		return errors.New("--tls-cert and --tls-key go together")
+		return nil, errors.New("--tls-cert and --tls-key go together")
 	case o.logFormat != "json" && o.logFormat != "text":
-		return errors.New("--log-format must be json or text")
+		return nil, errors.New("--log-format must be json or text")
 	case o.scheme != "" && o.scheme != "http" && o.scheme != "https":
-		return errors.New("--scheme must be http or https")
+		return nil, errors.New("--scheme must be http or https")
 	case o.maxAge <= 0 || o.skew < 0:
-		return errors.New("--max-age must be positive and --max-skew not negative")
+		return nil, errors.New("--max-age must be positive and --max-skew not negative")
 	case o.replayCapacity < 1:
-		return errors.New("--replay-capacity must be at least 1")
-	case o.redisURL != "" && (fs.Changed("replay-capacity") || o.replaySnapshot != ""):
-		return errors.New("--replay-capacity and --replay-snapshot are for the in-memory replay cache; with --redis, Redis holds the nonces")
+		return nil, errors.New("--replay-capacity must be at least 1")
+	case o.redisURL != "" && (flagSet(fs, "replay-capacity") || o.replaySnapshot != ""):
+		return nil, errors.New("--replay-capacity and --replay-snapshot are for the in-memory replay cache; with --redis, Redis holds the nonces")
 	case o.limits.maxInFlight < 1:
-		return errors.New("--max-in-flight must be at least 1")
+		return nil, errors.New("--max-in-flight must be at least 1")
 	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
-		return errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
+		return nil, errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
 	}
 	if o.maxBody, err = parseSize(maxBody); err != nil {
-		return fmt.Errorf("--max-body: %w", err)
+		return nil, fmt.Errorf("--max-body: %w", err)
 	}
 	if o.bodyBudget, err = parseSize(bodyBudget); err != nil {
-		return fmt.Errorf("--body-budget: %w", err)
+		return nil, fmt.Errorf("--body-budget: %w", err)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return nil
+	return o, nil
 }
 
 // loadPolicy reads the policy: the file of --config, if given, with the
@@ -193,6 +196,9 @@ func policyError(err error) error {
 	}
 	return err
 }
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *pflag.FlagSet, name string) bool { return fs.Changed(name) }
 
 // isSetting reports whether f is a flag of serve that the policy file has
 // a key for: all but --config, and cobra's --help.

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/signet-dev/signet/internal/testtime"
 )
 
 // dashboard is the part of a Grafana dashboard the tests read.
@@ -203,17 +205,12 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, other := adminKey(t, []string{"HOME=" + t.TempDir()}, filepath.Join(dir, "other.db"))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, _ := get(t, other, "http://"+s.addr+"/orders")
-		if code == 503 {
-			break
+	testtime.Eventually(t, 10*time.Second, func() error {
+		if code, _ := get(t, other, "http://"+s.addr+"/orders"); code != 503 {
+			return fmt.Errorf("a key lookup with the key store gone: %d, want 503", code)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a key lookup with the key store gone: %d, want 503", code)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	code, body := get(t, http.DefaultClient, "http://"+s.admin+"/metrics")
 	if code != 200 {
 		t.Fatalf("/metrics: %d", code)

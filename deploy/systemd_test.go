@@ -226,9 +226,10 @@ func TestSystemdUnitRuns(t *testing.T) {
 	db := filepath.Join(dir, "signet.db")
 	_, admin := adminKey(t, []string{"HOME=" + dir}, db, "--master-key-file", filepath.Join(creds, "master.key"))
 
-	release := make(chan struct{})
+	release, arrived := make(chan struct{}), make(chan struct{}, 1)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			arrived <- struct{}{}
 			<-release
 		}
 		io.WriteString(w, "done")
@@ -275,7 +276,13 @@ func TestSystemdUnitRuns(t *testing.T) {
 		resp.Body.Close()
 		inFlight <- fmt.Sprintf("%d %s", resp.StatusCode, body)
 	}()
-	time.Sleep(200 * time.Millisecond) // let the request reach the upstream
+	select { // the request reaches the upstream
+	case <-arrived:
+	case msg := <-inFlight:
+		t.Fatalf("the slow request ended before reaching the upstream: %s", msg)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request did not reach the upstream within 10 s")
+	}
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		close(release)

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/postgres"
 	"github.com/signet-dev/signet/middleware"
@@ -197,15 +199,15 @@ func TestClusterRedisOutage(t *testing.T) {
 	}
 
 	proxies[0].Release()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		code, reason := do(t, signedFor(t, a, cs, "/after"))
-		if code == 200 {
-			break
-		}
-		if code != 503 || time.Now().After(deadline) {
+	testtime.Eventually(t, 5*time.Second, func() error {
+		switch code, reason := do(t, signedFor(t, a, cs, "/after")); code {
+		case 200:
+			return nil
+		case 503:
+			return fmt.Errorf("after Redis came back: %d %s", code, reason)
+		default:
 			t.Fatalf("after Redis came back: %d %s", code, reason)
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	})
 }

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/gateway"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
@@ -240,12 +242,12 @@ func TestWriteTimeout(t *testing.T) {
 	if _, err := http.ReadResponse(bufio.NewReader(conn), r); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); metric(t, e, "signet_requests_in_flight") != 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("a client that reads nothing still holds its request after 10s (write timeout 300ms)")
+	testtime.Eventually(t, 10*time.Second, func() error {
+		if n := metric(t, e, "signet_requests_in_flight"); n != 0 {
+			return fmt.Errorf("a client that reads nothing still holds its request (write timeout 300ms): %v in flight", n)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if n := metric(t, e, `signet_upstream_errors_total{phase="body"}`); n != 0 {
 		t.Errorf("a slow client counted as an upstream error: %v", n)
 	}

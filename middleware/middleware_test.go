@@ -332,3 +332,39 @@ func FuzzHeaders(f *testing.F) {
 		}
 	})
 }
+
+// TestStructuredComponents: middleware.Options holds an httpsig.Verifier
+// whole, so a server can verify ;key and ;sf components of a structured
+// field that is not registered (issue 10 item 1: Structured was lost).
+func TestStructuredComponents(t *testing.T) {
+	covered, err := httpsig.ParseComponents(`"@method" "@authority" "@path" "x-tenant";key="id" "x-tenant";sf`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]httpsig.FieldType{"x-tenant": httpsig.FieldDictionary}
+	send := func(f *fixture) int {
+		r, _ := http.NewRequest("GET", f.srv.URL+"/v1/orders", nil)
+		r.Header.Set("X-Tenant", "id=7,  region=eu") // signed as id=7, region=eu
+		s := *f.signer
+		s.Components, s.Structured = covered, types
+		if err := s.SignRequest(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// The signer normalised the field: a verifier that does not know its
+	// type reads it raw, or not at all, and refuses.
+	f := newFixture(t, nil)
+	if code := send(f); code != http.StatusUnauthorized {
+		t.Fatalf("without Structured: %d, want 401", code)
+	}
+	f = newFixture(t, func(o *middleware.Options) { o.Verifier.Structured = types })
+	if code := send(f); code != http.StatusOK {
+		t.Fatalf("with Structured: %d, want 200", code)
+	}
+}

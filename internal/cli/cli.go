@@ -88,6 +88,7 @@ func newCmdRoot(e *Env) *cobra.Command {
 		newCmdThumbprint(e),
 		newCmdServe(e),
 		newCmdGatewayKeys(e),
+		newCmdReplay(e),
 		newCmdPolicy(e),
 		newCmdDemo(e),
 		newCmdVersion(e),

@@ -157,6 +157,27 @@ func TestParseDB(t *testing.T) {
 			t.Errorf("parseDB(%q) succeeded", in)
 		}
 	}
+	// $SIGNET_DB, without --db, is read as --db would be: a PostgreSQL URL
+	// is not a file name.
+	for env, want := range map[string][2]string{
+		"postgres://u@h/db":   {"postgres", "postgres://u@h/db"},
+		"postgresql://u@h/db": {"postgres", "postgresql://u@h/db"},
+		"sqlite:///srv/k.db":  {"sqlite", "/srv/k.db"},
+		"/srv/k.db":           {"sqlite", "/srv/k.db"},
+	} {
+		e := &Env{Getenv: func(k string) string { return map[string]string{"SIGNET_DB": env}[k] }}
+		kind, target, err := parseDB(e, "")
+		if err != nil || kind != want[0] || target != want[1] {
+			t.Errorf("SIGNET_DB=%s: parseDB = %s, %s, %v; want %s, %s", env, kind, target, err, want[0], want[1])
+		}
+		if kind, target, _ := parseDB(e, "other.db"); kind != "sqlite" || target != "other.db" {
+			t.Errorf("SIGNET_DB=%s: --db other.db = %s, %s", env, kind, target)
+		}
+	}
+	e = &Env{Getenv: func(k string) string { return map[string]string{"SIGNET_DB": "mysql://h/db"}[k] }}
+	if _, _, err := parseDB(e, ""); err == nil || !strings.Contains(err.Error(), "$SIGNET_DB") {
+		t.Errorf("SIGNET_DB=mysql://h/db: %v", err)
+	}
 }
 
 func TestMasterKeyPathFor(t *testing.T) {

@@ -188,8 +188,12 @@ func checkSQLiteFile(path string, isDefault bool, rule createRule) error {
 }
 
 // parseDB tells a PostgreSQL URL from an SQLite file, and returns the URL
-// or the file's path.
+// or the file's path. Without dbURL (--db), $SIGNET_DB is read the same way.
 func parseDB(e *Env, dbURL string) (kind, target string, err error) {
+	name := "--db"
+	if dbURL == "" {
+		dbURL, name = e.Getenv("SIGNET_DB"), "$SIGNET_DB"
+	}
 	switch {
 	case isPostgresURL(dbURL):
 		return "postgres", dbURL, nil
@@ -209,11 +213,11 @@ func parseDB(e *Env, dbURL string) (kind, target string, err error) {
 	}
 	if path == dbURL {
 		if scheme, _, ok := strings.Cut(dbURL, "://"); ok && !strings.ContainsAny(scheme, `/\`) {
-			return "", "", usageErrorf("--db: unsupported scheme %q: give a file path, sqlite://PATH or a postgres:// URL", scheme)
+			return "", "", usageErrorf("%s: unsupported scheme %q: give a file path, sqlite://PATH or a postgres:// URL", name, scheme)
 		}
 	}
 	if path == "" || strings.ContainsAny(path, "?#") {
-		return "", "", usageErrorf("--db %q: give the SQLite file's path, without parameters", dbURL)
+		return "", "", usageErrorf("%s %q: give the SQLite file's path, without parameters", name, dbURL)
 	}
 	return "sqlite", path, nil
 }

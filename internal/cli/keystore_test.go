@@ -26,6 +26,11 @@ func TestKeysPostgres(t *testing.T) {
 	if !strings.HasPrefix(c.Key.ID, "sk_") || len(c.Secret) != 32 || c.Key.Scopes[0] != "admin" {
 		t.Fatalf("created %+v", c)
 	}
+	// $SIGNET_DB may name PostgreSQL, as --db may.
+	envDB := map[string]string{masterKeyEnv: env[masterKeyEnv], "SIGNET_DB": db}
+	if code, stdout, stderr := runEnv(t, envDB, "", "keys", "list"); code != exitOK || !strings.Contains(stdout, c.Key.ID) {
+		t.Errorf("keys list with SIGNET_DB=postgres://…: exit %d, %s %s", code, stdout, stderr)
+	}
 	keyFile := filepath.Join(dir, "alice.key")
 	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(c.Secret)), 0o600)
 	code, signed, stderr := runEnv(t, env, "POST /v1/orders HTTP/1.1\nHost: api.example.com\nContent-Type: application/json\n\n{}", "sign", "--key-id", c.Key.ID, "--key", keyFile)

@@ -36,7 +36,7 @@ func openReplayCache(e *Env, o *serveOptions, log *slog.Logger) (*replayCache, e
 		rs, err := redis.New(o.redisURL, redis.Options{
 			KeyPrefix: o.redisPrefix, MaxSkew: o.skew,
 			OnLoss: func(horizon time.Time) {
-				log.Error("replay cache: Redis has lost the nonces of earlier requests (restarted without persistence, failed over, flushed): refusing signatures created before the horizon as replayed",
+				log.Error("replay cache: Redis has lost the nonces of earlier requests (restarted without persistence, failed over, flushed), or is new (signet replay init prepares a new one): refusing signatures created before the horizon as replayed",
 					"horizon", horizon.UTC().Format(time.RFC3339))
 			},
 		})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
@@ -61,10 +62,12 @@ type serveLimits struct {
 	drain                         time.Duration
 }
 
-func newServeOptions(e *Env, args []string) (*serveOptions, error) {
+// newServeOptions defines the flags of signet serve on fs, and returns the
+// options they fill and the function that checks them once fs is parsed
+// (with the policy file of --config read under them).
+func newServeOptions(fs *pflag.FlagSet) (*serveOptions, func() error) {
 	o := &serveOptions{}
 	var maxBody, bodyBudget, level string
-	fs := newFlags(e, "serve", "--upstream URL [flags] | --config FILE [flags]")
 	fs.StringVar(&o.config, "config", "", "policy `FILE`: routes, upstreams, trusted proxies, and any of these flags as keys (--max-age is max_age); a flag given here wins; reloaded on SIGHUP and when it changes")
 	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required without --config)")
 	fs.StringVar(&o.listen, "listen", ":8080", "address for client traffic")
@@ -94,13 +97,16 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
 	fs.Var(&originList{}, policy.FlagCORSOrigin, "web `ORIGIN` (https://app.example.com, or *) whose pages may call the gateway: its CORS preflights are answered unsigned; repeat or separate with commas; replaces the cors origins of --config")
 	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return nil, err
+	return o, func() error {
+		_, err := o.check(fs, maxBody, bodyBudget, level)
+		return err
 	}
-	if len(rest) > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", rest[0])
-	}
+}
+
+// check checks the options once the flags are parsed, reading the policy
+// file of --config, if any, under the flags given. maxBody, bodyBudget and
+// level are the flags' text.
+func (o *serveOptions) check(fs *pflag.FlagSet, maxBody, bodyBudget, level string) (_ *serveOptions, err error) {
 	if o.config == "" && o.upstream == "" {
 		return nil, errors.New("--upstream is required (or --config FILE)")
 	}
@@ -127,13 +133,13 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 		return nil, errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
 	}
 	if o.maxBody, err = parseSize(maxBody); err != nil {
-		return nil, fmt.Errorf("--max-body: %v", err)
+		return nil, fmt.Errorf("--max-body: %w", err)
 	}
 	if o.bodyBudget, err = parseSize(bodyBudget); err != nil {
-		return nil, fmt.Errorf("--body-budget: %v", err)
+		return nil, fmt.Errorf("--body-budget: %w", err)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %v", err)
+		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	return o, nil
 }
@@ -141,15 +147,16 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 // loadPolicy reads the policy: the file of --config, if given, with the
 // flags given on the command line over it, and the flags' defaults under
 // it; and sets the options from its settings.
-func (o *serveOptions) loadPolicy(fs *flag.FlagSet) error {
+func (o *serveOptions) loadPolicy(fs *pflag.FlagSet) error {
 	opts := policy.Options{Defaults: map[string]string{}, Flags: map[string]string{}}
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name != "config" {
+	fs.VisitAll(func(f *pflag.Flag) {
+		if isSetting(f) {
 			opts.Defaults[f.Name] = f.DefValue
 		}
 	})
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name != "config" {
+	// Visit sees only the flags given on the command line.
+	fs.Visit(func(f *pflag.Flag) {
+		if isSetting(f) {
 			opts.Flags[f.Name] = f.Value.String()
 		}
 	})
@@ -204,11 +211,15 @@ func (l *originList) Set(v string) error {
 	return nil
 }
 
-// flagSet reports whether the flag name was given.
-func flagSet(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
+func (l *originList) Type() string { return "ORIGIN" }
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *pflag.FlagSet, name string) bool { return fs.Changed(name) }
+
+// isSetting reports whether f is a flag of serve that the policy file has
+// a key for: all but --config, and cobra's --help.
+func isSetting(f *pflag.Flag) bool {
+	return f.Name != "config" && f.Name != "help"
 }
 
 // parseSize reads a byte count such as 1048576, 512KiB or 10MiB.
@@ -237,19 +248,6 @@ func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-func runServe(e *Env, args []string) int {
-	o, err := newServeOptions(e, args)
-	if err != nil {
-		return parseError(e, "serve", err)
-	}
-	log := newLogger(e.Stderr, o.logFormat, o.logLevel)
-	if err := serve(e, o, log); err != nil {
-		log.Error("signet serve stopped", "error", err.Error())
-		return exitRefused
-	}
-	return exitOK
 }
 
 func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {

@@ -1,74 +1,63 @@
 package cli
 
 import (
-	"errors"
-	"flag"
-	"fmt"
-
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// newCmdServe runs signet serve, whose flags are still parsed by the flag
-// package while the gateway's work on serve.go goes on.
+// newCmdServe returns signet serve. Its flags are defined, and checked once
+// parsed, by newServeOptions.
 func newCmdServe(e *Env) *cobra.Command {
-	return &cobra.Command{
-		Use:                "serve --upstream URL [flags]",
-		Short:              "Run the authenticating reverse proxy in front of an API",
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := runServe(e, args); code != exitOK {
-				return exitError(code)
-			}
-			return nil
-		},
+	cmd := &cobra.Command{
+		Use:   "serve (--upstream URL | --config FILE) [flags]",
+		Short: "Run the authenticating reverse proxy in front of an API",
+		Long: "Run the authenticating reverse proxy: verify the signature of every request,\n" +
+			"and forward the accepted ones to the upstream with the key's owner and scopes.\n" +
+			"With --config FILE, the policy file gives routes, upstreams and trusted proxies,\n" +
+			"and any of the settings below; a flag given on the command line wins over it.",
+		Args: noArgs(""),
 	}
-}
-
-// newFlags returns a flag set that reports errors instead of exiting.
-func newFlags(e *Env, name, usageLine string) *flag.FlagSet {
-	fs := flag.NewFlagSet("signet "+name, flag.ContinueOnError)
-	fs.SetOutput(e.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.Stderr, "usage: signet %s %s\n", name, usageLine)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// errFlagUsage marks an error the flag package has printed.
-var errFlagUsage = errors.New("usage error")
-
-// parseArgs parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, errFlagUsage
+	o, check := newServeOptions(cmd.Flags())
+	nameValues(cmd.Flags(), serveValueNames)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := check(); err != nil {
+			return usageError{err}
 		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return positional, nil
+		log := newLogger(e.Stderr, o.logFormat, o.logLevel)
+		if err := serve(e, o, log); err != nil {
+			log.Error("signet serve stopped", "error", err.Error())
+			return exitError(exitRefused)
 		}
-		if rest[0] == "--" {
-			return append(positional, rest[1:]...), nil
+		return nil
+	}
+	return cmd
+}
+
+// serveValueNames are the names --help gives the values of serve's flags,
+// as the README writes them; the flags not named here show their type.
+var serveValueNames = map[string]string{
+	"upstream": "URL", "listen": "ADDR", "admin-listen": "ADDR", "db": "PATH|URL",
+	"master-key-file": "FILE", "redis": "URL", "redis-prefix": "PREFIX",
+	"replay-snapshot": "FILE", "replay-capacity": "N", "tls-cert": "FILE", "tls-key": "FILE",
+	"max-body": "SIZE", "body-budget": "SIZE", "scheme": "https|http",
+	"max-age": "D", "max-skew": "D", "tag": "T", "log-format": "json|text", "log-level": "LEVEL",
+	"shutdown-timeout": "D", "drain": "D", "max-in-flight": "N", "upstream-timeout": "D", "write-timeout": "D",
+}
+
+// nameValues gives the values of the flags of fs the names in names, for
+// --help, where pflag would show their type ("string", "duration").
+func nameValues(fs *pflag.FlagSet, names map[string]string) {
+	for flag, name := range names {
+		if f := fs.Lookup(flag); f != nil {
+			f.Value = namedValue{f.Value, name}
 		}
-		positional = append(positional, rest[0])
-		args = rest[1:]
 	}
 }
 
-// parseError reports an error from a command's options and returns its
-// exit code: 0 for -h, 2 otherwise.
-func parseError(e *Env, name string, err error) int {
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return exitOK
-	case err != errFlagUsage:
-		fmt.Fprintf(e.Stderr, "signet %s: %v\n", name, err)
-	}
-	return exitUsage
+// A namedValue is a flag's value that --help shows as name.
+type namedValue struct {
+	pflag.Value
+	name string
 }
+
+func (v namedValue) Type() string { return v.name }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/signet-dev/signet/client"
 )
 
@@ -98,5 +100,37 @@ func TestServeConfigErrors(t *testing.T) {
 	code, _, stderr = run(t, "", "serve", "--config", filepath.Join(dir, "none.yaml"))
 	if code != exitUsage || !strings.Contains(stderr, "no such file") {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+}
+
+// TestServeFlags parses serve's command line as cobra does: both spellings
+// of a value, and a flag given on the command line winning over the policy
+// file even when it gives the flag's default, while a flag not given leaves
+// the file's setting alone.
+func TestServeFlags(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "signet.yaml")
+	os.WriteFile(config, []byte("upstream: http://127.0.0.1:1\nmax_age: 1m\nmax_body: 1MiB\nlog_format: text\n"), 0o600)
+	for _, tt := range []struct {
+		args      []string
+		maxAge    time.Duration
+		maxBody   int64
+		logFormat string
+	}{
+		{[]string{"--config", config}, time.Minute, 1 << 20, "text"},
+		{[]string{"--config=" + config, "--max-age=5m"}, 5 * time.Minute, 1 << 20, "text"},
+		{[]string{"--config", config, "--max-body", "2MiB", "--log-format=json"}, time.Minute, 2 << 20, "json"},
+		{[]string{"--upstream=http://127.0.0.1:1", "--max-age", "90s"}, 90 * time.Second, 10 << 20, "json"},
+	} {
+		fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+		o, check := newServeOptions(fs)
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if err := check(); err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if o.maxAge != tt.maxAge || o.maxBody != tt.maxBody || o.logFormat != tt.logFormat {
+			t.Errorf("%v: max-age %v, max-body %d, log-format %s; want %v, %d, %s", tt.args, o.maxAge, o.maxBody, o.logFormat, tt.maxAge, tt.maxBody, tt.logFormat)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/client"
+	"github.com/signet-dev/signet/internal/testtime"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
@@ -122,7 +124,7 @@ func startServe(t *testing.T, args ...string) *serveProc {
 		p.done <- Run(e, append([]string{"serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--drain", "0"}, args...))
 	}()
 	t.Cleanup(cancel)
-	for deadline := time.Now().Add(10 * time.Second); p.addrs.Addr == ""; {
+	testtime.Eventually(t, 10*time.Second, func() error {
 		for _, line := range strings.Split(p.logs.String(), "\n") {
 			if strings.Contains(line, `"msg":"signet serve listening"`) {
 				json.Unmarshal([]byte(line), &p.addrs)
@@ -133,11 +135,11 @@ func startServe(t *testing.T, args ...string) *serveProc {
 			t.Fatalf("serve exited %d: %s", code, p.logs)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not start: %s", p.logs)
+		if p.addrs.Addr == "" {
+			return fmt.Errorf("serve did not start: %s", p.logs)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	return p
 }
 
@@ -171,6 +173,10 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"serve", "--upstream", "http://x", "--drain", "-1s"}, "cannot be negative"},
 		{[]string{"serve", "--upstream", "http://x", "--replay-capacity", "0"}, "--replay-capacity must be at least 1"},
 		{[]string{"serve", "--upstream", "http://x", "--redis", "redis://r", "--replay-capacity", "10"}, "with --redis, Redis holds the nonces"},
+		{[]string{"serve", "--upstream=http://x", "--max-in-flight=0"}, "--max-in-flight must be at least 1"},
+		{[]string{"serve", "--upstream", "http://x", "--max-age", "soon"}, `invalid argument "soon" for "--max-age" flag`},
+		{[]string{"serve", "--upstream", "http://x", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"serve", "--upstream", "http://x", "extra"}, `unexpected argument "extra"`},
 		{[]string{"demo", "extra"}, "unexpected argument"},
 	} {
 		code, _, stderr := run(t, "", tt.args...)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/client"
+	"github.com/signet-dev/signet/internal/testtime"
 )
 
 // buildSignet builds the signet command into a directory of the test's.
@@ -260,10 +262,10 @@ func TestServeCannotListen(t *testing.T) {
 // eventually polls cond until it holds, or fails the test after d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", d, what)
+	testtime.Eventually(t, d, func() error {
+		if !cond() {
+			return fmt.Errorf("waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -3,12 +3,14 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/replay"
 	"github.com/signet-dev/signet/replay/replaytest"
 )
@@ -91,10 +93,12 @@ func TestClusterLoss(t *testing.T) {
 		t.Errorf("%d unvouched for, %d replays: want about a third and two thirds", unvouched, replays)
 	}
 
-	deadline := time.Now().Add(5 * time.Second)
-	for l.count() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testtime.Eventually(t, 5*time.Second, func() error {
+		if n := l.count(); n < 2 {
+			return fmt.Errorf("the loss was not reported (%d reports)", n)
+		}
+		return nil
+	})
 	if l.count() < 2 {
 		t.Errorf("the loss was not reported")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/testenv"
+	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/replay"
 )
 
@@ -156,13 +158,12 @@ func (f *lossFixture) admin() rueidis.Client {
 // in all: each store that finds a loss reports it once.
 func (f *lossFixture) waitLosses(min, max int) {
 	f.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for f.losses.count() < min {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("stores reported %d losses, want %d", f.losses.count(), min)
+	testtime.Eventually(f.t, 5*time.Second, func() error {
+		if n := f.losses.count(); n < min {
+			return fmt.Errorf("stores reported %d losses, want %d", n, min)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	time.Sleep(50 * time.Millisecond) // for a report too many to show
 	if got := f.losses.count(); got > max {
 		f.t.Fatalf("stores reported %d losses, want at most %d", got, max)
@@ -341,4 +342,27 @@ func TestInit(t *testing.T) {
 	if n, err := Init(ctx, r.URL(), Options{KeyPrefix: "p:"}); err != nil || n != 0 {
 		t.Errorf("Init after a store found the loss = %d, %v; want 0 sentinels set", n, err)
 	}
+
+	// A Redis that lost part of its sentinels (a Cluster node restarted
+	// empty) lost part of its nonces: Init refuses to vouch for them.
+	if err := delKeys(ctx, r.URL(), "p:{000}", "p:{3ff}"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Init(ctx, r.URL(), Options{KeyPrefix: "p:"}); !errors.Is(err, ErrPartlyPrepared) || n != 0 {
+		t.Errorf("Init on a Redis missing 2 sentinels = %d, %v; want ErrPartlyPrepared", n, err)
+	}
+}
+
+// delKeys deletes keys through a client of its own.
+func delKeys(ctx context.Context, url string, keys ...string) error {
+	co, err := rueidis.ParseURL(url)
+	if err != nil {
+		return err
+	}
+	c, err := rueidis.NewClient(co)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Do(ctx, c.B().Del().Key(keys...).Build()).Error()
 }

@@ -56,6 +56,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -238,6 +239,10 @@ func open(url string, opts Options, fresh bool) (*Store, error) {
 	horizon := s.now().Add(s.skew)
 	if fresh {
 		horizon = time.UnixMilli(0)
+		if err := s.checkNoneOrAll(ctx); err != nil {
+			client.Close()
+			return nil, err
+		}
 	}
 	s.set, err = s.restoreSentinels(ctx, horizon)
 	if err != nil {
@@ -274,7 +279,9 @@ func tagOf(i int) string {
 // Run it once, on a new Redis (and in tests), before any store. Run on a
 // Redis that lost its data, it would let every request captured before the
 // loss through again: a store that is running finds the loss itself. It
-// changes no sentinel that is there.
+// changes no sentinel that is there, and refuses, with
+// [ErrPartlyPrepared], a Redis that holds some sentinels and lacks others,
+// which has lost part of its data.
 func Init(ctx context.Context, url string, opts Options) (int, error) {
 	s, err := open(url, Options{KeyPrefix: opts.KeyPrefix, Timeout: opts.Timeout, DialTimeout: opts.DialTimeout}, true)
 	if err != nil {
@@ -282,6 +289,33 @@ func Init(ctx context.Context, url string, opts Options) (int, error) {
 	}
 	defer s.Close()
 	return s.set, nil
+}
+
+// ErrPartlyPrepared is returned by [Init] on a Redis that holds some of the
+// sentinels of its prefix and lacks others.
+var ErrPartlyPrepared = errors.New("redis: some sentinels of the prefix are there and others are missing: part of the data was lost (a node of a Cluster restarted empty, a partial flush), and Init would vouch for the nonces it held; the stores set horizons for the missing ones themselves")
+
+// checkNoneOrAll returns ErrPartlyPrepared unless Redis holds every
+// sentinel or none. A Redis that holds some has lost part of its data (or
+// an Init was cut short, which the stores then treat as a loss: the safe
+// side), and Init would let the replays of that part through.
+func (s *Store) checkNoneOrAll(ctx context.Context) error {
+	cmds := make(rueidis.Commands, tags)
+	for i, key := range s.sentinels {
+		cmds[i] = s.client.B().Exists().Key(key).Build()
+	}
+	present := 0
+	for _, r := range s.client.DoMulti(ctx, cmds...) {
+		n, err := r.AsInt64()
+		if err != nil {
+			return fmt.Errorf("redis: read sentinels: %w", err)
+		}
+		present += int(n)
+	}
+	if present > 0 && present < tags {
+		return fmt.Errorf("%w (%d of %d there)", ErrPartlyPrepared, present, tags)
+	}
+	return nil
 }
 
 // restoreSentinels sets every missing sentinel, with a horizon of

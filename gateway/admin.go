@@ -72,6 +72,10 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	mux.Handle("PUT /v1/keys/{id}/scopes", admin(a.setScopes))
 	mux.Handle("GET /v1/audit", admin(a.audit))
 	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	mux.HandleFunc("GET /{$}", serveConsole)
+	mux.HandleFunc("GET /ui/{file}", serveConsole)
+	mux.HandleFunc("GET /ui/signet/{file}", serveConsole)
+	mux.HandleFunc("GET /ui/signet/lib/{file}", serveConsole)
 	return mux
 }
 

@@ -173,6 +173,13 @@ type apiCheck struct {
 	seen map[string]bool
 }
 
+// The console's files are text: their schemas are strings.
+func init() {
+	for _, ct := range []string{"text/html", "text/javascript", "text/css"} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
+	}
+}
+
 func newAPICheck(t *testing.T, e *adminEnv) *apiCheck {
 	doc := loadOpenAPI(t)
 	router, err := gorillamux.NewRouter(doc)
@@ -315,6 +322,18 @@ func TestOpenAPIAnswers(t *testing.T) {
 	if code, _, _ := c.do(nil, "GET", "/v1/openapi.json", http.Header{"If-None-Match": {h.Get("ETag")}}, nil, true); code != 304 {
 		t.Fatalf("revalidation: %d", code)
 	}
+
+	_, h, _ = c.do(nil, "GET", "/", nil, nil, true)
+	if code, _, _ := c.do(nil, "GET", "/", http.Header{"If-None-Match": {h.Get("ETag")}}, nil, true); code != 304 {
+		t.Fatalf("revalidation of the console: %d", code)
+	}
+	c.expect(200, nil, "GET", "/ui/app.js", nil, true)
+	c.expect(200, nil, "GET", "/ui/console.css", nil, true)
+	c.expect(200, nil, "GET", "/ui/signet/index.js", nil, true)
+	c.expect(200, nil, "GET", "/ui/signet/lib/keys.js", nil, true)
+	c.expect(404, nil, "GET", "/ui/signet/lib/nothing.js", nil, true)
+	c.expect(404, nil, "GET", "/ui/signet/app.js", nil, true)
+	c.expect(404, nil, "GET", "/ui/nothing.js", nil, true)
 
 	hk, client := created(c.expect(201, root, "POST", "/v1/keys", map[string]any{"owner": "acme", "scopes": []string{"orders:read"}, "label": "ci", "expires": "90d"}, true))
 	ek, _ := created(c.expect(201, root, "POST", "/v1/keys", map[string]any{"owner": "acme", "alg": "ed25519", "public_key": publicKeyPEM(t)}, true))

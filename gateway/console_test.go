@@ -194,12 +194,13 @@ func TestConsoleBrowser(t *testing.T) {
 	b.eval(`document.querySelector('#create-form select[name=alg]').dispatchEvent(new Event('change')), ''`)
 	b.do(chromedp.Click(chromedp.CSS(`#create-form button.generate`)), chromedp.WaitVisible(chromedp.CSS("#download-private")))
 	privPEM := b.download("#download-private")
+	b.shot("03-create-ed25519-generating")
 	b.do(chromedp.SetValue(chromedp.CSS(`#create-form input[name=owner]`), "globex"),
 		chromedp.SetValue(chromedp.CSS(`#create-form input[name=scopes]`), "orders:read"),
 		chromedp.Click(chromedp.CSS(`#create-form button[type=submit]`)),
 		chromedp.WaitVisible(chromedp.CSS("#created-key a")))
 	edID := b.text("#created-key a")
-	b.shot("03-create-ed25519-generated")
+	b.shot("04-create-ed25519-generated")
 	edKey, err := httpsig.LoadSigningKey(httpsig.AlgEd25519, privPEM)
 	if err != nil {
 		t.Fatalf("the downloaded private key: %v\n%s", err, privPEM)
@@ -226,7 +227,7 @@ func TestConsoleBrowser(t *testing.T) {
 	if s := b.text("#details"); !strings.Contains(s, "active") || !strings.Contains(s, "orders:read") || !strings.Contains(s, "remaining") {
 		t.Errorf("details of %s: %q", hmacID, s)
 	}
-	b.shot("04-key-detail")
+	b.shot("05-key-detail")
 
 	// Edit scopes and metadata, with If-Match.
 	b.do(chromedp.Click(chromedp.CSS("#edit summary")),
@@ -264,7 +265,7 @@ func TestConsoleBrowser(t *testing.T) {
 	// Revoke the Ed25519 key, confirmed in a dialog.
 	b.nav("#/key/"+edID, "#revoke")
 	b.do(chromedp.Click(chromedp.CSS("#revoke")), chromedp.WaitVisible(chromedp.CSS("#confirm-revoke")))
-	b.shot("05-revoke-confirm")
+	b.shot("06-revoke-confirm")
 	b.do(chromedp.Click(chromedp.CSS("#confirm-revoke")))
 	if s := b.poll(`(s => s && s.textContent === 'revoked' && s.textContent)(document.querySelector('h1 .status'))`); s != "revoked" {
 		t.Fatalf("after revoking: %q", s)
@@ -293,7 +294,7 @@ func TestConsoleBrowser(t *testing.T) {
 	if want := fmt.Sprintf("\naccepted\t%d\t%d", rep.Total.Accepted, rep.Total.Accepted); !strings.Contains(s, want) {
 		t.Errorf("refusals lack %q: %q", want, s)
 	}
-	b.shot("06-usage")
+	b.shot("07-usage")
 
 	b.nav("#/keys?owner=acme", "table#keys")
 	if s := b.text("table#keys"); !strings.Contains(s, hmacID) || !strings.Contains(s, newID) || strings.Contains(s, edID) {
@@ -304,7 +305,7 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Errorf("revoked keys: %q", s)
 	}
 	b.nav("#/keys", "table#keys")
-	b.shot("07-keys")
+	b.shot("08-keys")
 
 	b.nav("#/audit", "table#audit")
 	s = b.text("table#audit")
@@ -314,7 +315,7 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Errorf("audit log lacks %q:\n%s", want, s)
 		}
 	}
-	b.shot("08-audit")
+	b.shot("09-audit")
 
 	// A reload forgets the admin key, and no secret is left anywhere.
 	b.do(chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#load-form")))
@@ -325,7 +326,7 @@ func TestConsoleBrowser(t *testing.T) {
 	if s := b.text("#session"); s != "" {
 		t.Errorf("after a reload the session shows %q", s)
 	}
-	b.shot("09-reloaded")
+	b.shot("10-reloaded")
 
 	// Every request the page made went to its own origin.
 	reqs := b.requests()
@@ -504,7 +505,7 @@ func jsString(s string) string {
 
 func (b *consoleBrowser) shot(name string) {
 	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return

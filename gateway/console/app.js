@@ -548,8 +548,9 @@ function editForm(k, etag) {
     ...field('Label', label), ...field('Scopes', scopes, 'Comma-separated, such as orders:read, orders:write.'),
     ...field('Expires', expires, 'Empty: unchanged. "never", a duration from now (90d) or an RFC 3339 time.'),
     ...field('Metadata (JSON object)', metadata, 'At most 4 KiB; empty removes it.'),
-    ...field('Rate limit', rate, 'Such as 100/s or 1000/day; empty: the gateway\'s default.'), ...field('Burst', burst),
-    ...field('Remaining uses', remaining, 'Setting it starts a new budget now; empty: no budget.'), ...field('Refill', refill, 'Such as 1000/day.'),
+    h('fieldset', { class: 'pair' }, h('legend', {}, 'Limits'),
+      h('div', {}, ...field('Rate limit', rate, 'Such as 100/s; empty: the gateway\'s default.')), h('div', {}, ...field('Burst', burst)),
+      h('div', {}, ...field('Remaining uses', remaining, 'A change starts a new budget now; empty: none.')), h('div', {}, ...field('Refill', refill, 'Such as 1000/day.'))),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save changes')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -612,8 +613,9 @@ function viewCreate() {
     ...field('Scopes', scopes, 'Comma-separated, such as orders:read, orders:write.'), ...field('Label', label),
     ...field('Expires', expires, 'Empty: never. A duration from now (90d) or an RFC 3339 time.'),
     ...field('Metadata (JSON object)', metadata),
-    ...field('Rate limit', rate, 'Empty: the gateway\'s default.'), ...field('Burst', burst),
-    ...field('Uses', uses, 'A budget of requests; empty: none.'), ...field('Refill', refill),
+    h('fieldset', { class: 'pair' }, h('legend', {}, 'Limits (optional)'),
+      h('div', {}, ...field('Rate limit', rate, 'Empty: the gateway\'s default.')), h('div', {}, ...field('Burst', burst, 'Default: the rate\'s count.')),
+      h('div', {}, ...field('Uses', uses, 'A budget of requests; empty: none.')), h('div', {}, ...field('Refill', refill, 'Such as 1000/day.'))),
     h('div', { class: 'actions' }, button));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();

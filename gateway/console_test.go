@@ -27,6 +27,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
@@ -263,7 +264,17 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 
 	// Revoke the Ed25519 key, confirmed in a dialog.
+	// From the keyboard: Escape cancels; Enter on the focused button confirms.
 	b.nav("#/key/"+edID, "#revoke")
+	b.do(chromedp.Click(chromedp.CSS("#revoke")), chromedp.WaitVisible(chromedp.CSS("#confirm-revoke")))
+	if f := b.eval(`document.activeElement.id`); f != "cancel-revoke" {
+		t.Errorf("the dialog opens with %q focused, want Cancel", f)
+	}
+	b.do(chromedp.KeyEvent(kb.Escape))
+	b.poll(`document.querySelector('dialog') ? '' : 'closed'`)
+	if k, _ := ks.Get(ctx, edID); !k.Revoked.IsZero() {
+		t.Fatal("Escape revoked the key")
+	}
 	b.do(chromedp.Click(chromedp.CSS("#revoke")), chromedp.WaitVisible(chromedp.CSS("#confirm-revoke")))
 	b.shot("06-revoke-confirm")
 	b.do(chromedp.Click(chromedp.CSS("#confirm-revoke")))
@@ -304,8 +315,22 @@ func TestConsoleBrowser(t *testing.T) {
 	if s := b.text("table#keys"); !strings.Contains(s, edID) || strings.Contains(s, hmacID) {
 		t.Errorf("revoked keys: %q", s)
 	}
-	b.nav("#/keys", "table#keys")
+	// Pages of 50 keys.
+	for i := range 55 {
+		if _, err := ks.Create(ctx, keys.CreateRequest{Owner: "bulk", Label: fmt.Sprint(i), Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.nav("#/keys?owner=bulk", "table#keys")
+	rows := `String(document.querySelectorAll('table#keys tbody tr').length)`
+	if n := b.eval(rows); n != "50" {
+		t.Errorf("first page: %s rows", n)
+	}
 	b.shot("08-keys")
+	b.do(chromedp.Click(chromedp.CSS("#next-page")))
+	if n := b.poll(`location.hash.includes('cursor=') && !document.getElementById('main').hasAttribute('aria-busy') && document.getElementById('next-page') === null ? ` + rows + ` : ''`); n != "5" {
+		t.Errorf("second page: %s rows", n)
+	}
 
 	b.nav("#/audit", "table#audit")
 	s = b.text("table#audit")

@@ -321,7 +321,8 @@ async function viewKeys(params) {
 
   const rows = data.keys.map((k) => h('tr', {},
     h('td', {}, keyLink(k.id)), h('td', {}, k.owner), h('td', {}, k.alg), h('td', {}, status(k.status)),
-    h('td', {}, k.scopes.join(', ') || '—'), h('td', {}, k.label || ''), h('td', {}, when(k.created)), h('td', {}, when(k.last_used))));
+    h('td', {}, k.scopes.join(', ') || '—'), h('td', {}, k.label || ''), h('td', { class: 'nowrap' }, when(k.created)),
+    h('td', { class: 'nowrap' }, when(k.last_used))));
   const base = new URLSearchParams(params);
   base.delete('cursor');
   const pager = h('div', { class: 'actions' });
@@ -711,7 +712,7 @@ function usageSection(title, report, id) {
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Hour'), h('th', { scope: 'col', class: 'num' }, 'accepted'),
         reasonsSeen.map((r) => h('th', { scope: 'col', class: 'num' }, r)))),
       h('tbody', {}, report.hours.length
-        ? report.hours.map((x) => h('tr', {}, h('td', {}, when(x.hour)), h('td', { class: 'num' }, String(x.accepted)),
+        ? report.hours.map((x) => h('tr', {}, h('td', { class: 'nowrap' }, when(x.hour)), h('td', { class: 'num' }, String(x.accepted)),
           reasonsSeen.map((r) => h('td', { class: 'num' }, String(x.refused[r] || 0)))))
         : h('tr', {}, h('td', { colSpan: 2 + reasonsSeen.length }, 'No requests counted yet.')))));
 }
@@ -740,7 +741,7 @@ function auditTable(events, title, withKey = true) {
     h('table', { id: 'audit' },
       h('caption', {}, `${events.length} event${events.length === 1 ? '' : 's'}, newest first`),
       h('thead', {}, h('tr', {}, ['Time', 'Actor', 'Action', withKey ? 'Key' : null, 'Detail'].filter(Boolean).map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, events.map((e) => h('tr', {}, h('td', {}, when(e.time)), h('td', {}, e.actor), h('td', {}, e.action),
+      h('tbody', {}, events.map((e) => h('tr', {}, h('td', { class: 'nowrap' }, when(e.time)), h('td', {}, e.actor), h('td', { class: 'nowrap' }, e.action),
         withKey ? h('td', {}, e.key_id ? keyLink(e.key_id) : '—') : null, h('td', {}, e.detail || ''))))));
 }
 

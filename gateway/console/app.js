@@ -663,40 +663,49 @@ function refusedReasons(report) {
   return [...all].sort();
 }
 
-/** A bar per hour, accepted below refused: a picture of the table after it. */
-function chart(report, hours) {
+/**
+ * A bar per hour: accepted at the bottom, then each reason of refusal in its
+ * own colour. A picture of the table after it, which has the numbers.
+ */
+function chart(report, hours, reasonsSeen) {
   const w = 720;
   const hgt = 160;
   const pad = 18;
   const byHour = new Map();
   for (const x of report.hours) {
     const t = Date.parse(x.hour);
-    const e = byHour.get(t) || { accepted: 0, refused: 0 };
+    const e = byHour.get(t) || { accepted: 0, refused: {} };
     e.accepted += x.accepted;
-    e.refused += Object.values(x.refused).reduce((a, b) => a + b, 0);
+    for (const [r, n] of Object.entries(x.refused)) e.refused[r] = (e.refused[r] || 0) + n;
     byHour.set(t, e);
   }
+  const total = (e) => e.accepted + Object.values(e.refused).reduce((a, b) => a + b, 0);
   const end = Math.floor(Date.now() / 3600e3) * 3600e3;
   const slots = [];
   for (let i = hours - 1; i >= 0; i--) slots.push(end - i * 3600e3);
-  const max = Math.max(1, ...slots.map((t) => { const e = byHour.get(t); return e ? e.accepted + e.refused : 0; }));
+  const max = Math.max(1, ...slots.map((t) => (byHour.has(t) ? total(byHour.get(t)) : 0)));
   const bw = (w - 2 * pad) / slots.length;
-  const svg = h('svg', { class: 'chart', viewBox: `0 0 ${w} ${hgt}`, role: 'img', 'aria-label': `Requests per hour over the last ${hours} hours: the table below has the numbers` });
+  const scale = (hgt - 2 * pad) / max;
+  const svg = h('svg', { class: 'chart', viewBox: `0 0 ${w} ${hgt}`, role: 'img',
+    'aria-label': `Requests per hour over the last ${hours} hours, accepted and refused by reason; the table below has the numbers` });
   slots.forEach((t, i) => {
-    const e = byHour.get(t) || { accepted: 0, refused: 0 };
-    const scale = (hgt - 2 * pad) / max;
+    const e = byHour.get(t) || { accepted: 0, refused: {} };
     const x = pad + i * bw + 1;
-    const ah = e.accepted * scale;
-    const rh = e.refused * scale;
+    let y = hgt - pad;
     const g = h('g', { svg: true });
-    g.append(h('title', { svg: true }, `${when(t)}: ${e.accepted} accepted, ${e.refused} refused`));
-    g.append(h('rect', { svg: true, class: 'accepted', x, y: hgt - pad - ah, width: Math.max(1, bw - 2), height: ah }));
-    g.append(h('rect', { svg: true, class: 'refused', x, y: hgt - pad - ah - rh, width: Math.max(1, bw - 2), height: rh }));
+    const parts = [['accepted', e.accepted, 'accepted'], ...reasonsSeen.map((r, k) => [r, e.refused[r] || 0, `r${k % 6}`])];
+    g.append(h('title', { svg: true }, `${when(t)}: ${parts.filter(([, n]) => n).map(([r, n]) => `${n} ${r}`).join(', ') || 'none'}`));
+    for (const [, n, cls] of parts) {
+      if (!n) continue;
+      y -= n * scale;
+      g.append(h('rect', { svg: true, class: cls, x, y, width: Math.max(1, bw - 2), height: n * scale }));
+    }
     svg.append(g);
     if (i % 6 === 0) svg.append(h('text', { svg: true, class: 'axis', x, y: hgt - 4 }, new Date(t).toISOString().slice(11, 16)));
   });
   svg.append(h('text', { svg: true, class: 'axis', x: pad, y: 12 }, `max ${max}/h`));
-  return [svg, h('p', { class: 'legend' }, h('span', {}, h('span', { class: 'swatch accepted' }), 'accepted'), h('span', {}, h('span', { class: 'swatch refused' }), 'refused'))];
+  return [svg, h('p', { class: 'legend' }, h('span', {}, h('span', { class: 'swatch accepted' }), 'accepted'),
+    reasonsSeen.map((r, k) => h('span', {}, h('span', { class: `swatch r${k % 6}` }), r)))];
 }
 
 function usageSection(title, report, id) {
@@ -706,7 +715,7 @@ function usageSection(title, report, id) {
     h('h2', { id: `${id}-h` }, title),
     h('p', { class: 'totals' }, `${report.total.accepted} accepted, ${refusedTotal} refused`,
       reasonsSeen.length ? ` (${reasonsSeen.map((r) => `${r}: ${report.total.refused[r]}`).join(', ')})` : ''),
-    chart(report, 24),
+    chart(report, 24, reasonsSeen),
     h('table', {},
       h('caption', {}, 'Requests per hour (UTC)'),
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Hour'), h('th', { scope: 'col', class: 'num' }, 'accepted'),

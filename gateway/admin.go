@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,10 +27,14 @@ const maxAdminBody = 64 << 10
 type KeyAdmin interface {
 	Create(ctx context.Context, req keys.CreateRequest) (*keys.Created, error)
 	Get(ctx context.Context, id string) (*keys.Key, error)
-	List(ctx context.Context, f keys.ListFilter) ([]keys.Key, error)
+	ListPage(ctx context.Context, req keys.ListRequest) (*keys.KeyPage, error)
 	Rotate(ctx context.Context, req keys.RotateRequest) (*keys.Created, error)
 	Revoke(ctx context.Context, id, actor string) error
 	SetScopes(ctx context.Context, id string, scopes []string, actor string) error
+	Update(ctx context.Context, req keys.UpdateRequest) (*keys.Key, error)
+	Disable(ctx context.Context, id, actor string) (*keys.Key, error)
+	Enable(ctx context.Context, id, actor string) (*keys.Key, error)
+	Usage(ctx context.Context, q keys.UsageQuery) (*keys.UsageReport, error)
 	Audit(ctx context.Context, f keys.AuditFilter) ([]keys.AuditEvent, error)
 }
 
@@ -56,12 +63,21 @@ func (g *Gateway) newAdminHandler() http.Handler {
 	mux.Handle("POST /v1/keys", admin(a.create))
 	mux.Handle("GET /v1/keys", admin(a.list))
 	mux.Handle("GET /v1/keys/{id}", admin(a.show))
+	mux.Handle("PATCH /v1/keys/{id}", admin(a.update))
+	mux.Handle("POST /v1/keys/{id}/disable", admin(a.disable))
+	mux.Handle("POST /v1/keys/{id}/enable", admin(a.enable))
+	mux.Handle("GET /v1/keys/{id}/usage", admin(a.keyUsage))
+	mux.Handle("GET /v1/usage", admin(a.usage))
 	mux.Handle("POST /v1/keys/{id}/rotate", admin(a.rotate))
 	mux.Handle("POST /v1/keys/{id}/revoke", admin(a.revoke))
 	mux.Handle("DELETE /v1/keys/{id}", admin(a.revoke))
 	mux.Handle("PUT /v1/keys/{id}/scopes", admin(a.setScopes))
 	mux.Handle("GET /v1/audit", admin(a.audit))
 	mux.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	mux.HandleFunc("GET /{$}", serveConsole)
+	mux.HandleFunc("GET /ui/{file}", serveConsole)
+	mux.HandleFunc("GET /ui/signet/{file}", serveConsole)
+	mux.HandleFunc("GET /ui/signet/lib/{file}", serveConsole)
 	return mux
 }
 
@@ -107,6 +123,20 @@ type createRequest struct {
 	// or "12h".
 	Expires string `json:"expires"`
 	Label   string `json:"label"`
+	// Metadata is a JSON object of the operator's, at most
+	// keys.MaxMetadataSize bytes.
+	Metadata json.RawMessage `json:"metadata"`
+	// RateLimit and Uses have the shape they have in a key's JSON and in
+	// PATCH: what an operator reads is what it writes.
+	RateLimit *keys.RateLimit `json:"rate_limit"`
+	Uses      *usesRequest    `json:"uses"`
+}
+
+// usesRequest is a budget of uses as a caller sets it: how many, and the
+// refill if any; the rest of keys.Uses is the store's.
+type usesRequest struct {
+	Remaining int64     `json:"remaining"`
+	Refill    keys.Rate `json:"refill"`
 }
 
 // createdResponse carries a new key and, for HMAC keys, its secret: the
@@ -126,10 +156,17 @@ func (a *adminAPI) create(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, fmt.Errorf("%w: expires: %w", keys.ErrInvalid, err))
 		return
 	}
-	c, err := a.keys.Create(r.Context(), keys.CreateRequest{
+	cr := keys.CreateRequest{
 		Owner: req.Owner, Alg: httpsig.Algorithm(req.Alg), PublicKey: []byte(req.PublicKey),
-		Scopes: req.Scopes, Expires: expires, Label: req.Label, Actor: actor(r),
-	})
+		Scopes: req.Scopes, Expires: expires, Label: req.Label, Metadata: req.Metadata, Actor: actor(r),
+	}
+	if req.RateLimit != nil {
+		cr.RateLimit = *req.RateLimit
+	}
+	if req.Uses != nil {
+		cr.Uses = keys.Uses{Remaining: req.Uses.Remaining, Refill: req.Uses.Refill}
+	}
+	c, err := a.keys.Create(r.Context(), cr)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -145,17 +182,41 @@ func newCreated(c *keys.Created) createdResponse {
 	return resp
 }
 
+// list answers a page of keys, oldest first, and the cursor of the next.
 func (a *adminAPI) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	ks, err := a.keys.List(r.Context(), keys.ListFilter{Owner: q.Get("owner"), IncludeRevoked: q.Get("all") == "true"})
+	req := keys.ListRequest{
+		ListFilter: keys.ListFilter{
+			Owner: q.Get("owner"), IDPrefix: q.Get("prefix"), Scope: q.Get("scope"),
+			IncludeRevoked: q.Get("all") == "true",
+		},
+		Cursor: q.Get("cursor"),
+	}
+	if v := q.Get("status"); v != "" {
+		st, err := keys.ParseStatus(v)
+		if err != nil {
+			a.fail(w, r, fmt.Errorf("%w: status must be active, expiring, expired, disabled or revoked", keys.ErrInvalid))
+			return
+		}
+		req.Status = st
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > keys.MaxPageSize {
+			a.fail(w, r, fmt.Errorf("%w: limit must be 1 to %d", keys.ErrInvalid, keys.MaxPageSize))
+			return
+		}
+		req.Limit = n
+	}
+	p, err := a.keys.ListPage(r.Context(), req)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if ks == nil {
-		ks = []keys.Key{}
+	if p.Keys == nil {
+		p.Keys = []keys.Key{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"keys": ks})
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (a *adminAPI) show(w http.ResponseWriter, r *http.Request) {
@@ -164,7 +225,185 @@ func (a *adminAPI) show(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	writeKey(w, k)
+}
+
+// writeKey answers a key with its version as entity tag, which PATCH takes
+// in If-Match.
+func writeKey(w http.ResponseWriter, k *keys.Key) {
+	w.Header().Set("ETag", keyETag(k.Version))
 	writeJSON(w, http.StatusOK, k)
+}
+
+func keyETag(version int64) string { return `"v` + strconv.FormatInt(version, 10) + `"` }
+
+// update applies a JSON merge patch (RFC 7396, see keys.ParseUpdate) to a
+// key. With If-Match, the change is made only to the version it names
+// (412 otherwise), so that two operators editing one key do not undo each
+// other's changes unknowingly.
+func (a *adminAPI) update(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("%w: the body could not be read", keys.ErrInvalid))
+		return
+	}
+	req, err := keys.ParseUpdate(body, a.g.now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	req.ID, req.Actor = r.PathValue("id"), actor(r)
+	matched := false
+	if im := r.Header.Get("If-Match"); im != "" {
+		v, ok, err := a.ifMatch(r, req.ID, im)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if !ok || (req.Version != 0 && v != 0 && req.Version != v) {
+			a.preconditionFailed(w, r)
+			return
+		}
+		if v != 0 {
+			req.Version, matched = v, true
+		}
+	}
+	k, err := a.keys.Update(r.Context(), req)
+	if err != nil {
+		// A conflict is a version that moved on, or a revoked key: with
+		// If-Match the former is a failed precondition.
+		if matched && errors.Is(err, keys.ErrConflict) {
+			if cur, gerr := a.keys.Get(r.Context(), req.ID); gerr == nil && cur.Version != req.Version {
+				a.preconditionFailed(w, r)
+				return
+			}
+		}
+		a.fail(w, r, err)
+		return
+	}
+	writeKey(w, k)
+}
+
+// ifMatch reads an If-Match field: the version it requires (0 for "*"),
+// and false if no entity tag of it can match the key. Only strong tags
+// match (RFC 9110 section 13.1.1). Of several tags, the key's current
+// version is taken if it is one of them.
+func (a *adminAPI) ifMatch(r *http.Request, id, field string) (int64, bool, error) {
+	var versions []int64
+	for _, tag := range strings.Split(field, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" {
+			return 0, true, nil
+		}
+		if v, ok := strings.CutPrefix(tag, `"v`); ok {
+			if v, ok := strings.CutSuffix(v, `"`); ok {
+				if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && v == strconv.FormatInt(n, 10) {
+					versions = append(versions, n)
+				}
+			}
+		}
+	}
+	switch len(versions) {
+	case 0:
+		return 0, false, nil
+	case 1:
+		return versions[0], true, nil
+	}
+	k, err := a.keys.Get(r.Context(), id)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, v := range versions {
+		if v == k.Version {
+			return v, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+func (a *adminAPI) preconditionFailed(w http.ResponseWriter, r *http.Request) {
+	a.g.writeProblem(w, http.StatusPreconditionFailed, "precondition-failed", "Precondition failed",
+		"the key has changed since the version If-Match names; read it again")
+}
+
+func (a *adminAPI) disable(w http.ResponseWriter, r *http.Request) {
+	k, err := a.keys.Disable(r.Context(), r.PathValue("id"), actor(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeKey(w, k)
+}
+
+func (a *adminAPI) enable(w http.ResponseWriter, r *http.Request) {
+	k, err := a.keys.Enable(r.Context(), r.PathValue("id"), actor(r))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeKey(w, k)
+}
+
+// keyUsage answers the requests counted for one key, by hour.
+func (a *adminAPI) keyUsage(w http.ResponseWriter, r *http.Request) {
+	q, err := a.usageQuery(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q.KeyID = r.PathValue("id")
+	a.report(w, r, q)
+}
+
+// usage answers the requests counted for an owner's keys, or for every
+// key (unknown keyids included), by hour; by_key=true keeps keys apart.
+func (a *adminAPI) usage(w http.ResponseWriter, r *http.Request) {
+	q, err := a.usageQuery(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q.Owner, q.ByKey = r.URL.Query().Get("owner"), r.URL.Query().Get("by_key") == "true"
+	a.report(w, r, q)
+}
+
+func (a *adminAPI) report(w http.ResponseWriter, r *http.Request, q keys.UsageQuery) {
+	rep, err := a.keys.Usage(r.Context(), q)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// usageQuery reads since and until: RFC 3339 times, or durations back
+// from now ("7d", "1h"). Since defaults to a day ago, until to now.
+func (a *adminAPI) usageQuery(r *http.Request) (keys.UsageQuery, error) {
+	var q keys.UsageQuery
+	now := a.g.now()
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		v := r.URL.Query().Get(p.name)
+		if v == "" {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			*p.t = t
+			continue
+		}
+		d, err := keys.ParseDuration(v)
+		if err != nil || d < 0 {
+			return q, fmt.Errorf("%w: %s must be an RFC 3339 time or a duration back from now such as 7d or 1h", keys.ErrInvalid, p.name)
+		}
+		*p.t = now.Add(-d)
+	}
+	if !q.Until.IsZero() {
+		// The hour under way is counted up to now.
+		q.Until = q.Until.Add(time.Hour - time.Nanosecond)
+	}
+	return q, nil
 }
 
 func (a *adminAPI) rotate(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +459,16 @@ func (a *adminAPI) setScopes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *adminAPI) audit(w http.ResponseWriter, r *http.Request) {
-	events, err := a.keys.Audit(r.Context(), keys.AuditFilter{KeyID: r.URL.Query().Get("key")})
+	f := keys.AuditFilter{KeyID: r.URL.Query().Get("key")}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			a.fail(w, r, fmt.Errorf("%w: limit must be a positive number of events", keys.ErrInvalid))
+			return
+		}
+		f.Limit = n
+	}
+	events, err := a.keys.Audit(r.Context(), f)
 	if err != nil {
 		a.fail(w, r, err)
 		return

@@ -35,10 +35,20 @@ type adminEnv struct {
 
 func newAdminEnv(t *testing.T) *adminEnv {
 	t.Helper()
+	return newAdminEnvOn(t, nil)
+}
+
+// newAdminEnvOn is newAdminEnv with prepare given the store first, to fill
+// it straight (in bulk) before the service opens it.
+func newAdminEnvOn(t *testing.T, prepare func(keys.Store)) *adminEnv {
+	t.Helper()
 	ctx := context.Background()
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"), sqlite.Options{Create: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prepare != nil {
+		prepare(store)
 	}
 	ks, err := keys.New(ctx, store, keys.Options{MasterKey: keys.NewMasterKey()})
 	if err != nil {

@@ -175,6 +175,13 @@ type apiCheck struct {
 	seen map[string]bool
 }
 
+// The console's files are text: their schemas are strings.
+func init() {
+	for _, ct := range []string{"text/html", "text/javascript", "text/css"} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
+	}
+}
+
 func newAPICheck(t *testing.T, e *adminEnv) *apiCheck {
 	doc := loadOpenAPI(t)
 	router, err := gorillamux.NewRouter(doc)
@@ -327,6 +334,18 @@ func TestOpenAPIAnswers(t *testing.T) {
 		t.Fatalf("revalidation: %d", code)
 	}
 
+	_, h, _ = c.do(nil, "GET", "/", nil, nil, true)
+	if code, _, _ := c.do(nil, "GET", "/", http.Header{"If-None-Match": {h.Get("ETag")}}, nil, true); code != 304 {
+		t.Fatalf("revalidation of the console: %d", code)
+	}
+	c.expect(200, nil, "GET", "/ui/app.js", nil, true)
+	c.expect(200, nil, "GET", "/ui/console.css", nil, true)
+	c.expect(200, nil, "GET", "/ui/signet/index.js", nil, true)
+	c.expect(200, nil, "GET", "/ui/signet/lib/keys.js", nil, true)
+	c.expect(404, nil, "GET", "/ui/signet/lib/nothing.js", nil, true)
+	c.expect(404, nil, "GET", "/ui/signet/app.js", nil, true)
+	c.expect(404, nil, "GET", "/ui/nothing.js", nil, true)
+
 	hk, client := created(c.expect(201, root, "POST", "/v1/keys", map[string]any{"owner": "acme", "scopes": []string{"orders:read"}, "label": "ci", "expires": "90d"}, true))
 	ek, _ := created(c.expect(201, root, "POST", "/v1/keys", map[string]any{"owner": "acme", "alg": "ed25519", "public_key": publicKeyPEM(t)}, true))
 	bare, _ := created(c.expect(201, root, "POST", "/v1/keys", map[string]any{"owner": "globex"}, true))
@@ -344,6 +363,65 @@ func TestOpenAPIAnswers(t *testing.T) {
 	c.expect(200, root, "DELETE", "/v1/keys/"+ek.ID, nil, true)
 	c.expect(200, root, "GET", "/v1/audit", nil, true)
 	c.expect(200, root, "GET", "/v1/audit?key="+hk.ID, nil, true)
+	c.expect(200, root, "GET", "/v1/audit?limit=2", nil, true)
+
+	// Limits, metadata, pages, changes, disable and enable, usage.
+	lk, _ := created(c.expect(201, root, "POST", "/v1/keys", map[string]any{
+		"owner": "acme", "scopes": []string{"orders:read"}, "metadata": map[string]any{"plan": "pro"},
+		"rate_limit": map[string]any{"rate": "100/s", "burst": 200}, "uses": map[string]any{"remaining": 1000, "refill": "1000/day"},
+	}, true))
+	c.expect(200, root, "GET", "/v1/keys?limit=1", nil, true)
+	var page keys.KeyPage
+	if err := json.Unmarshal(c.expect(200, root, "GET", "/v1/keys?owner=acme&status=active&prefix=sk_&scope=orders:read&limit=1", nil, true), &page); err != nil || page.Next == "" {
+		t.Fatalf("first page: %+v %v", page, err)
+	}
+	c.expect(200, root, "GET", "/v1/keys?owner=acme&status=active&prefix=sk_&scope=orders:read&limit=1&cursor="+page.Next, nil, true)
+	c.expect(200, root, "GET", "/v1/keys?status=revoked", nil, true)
+	c.expect(400, root, "GET", "/v1/keys?status=lost", nil, false)
+	c.expect(400, root, "GET", "/v1/keys?cursor=nonsense", nil, true)
+	patch := func(want int, id, etag string, body any, conforming bool) http.Header {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		h := http.Header{"Content-Type": {"application/merge-patch+json"}}
+		if etag != "" {
+			h.Set("If-Match", etag)
+		}
+		code, rh, got := c.do(root, "PATCH", "/v1/keys/"+id, h, b, conforming)
+		if code != want {
+			t.Fatalf("PATCH %s %s: %d %s, want %d", id, b, code, got, want)
+		}
+		return rh
+	}
+	_, h, _ = c.do(root, "GET", "/v1/keys/"+lk.ID, nil, nil, true)
+	etag := h.Get("ETag")
+	h = patch(200, lk.ID, etag, map[string]any{"label": "renamed", "expires": "30d", "metadata": map[string]any{"plan": "team"},
+		"scopes": []string{"orders:read", "orders:write"}, "rate_limit": map[string]any{"rate": "5/s"}, "uses": nil}, true)
+	patch(412, lk.ID, etag, map[string]any{"label": "late"}, true)
+	patch(200, lk.ID, h.Get("ETag"), map[string]any{"label": nil, "expires": nil, "metadata": nil, "rate_limit": nil}, true)
+	patch(409, lk.ID, "", map[string]any{"label": "x", "version": 1}, true)
+	patch(400, lk.ID, "", map[string]any{"colour": "red"}, false)
+	patch(404, "sk_nope", "", map[string]any{"label": "x"}, true)
+	patch(409, bare.ID, "", map[string]any{"label": "x"}, true)
+	c.expect(200, root, "POST", "/v1/keys/"+lk.ID+"/disable", nil, true)
+	c.expect(200, root, "POST", "/v1/keys/"+lk.ID+"/enable", nil, true)
+	c.expect(409, root, "POST", "/v1/keys/"+bare.ID+"/disable", nil, true)
+	c.expect(409, root, "POST", "/v1/keys/"+bare.ID+"/enable", nil, true)
+	c.expect(404, root, "POST", "/v1/keys/sk_nope/enable", nil, true)
+	hour := time.Now().UTC().Truncate(time.Hour)
+	if err := e.keys.AddUsage(context.Background(), &keys.UsageBatch{ID: "openapi-test", Time: hour, Counts: []keys.UsageCount{
+		{KeyID: lk.ID, Hour: hour, N: 3}, {KeyID: lk.ID, Hour: hour, Outcome: httpsig.ReasonBadSignature, N: 1},
+		{KeyID: "", Hour: hour, Outcome: httpsig.ReasonUnknownKey, N: 2},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	c.expect(200, root, "GET", "/v1/keys/"+lk.ID+"/usage", nil, true)
+	c.expect(200, root, "GET", "/v1/keys/"+lk.ID+"/usage?since=7d&until=0s", nil, true)
+	c.expect(400, root, "GET", "/v1/keys/"+lk.ID+"/usage?since=yesterday", nil, true)
+	c.expect(404, root, "GET", "/v1/keys/sk_nope/usage", nil, true)
+	c.expect(200, root, "GET", "/v1/usage", nil, true)
+	c.expect(200, root, "GET", "/v1/usage?owner=acme&by_key=true&since="+hour.Format(time.RFC3339), nil, true)
+	c.expect(400, root, "GET", "/v1/usage?since=400d", nil, true)
+	c.expect(400, root, "GET", "/v1/audit?limit=0", nil, false)
 
 	// The verify API: a server's key with the verify scope describes a
 	// request it received (here one signed by client): a verdict either way.

@@ -47,6 +47,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 )
@@ -111,6 +112,14 @@ type Config struct {
 	// its response before the connection is closed. Zero means
 	// DefaultWriteTimeout, negative no bound.
 	WriteTimeout time.Duration
+
+	// Keyring holds the gateway's own signing keys; nil: none.
+	// SetKeyring replaces it.
+	Keyring *keyring.Ring
+	// UpstreamSigning has the gateway sign each forwarded request with
+	// its Keyring when there is no Policy (with one, the policy's
+	// upstream_signing says); see SignUpstream.
+	UpstreamSigning bool
 }
 
 // Gateway is the reverse proxy. It is safe for concurrent use.
@@ -127,6 +136,8 @@ type Gateway struct {
 	handler     http.Handler
 	admin       http.Handler
 	checkers    []check
+
+	upstreamRing atomic.Pointer[keyring.Ring] // signs what is forwarded
 
 	inFlight       *inFlight
 	draining       atomic.Bool
@@ -157,6 +168,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: Config.MaxInFlight is negative")
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, problemBase: cfg.Verify.ProblemBase}
+	if cfg.Keyring != nil {
+		g.upstreamRing.Store(cfg.Keyring)
+	}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -284,6 +298,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		h[HeaderOwner] = []string{id.Owner}
 		h[HeaderScopes] = []string{strings.Join(id.Scopes, ",")}
 	}
+	g.signUpstream(pr, rt)
 }
 
 func joinQuery(a, b string) string {
@@ -300,6 +315,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client went away; nobody to answer
+	}
+	if g.signFailed(w, err) {
+		return
 	}
 	g.metrics.upstreamErrors.Inc()
 	g.upstreamFailed.add(err.Error(), "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "error", err.Error())

@@ -18,19 +18,22 @@ import (
 // default of the flag; the defaults that the policy itself needs are
 // filled in by Load.
 type Settings struct {
-	Listen          string        // listen
-	AdminListen     string        // admin_listen
-	DB              string        // db
-	MasterKeyFile   string        // master_key_file
-	Redis           string        // redis
-	RedisPrefix     string        // redis_prefix
-	ReplaySnapshot  string        // replay_snapshot
-	ReplayCapacity  int           // replay_capacity
-	TLSCert         string        // tls_cert
-	TLSKey          string        // tls_key
-	MaxBody         int64         // max_body: bytes; routes may lower or raise it
-	BodyBudget      int64         // body_budget
-	StripSignature  bool          // strip_signature
+	Listen         string // listen
+	AdminListen    string // admin_listen
+	DB             string // db
+	MasterKeyFile  string // master_key_file
+	Redis          string // redis
+	RedisPrefix    string // redis_prefix
+	ReplaySnapshot string // replay_snapshot
+	ReplayCapacity int    // replay_capacity
+	TLSCert        string // tls_cert
+	TLSKey         string // tls_key
+	MaxBody        int64  // max_body: bytes; routes may lower or raise it
+	BodyBudget     int64  // body_budget
+	StripSignature bool   // strip_signature
+	// UpstreamSigning has the gateway sign what it forwards with its own
+	// key (upstream_signing), for middleware.TrustGateway.
+	UpstreamSigning bool
 	Scheme          string        // scheme: what clients use when no trusted proxy says
 	MaxAge          time.Duration // max_age; routes may override it
 	MaxSkew         time.Duration // max_skew
@@ -96,6 +99,7 @@ var settings = []setting{
 	{"max_body", kSize, false, func(s *Settings) any { return &s.MaxBody }},
 	{"body_budget", kSize, true, func(s *Settings) any { return &s.BodyBudget }},
 	{"strip_signature", kBool, false, func(s *Settings) any { return &s.StripSignature }},
+	{"upstream_signing", kBool, false, func(s *Settings) any { return &s.UpstreamSigning }},
 	{"scheme", kString, false, func(s *Settings) any { return &s.Scheme }},
 	{"max_age", kDuration, false, func(s *Settings) any { return &s.MaxAge }},
 	{"max_skew", kDuration, false, func(s *Settings) any { return &s.MaxSkew }},

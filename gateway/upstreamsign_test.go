@@ -1,0 +1,418 @@
+package gateway_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/signet-dev/signet/gateway"
+	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keyring"
+	"github.com/signet-dev/signet/middleware"
+	"github.com/signet-dev/signet/policy"
+	"github.com/signet-dev/signet/replay/memory"
+)
+
+// trustEnv is a gateway that signs what it forwards, in front of an
+// upstream behind middleware.TrustGateway, with a proxy between them
+// that can tamper with the gateway's requests, and the gateway's JWKS
+// served as its admin listener does.
+type trustEnv struct {
+	g        *gateway.Gateway
+	gw       *httptest.Server
+	up       *httptest.Server // the upstream itself
+	jwks     *httptest.Server
+	ring     atomic.Pointer[keyring.Ring] // what the JWKS publishes
+	writer   *httpsig.Signer
+	tamper   atomic.Pointer[func(*http.Request)]
+	handled  atomic.Int64
+	mu       sync.Mutex
+	captured []*http.Request // as the upstream received them, bodies in capturedBody
+	capBody  []string
+}
+
+// echo is what the upstream answers: what TrustGateway vouched for.
+type echo struct {
+	Vouched  middleware.Vouched
+	Identity *middleware.Identity
+	Body     string
+	Path     string
+}
+
+const trustPolicy = `
+upstream_signing: true
+upstreams:
+  api: {url: "%s"}
+routes:
+  - {name: health, match: "GET /healthz", upstream: api, public: true}
+  - {name: hooks, match: "POST /hooks/", upstream: api, public: true}
+  - {name: orders, match: "/v1/orders/", upstream: api, scopes: [orders:write]}
+`
+
+// keySource says how the upstream learns the gateway's keys.
+type keySource int
+
+const (
+	fromURL keySource = iota
+	fromFile
+	pinned
+)
+
+func newTrustEnv(t *testing.T, src keySource) *trustEnv {
+	t.Helper()
+	e := &trustEnv{}
+	ring, err := keyring.New(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ring.Store(ring)
+	e.jwks = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/signet-keys" {
+			http.NotFound(w, r)
+			return
+		}
+		b, _ := e.ring.Load().JWKS(time.Now())
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Write(b)
+	}))
+	t.Cleanup(e.jwks.Close)
+
+	opts := middleware.TrustOptions{}
+	switch src {
+	case fromURL:
+		opts.JWKSURL = e.jwks.URL + "/.well-known/signet-keys"
+	case fromFile:
+		b, _ := ring.JWKS(time.Now())
+		opts.JWKSFile = filepath.Join(t.TempDir(), "gateway-keys.json")
+		if err := os.WriteFile(opts.JWKSFile, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	case pinned:
+		opts.Keys = map[string]ed25519.PublicKey{ring.Keys[0].ID: ring.Keys[0].Public()}
+	}
+	trust, err := middleware.TrustGateway(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.up = httptest.NewServer(trust(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.handled.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		e.mu.Lock()
+		e.captured = append(e.captured, r.Clone(r.Context()))
+		e.capBody = append(e.capBody, string(body))
+		e.mu.Unlock()
+		v, _ := middleware.VouchedFromContext(r.Context())
+		id, _ := middleware.FromContext(r.Context())
+		json.NewEncoder(w).Encode(echo{Vouched: *v, Identity: id, Body: string(body), Path: r.URL.RequestURI()})
+	})))
+	t.Cleanup(e.up.Close)
+	upURL, _ := url.Parse(e.up.URL)
+	between := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(upURL)
+		pr.Out.Host = pr.In.Host
+		if f := e.tamper.Load(); f != nil {
+			(*f)(pr.Out)
+		}
+	}})
+	t.Cleanup(between.Close)
+
+	keys := &keyTable{keys: map[string]testKey{}, state: map[string]error{}}
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	hk, _ := httpsig.NewHMACKey(secret)
+	keys.keys["sk_writer"] = testKey{hk, "acme", []string{"orders:write", "orders:read"}}
+	e.writer = &httpsig.Signer{Key: hk, KeyID: "sk_writer"}
+
+	file := filepath.Join(t.TempDir(), "signet.yaml")
+	writePolicy(t, file, fmt.Sprintf(trustPolicy, between.URL))
+	p, err := policy.Load(file, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.g, err = gateway.New(gateway.Config{
+		Policy:  p,
+		Keyring: ring,
+		Verify:  middleware.Options{Verifier: httpsig.Verifier{Keys: keys, Nonces: memory.New(memory.Options{})}},
+		Logger:  slog.New(slog.NewTextHandler(newTestWriter(t), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.gw = httptest.NewServer(e.g.Handler())
+	t.Cleanup(e.gw.Close)
+	return e
+}
+
+// send signs (when s is set) and sends a request to base.
+func send(t *testing.T, s *httpsig.Signer, method, target, body string, h http.Header) (*http.Response, []byte) {
+	t.Helper()
+	r, _ := http.NewRequest(method, target, strings.NewReader(body))
+	if body == "" {
+		r.Body, r.ContentLength = http.NoBody, 0
+	}
+	for k, v := range h {
+		r.Header[k] = v
+	}
+	if s != nil {
+		if err := s.SignRequest(r, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func problemReason(b []byte) string {
+	var p struct{ Type string }
+	json.Unmarshal(b, &p)
+	return p.Type[strings.LastIndexByte(p.Type, '/')+1:]
+}
+
+func TestUpstreamSigningVerifiedByTrustGateway(t *testing.T) {
+	for _, src := range []struct {
+		name string
+		k    keySource
+	}{{"jwks-url", fromURL}, {"jwks-file", fromFile}, {"pinned", pinned}} {
+		t.Run(src.name, func(t *testing.T) {
+			e := newTrustEnv(t, src.k)
+			kid := e.ring.Load().Keys[0].ID
+			collide := *e.writer
+			collide.Label = "signet" // the gateway's own label: the client's signature gives way
+			tests := []struct {
+				name, method, path, body string
+				signer                   *httpsig.Signer
+				h                        http.Header
+				public                   bool
+			}{
+				{name: "signed get with query", method: "GET", path: "/v1/orders/1?x=1&y=%20", signer: e.writer},
+				{name: "signed post with body", method: "POST", path: "/v1/orders/", body: `{"qty":2}`, signer: e.writer, h: http.Header{"Content-Type": {"application/json"}}},
+				{name: "client label signet", method: "GET", path: "/v1/orders/2", signer: &collide},
+				{name: "forged identity stripped", method: "GET", path: "/v1/orders/3", signer: e.writer, h: http.Header{"X-Signet-Owner": {"root"}, "X_signet_scopes": {"admin"}}},
+				{name: "public get", method: "GET", path: "/healthz", public: true, h: http.Header{"X-Signet-Owner": {"root"}}},
+				{name: "public post, forged digest", method: "POST", path: "/hooks/in", body: "ping", public: true, h: http.Header{"Content-Digest": {"sha-256=:AAAA:"}}},
+			}
+			for _, tc := range tests {
+				resp, b := send(t, tc.signer, tc.method, e.gw.URL+tc.path, tc.body, tc.h)
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s: %d %s", tc.name, resp.StatusCode, b)
+				}
+				var got echo
+				if err := json.Unmarshal(b, &got); err != nil {
+					t.Fatalf("%s: %v: %s", tc.name, err, b)
+				}
+				v := got.Vouched
+				if v.GatewayKeyID != kid || v.Public != tc.public || v.RequestID == "" || v.RequestID != resp.Header.Get("X-Request-Id") || got.Body != tc.body || got.Path != tc.path {
+					t.Errorf("%s: vouched %+v, body %q, path %q", tc.name, v, got.Body, got.Path)
+				}
+				if tc.public {
+					if v.KeyID != "" || v.Owner != "" || got.Identity != nil {
+						t.Errorf("%s: a public request carries an identity: %+v %+v", tc.name, v, got.Identity)
+					}
+					continue
+				}
+				if v.KeyID != "sk_writer" || v.Owner != "acme" || !slices.Equal(v.Scopes, []string{"orders:write", "orders:read"}) {
+					t.Errorf("%s: vouched identity %+v", tc.name, v)
+				}
+				if got.Identity == nil || got.Identity.Owner != "acme" || !got.Identity.HasScope("orders:write") {
+					t.Errorf("%s: identity %+v", tc.name, got.Identity)
+				}
+			}
+		})
+	}
+}
+
+func TestTrustGatewayRefusesDirectRequests(t *testing.T) {
+	e := newTrustEnv(t, fromURL)
+	// One request through the gateway, captured as the upstream saw it.
+	if resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/", `{"qty":1}`, nil); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	cap, capBody := e.captured[0], e.capBody[0]
+	before := e.handled.Load()
+
+	_, attacker, _ := ed25519.GenerateKey(rand.Reader)
+	ak, _ := httpsig.NewSigningKey(httpsig.AlgEd25519, attacker)
+	comps, _ := httpsig.ParseComponents(`@method @authority @path x-signet-key-id x-signet-owner x-signet-scopes x-request-id`)
+	forger := &httpsig.Signer{Key: ak, KeyID: keyring.Thumbprint(attacker.Public().(ed25519.PublicKey)), Label: "signet", Tag: "signet-gateway", Components: comps}
+	stolenKid := *forger
+	stolenKid.KeyID = e.ring.Load().Keys[0].ID // the gateway's keyid, the attacker's key
+
+	identity := http.Header{"X-Signet-Key-Id": {"sk_admin"}, "X-Signet-Owner": {"root"}, "X-Signet-Scopes": {"admin"}, "X-Request-Id": {"r1"}}
+	tests := []struct {
+		name   string
+		signer *httpsig.Signer
+		h      http.Header
+		body   string
+		status int
+		reason string
+	}{
+		{"forged identity, no signature", nil, identity, "", 401, "missing-signature"},
+		{"client's own signature only", e.writer, identity, "", 401, "missing-signature"},
+		{"signed by another key", forger, identity, "", 401, "unknown-key"},
+		{"another key under the gateway's keyid", &stolenKid, identity, "", 401, "bad-signature"},
+	}
+	for _, tc := range tests {
+		resp, b := send(t, tc.signer, "GET", e.up.URL+"/v1/orders/1", tc.body, tc.h)
+		if resp.StatusCode != tc.status || problemReason(b) != tc.reason || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+		}
+	}
+	// The captured request, sent again to the upstream directly.
+	r, _ := http.NewRequest("POST", e.up.URL+cap.URL.RequestURI(), strings.NewReader(capBody))
+	r.Header = cap.Header.Clone()
+	r.Host = cap.Host
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 || problemReason(b) != "replayed" {
+		t.Errorf("replayed: %d %s", resp.StatusCode, b)
+	}
+	if n := e.handled.Load(); n != before {
+		t.Errorf("the upstream's handler ran %d times for refused requests", n-before)
+	}
+}
+
+func TestUpstreamSigningTamperedInTransit(t *testing.T) {
+	e := newTrustEnv(t, fromURL)
+	tests := []struct {
+		name   string
+		tamper func(*http.Request)
+		status int
+		reason string
+	}{
+		{"path", func(r *http.Request) { r.URL.Opaque = ""; r.URL.Path = "/v1/orders/other" }, 401, "bad-signature"},
+		{"query", func(r *http.Request) { r.URL.RawQuery = "qty=1000" }, 401, "bad-signature"},
+		{"method", func(r *http.Request) { r.Method = "PUT" }, 401, "bad-signature"},
+		{"owner", func(r *http.Request) { r.Header.Set("X-Signet-Owner", "root") }, 401, "bad-signature"},
+		{"scopes", func(r *http.Request) { r.Header.Set("X-Signet-Scopes", "admin") }, 401, "bad-signature"},
+		{"request id", func(r *http.Request) { r.Header.Set("X-Request-Id", "other") }, 401, "bad-signature"},
+		{"added identity field", func(r *http.Request) { r.Header.Set("X-Signet-Admin", "true") }, 401, "identity-not-covered"},
+		{"added identity field, underscores", func(r *http.Request) { r.Header["X_Signet_Admin"] = []string{"true"} }, 401, "identity-not-covered"},
+		{"body, same length", func(r *http.Request) {
+			r.Body = io.NopCloser(strings.NewReader(`{"qty":9}`))
+		}, 401, "digest-mismatch"},
+		{"digest and body", func(r *http.Request) {
+			r.Body = io.NopCloser(strings.NewReader(`{"qty":9}`))
+			d, _ := httpsig.ContentDigest("", []byte(`{"qty":9}`))
+			r.Header.Set("Content-Digest", d)
+		}, 401, "bad-signature"},
+		{"signature removed", func(r *http.Request) {
+			r.Header.Del("Signature")
+			r.Header.Del("Signature-Input")
+		}, 401, "missing-signature"},
+	}
+	for _, tc := range tests {
+		e.tamper.Store(&tc.tamper)
+		before := e.handled.Load()
+		resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/1?qty=1", `{"qty":1}`, nil)
+		if resp.StatusCode != tc.status || problemReason(b) != tc.reason {
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+		}
+		if e.handled.Load() != before {
+			t.Errorf("%s: the upstream's handler ran", tc.name)
+		}
+	}
+	e.tamper.Store(nil)
+	if resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/1?qty=1", `{"qty":1}`, nil); resp.StatusCode != 200 {
+		t.Errorf("untouched: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestUpstreamKeyRotation rotates the gateway's key while requests flow:
+// the successor is published, then signs; the upstream, which fetched the
+// set before the rotation, learns the new key when it first meets it, and
+// no request is refused.
+func TestUpstreamKeyRotation(t *testing.T) {
+	e := newTrustEnv(t, fromURL)
+	old := e.ring.Load()
+	if resp, b := send(t, e.writer, "GET", e.gw.URL+"/v1/orders/0", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b) // the upstream has fetched the set of one key
+	}
+	var (
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		kids    = map[string]int{}
+		refused []string
+		sent    atomic.Int64
+	)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				method, body := "GET", ""
+				if i%2 == 1 {
+					method, body = "POST", `{"n":1}`
+				}
+				resp, b := send(t, e.writer, method, e.gw.URL+"/v1/orders/x", body, nil)
+				sent.Add(1)
+				mu.Lock()
+				if resp.StatusCode != 200 {
+					refused = append(refused, fmt.Sprintf("%d %s", resp.StatusCode, b))
+				} else {
+					var got echo
+					json.Unmarshal(b, &got)
+					kids[got.Vouched.GatewayKeyID]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	waitSent := func(n int64) {
+		for target := sent.Load() + n; sent.Load() < target; {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitSent(20)
+	rotated := &keyring.Ring{Keys: slices.Clone(old.Keys)}
+	next, err := rotated.Rotate(time.Now(), 0, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ring.Store(rotated) // published first (the admin listener serves the ring in force)
+	e.g.SetKeyring(rotated)
+	waitSent(50)
+	stop.Store(true)
+	wg.Wait()
+	if len(refused) > 0 {
+		t.Fatalf("%d of %d requests refused during the rotation, first: %s", len(refused), sent.Load(), refused[0])
+	}
+	if kids[old.Keys[0].ID] == 0 || kids[next.ID] == 0 || len(kids) != 2 {
+		t.Errorf("signed by %v; want both %s and %s", kids, old.Keys[0].ID, next.ID)
+	}
+}
+
+func TestUpstreamSigningNeedsKeys(t *testing.T) {
+	p, err := policy.Parse("", []byte("upstream_signing: true\nupstream: http://127.0.0.1:1\n"), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = gateway.New(gateway.Config{Policy: p, Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: httpsig.KeyMap{}, Nonces: memory.New(memory.Options{})}}})
+	if err == nil || !strings.Contains(err.Error(), "upstream_signing") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -309,8 +309,8 @@ func TestUpstreamSigningTamperedInTransit(t *testing.T) {
 		{"owner", func(r *http.Request) { r.Header.Set("X-Signet-Owner", "root") }, 401, "bad-signature"},
 		{"scopes", func(r *http.Request) { r.Header.Set("X-Signet-Scopes", "admin") }, 401, "bad-signature"},
 		{"request id", func(r *http.Request) { r.Header.Set("X-Request-Id", "other") }, 401, "bad-signature"},
-		{"added identity field", func(r *http.Request) { r.Header.Set("X-Signet-Admin", "true") }, 401, "identity-not-covered"},
-		{"added identity field, underscores", func(r *http.Request) { r.Header["X_Signet_Admin"] = []string{"true"} }, 401, "identity-not-covered"},
+		{"added identity field", func(r *http.Request) { r.Header.Set("X-Signet-Admin", "true") }, 401, "missing-component"},
+		{"added identity field, underscores", func(r *http.Request) { r.Header["X_Signet_Admin"] = []string{"true"} }, 401, "missing-component"},
 		{"body, same length", func(r *http.Request) {
 			r.Body = io.NopCloser(strings.NewReader(`{"qty":9}`))
 		}, 401, "digest-mismatch"},

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -26,11 +28,6 @@ const (
 	GatewayTag   = "signet-gateway"
 )
 
-// ReasonIdentityNotCovered (401): the request carries an X-Signet-*
-// field that the gateway's signature does not cover, so that nobody
-// vouches for it.
-const ReasonIdentityNotCovered httpsig.Reason = "identity-not-covered"
-
 // Defaults of TrustOptions.
 const (
 	DefaultTrustMaxAge     = 60 * time.Second
@@ -38,10 +35,6 @@ const (
 	DefaultKeysRefresh     = 5 * time.Minute
 	DefaultKeysMinInterval = time.Second
 )
-
-func init() {
-	titles[ReasonIdentityNotCovered] = "Identity not vouched for"
-}
 
 // TrustOptions configures [TrustGateway]. Exactly one of JWKSURL,
 // JWKSFile and Keys says where the gateway's public keys come from.
@@ -55,6 +48,11 @@ type TrustOptions struct {
 	JWKSURL string
 	// HTTPClient fetches JWKSURL; nil means a client with a 5 s timeout.
 	HTTPClient *http.Client
+	// AllowHTTP lets JWKSURL be plain http to a host that is not a
+	// loopback address: only where nobody can come between the service
+	// and the gateway's admin listener, since whoever can replaces the
+	// keys. Otherwise use https, JWKSFile or Keys.
+	AllowHTTP bool
 	// JWKSFile is a file holding the published set, read at once (an
 	// error is returned for a bad file) and again as JWKSURL is fetched.
 	JWKSFile string
@@ -128,7 +126,8 @@ func VouchedFromContext(ctx context.Context) (*Vouched, bool) {
 // A request that did not come through the gateway (no signature, another
 // key, X-Signet-* fields of its own, a changed path or body) is refused
 // with a problem+json 401 (missing-signature, unknown-key,
-// bad-signature, replayed, digest-mismatch, identity-not-covered, ...),
+// bad-signature, replayed, digest-mismatch, missing-component for an
+// X-Signet-* field the signature does not cover, ...),
 // or 400, 413 or 503 as [Verify] does (503 also when the gateway's keys
 // were never loaded: fail closed).
 func TrustGateway(opts TrustOptions) (func(http.Handler) http.Handler, error) {
@@ -196,7 +195,7 @@ func (t *trustVerifier) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if name := uncoveredSignetField(r.Header, res.Covered); name != "" {
 		mw.refuse(w, r, &refusal{
-			status: http.StatusUnauthorized, reason: ReasonIdentityNotCovered, keyID: res.KeyID, label: res.Label, unread: true,
+			status: http.StatusUnauthorized, reason: httpsig.ReasonMissingComponent, keyID: res.KeyID, label: res.Label, unread: true,
 			detail: "the field " + strconv.Quote(name) + " is not covered by the gateway's signature",
 		}, start)
 		return
@@ -368,11 +367,26 @@ func newGatewayKeys(o *TrustOptions) (*gatewayKeys, error) {
 			client = &http.Client{Timeout: 5 * time.Second}
 		}
 		url := o.JWKSURL
+		u, err := neturl.Parse(url)
+		if err != nil || u.Host == "" {
+			return nil, fmt.Errorf("middleware: JWKSURL %q is not an absolute URL", url)
+		}
+		if u.Scheme != "https" && !(u.Scheme == "http" && (o.AllowHTTP || loopback(u.Hostname()))) {
+			return nil, fmt.Errorf("middleware: the gateway's keys at %s://%s would come over plain http, which whoever sits between could replace: use https, JWKSFile or Keys, or set AllowHTTP", u.Scheme, u.Host)
+		}
 		g.load = func(ctx context.Context) (map[string]keyring.PublicKey, error) {
 			return fetchJWKS(ctx, client, url)
 		}
 	}
 	return g, nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func newKeySet(keys map[string]keyring.PublicKey, at time.Time) (*keySet, error) {

@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"bufio"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -12,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,14 +38,14 @@ import (
 type trustEnv struct {
 	g        *gateway.Gateway
 	gw       *httptest.Server
-	up       *httptest.Server // the upstream itself
+	upURL    string // the upstream itself
 	jwks     *httptest.Server
 	ring     atomic.Pointer[keyring.Ring] // what the JWKS publishes
 	writer   *httpsig.Signer
 	tamper   atomic.Pointer[func(*http.Request)]
 	handled  atomic.Int64
 	mu       sync.Mutex
-	captured []*http.Request // as the upstream received them, bodies in capturedBody
+	captured []*http.Request // as the gateway sent them, bodies in capBody
 	capBody  []string
 }
 
@@ -73,7 +76,11 @@ const (
 	pinned
 )
 
-func newTrustEnv(t *testing.T, src keySource) *trustEnv {
+// The upstreams: Go behind middleware.TrustGateway, or Node.js behind
+// trustGateway of @signet/client/server (JWKS URL only).
+var upstreamKinds = []string{"go", "node"}
+
+func newTrustEnv(t *testing.T, src keySource, kind string) *trustEnv {
 	t.Helper()
 	e := &trustEnv{}
 	ring, err := keyring.New(time.Now())
@@ -105,26 +112,37 @@ func newTrustEnv(t *testing.T, src keySource) *trustEnv {
 	case pinned:
 		opts.Keys = map[string]ed25519.PublicKey{ring.Keys[0].ID: ring.Keys[0].Public()}
 	}
-	trust, err := middleware.TrustGateway(opts)
-	if err != nil {
-		t.Fatal(err)
+	if kind == "node" {
+		e.upURL = startNodeTrust(t, opts.JWKSURL, &e.handled)
+	} else {
+		trust, err := middleware.TrustGateway(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up := httptest.NewServer(trust(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			e.handled.Add(1)
+			body, _ := io.ReadAll(r.Body)
+			v, _ := middleware.VouchedFromContext(r.Context())
+			id, _ := middleware.FromContext(r.Context())
+			json.NewEncoder(w).Encode(echo{Vouched: *v, Identity: id, Body: string(body), Path: r.URL.RequestURI()})
+		})))
+		t.Cleanup(up.Close)
+		e.upURL = up.URL
 	}
-	e.up = httptest.NewServer(trust(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.handled.Add(1)
-		body, _ := io.ReadAll(r.Body)
-		e.mu.Lock()
-		e.captured = append(e.captured, r.Clone(r.Context()))
-		e.capBody = append(e.capBody, string(body))
-		e.mu.Unlock()
-		v, _ := middleware.VouchedFromContext(r.Context())
-		id, _ := middleware.FromContext(r.Context())
-		json.NewEncoder(w).Encode(echo{Vouched: *v, Identity: id, Body: string(body), Path: r.URL.RequestURI()})
-	})))
-	t.Cleanup(e.up.Close)
-	upURL, _ := url.Parse(e.up.URL)
+	upURL, _ := url.Parse(e.upURL)
 	between := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
 		pr.SetURL(upURL)
 		pr.Out.Host = pr.In.Host
+		// What the gateway sent, for replays.
+		var body []byte
+		if pr.Out.Body != nil {
+			body, _ = io.ReadAll(pr.Out.Body)
+			pr.Out.Body = io.NopCloser(strings.NewReader(string(body)))
+		}
+		e.mu.Lock()
+		e.captured = append(e.captured, pr.Out.Clone(context.Background()))
+		e.capBody = append(e.capBody, string(body))
+		e.mu.Unlock()
 		if f := e.tamper.Load(); f != nil {
 			(*f)(pr.Out)
 		}
@@ -192,9 +210,10 @@ func TestUpstreamSigningVerifiedByTrustGateway(t *testing.T) {
 	for _, src := range []struct {
 		name string
 		k    keySource
-	}{{"jwks-url", fromURL}, {"jwks-file", fromFile}, {"pinned", pinned}} {
+		kind string
+	}{{"go/jwks-url", fromURL, "go"}, {"go/jwks-file", fromFile, "go"}, {"go/pinned", pinned, "go"}, {"node/jwks-url", fromURL, "node"}} {
 		t.Run(src.name, func(t *testing.T) {
-			e := newTrustEnv(t, src.k)
+			e := newTrustEnv(t, src.k, src.kind)
 			kid := e.ring.Load().Keys[0].ID
 			collide := *e.writer
 			collide.Label = "signet" // the gateway's own label: the client's signature gives way
@@ -242,103 +261,107 @@ func TestUpstreamSigningVerifiedByTrustGateway(t *testing.T) {
 }
 
 func TestTrustGatewayRefusesDirectRequests(t *testing.T) {
-	e := newTrustEnv(t, fromURL)
-	// One request through the gateway, captured as the upstream saw it.
-	if resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/", `{"qty":1}`, nil); resp.StatusCode != 200 {
-		t.Fatalf("%d %s", resp.StatusCode, b)
-	}
-	cap, capBody := e.captured[0], e.capBody[0]
-	before := e.handled.Load()
-
-	_, attacker, _ := ed25519.GenerateKey(rand.Reader)
-	ak, _ := httpsig.NewSigningKey(httpsig.AlgEd25519, attacker)
-	comps, _ := httpsig.ParseComponents(`@method @authority @path x-signet-key-id x-signet-owner x-signet-scopes x-request-id`)
-	forger := &httpsig.Signer{Key: ak, KeyID: keyring.Thumbprint(attacker.Public().(ed25519.PublicKey)), Label: "signet", Tag: "signet-gateway", Components: comps}
-	stolenKid := *forger
-	stolenKid.KeyID = e.ring.Load().Keys[0].ID // the gateway's keyid, the attacker's key
-
-	identity := http.Header{"X-Signet-Key-Id": {"sk_admin"}, "X-Signet-Owner": {"root"}, "X-Signet-Scopes": {"admin"}, "X-Request-Id": {"r1"}}
-	tests := []struct {
-		name   string
-		signer *httpsig.Signer
-		h      http.Header
-		body   string
-		status int
-		reason string
-	}{
-		{"forged identity, no signature", nil, identity, "", 401, "missing-signature"},
-		{"client's own signature only", e.writer, identity, "", 401, "missing-signature"},
-		{"signed by another key", forger, identity, "", 401, "unknown-key"},
-		{"another key under the gateway's keyid", &stolenKid, identity, "", 401, "bad-signature"},
-	}
-	for _, tc := range tests {
-		resp, b := send(t, tc.signer, "GET", e.up.URL+"/v1/orders/1", tc.body, tc.h)
-		if resp.StatusCode != tc.status || problemReason(b) != tc.reason || resp.Header.Get("Content-Type") != "application/problem+json" {
-			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+	forKinds(t, func(t *testing.T, kind string) {
+		e := newTrustEnv(t, fromURL, kind)
+		// One request through the gateway, captured as the upstream saw it.
+		if resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/", `{"qty":1}`, nil); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
 		}
-	}
-	// The captured request, sent again to the upstream directly.
-	r, _ := http.NewRequest("POST", e.up.URL+cap.URL.RequestURI(), strings.NewReader(capBody))
-	r.Header = cap.Header.Clone()
-	r.Host = cap.Host
-	resp, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 401 || problemReason(b) != "replayed" {
-		t.Errorf("replayed: %d %s", resp.StatusCode, b)
-	}
-	if n := e.handled.Load(); n != before {
-		t.Errorf("the upstream's handler ran %d times for refused requests", n-before)
-	}
+		cap, capBody := e.captured[0], e.capBody[0]
+		before := e.handled.Load()
+
+		_, attacker, _ := ed25519.GenerateKey(rand.Reader)
+		ak, _ := httpsig.NewSigningKey(httpsig.AlgEd25519, attacker)
+		comps, _ := httpsig.ParseComponents(`@method @authority @path x-signet-key-id x-signet-owner x-signet-scopes x-request-id`)
+		forger := &httpsig.Signer{Key: ak, KeyID: keyring.Thumbprint(attacker.Public().(ed25519.PublicKey)), Label: "signet", Tag: "signet-gateway", Components: comps}
+		stolenKid := *forger
+		stolenKid.KeyID = e.ring.Load().Keys[0].ID // the gateway's keyid, the attacker's key
+
+		identity := http.Header{"X-Signet-Key-Id": {"sk_admin"}, "X-Signet-Owner": {"root"}, "X-Signet-Scopes": {"admin"}, "X-Request-Id": {"r1"}}
+		tests := []struct {
+			name   string
+			signer *httpsig.Signer
+			h      http.Header
+			body   string
+			status int
+			reason string
+		}{
+			{"forged identity, no signature", nil, identity, "", 401, "missing-signature"},
+			{"client's own signature only", e.writer, identity, "", 401, "missing-signature"},
+			{"signed by another key", forger, identity, "", 401, "unknown-key"},
+			{"another key under the gateway's keyid", &stolenKid, identity, "", 401, "bad-signature"},
+		}
+		for _, tc := range tests {
+			resp, b := send(t, tc.signer, "GET", e.upURL+"/v1/orders/1", tc.body, tc.h)
+			if resp.StatusCode != tc.status || problemReason(b) != tc.reason || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+			}
+		}
+		// The captured request, sent again to the upstream directly.
+		r, _ := http.NewRequest("POST", e.upURL+cap.URL.RequestURI(), strings.NewReader(capBody))
+		r.Header = cap.Header.Clone()
+		r.Host = cap.Host
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 || problemReason(b) != "replayed" {
+			t.Errorf("replayed: %d %s", resp.StatusCode, b)
+		}
+		if n := e.handled.Load(); n != before {
+			t.Errorf("the upstream's handler ran %d times for refused requests", n-before)
+		}
+	})
 }
 
 func TestUpstreamSigningTamperedInTransit(t *testing.T) {
-	e := newTrustEnv(t, fromURL)
-	tests := []struct {
-		name   string
-		tamper func(*http.Request)
-		status int
-		reason string
-	}{
-		{"path", func(r *http.Request) { r.URL.Opaque = ""; r.URL.Path = "/v1/orders/other" }, 401, "bad-signature"},
-		{"query", func(r *http.Request) { r.URL.RawQuery = "qty=1000" }, 401, "bad-signature"},
-		{"method", func(r *http.Request) { r.Method = "PUT" }, 401, "bad-signature"},
-		{"owner", func(r *http.Request) { r.Header.Set("X-Signet-Owner", "root") }, 401, "bad-signature"},
-		{"scopes", func(r *http.Request) { r.Header.Set("X-Signet-Scopes", "admin") }, 401, "bad-signature"},
-		{"request id", func(r *http.Request) { r.Header.Set("X-Request-Id", "other") }, 401, "bad-signature"},
-		{"added identity field", func(r *http.Request) { r.Header.Set("X-Signet-Admin", "true") }, 401, "missing-component"},
-		{"added identity field, underscores", func(r *http.Request) { r.Header["X_Signet_Admin"] = []string{"true"} }, 401, "missing-component"},
-		{"body, same length", func(r *http.Request) {
-			r.Body = io.NopCloser(strings.NewReader(`{"qty":9}`))
-		}, 401, "digest-mismatch"},
-		{"digest and body", func(r *http.Request) {
-			r.Body = io.NopCloser(strings.NewReader(`{"qty":9}`))
-			d, _ := httpsig.ContentDigest("", []byte(`{"qty":9}`))
-			r.Header.Set("Content-Digest", d)
-		}, 401, "bad-signature"},
-		{"signature removed", func(r *http.Request) {
-			r.Header.Del("Signature")
-			r.Header.Del("Signature-Input")
-		}, 401, "missing-signature"},
-	}
-	for _, tc := range tests {
-		e.tamper.Store(&tc.tamper)
-		before := e.handled.Load()
-		resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/1?qty=1", `{"qty":1}`, nil)
-		if resp.StatusCode != tc.status || problemReason(b) != tc.reason {
-			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+	forKinds(t, func(t *testing.T, kind string) {
+		e := newTrustEnv(t, fromURL, kind)
+		tests := []struct {
+			name   string
+			tamper func(*http.Request)
+			status int
+			reason string
+		}{
+			{"path", func(r *http.Request) { r.URL.Opaque = ""; r.URL.Path = "/v1/orders/other" }, 401, "bad-signature"},
+			{"query", func(r *http.Request) { r.URL.RawQuery = "qty=1000" }, 401, "bad-signature"},
+			{"method", func(r *http.Request) { r.Method = "PUT" }, 401, "bad-signature"},
+			{"owner", func(r *http.Request) { r.Header.Set("X-Signet-Owner", "root") }, 401, "bad-signature"},
+			{"scopes", func(r *http.Request) { r.Header.Set("X-Signet-Scopes", "admin") }, 401, "bad-signature"},
+			{"request id", func(r *http.Request) { r.Header.Set("X-Request-Id", "other") }, 401, "bad-signature"},
+			{"added identity field", func(r *http.Request) { r.Header.Set("X-Signet-Admin", "true") }, 401, "missing-component"},
+			{"added identity field, underscores", func(r *http.Request) { r.Header["X_Signet_Admin"] = []string{"true"} }, 401, "missing-component"},
+			{"body, same length", func(r *http.Request) {
+				r.Body = io.NopCloser(strings.NewReader(`{"qty":9}`))
+			}, 401, "digest-mismatch"},
+			{"digest and body", func(r *http.Request) {
+				r.Body = io.NopCloser(strings.NewReader(`{"qty":9}`))
+				d, _ := httpsig.ContentDigest("", []byte(`{"qty":9}`))
+				r.Header.Set("Content-Digest", d)
+			}, 401, "bad-signature"},
+			{"signature removed", func(r *http.Request) {
+				r.Header.Del("Signature")
+				r.Header.Del("Signature-Input")
+			}, 401, "missing-signature"},
 		}
-		if e.handled.Load() != before {
-			t.Errorf("%s: the upstream's handler ran", tc.name)
+		for _, tc := range tests {
+			e.tamper.Store(&tc.tamper)
+			before := e.handled.Load()
+			resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/1?qty=1", `{"qty":1}`, nil)
+			if resp.StatusCode != tc.status || problemReason(b) != tc.reason {
+				t.Errorf("%s: %d %s", tc.name, resp.StatusCode, b)
+			}
+			if e.handled.Load() != before {
+				t.Errorf("%s: the upstream's handler ran", tc.name)
+			}
 		}
-	}
-	e.tamper.Store(nil)
-	if resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/1?qty=1", `{"qty":1}`, nil); resp.StatusCode != 200 {
-		t.Errorf("untouched: %d %s", resp.StatusCode, b)
-	}
+		e.tamper.Store(nil)
+		if resp, b := send(t, e.writer, "POST", e.gw.URL+"/v1/orders/1?qty=1", `{"qty":1}`, nil); resp.StatusCode != 200 {
+			t.Errorf("untouched: %d %s", resp.StatusCode, b)
+		}
+	})
 }
 
 // TestUpstreamKeyRotation rotates the gateway's key while requests flow:
@@ -346,64 +369,66 @@ func TestUpstreamSigningTamperedInTransit(t *testing.T) {
 // set before the rotation, learns the new key when it first meets it, and
 // no request is refused.
 func TestUpstreamKeyRotation(t *testing.T) {
-	e := newTrustEnv(t, fromURL)
-	old := e.ring.Load()
-	if resp, b := send(t, e.writer, "GET", e.gw.URL+"/v1/orders/0", "", nil); resp.StatusCode != 200 {
-		t.Fatalf("%d %s", resp.StatusCode, b) // the upstream has fetched the set of one key
-	}
-	var (
-		stop    atomic.Bool
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		kids    = map[string]int{}
-		refused []string
-		sent    atomic.Int64
-	)
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				method, body := "GET", ""
-				if i%2 == 1 {
-					method, body = "POST", `{"n":1}`
-				}
-				resp, b := send(t, e.writer, method, e.gw.URL+"/v1/orders/x", body, nil)
-				sent.Add(1)
-				mu.Lock()
-				if resp.StatusCode != 200 {
-					refused = append(refused, fmt.Sprintf("%d %s", resp.StatusCode, b))
-				} else {
-					var got echo
-					json.Unmarshal(b, &got)
-					kids[got.Vouched.GatewayKeyID]++
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	waitSent := func(n int64) {
-		for target := sent.Load() + n; sent.Load() < target; {
-			time.Sleep(time.Millisecond)
+	forKinds(t, func(t *testing.T, kind string) {
+		e := newTrustEnv(t, fromURL, kind)
+		old := e.ring.Load()
+		if resp, b := send(t, e.writer, "GET", e.gw.URL+"/v1/orders/0", "", nil); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b) // the upstream has fetched the set of one key
 		}
-	}
-	waitSent(20)
-	rotated := &keyring.Ring{Keys: slices.Clone(old.Keys)}
-	next, err := rotated.Rotate(time.Now(), 0, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.ring.Store(rotated) // published first (the admin listener serves the ring in force)
-	e.g.SetKeyring(rotated)
-	waitSent(50)
-	stop.Store(true)
-	wg.Wait()
-	if len(refused) > 0 {
-		t.Fatalf("%d of %d requests refused during the rotation, first: %s", len(refused), sent.Load(), refused[0])
-	}
-	if kids[old.Keys[0].ID] == 0 || kids[next.ID] == 0 || len(kids) != 2 {
-		t.Errorf("signed by %v; want both %s and %s", kids, old.Keys[0].ID, next.ID)
-	}
+		var (
+			stop    atomic.Bool
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			kids    = map[string]int{}
+			refused []string
+			sent    atomic.Int64
+		)
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; !stop.Load(); i++ {
+					method, body := "GET", ""
+					if i%2 == 1 {
+						method, body = "POST", `{"n":1}`
+					}
+					resp, b := send(t, e.writer, method, e.gw.URL+"/v1/orders/x", body, nil)
+					sent.Add(1)
+					mu.Lock()
+					if resp.StatusCode != 200 {
+						refused = append(refused, fmt.Sprintf("%d %s", resp.StatusCode, b))
+					} else {
+						var got echo
+						json.Unmarshal(b, &got)
+						kids[got.Vouched.GatewayKeyID]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		waitSent := func(n int64) {
+			for target := sent.Load() + n; sent.Load() < target; {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		waitSent(20)
+		rotated := &keyring.Ring{Keys: slices.Clone(old.Keys)}
+		next, err := rotated.Rotate(time.Now(), 0, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ring.Store(rotated) // published first (the admin listener serves the ring in force)
+		e.g.SetKeyring(rotated)
+		waitSent(50)
+		stop.Store(true)
+		wg.Wait()
+		if len(refused) > 0 {
+			t.Fatalf("%d of %d requests refused during the rotation, first: %s", len(refused), sent.Load(), refused[0])
+		}
+		if kids[old.Keys[0].ID] == 0 || kids[next.ID] == 0 || len(kids) != 2 {
+			t.Errorf("signed by %v; want both %s and %s", kids, old.Keys[0].ID, next.ID)
+		}
+	})
 }
 
 func TestUpstreamSigningNeedsKeys(t *testing.T) {
@@ -415,4 +440,79 @@ func TestUpstreamSigningNeedsKeys(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "upstream_signing") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+func forKinds(t *testing.T, f func(t *testing.T, kind string)) {
+	for _, kind := range upstreamKinds {
+		t.Run(kind, func(t *testing.T) { f(t, kind) })
+	}
+}
+
+// nodeTrust is a node:http server behind trustGateway that answers what
+// the gateway vouched for, as the Go upstream of these tests does, and
+// says "handled" on its output for each request it passed on.
+const nodeTrust = `
+import http from 'node:http';
+const { trustGateway } = await import(process.argv[2]);
+const trust = trustGateway({ jwksUrl: process.argv[3], minInterval: 20 });
+const srv = http.createServer(trust.handler((req, res) => {
+  console.log('handled');
+  const id = req.signet, v = req.signetGateway;
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify({
+    Vouched: { KeyID: id ? id.keyId : '', Owner: id ? id.owner : '', Scopes: id ? id.scopes : null, Public: v.public, RequestID: v.requestId, GatewayKeyID: v.keyId },
+    Identity: id ? { KeyID: id.keyId, Owner: id.owner, Scopes: id.scopes } : null,
+    Body: req.rawBody ? req.rawBody.toString() : '', Path: req.url,
+  }));
+}));
+srv.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: srv.address().port })));
+`
+
+// startNodeTrust starts nodeTrust with the package of clients/js and
+// returns its URL. Without node the test fails under CI=true and is
+// skipped elsewhere.
+func startNodeTrust(t *testing.T, jwksURL string, handled *atomic.Int64) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("node is needed: %v", err)
+		}
+		t.Skipf("node is needed: %v", err)
+	}
+	pkg, err := filepath.Abs("../clients/js/server.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "trust.mjs")
+	if err := os.WriteFile(script, []byte(nodeTrust), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, node, script, (&url.URL{Scheme: "file", Path: pkg}).String(), jwksURL)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = newTestWriter(t)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatalf("node did not start: %v", sc.Err())
+	}
+	var hello struct{ Port int }
+	if err := json.Unmarshal(sc.Bytes(), &hello); err != nil || hello.Port == 0 {
+		t.Fatalf("node said %q", sc.Text())
+	}
+	go func() {
+		for sc.Scan() {
+			if sc.Text() == "handled" {
+				handled.Add(1)
+			}
+		}
+	}()
+	return fmt.Sprintf("http://127.0.0.1:%d", hello.Port)
 }

@@ -516,3 +516,69 @@ func startNodeTrust(t *testing.T, jwksURL string, handled *atomic.Int64) string 
 	}()
 	return fmt.Sprintf("http://127.0.0.1:%d", hello.Port)
 }
+
+// BenchmarkUpstreamSigning measures what upstream signing costs: the
+// gateway forwarding the reference request without it, with it, and with
+// it to an upstream behind middleware.TrustGateway (pinned key), all on
+// loopback.
+func BenchmarkUpstreamSigning(b *testing.B) {
+	ring, _ := keyring.New(time.Now())
+	trust, err := middleware.TrustGateway(middleware.TrustOptions{Keys: map[string]ed25519.PublicKey{ring.Keys[0].ID: ring.Keys[0].Public()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	answer := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"ok":true,"read":%d}`, n)
+	})
+	plainAPI := httptest.NewServer(answer)
+	defer plainAPI.Close()
+	trustAPI := httptest.NewServer(trust(answer))
+	defer trustAPI.Close()
+	key, _ := httpsig.NewHMACKey([]byte(strings.Repeat("k", 32)))
+	newGateway := func(api string, signing bool) http.Handler {
+		u, _ := url.Parse(api)
+		g, err := gateway.New(gateway.Config{
+			Upstream: u, Keyring: ring, UpstreamSigning: signing,
+			Verify: middleware.Options{Verifier: httpsig.Verifier{
+				Keys:   httpsig.KeyMap{"sk_bench": testKey{key, "bench", []string{"orders:write"}}},
+				Nonces: memory.New(memory.Options{}),
+			}},
+			Logger: slog.New(slog.DiscardHandler),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return g.Handler()
+	}
+	body := []byte(`{"customer":42,"items":[` + strings.Repeat(`{"sku":"B-1","qty":1},`, 44) + `{"sku":"B-2","qty":1}]}`)
+	signer := &httpsig.Signer{Key: key, KeyID: "sk_bench"}
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+	}{{"unsigned", newGateway(plainAPI.URL, false)}, {"signed", newGateway(plainAPI.URL, true)}, {"signed-trust", newGateway(trustAPI.URL, true)}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			start := cpuTime()
+			defer func() { b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op") }()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r := httptest.NewRequest("POST", "https://api.example.com/v1/orders?customer=42&expand=items", strings.NewReader(string(body)))
+					r.RequestURI = r.URL.RequestURI()
+					r.Header.Set("Content-Type", "application/json")
+					if err := signer.SignRequest(r, body); err != nil {
+						b.Error(err)
+						return
+					}
+					w := httptest.NewRecorder()
+					bc.h.ServeHTTP(w, r)
+					if w.Code != 200 {
+						b.Errorf("%d %s", w.Code, w.Body)
+						return
+					}
+				}
+			})
+		})
+	}
+}

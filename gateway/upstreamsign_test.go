@@ -63,7 +63,7 @@ upstreams:
   api: {url: "%s"}
 routes:
   - {name: health, match: "GET /healthz", upstream: api, public: true}
-  - {name: hooks, match: "POST /hooks/", upstream: api, public: true}
+  - {name: hooks, match: "POST /hooks/", upstream: api, public: true, max_body: 16B}
   - {name: orders, match: "/v1/orders/", upstream: api, scopes: [orders:write]}
 `
 
@@ -255,6 +255,14 @@ func TestUpstreamSigningVerifiedByTrustGateway(t *testing.T) {
 				if got.Identity == nil || got.Identity.Owner != "acme" || !got.Identity.HasScope("orders:write") {
 					t.Errorf("%s: identity %+v", tc.name, got.Identity)
 				}
+			}
+			// A public body is read to be signed, under the route's limit.
+			before := e.handled.Load()
+			if resp, b := send(t, nil, "POST", e.gw.URL+"/hooks/in", strings.Repeat("x", 17), nil); resp.StatusCode != 413 || problemReason(b) != "body-too-large" {
+				t.Errorf("public body over the limit: %d %s", resp.StatusCode, b)
+			}
+			if e.handled.Load() != before {
+				t.Error("the upstream got a body over the limit")
 			}
 		})
 	}

@@ -25,7 +25,9 @@
 // a base path, one that cannot be written byte for byte) and an Upgrade to anything but
 // WebSocket; the rest of the checks are [middleware.Verify]'s. The
 // upstream must be reachable only through the gateway, since it trusts
-// the identity fields.
+// the identity fields, unless the gateway signs what it forwards
+// (upstream_signing, Config.UpstreamSigning; see signUpstream) and the
+// upstream checks that signature ([middleware.TrustGateway]).
 package gateway
 
 import (

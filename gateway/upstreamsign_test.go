@@ -590,3 +590,48 @@ func BenchmarkUpstreamSigning(b *testing.B) {
 		})
 	}
 }
+
+// TestUpstreamSigningFailsClosed: a gateway whose keys have all expired
+// forwards nothing (503); a reload that turns signing off is seen by the
+// upstream as requests without the gateway's signature; one that turns
+// it on without keys is refused and the policy in force kept.
+func TestUpstreamSigningFailsClosed(t *testing.T) {
+	e := newTrustEnv(t, fromURL, "go")
+	expired := &keyring.Ring{Keys: slices.Clone(e.ring.Load().Keys)}
+	expired.Keys[0].Expires = time.Now().Add(-time.Second)
+	e.g.SetKeyring(expired)
+	before := e.handled.Load()
+	if resp, b := send(t, e.writer, "GET", e.gw.URL+"/v1/orders/1", "", nil); resp.StatusCode != 503 || problemReason(b) != "unavailable" {
+		t.Errorf("no valid key: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := send(t, nil, "GET", e.gw.URL+"/healthz", "", nil); resp.StatusCode != 503 {
+		t.Errorf("no valid key, public route: %d %s", resp.StatusCode, b)
+	}
+	if e.handled.Load() != before {
+		t.Error("the upstream got a request the gateway could not sign")
+	}
+	e.g.SetKeyring(e.ring.Load())
+	if resp, b := send(t, e.writer, "GET", e.gw.URL+"/v1/orders/1", "", nil); resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+
+	old := e.g.Policy()
+	text := strings.Replace(fmt.Sprintf(trustPolicy, old.Upstreams["api"].URL), "upstream_signing: true", "upstream_signing: false", 1)
+	off, err := policy.Parse("off.yaml", []byte(text), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.g.SetPolicy(off); err != nil {
+		t.Fatal(err)
+	}
+	if resp, b := send(t, e.writer, "GET", e.gw.URL+"/v1/orders/1", "", nil); resp.StatusCode != 401 || problemReason(b) != "missing-signature" {
+		t.Errorf("signing off: the upstream answered %d %s", resp.StatusCode, b)
+	}
+	e.g.SetKeyring(nil)
+	if err := e.g.SetPolicy(old); err == nil || !strings.Contains(err.Error(), "upstream_signing") {
+		t.Errorf("signing on without keys: %v", err)
+	}
+	if e.g.Policy() != off {
+		t.Error("the policy in force changed")
+	}
+}

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keyring"
@@ -121,6 +123,17 @@ func newTrustEnv(t *testing.T, src keySource, kind string) *trustEnv {
 		}
 		up := httptest.NewServer(trust(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			e.handled.Add(1)
+			if r.Header.Get("Upgrade") == "websocket" {
+				v, _ := middleware.VouchedFromContext(r.Context())
+				c, err := websocket.Accept(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer c.CloseNow()
+				c.Write(r.Context(), websocket.MessageText, []byte("hello "+v.Owner))
+				c.Close(websocket.StatusNormalClosure, "")
+				return
+			}
 			body, _ := io.ReadAll(r.Body)
 			v, _ := middleware.VouchedFromContext(r.Context())
 			id, _ := middleware.FromContext(r.Context())
@@ -633,5 +646,30 @@ func TestUpstreamSigningFailsClosed(t *testing.T) {
 	}
 	if e.g.Policy() != off {
 		t.Error("the policy in force changed")
+	}
+}
+
+// TestUpstreamSigningWebSocket: the upgrade request is signed by the
+// gateway and verified by the upstream before it switches.
+func TestUpstreamSigningWebSocket(t *testing.T) {
+	e := newTrustEnv(t, fromURL, "go")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, _ := http.NewRequest("GET", e.gw.URL+"/v1/orders/stream", nil)
+	if err := e.writer.SignRequest(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	c, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.gw.URL, "http")+"/v1/orders/stream", &websocket.DialOptions{HTTPHeader: r.Header})
+	if err != nil {
+		t.Fatalf("%v (%v)", err, resp)
+	}
+	defer c.CloseNow()
+	if _, msg, err := c.Read(ctx); err != nil || string(msg) != "hello acme" {
+		t.Fatalf("%q %v", msg, err)
+	}
+	// Straight to the upstream: refused before it switches.
+	_, resp, err = websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.upURL, "http")+"/v1/orders/stream", &websocket.DialOptions{HTTPHeader: http.Header{"X-Signet-Owner": {"acme"}}})
+	if err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("direct upgrade: %v %v", resp, err)
 	}
 }

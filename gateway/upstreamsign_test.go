@@ -44,6 +44,7 @@ type trustEnv struct {
 	jwks     *httptest.Server
 	ring     atomic.Pointer[keyring.Ring] // what the JWKS publishes
 	writer   *httpsig.Signer
+	nobody   *httpsig.Signer
 	tamper   atomic.Pointer[func(*http.Request)]
 	handled  atomic.Int64
 	mu       sync.Mutex
@@ -67,6 +68,7 @@ routes:
   - {name: health, match: "GET /healthz", upstream: api, public: true}
   - {name: hooks, match: "POST /hooks/", upstream: api, public: true, max_body: 16B}
   - {name: orders, match: "/v1/orders/", upstream: api, scopes: [orders:write]}
+  - {name: open, match: "/v1/open/", upstream: api}
 `
 
 // keySource says how the upstream learns the gateway's keys.
@@ -168,6 +170,8 @@ func newTrustEnv(t *testing.T, src keySource, kind string) *trustEnv {
 	hk, _ := httpsig.NewHMACKey(secret)
 	keys.keys["sk_writer"] = testKey{hk, "acme", []string{"orders:write", "orders:read"}}
 	e.writer = &httpsig.Signer{Key: hk, KeyID: "sk_writer"}
+	keys.keys["sk_nobody"] = testKey{hk, "", nil} // no owner, no scopes: empty identity fields
+	e.nobody = &httpsig.Signer{Key: hk, KeyID: "sk_nobody"}
 
 	file := filepath.Join(t.TempDir(), "signet.yaml")
 	writePolicy(t, file, fmt.Sprintf(trustPolicy, between.URL))
@@ -268,6 +272,12 @@ func TestUpstreamSigningVerifiedByTrustGateway(t *testing.T) {
 				if got.Identity == nil || got.Identity.Owner != "acme" || !got.Identity.HasScope("orders:write") {
 					t.Errorf("%s: identity %+v", tc.name, got.Identity)
 				}
+			}
+			// Empty identity fields are signed and verified as such.
+			resp, b := send(t, e.nobody, "GET", e.gw.URL+"/v1/open/x", "", nil)
+			var got echo
+			if json.Unmarshal(b, &got); resp.StatusCode != 200 || got.Vouched.KeyID != "sk_nobody" || got.Vouched.Owner != "" || len(got.Vouched.Scopes) != 0 || got.Vouched.Public {
+				t.Errorf("empty identity: %d %s", resp.StatusCode, b)
 			}
 			// A public body is read to be signed, under the route's limit.
 			before := e.handled.Load()

@@ -12,6 +12,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
+import { WebSocket, WebSocketServer } from 'ws';
 import Fastify from 'fastify';
 
 import { generateKeyPair, jwkThumbprint, sign, trustGateway } from '../server.js';
@@ -212,16 +213,54 @@ describe('trustGateway, key sources and adapters', () => {
     const app = Fastify();
     await app.register(trust.fastify);
     app.post('/orders', async (request) => ({ owner: /** @type {any} */ (request).signet.owner, gateway: /** @type {any} */ (request).signetGateway.keyId, body: request.body }));
+    app.get('/orders/:id', async (request) => ({ owner: /** @type {any} */ (request).signet.owner, public: /** @type {any} */ (request).signetGateway.public }));
     await app.listen({ port: 0, host: '127.0.0.1' });
     const origin = `http://127.0.0.1:${/** @type {any} */ (app.server.address()).port}`;
     try {
       const r = await viaGateway(origin, '/orders', { key, method: 'POST', body: '{"qty":1}', headers: [['Content-Type', 'application/json']] });
       assert.equal(r.status, 200, r.text);
       assert.deepEqual(JSON.parse(r.text), { owner: 'acme', gateway: key.kid, body: { qty: 1 } });
+      const g = await viaGateway(origin, '/orders/7', { key });
+      assert.equal(g.status, 200, g.text);
+      assert.deepEqual(JSON.parse(g.text), { owner: 'acme', public: false });
       const res = await fetch(`${origin}/orders`, { method: 'POST', headers: { 'X-Signet-Owner': 'root', 'content-type': 'application/json' }, body: '{}' });
       assert.equal(res.status, 401);
     } finally {
       await app.close();
+    }
+  });
+
+  test('WebSocket upgrades', async () => {
+    const trust = trustGateway({ keys: { [key.kid]: key.jwk } });
+    const server = http.createServer((req, res) => res.end('no'));
+    const wss = new WebSocketServer({ noServer: true });
+    wss.on('connection', (ws, req) => ws.send(`hello ${/** @type {any} */ (req).signet.owner} via ${/** @type {any} */ (req).signetGateway.keyId === key.kid}`));
+    server.on('upgrade', async (req, socket, head) => {
+      if (!(await trust.verifyUpgrade(req, socket))) return;
+      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    });
+    const l = await listen(server);
+    try {
+      const headers = /** @type {[string, string][]} */ ([['X-Request-Id', 'ws-1'], ['X-Signet-Key-Id', 'sk_client'], ['X-Signet-Owner', 'acme'], ['X-Signet-Scopes', '']]);
+      const { headers: sig } = await sign({ method: 'GET', url: `${l.origin}/stream`, headers }, {
+        keyId: key.kid, key: key.privateKey, alg: 'ed25519', label: 'signet', tag: 'signet-gateway',
+        components: ['@method', '@authority', '@path', 'x-signet-key-id', 'x-signet-owner', 'x-signet-scopes', 'x-request-id'],
+      });
+      const ws = new WebSocket(`ws://127.0.0.1:${l.port}/stream`, { headers: Object.fromEntries([...headers, ...Object.entries(sig)]) });
+      const msg = await new Promise((resolve, reject) => {
+        ws.on('message', (d) => resolve(String(d)));
+        ws.on('error', reject);
+      });
+      assert.equal(msg, 'hello acme via true');
+      ws.close();
+      const direct = new WebSocket(`ws://127.0.0.1:${l.port}/stream`, { headers: { 'X-Signet-Owner': 'acme' } });
+      const status = await new Promise((resolve) => {
+        direct.on('unexpected-response', (_req, res) => resolve(res.statusCode));
+        direct.on('error', () => resolve(0));
+      });
+      assert.equal(status, 401);
+    } finally {
+      await l.close();
     }
   });
 });

@@ -140,6 +140,7 @@ type Gateway struct {
 	checkers    []check
 
 	upstreamRing atomic.Pointer[keyring.Ring] // signs what is forwarded
+	signFailures *sampledLog                  // requests not forwarded: not signed
 
 	inFlight       *inFlight
 	draining       atomic.Bool
@@ -187,6 +188,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.unavailable = newSampledLog(g.log, slog.LevelError, "verification unavailable")
 	g.overloaded = newSampledLog(g.log, slog.LevelError, "overloaded: refused a request beyond the limit of requests in flight")
 	g.upstreamFailed = newSampledLog(g.log, slog.LevelWarn, "upstream error")
+	g.signFailures = newSampledLog(g.log, slog.LevelError, "upstream signing failed: request not forwarded")
 	if cfg.Transport == nil && cfg.Policy == nil {
 		t := NewTransport()
 		t.ResponseHeaderTimeout = max(orDefault(cfg.UpstreamTimeout, DefaultUpstreamTimeout), 0)

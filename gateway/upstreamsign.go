@@ -99,14 +99,17 @@ type signErrKey struct{}
 // content-type and content-digest (when present; the gateway sets
 // Content-Digest for content that has none, or whose field does not
 // match it), the X-Signet-* identity fields it set, and X-Request-Id;
-// with created, keyid, alg, a nonce and tag UpstreamTag. When it cannot,
-// the request is not forwarded (roundTrip returns errUpstreamSign).
+// with created, keyid, alg, a nonce and tag UpstreamTag. The client's
+// signature fields stay beside it (unless strip_signature), except on a
+// public route, where nobody verified them, and when one uses the label
+// UpstreamLabel. When it cannot sign, the request is not forwarded
+// (roundTrip returns errUpstreamSign).
 func (g *Gateway) signUpstream(pr *httputil.ProxyRequest, rt *routed) {
 	if !g.signing(rt) {
 		return
 	}
 	if err := g.sign(pr.Out); err != nil {
-		g.log.Error("upstream signing failed", "request_id", pr.In.Header.Get(HeaderRequestID), "error", err.Error())
+		g.signFailures.add(err.Error(), "request_id", pr.In.Header.Get(HeaderRequestID), "error", err.Error())
 		pr.Out = pr.Out.WithContext(context.WithValue(pr.Out.Context(), signErrKey{}, err))
 	}
 }
@@ -162,9 +165,11 @@ func (g *Gateway) sign(out *http.Request) error {
 		h[HeaderRequestID] = []string{id} // the one withRequestID checked
 	}
 	comps = append(comps, upRequestID)
-	if labelTaken(h) {
-		// A client's signature under the gateway's label: the client's
-		// signatures, verified already, give way.
+	if len(h[HeaderKeyID]) == 0 || labelTaken(h) {
+		// A public route's signature fields, never verified, are not
+		// passed on (a malformed one would spoil the gateway's); nor are
+		// a client's signatures, verified already, under the gateway's
+		// label.
 		delete(h, "Signature")
 		delete(h, "Signature-Input")
 	}

@@ -245,6 +245,7 @@ func TestUpstreamSigningVerifiedByTrustGateway(t *testing.T) {
 				{name: "client label signet", method: "GET", path: "/v1/orders/2", signer: &collide},
 				{name: "forged identity stripped", method: "GET", path: "/v1/orders/3", signer: e.writer, h: http.Header{"X-Signet-Owner": {"root"}, "X_signet_scopes": {"admin"}}},
 				{name: "public get", method: "GET", path: "/healthz", public: true, h: http.Header{"X-Signet-Owner": {"root"}}},
+				{name: "public get, junk signature fields", method: "GET", path: "/healthz", public: true, h: http.Header{"Signature-Input": {"sig1=((("}, "Signature": {"signet=:AAAA:, x"}}},
 				{name: "public post, forged digest", method: "POST", path: "/hooks/in", body: "ping", public: true, h: http.Header{"Content-Digest": {"sha-256=:AAAA:"}}},
 			}
 			for _, tc := range tests {

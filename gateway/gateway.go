@@ -119,8 +119,9 @@ type Config struct {
 	// SetKeyring replaces it.
 	Keyring *keyring.Ring
 	// UpstreamSigning has the gateway sign each forwarded request with
-	// its Keyring when there is no Policy (with one, the policy's
-	// upstream_signing says); see SignUpstream.
+	// its Keyring, for upstreams behind middleware.TrustGateway, when
+	// there is no Policy (with one, the policy's upstream_signing says).
+	// New returns an error if it is set without a Keyring.
 	UpstreamSigning bool
 }
 

@@ -18,22 +18,20 @@ import (
 // default of the flag; the defaults that the policy itself needs are
 // filled in by Load.
 type Settings struct {
-	Listen         string // listen
-	AdminListen    string // admin_listen
-	DB             string // db
-	MasterKeyFile  string // master_key_file
-	Redis          string // redis
-	RedisPrefix    string // redis_prefix
-	ReplaySnapshot string // replay_snapshot
-	ReplayCapacity int    // replay_capacity
-	TLSCert        string // tls_cert
-	TLSKey         string // tls_key
-	MaxBody        int64  // max_body: bytes; routes may lower or raise it
-	BodyBudget     int64  // body_budget
-	StripSignature bool   // strip_signature
-	// UpstreamSigning has the gateway sign what it forwards with its own
-	// key (upstream_signing), for middleware.TrustGateway.
-	UpstreamSigning bool
+	Listen          string        // listen
+	AdminListen     string        // admin_listen
+	DB              string        // db
+	MasterKeyFile   string        // master_key_file
+	Redis           string        // redis
+	RedisPrefix     string        // redis_prefix
+	ReplaySnapshot  string        // replay_snapshot
+	ReplayCapacity  int           // replay_capacity
+	TLSCert         string        // tls_cert
+	TLSKey          string        // tls_key
+	MaxBody         int64         // max_body: bytes; routes may lower or raise it
+	BodyBudget      int64         // body_budget
+	StripSignature  bool          // strip_signature
+	UpstreamSigning bool          // upstream_signing: sign what is forwarded with the gateway's keys
 	Scheme          string        // scheme: what clients use when no trusted proxy says
 	MaxAge          time.Duration // max_age; routes may override it
 	MaxSkew         time.Duration // max_skew

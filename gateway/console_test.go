@@ -213,12 +213,12 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// Both keys through the gateway, and a forged request.
 	for range 3 {
-		send(t, gw, hmacClient, 200, "")
+		sendExpect(t, gw, hmacClient, 200, "")
 	}
 	for range 2 {
-		send(t, gw, edClient, 200, "")
+		sendExpect(t, gw, edClient, 200, "")
 	}
-	send(t, gw, hmacSigner(t, hmacID, make([]byte, 32)), 401, "bad-signature")
+	sendExpect(t, gw, hmacSigner(t, hmacID, make([]byte, 32)), 401, "bad-signature")
 	flush(t, meter)
 
 	b.nav("#/key/"+hmacID, "#key-usage")
@@ -243,9 +243,9 @@ func TestConsoleBrowser(t *testing.T) {
 
 	// Disable, refused through the gateway; enable again.
 	b.do(chromedp.Click(chromedp.CSS("#disable")), chromedp.WaitVisible(chromedp.CSS("#enable")))
-	send(t, gw, hmacClient, 401, "")
+	sendExpect(t, gw, hmacClient, 401, "")
 	b.do(chromedp.Click(chromedp.CSS("#enable")), chromedp.WaitVisible(chromedp.CSS("#disable")))
-	send(t, gw, hmacClient, 200, "")
+	sendExpect(t, gw, hmacClient, 200, "")
 
 	// Rotate the HMAC key with an hour's overlap: both secrets work.
 	b.do(chromedp.Click(chromedp.CSS("#rotate summary")),
@@ -256,8 +256,8 @@ func TestConsoleBrowser(t *testing.T) {
 	if newID == hmacID || newSecret == secret {
 		t.Fatalf("rotation made %s", newID)
 	}
-	send(t, gw, hmacSignerB64(t, newID, newSecret), 200, "")
-	send(t, gw, hmacClient, 200, "")
+	sendExpect(t, gw, hmacSignerB64(t, newID, newSecret), 200, "")
+	sendExpect(t, gw, hmacClient, 200, "")
 	b.nav("#/key/"+newID, "#chain")
 	if s := b.text("#chain"); !strings.Contains(s, hmacID+" expiring") || !strings.Contains(s, newID+" active") {
 		t.Errorf("rotation chain: %q", s)
@@ -281,8 +281,8 @@ func TestConsoleBrowser(t *testing.T) {
 	if s := b.poll(`(s => s && s.textContent === 'revoked' && s.textContent)(document.querySelector('h1 .status'))`); s != "revoked" {
 		t.Fatalf("after revoking: %q", s)
 	}
-	send(t, gw, edClient, 401, "key-revoked")
-	send(t, gw, edClient, 401, "key-revoked")
+	sendExpect(t, gw, edClient, 401, "key-revoked")
+	sendExpect(t, gw, edClient, 401, "key-revoked")
 	flush(t, meter)
 
 	// The refusals across all keys.
@@ -369,7 +369,7 @@ func TestConsoleBrowser(t *testing.T) {
 
 // send sends a signed GET through the gateway and checks its status and,
 // if given, the reason of the refusal.
-func send(t *testing.T, e *env, s *httpsig.Signer, status int, reason string) {
+func sendExpect(t *testing.T, e *env, s *httpsig.Signer, status int, reason string) {
 	t.Helper()
 	resp, body := e.send(t, s, "GET", "/orders", "", nil)
 	if resp.StatusCode != status || reason != "" && reasonOf(t, resp, body) != reason {

@@ -25,7 +25,9 @@
 // a base path, one that cannot be written byte for byte) and an Upgrade to anything but
 // WebSocket; the rest of the checks are [middleware.Verify]'s. The
 // upstream must be reachable only through the gateway, since it trusts
-// the identity fields.
+// the identity fields, unless the gateway signs what it forwards
+// (upstream_signing, Config.UpstreamSigning; see signUpstream) and the
+// upstream checks that signature ([middleware.TrustGateway]).
 package gateway
 
 import (
@@ -120,6 +122,12 @@ type Config struct {
 	// its response before the connection is closed. Zero means
 	// DefaultWriteTimeout, negative no bound.
 	WriteTimeout time.Duration
+
+	// UpstreamSigning has the gateway sign each forwarded request with
+	// its Keyring, for upstreams behind middleware.TrustGateway, when
+	// there is no Policy (with one, the policy's upstream_signing says).
+	// New returns an error if it is set without a Keyring.
+	UpstreamSigning bool
 }
 
 // Gateway is the reverse proxy. It is safe for concurrent use.
@@ -137,6 +145,8 @@ type Gateway struct {
 	handler     http.Handler
 	admin       http.Handler
 	checkers    []check
+
+	signFailures *sampledLog                  // requests not forwarded: not signed
 
 	inFlight       *inFlight
 	draining       atomic.Bool
@@ -181,6 +191,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.unavailable = newSampledLog(g.log, slog.LevelError, "verification unavailable")
 	g.overloaded = newSampledLog(g.log, slog.LevelError, "overloaded: refused a request beyond the limit of requests in flight")
 	g.upstreamFailed = newSampledLog(g.log, slog.LevelWarn, "upstream error")
+	g.signFailures = newSampledLog(g.log, slog.LevelError, "upstream signing failed: request not forwarded")
 	if cfg.Transport == nil && cfg.Policy == nil {
 		t := NewTransport()
 		t.ResponseHeaderTimeout = max(orDefault(cfg.UpstreamTimeout, DefaultUpstreamTimeout), 0)
@@ -225,6 +236,9 @@ func New(cfg Config) (*Gateway, error) {
 		// (server-sent events, unknown length) on as they come anyway.
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
+	if err := g.SetKeyring(cfg.Keyring); err != nil {
+		return nil, err
+	}
 	if cfg.Policy != nil {
 		if err := g.SetPolicy(cfg.Policy); err != nil {
 			return nil, err
@@ -235,9 +249,6 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, err
 		}
 		g.snap.Store(s)
-	}
-	if err := g.SetKeyring(cfg.Keyring); err != nil {
-		return nil, err
 	}
 	g.handler = withRequestID(g.withCORS(g.inFlight.handler(g.signing(g.checkForward()), g.signing(http.HandlerFunc(g.refuseOverloaded)).ServeHTTP, g.upstreamBroke)))
 	g.admin = g.newAdminHandler()
@@ -305,6 +316,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		h[HeaderOwner] = []string{id.Owner}
 		h[HeaderScopes] = []string{strings.Join(id.Scopes, ",")}
 	}
+	g.signUpstream(pr, rt)
 }
 
 func joinQuery(a, b string) string {
@@ -324,6 +336,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	}
 	if s, ok := r.Context().Value(signerKey{}).(*respsign.Signer); ok {
 		s.Own(r) // the gateway's answer, not the upstream's
+	}
+	if g.signFailed(w, err) {
+		return
 	}
 	g.metrics.upstreamErrors.Inc()
 	g.upstreamFailed.add(err.Error(), "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path, "error", err.Error())

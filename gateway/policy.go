@@ -88,6 +88,9 @@ func (g *Gateway) SetPolicy(p *policy.Policy) error {
 func (g *Gateway) Policy() *policy.Policy { return g.snap.Load().policy }
 
 func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error) {
+	if err := g.checkSigning(p.Settings.UpstreamSigning); err != nil {
+		return nil, err
+	}
 	s := &snapshot{policy: p, upstreams: map[string]*upstream{}}
 	for name, pu := range p.Upstreams {
 		u := &upstream{Upstream: pu}
@@ -125,6 +128,9 @@ func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error
 // legacySnapshot serves Config.Upstream with Config.Verify, as a gateway
 // without a policy always has: every path, signed.
 func (g *Gateway) legacySnapshot() (*snapshot, error) {
+	if err := g.checkSigning(g.cfg.UpstreamSigning); err != nil {
+		return nil, err
+	}
 	p, err := policy.Parse("", nil, policy.Options{Flags: map[string]string{"upstream": g.cfg.Upstream.String()}})
 	if err != nil {
 		return nil, err
@@ -210,6 +216,9 @@ func (g *Gateway) publicHandler(maxBody int64) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
+		if g.signsUpstream(routedOf(r)) && !g.bufferPublic(w, r, maxBody) {
+			return
+		}
 		g.metrics.public(routedOf(r).route.Name)
 		g.relayed(w, r)
 	})
@@ -291,6 +300,9 @@ func (roundTrip) RoundTrip(req *http.Request) (*http.Response, error) {
 	rt := routedOf(req)
 	if rt == nil {
 		return nil, errors.New("gateway: a request reached the transport without a route")
+	}
+	if err := signErrOf(req); err != nil {
+		return nil, err
 	}
 	return rt.upstream.transport.RoundTrip(req)
 }

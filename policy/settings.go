@@ -31,6 +31,7 @@ type Settings struct {
 	MaxBody         int64         // max_body: bytes; routes may lower or raise it
 	BodyBudget      int64         // body_budget
 	StripSignature  bool          // strip_signature
+	UpstreamSigning bool          // upstream_signing: sign what is forwarded with the gateway's keys
 	Scheme          string        // scheme: what clients use when no trusted proxy says
 	MaxAge          time.Duration // max_age; routes may override it
 	MaxSkew         time.Duration // max_skew
@@ -99,6 +100,7 @@ var settings = []setting{
 	{"max_body", kSize, false, func(s *Settings) any { return &s.MaxBody }},
 	{"body_budget", kSize, true, func(s *Settings) any { return &s.BodyBudget }},
 	{"strip_signature", kBool, false, func(s *Settings) any { return &s.StripSignature }},
+	{"upstream_signing", kBool, false, func(s *Settings) any { return &s.UpstreamSigning }},
 	{"scheme", kString, false, func(s *Settings) any { return &s.Scheme }},
 	{"max_age", kDuration, false, func(s *Settings) any { return &s.MaxAge }},
 	{"max_skew", kDuration, false, func(s *Settings) any { return &s.MaxSkew }},

@@ -7,7 +7,8 @@
 // Entry points: createVerifier (with verifier.middleware, .fastify,
 // .handler, .verifyUpgrade, .requireScopes, .checkContinue); nonce stores
 // MemoryNonceStore (one process) and RedisNonceStore (shared, with Signet
-// gateways too); verifyApi, to let a Signet gateway verify. Everything of
+// gateways too); verifyApi, to let a Signet gateway verify; trustGateway,
+// for a service behind a gateway that signs what it forwards. Everything of
 // @signet/client/node is exported too.
 
 export * from './node.js';
@@ -15,6 +16,10 @@ export { createVerifier, Verifier, Identity, DEFAULT_MAX_BODY_BYTES, DEFAULT_BOD
 export { ServerReason, DEFAULT_PROBLEM_BASE } from './lib/server/problem.js';
 export { RedisNonceStore, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_TIMEOUT } from './lib/server/redis.js';
 export { verifyApi, DEFAULT_VERIFY_API_TIMEOUT } from './lib/server/verify-api.js';
+export {
+  trustGateway, TrustGateway, parseGatewayKeys, GATEWAY_LABEL,
+  DEFAULT_TRUST_MAX_AGE, DEFAULT_TRUST_CLOCK_SKEW, DEFAULT_KEYS_REFRESH, DEFAULT_KEYS_MIN_INTERVAL,
+} from './lib/server/trust.js';
 
 /**
  * @typedef {import('./lib/server/verifier.js').VerifierOptions} VerifierOptions
@@ -29,4 +34,7 @@ export { verifyApi, DEFAULT_VERIFY_API_TIMEOUT } from './lib/server/verify-api.j
  * @typedef {import('./lib/server/verify-api.js').VerifyApiOptions} VerifyApiOptions
  * @typedef {import('./lib/server/verify-api.js').VerifyApiRequest} VerifyApiRequest
  * @typedef {import('./lib/server/verify-api.js').Verdict} Verdict
+ * @typedef {import('./lib/server/trust.js').TrustGatewayOptions} TrustGatewayOptions
+ * @typedef {import('./lib/server/trust.js').Vouched} Vouched
+ * @typedef {import('./lib/server/trust.js').GatewayKey} GatewayKey
  */

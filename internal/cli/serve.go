@@ -83,6 +83,7 @@ func newServeOptions(fs *pflag.FlagSet) (*serveOptions, func() error) {
 	fs.StringVar(&maxBody, "max-body", "10MiB", "largest request body accepted (413 above)")
 	fs.StringVar(&bodyBudget, "body-budget", "64MiB", "request body bytes held in memory at once, across requests (503 beyond; at least --max-body)")
 	fs.BoolVar(&o.stripSignature, "strip-signature", false, "remove Signature and Signature-Input before forwarding")
+	fs.Bool("upstream-signing", false, "sign each forwarded request with the gateway's own key (label signet, tag signet-gateway), for upstreams that verify it (middleware.TrustGateway, trustGateway of @signet/client/server)")
 	fs.StringVar(&o.scheme, "scheme", "", `scheme clients use, when a TLS-terminating proxy stands in front ("https")`)
 	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old a signature's created time may be")
 	fs.DurationVar(&o.skew, "max-skew", httpsig.DefaultMaxSkew, "how far in the future created may be")

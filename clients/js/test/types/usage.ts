@@ -158,10 +158,13 @@ import {
   RedisNonceStore,
   ServerReason,
   createVerifier,
+  trustGateway,
   verifyApi,
   type Outcome,
   type ServerKey,
+  type TrustGatewayOptions,
   type VerifierOptions,
+  type Vouched,
 } from '@signet/client/server';
 
 export async function serverExamples(redis: { evalSha: Function, eval: Function }): Promise<void> {
@@ -185,4 +188,19 @@ export async function serverExamples(redis: { evalSha: Function, eval: Function 
   const remote = createVerifier({ keys: verifyApi({ url: 'http://127.0.0.1:9090', keyId: 'sk_srv', key: 'c2VjcmV0' }) });
   const memory = createVerifier({ keys: new Map([['k', key]]), nonces: new ServerMemoryNonceStore({ maxEntries: 1000 }) });
   console.log(express, guard, remote.bodyBudgetLeft, memory.fastify, ServerReason.BodyTooLarge, await RedisNonceStore.prepare(redis));
+}
+
+export function trustExamples(): void {
+  const options: TrustGatewayOptions = { jwksUrl: 'http://127.0.0.1:9090/.well-known/signet-keys', refresh: 60_000, maxAge: 30 };
+  const trust = trustGateway(options);
+  const express: (req: any, res: any, next: (err?: unknown) => void) => void = trust.middleware;
+  http.createServer(trust.handler((req, res) => {
+    const id: Identity | null = req.signet;
+    const v: Vouched = req.signetGateway;
+    res.end(`${id?.owner} ${v.keyId} ${v.public} ${v.requestId} ${req.rawBody?.length}`);
+  }, { scopes: ['orders:read'] })).on('upgrade', async (req, socket) => {
+    const v: Vouched | null = await trust.verifyUpgrade(req, socket);
+    console.log(v?.keyId);
+  });
+  console.log(express, trust.requireScopes('admin'), trust.fastify, trustGateway({ keys: { kid: { kty: 'OKP', crv: 'Ed25519', x: 'AA' } } }));
 }

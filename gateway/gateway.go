@@ -146,7 +146,7 @@ type Gateway struct {
 	admin       http.Handler
 	checkers    []check
 
-	signFailures *sampledLog                  // requests not forwarded: not signed
+	signFailures *sampledLog // requests not forwarded: not signed
 
 	inFlight       *inFlight
 	draining       atomic.Bool

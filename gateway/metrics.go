@@ -17,6 +17,7 @@ type metrics struct {
 	keyLookupSeconds  prometheus.Histogram
 	keyStoreErrors    prometheus.Counter
 	replayStoreErrors prometheus.Counter
+	limitErrors       prometheus.Counter
 	upstreamErrors    prometheus.Counter // no response header came
 	upstreamCut       prometheus.Counter // the response broke off after its header
 }
@@ -38,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_requests_total",
-			Help: "Requests by outcome (accepted, public, refused, unavailable, overloaded), reason code and route (empty before one is found).",
+			Help: "Requests by outcome (accepted, public, refused, limited, unavailable, overloaded), reason code and route (empty before one is found).",
 		}, []string{"outcome", "reason", "route"}),
 		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "signet_verify_duration_seconds",
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 			Name: "signet_replay_store_errors_total",
 			Help: "Nonce checks that failed because the replay store could not answer.",
 		}),
+		limitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signet_limit_store_errors_total",
+			Help: "Rate limit and uses decisions that failed because the limiter or the key store could not answer (answered 503).",
+		}),
 	}
 	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_upstream_errors_total",
@@ -67,7 +72,7 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 	}, []string{"phase"})
 	m.upstreamErrors = upstream.WithLabelValues("header")
 	m.upstreamCut = upstream.WithLabelValues("body")
-	reg.MustRegister(m.requests, m.verifySeconds, m.keyLookupSeconds, m.keyStoreErrors, m.replayStoreErrors, upstream,
+	reg.MustRegister(m.requests, m.verifySeconds, m.keyLookupSeconds, m.keyStoreErrors, m.replayStoreErrors, m.limitErrors, upstream,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "signet_requests_in_flight",
 			Help: "Client requests being handled.",
@@ -120,7 +125,7 @@ func (m *metrics) observe(o middleware.Outcome, route string) {
 	m.verifySeconds.Observe(o.Elapsed.Seconds())
 	switch {
 	case o.Status == 0:
-		m.requests.WithLabelValues("accepted", "", route).Inc()
+		// Counted by the usage controls, which may still refuse it.
 	case o.Reason == middleware.ReasonUnavailable:
 		m.requests.WithLabelValues("unavailable", string(o.Reason), route).Inc()
 	default:

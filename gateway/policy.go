@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,6 +41,7 @@ type routed struct {
 	snap     *snapshot
 	route    *policy.Route
 	upstream *upstream
+	key      limitedKey // the key resolved to verify the request, if any
 }
 
 var routedKey = &struct{ name string }{"routed"}
@@ -106,8 +106,8 @@ func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error
 		s.upstreams[name] = u
 	}
 	for _, r := range p.Routes {
-		if r.Rate != nil {
-			return nil, fmt.Errorf("gateway: route %q (%s) has a rate limit, which this gateway does not enforce", r.Name, r.Pos)
+		if err := g.checkRouteRate(r); err != nil {
+			return nil, err
 		}
 		s.routes = append(s.routes, routeHandler{route: r, handler: g.routeHandler(p, r)})
 	}
@@ -126,7 +126,7 @@ func (g *Gateway) legacySnapshot() (*snapshot, error) {
 		u.basePath = base
 	}
 	s := &snapshot{policy: p, legacy: true, upstreams: map[string]*upstream{"default": u}}
-	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(g.proxy)}}
+	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(g.usage(nil, g.proxy))}}
 	return s, nil
 }
 
@@ -166,7 +166,7 @@ func (g *Gateway) routeHandler(p *policy.Policy, r *policy.Route) http.Handler {
 			return ""
 		}
 	}
-	return middleware.Verify(opts)(g.proxy)
+	return middleware.Verify(opts)(g.usage(r, g.proxy))
 }
 
 // publicHandler passes requests on without a signature, their bodies
@@ -183,6 +183,9 @@ func (g *Gateway) publicHandler(maxBody int64) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		g.metrics.public(routedOf(r).route.Name)
+		if g.cfg.Meter != nil {
+			g.cfg.Meter.Count("", routedOf(r).route.Name, "")
+		}
 		g.proxy.ServeHTTP(w, r)
 	})
 }

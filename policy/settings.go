@@ -43,6 +43,15 @@ type Settings struct {
 	MaxInFlight     int           // max_in_flight
 	UpstreamTimeout time.Duration // upstream_timeout: the default response_header_timeout of upstreams
 	WriteTimeout    time.Duration // write_timeout
+	// Usage controls: the rate of keys whose record sets none, the rate
+	// of each owner's keys together ("100/s"; "" for none), the prefix of
+	// the limits' keys in Redis, and how often usage counts are written.
+	DefaultRate      string        // default_rate
+	DefaultBurst     int           // default_burst
+	OwnerRate        string        // owner_rate
+	OwnerBurst       int           // owner_burst
+	RedisLimitPrefix string        // redis_limit_prefix
+	MeterInterval    time.Duration // meter_interval
 	// Upstream is the URL of the upstream named "default" (upstream).
 	Upstream string
 }
@@ -109,6 +118,12 @@ var settings = []setting{
 	{"upstream_timeout", kDuration, false, func(s *Settings) any { return &s.UpstreamTimeout }},
 	{"write_timeout", kDuration, true, func(s *Settings) any { return &s.WriteTimeout }},
 	{"upstream", kString, false, func(s *Settings) any { return &s.Upstream }},
+	{"default_rate", kString, true, func(s *Settings) any { return &s.DefaultRate }},
+	{"default_burst", kInt, true, func(s *Settings) any { return &s.DefaultBurst }},
+	{"owner_rate", kString, true, func(s *Settings) any { return &s.OwnerRate }},
+	{"owner_burst", kInt, true, func(s *Settings) any { return &s.OwnerBurst }},
+	{"redis_limit_prefix", kString, true, func(s *Settings) any { return &s.RedisLimitPrefix }},
+	{"meter_interval", kDuration, true, func(s *Settings) any { return &s.MeterInterval }},
 }
 
 // SettingKeys returns the top-level keys of the file that hold settings,

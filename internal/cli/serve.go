@@ -19,6 +19,10 @@ import (
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keys"
+	"github.com/signet-dev/signet/limit"
+	limitmemory "github.com/signet-dev/signet/limit/memory"
+	limitredis "github.com/signet-dev/signet/limit/redis"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
@@ -46,6 +50,7 @@ type serveOptions struct {
 	debugExplain   bool
 	shutdown       time.Duration
 	limits         serveLimits
+	usage          serveUsage
 
 	config   string
 	policy   *policy.Policy  // the settings above come from it
@@ -91,6 +96,13 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.IntVar(&o.limits.maxInFlight, "max-in-flight", gateway.DefaultMaxInFlight, "requests handled at once; beyond, 503 with Retry-After")
 	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
 	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
+	var defaultRate, ownerRate string
+	fs.StringVar(&defaultRate, "default-rate", "", "rate limit of the keys whose record sets none, such as 100/s (default: none)")
+	fs.IntVar(&o.usage.defaultBurst, "default-burst", 0, "burst of --default-rate (default: its count)")
+	fs.StringVar(&ownerRate, "owner-rate", "", "rate limit of all the keys of each owner together, such as 1000/s (default: none)")
+	fs.IntVar(&o.usage.ownerBurst, "owner-burst", 0, "burst of --owner-rate (default: its count)")
+	fs.StringVar(&o.usage.redisPrefix, "redis-limit-prefix", limitredis.DefaultKeyPrefix, "prefix of the rate limit and uses keys in Redis")
+	fs.DurationVar(&o.usage.meterInterval, "meter-interval", keys.DefaultMeterInterval, "how often usage counts are written to the key store (a crash loses at most about this much, plus a second)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -131,6 +143,15 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	if o.usage.defaultRate, err = parseLimitRate("--default-rate", o.policy.Settings.DefaultRate, o.usage.defaultBurst); err != nil {
+		return nil, err
+	}
+	if o.usage.ownerRate, err = parseLimitRate("--owner-rate", o.policy.Settings.OwnerRate, o.usage.ownerBurst); err != nil {
+		return nil, err
+	}
+	if o.usage.meterInterval <= 0 {
+		return nil, errors.New("--meter-interval must be positive")
 	}
 	return o, nil
 }
@@ -174,7 +195,78 @@ func (o *serveOptions) loadPolicy(fs *flag.FlagSet) error {
 	o.maxAge, o.skew, o.tag, o.logFormat, o.debugExplain = s.MaxAge, s.MaxSkew, s.Tag, s.LogFormat, s.DebugExplain
 	o.shutdown = s.ShutdownTimeout
 	o.limits = serveLimits{maxInFlight: s.MaxInFlight, upstreamTimeout: s.UpstreamTimeout, writeTimeout: s.WriteTimeout, drain: s.Drain}
+	o.usage.defaultBurst, o.usage.ownerBurst, o.usage.redisPrefix, o.usage.meterInterval = s.DefaultBurst, s.OwnerBurst, s.RedisLimitPrefix, s.MeterInterval
 	return nil
+}
+
+// serveUsage configures the usage controls.
+type serveUsage struct {
+	defaultRate, ownerRate   limit.Rate // zero: none
+	defaultBurst, ownerBurst int
+	redisPrefix              string
+	meterInterval            time.Duration
+}
+
+// parseLimitRate reads a rate setting ("" for none) and its burst, as the
+// key store checks a key's.
+func parseLimitRate(flag, text string, burst int) (limit.Rate, error) {
+	if text == "" {
+		if burst != 0 {
+			return limit.Rate{}, fmt.Errorf("%s: a burst needs a rate", flag)
+		}
+		return limit.Rate{}, nil
+	}
+	r, err := keys.ParseRate(text)
+	if err != nil {
+		return limit.Rate{}, fmt.Errorf("%s: %v", flag, err)
+	}
+	l := limit.Rate{N: r.N, Per: r.Per, Burst: int64(burst)}
+	if err := l.Validate(); err != nil {
+		return limit.Rate{}, fmt.Errorf("%s: %v", flag, err)
+	}
+	return l, nil
+}
+
+// usageControls is what enforces the limits and counts usage.
+type usageControls struct {
+	limiter interface {
+		limit.Limiter
+		limit.Counter
+	}
+	redis *limitredis.Store // to close; nil in memory
+	meter *keys.Meter
+}
+
+// openUsage makes the limiter (in Redis with --redis, else in memory) and
+// the meter, which writes to ks.
+func openUsage(o *serveOptions, ks *keys.Service) (*usageControls, error) {
+	u := &usageControls{}
+	ledger := gateway.Ledger(ks)
+	if o.redisURL != "" {
+		rs, err := limitredis.New(o.redisURL, limitredis.Options{KeyPrefix: o.usage.redisPrefix, Ledger: ledger})
+		if err != nil {
+			return nil, fmt.Errorf("limits: %w", err)
+		}
+		u.limiter, u.redis = rs, rs
+	} else {
+		u.limiter = limitmemory.New(limitmemory.Options{Ledger: ledger})
+	}
+	u.meter = keys.NewMeter(ks, keys.MeterOptions{Interval: o.usage.meterInterval})
+	return u, nil
+}
+
+// close writes the last usage counts, once no request can reach the
+// gateway, and closes the limiter.
+func (u *usageControls) close(log *slog.Logger) error {
+	err := u.meter.Close()
+	if err != nil {
+		log.Error("usage counts not written", "error", err.Error())
+		err = fmt.Errorf("usage counts: %w", err)
+	}
+	if u.redis != nil {
+		u.redis.Close()
+	}
+	return err
 }
 
 // policyError puts the problems of a policy on lines of their own.
@@ -250,7 +342,15 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	}
 	// Once no request can reach it: saved for the next start, unlocked.
 	defer func() { err = errors.Join(err, replay.close(log)) }()
+	usage, err := openUsage(o, ks)
+	if err != nil {
+		return err
+	}
+	// Once no request can reach it: the last counts written.
+	defer func() { err = errors.Join(err, usage.close(log)) }()
 	g, err := gateway.New(gateway.Config{
+		Limiter: usage.limiter, Uses: usage.limiter, Meter: usage.meter,
+		DefaultRate: o.usage.defaultRate, OwnerRate: o.usage.ownerRate,
 		Policy: o.policy, Admin: ks, Logger: log,
 		Verify: middleware.Options{
 			Verifier: httpsig.Verifier{
@@ -304,6 +404,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	log.Info("signet serve listening",
 		"addr", ln.Addr().String(), "scheme", scheme, "admin_addr", adminLn.Addr().String(),
 		"config", o.config, "routes", len(o.policy.Routes), "upstreams", len(o.policy.Upstreams), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""],
+		"default_rate", o.policy.Settings.DefaultRate, "owner_rate", o.policy.Settings.OwnerRate, "meter_interval", o.usage.meterInterval.String(),
 		"max_in_flight", o.limits.maxInFlight, "upstream_timeout", o.limits.upstreamTimeout.String(), "write_timeout", o.limits.writeTimeout.String())
 	errs := make(chan error, 2)
 	go func() {

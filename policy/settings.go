@@ -52,6 +52,7 @@ type Settings struct {
 	OwnerBurst       int           // owner_burst
 	RedisLimitPrefix string        // redis_limit_prefix
 	MeterInterval    time.Duration // meter_interval
+	UsesBatch        int           // uses_batch
 	// Upstream is the URL of the upstream named "default" (upstream).
 	Upstream string
 }
@@ -124,6 +125,7 @@ var settings = []setting{
 	{"owner_burst", kInt, true, func(s *Settings) any { return &s.OwnerBurst }},
 	{"redis_limit_prefix", kString, true, func(s *Settings) any { return &s.RedisLimitPrefix }},
 	{"meter_interval", kDuration, true, func(s *Settings) any { return &s.MeterInterval }},
+	{"uses_batch", kInt, true, func(s *Settings) any { return &s.UsesBatch }},
 }
 
 // SettingKeys returns the top-level keys of the file that hold settings,

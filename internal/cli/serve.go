@@ -102,6 +102,7 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	fs.StringVar(&ownerRate, "owner-rate", "", "rate limit of all the keys of each owner together, such as 1000/s (default: none)")
 	fs.IntVar(&o.usage.ownerBurst, "owner-burst", 0, "burst of --owner-rate (default: its count)")
 	fs.StringVar(&o.usage.redisPrefix, "redis-limit-prefix", limitredis.DefaultKeyPrefix, "prefix of the rate limit and uses keys in Redis")
+	fs.IntVar(&o.usage.usesBatch, "uses-batch", DefaultUsesBatch, "uses a gateway takes from the key store at a time for a key with a budget: more than the requests of one key in flight at once; a crash loses at most this many of each key")
 	fs.DurationVar(&o.usage.meterInterval, "meter-interval", keys.DefaultMeterInterval, "how often usage counts are written to the key store (a crash loses at most about this much, plus a second)")
 	rest, err := parseArgs(fs, args)
 	if err != nil {
@@ -150,6 +151,9 @@ func newServeOptions(e *Env, args []string) (*serveOptions, error) {
 	if o.usage.ownerRate, err = parseLimitRate("--owner-rate", o.policy.Settings.OwnerRate, o.usage.ownerBurst); err != nil {
 		return nil, err
 	}
+	if o.usage.usesBatch < 1 {
+		return nil, errors.New("--uses-batch must be at least 1")
+	}
 	if o.usage.meterInterval <= 0 {
 		return nil, errors.New("--meter-interval must be positive")
 	}
@@ -195,7 +199,7 @@ func (o *serveOptions) loadPolicy(fs *flag.FlagSet) error {
 	o.maxAge, o.skew, o.tag, o.logFormat, o.debugExplain = s.MaxAge, s.MaxSkew, s.Tag, s.LogFormat, s.DebugExplain
 	o.shutdown = s.ShutdownTimeout
 	o.limits = serveLimits{maxInFlight: s.MaxInFlight, upstreamTimeout: s.UpstreamTimeout, writeTimeout: s.WriteTimeout, drain: s.Drain}
-	o.usage.defaultBurst, o.usage.ownerBurst, o.usage.redisPrefix, o.usage.meterInterval = s.DefaultBurst, s.OwnerBurst, s.RedisLimitPrefix, s.MeterInterval
+	o.usage.defaultBurst, o.usage.ownerBurst, o.usage.redisPrefix, o.usage.meterInterval, o.usage.usesBatch = s.DefaultBurst, s.OwnerBurst, s.RedisLimitPrefix, s.MeterInterval, s.UsesBatch
 	return nil
 }
 
@@ -205,7 +209,13 @@ type serveUsage struct {
 	defaultBurst, ownerBurst int
 	redisPrefix              string
 	meterInterval            time.Duration
+	usesBatch                int
 }
+
+// DefaultUsesBatch is the default of --uses-batch: more than the requests
+// of one key a gateway has in flight at once under a heavy load, so that a
+// batch is not spent before the next one is taken.
+const DefaultUsesBatch = 100
 
 // parseLimitRate reads a rate setting ("" for none) and its burst, as the
 // key store checks a key's.
@@ -243,13 +253,13 @@ func openUsage(o *serveOptions, ks *keys.Service) (*usageControls, error) {
 	u := &usageControls{}
 	ledger := gateway.Ledger(ks)
 	if o.redisURL != "" {
-		rs, err := limitredis.New(o.redisURL, limitredis.Options{KeyPrefix: o.usage.redisPrefix, Ledger: ledger})
+		rs, err := limitredis.New(o.redisURL, limitredis.Options{KeyPrefix: o.usage.redisPrefix, Ledger: ledger, Batch: o.usage.usesBatch})
 		if err != nil {
 			return nil, fmt.Errorf("limits: %w", err)
 		}
 		u.limiter, u.redis = rs, rs
 	} else {
-		u.limiter = limitmemory.New(limitmemory.Options{Ledger: ledger})
+		u.limiter = limitmemory.New(limitmemory.Options{Ledger: ledger, Batch: o.usage.usesBatch})
 	}
 	u.meter = keys.NewMeter(ks, keys.MeterOptions{Interval: o.usage.meterInterval})
 	return u, nil

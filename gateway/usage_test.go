@@ -596,3 +596,28 @@ func hammer(t *testing.T, nodes []*usageNode, s *httpsig.Signer, path string, to
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// TestUsageRedisCluster: two gateways on one PostgreSQL and one Redis
+// Cluster (three masters) for nonces and limits: a budget of uses and a
+// rate hold across both.
+func TestUsageRedisCluster(t *testing.T) {
+	c := testenv.StartRedisCluster(t)
+	prefix := "signet-test:"
+	if _, err := replayredis.Init(context.Background(), c.URL(), replayredis.Options{KeyPrefix: prefix + "nonce:"}); err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t)
+	nodes := startUsage(t, 2, usageSetup{db: testenv.NewDatabase(t), redis: c.URL(), prefix: prefix}, up)
+	uses := createKey(t, nodes[0].keys, keys.CreateRequest{Uses: keys.Uses{Remaining: 120}})
+	if codes := hammer(t, nodes, uses, "/x", 300, 12); codes[200] != 120 || codes[429] != 180 {
+		t.Fatalf("uses: %v, want 120 passed", codes)
+	}
+	const n, burst = 60, 30
+	limited := createKey(t, nodes[1].keys, keys.CreateRequest{Owner: "globex", RateLimit: rate(n, time.Hour, burst)})
+	start := time.Now()
+	codes := hammer(t, nodes, limited, "/x", 200, 12)
+	most := burst + int(time.Since(start)*n/time.Hour) + 1
+	if codes[200] < burst || codes[200] > most {
+		t.Fatalf("rate: %v, want %d to %d passed", codes, burst, most)
+	}
+}

@@ -127,12 +127,12 @@ func (g *Gateway) usage(route *policy.Route, next http.Handler) http.Handler {
 			g.writeProblem(w, http.StatusInternalServerError, "internal", "Internal error", "the request reached the proxy unverified")
 			return
 		}
-		if g.cfg.Limiter == nil && g.cfg.Uses == nil {
+		key := g.limitedKeyOf(r, id.KeyID)
+		if g.cfg.Limiter == nil && g.cfg.Uses == nil && !hasUses(key) {
 			g.accepted(r, id.KeyID, meterRoute)
 			next.ServeHTTP(w, r)
 			return
 		}
-		key := g.limitedKeyOf(r, id.KeyID)
 		f := fieldsPool.Get().(*limit.Fields)
 		defer func() {
 			f.Reset()
@@ -231,6 +231,14 @@ func (g *Gateway) applyLimits(ctx context.Context, f *limit.Fields, route *polic
 		return ReasonUsesExhausted, nil
 	}
 	return "", nil
+}
+
+func hasUses(k limitedKey) bool {
+	if k == nil {
+		return false
+	}
+	_, ok := k.Uses()
+	return ok
 }
 
 // limitedKeyOf returns the key of keyID as it was resolved to verify r's

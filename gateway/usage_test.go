@@ -621,3 +621,52 @@ func TestUsageRedisCluster(t *testing.T) {
 		t.Fatalf("rate: %v, want %d to %d passed", codes, burst, most)
 	}
 }
+
+// TestUsageBudgetWithoutCounter: a gateway with no Config.Uses does not
+// let a key with a budget of uses through unchecked.
+func TestUsageBudgetWithoutCounter(t *testing.T) {
+	up := newUpstream(t)
+	n := startUsage(t, 1, usageSetup{mutate: func(c *gateway.Config) { c.Limiter, c.Uses = nil, nil }}, up)[0]
+	free := createKey(t, n.keys, keys.CreateRequest{})
+	budget := createKey(t, n.keys, keys.CreateRequest{Uses: keys.Uses{Remaining: 5}})
+	if res := call(t, n.gw.URL, free, "/x"); res.code != 200 {
+		t.Fatalf("key without a budget: %d %s", res.code, res.reason)
+	}
+	if res := call(t, n.gw.URL, budget, "/x"); res.code != 503 || res.reason != "unavailable" {
+		t.Fatalf("key with a budget: %d %s, want 503", res.code, res.reason)
+	}
+}
+
+// TestUsageConfigRefused: rates a gateway could not enforce are refused
+// when it is made, not ignored.
+func TestUsageConfigRefused(t *testing.T) {
+	up := newUpstream(t)
+	p, err := policy.Parse("test.yaml", []byte(strings.ReplaceAll(routePolicy, "%s", up.srv.URL)), policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyTab := &keyTable{keys: map[string]testKey{}, state: map[string]error{}}
+	base := gateway.Config{Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: keyTab, Nonces: replaymemory.New(replaymemory.Options{})}}}
+	for _, tt := range []struct {
+		name   string
+		mutate func(*gateway.Config)
+		want   string
+	}{
+		{"route rate without a limiter", func(c *gateway.Config) { c.Policy = p }, "has a rate limit, and the gateway has no Config.Limiter"},
+		{"default rate without a limiter", func(c *gateway.Config) {
+			c.Policy, c.DefaultRate = nil, limit.Rate{N: 1, Per: time.Second}
+			c.Upstream, _ = url.Parse(up.srv.URL)
+		}, "Config.DefaultRate needs a Config.Limiter"},
+		{"invalid owner rate", func(c *gateway.Config) {
+			c.Upstream, _ = url.Parse(up.srv.URL)
+			c.Limiter = limitmemory.New(limitmemory.Options{})
+			c.OwnerRate = limit.Rate{N: 1, Per: 366 * 24 * time.Hour, Burst: 1000}
+		}, "Config.OwnerRate"},
+	} {
+		cfg := base
+		tt.mutate(&cfg)
+		if _, err := gateway.New(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}

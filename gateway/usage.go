@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keys"
@@ -47,9 +49,20 @@ type ledger struct {
 	}
 }
 
+// TakeUses takes the uses of the key whose limiter key is key: the
+// gateway counts a key's uses under limit.ForKey(keyID), beside its rate.
 func (l ledger) TakeUses(ctx context.Context, key string, n int64) (limit.Grant, error) {
-	g, err := l.s.SpendUses(ctx, key, n)
+	id, _ := strings.CutPrefix(key, keyPrefix)
+	g, err := l.s.SpendUses(ctx, id, n)
 	return limit.Grant(g), err
+}
+
+var keyPrefix = limit.ForKey("")
+
+// An allowSpender decides a key's rate and spends its uses in one call:
+// *limit/redis.Store, one round trip instead of two.
+type allowSpender interface {
+	AllowSpend(ctx context.Context, key string, r limit.Rate, set time.Time, cost int) (rate, uses limit.Decision, err error)
 }
 
 // limitedKey is what the gateway learns of a key's limits: the keys of
@@ -186,8 +199,27 @@ func (g *Gateway) applyLimits(ctx context.Context, f *limit.Fields, route *polic
 				rate = KeyRate(rl)
 			}
 		}
+		keyName := limit.ForKey(id.KeyID)
+		owner := g.cfg.OwnerRate.N != 0 && id.Owner != ""
+		if rate.N != 0 && !owner && g.cfg.Uses != nil && any(g.cfg.Uses) == any(lim) {
+			// The key's rate and uses, and nothing between them: in one
+			// call where the store can.
+			if as, ok := lim.(allowSpender); ok {
+				if u, ok := usesOf(key); ok {
+					rd, ud, err := as.AllowSpend(ctx, keyName, rate, u.Set, 1)
+					if err != nil {
+						return "", err
+					}
+					f.AddRate("key", rate, rd)
+					if !rd.Allowed {
+						return ReasonRateLimited, nil
+					}
+					return usesDecided(f, u, ud), nil
+				}
+			}
+		}
 		if rate.N != 0 {
-			d, err := lim.Allow(ctx, limit.ForKey(id.KeyID), rate, 1)
+			d, err := lim.Allow(ctx, keyName, rate, 1)
 			if err != nil {
 				return "", err
 			}
@@ -196,7 +228,7 @@ func (g *Gateway) applyLimits(ctx context.Context, f *limit.Fields, route *polic
 				return ReasonRateLimited, nil
 			}
 		}
-		if g.cfg.OwnerRate.N != 0 && id.Owner != "" {
+		if owner {
 			d, err := lim.Allow(ctx, limit.ForOwner(id.Owner), g.cfg.OwnerRate, 1)
 			if err != nil {
 				return "", err
@@ -207,10 +239,7 @@ func (g *Gateway) applyLimits(ctx context.Context, f *limit.Fields, route *polic
 			}
 		}
 	}
-	if key == nil {
-		return "", nil
-	}
-	u, ok := key.Uses()
+	u, ok := usesOf(key)
 	if !ok {
 		return "", nil
 	}
@@ -218,27 +247,33 @@ func (g *Gateway) applyLimits(ctx context.Context, f *limit.Fields, route *polic
 		// A budget the gateway cannot count is not ignored.
 		return "", errors.New("gateway: the key has a budget of uses, and the gateway has no Config.Uses")
 	}
-	d, err := g.cfg.Uses.Spend(ctx, id.KeyID, u.Set, 1)
+	d, err := g.cfg.Uses.Spend(ctx, limit.ForKey(id.KeyID), u.Set, 1)
 	if err != nil {
 		return "", err
 	}
+	return usesDecided(f, u, d), nil
+}
+
+// usesOf returns the key's budget of uses, if it has one.
+func usesOf(k limitedKey) (keys.Uses, bool) {
+	if k == nil {
+		return keys.Uses{}, false
+	}
+	return k.Uses()
+}
+
+// usesDecided adds the decision on the key's uses u to f, and returns the
+// reason of a refusal, or "".
+func usesDecided(f *limit.Fields, u keys.Uses, d limit.Decision) httpsig.Reason {
 	var refill limit.Rate
 	if !u.Refill.IsZero() {
 		refill = limit.Rate{N: u.Refill.N, Per: u.Refill.Per}
 	}
 	f.AddUses("uses", refill, d)
 	if !d.Allowed {
-		return ReasonUsesExhausted, nil
+		return ReasonUsesExhausted
 	}
-	return "", nil
-}
-
-func hasUses(k limitedKey) bool {
-	if k == nil {
-		return false
-	}
-	_, ok := k.Uses()
-	return ok
+	return ""
 }
 
 // limitedKeyOf returns the key of keyID as it was resolved to verify r's
@@ -323,4 +358,9 @@ func routeLabel(r *http.Request) string {
 		return rt.route.Name
 	}
 	return ""
+}
+
+func hasUses(k limitedKey) bool {
+	_, ok := usesOf(k)
+	return ok
 }

@@ -670,3 +670,36 @@ func TestUsageConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageClusterRateAndUses: a key with a rate and a budget, on two
+// gateways sharing Redis (one script decides both): the rate's refusals
+// spend no use, and the budget holds exactly.
+func TestUsageClusterRateAndUses(t *testing.T) {
+	u, prefix := redisSetup(t)
+	up := newUpstream(t)
+	nodes := startUsage(t, 2, usageSetup{db: testenv.NewDatabase(t), redis: u, prefix: prefix}, up)
+	ctx := context.Background()
+	s := createKey(t, nodes[0].keys, keys.CreateRequest{RateLimit: rate(1, time.Hour, 40), Uses: keys.Uses{Remaining: 100}})
+	if codes := hammer(t, nodes, s, "/x", 200, 12); codes[200] != 40 || codes[429] != 160 {
+		t.Fatalf("rate: %v, want 40 passed", codes)
+	}
+	// The uses the rate refused were not spent: 60 are left, less what
+	// Redis holds of them.
+	res := call(t, nodes[0].gw.URL, s, "/x")
+	if res.code != 429 || res.reason != "rate-limited" || !strings.Contains(res.h.Get("RateLimit"), `"key";r=0`) {
+		t.Fatalf("%d %s %v", res.code, res.reason, res.h)
+	}
+	k, err := nodes[1].keys.Get(ctx, s.KeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := k.Uses.Remaining; left < 100-40-limitredis.DefaultBatch-1 || left > 60 {
+		t.Fatalf("the key store has %d uses left, want 60 less at most a batch held in Redis", left)
+	}
+	// A budget spent to its end under a rate that never refuses.
+	s2 := createKey(t, nodes[0].keys, keys.CreateRequest{RateLimit: rate(1000, time.Second, 1000), Uses: keys.Uses{Remaining: 58}})
+	codes := hammer(t, nodes, s2, "/x", 100, 12)
+	if codes[200] != 58 || codes[429] != 42 {
+		t.Fatalf("uses: %v, want 58 passed", codes)
+	}
+}

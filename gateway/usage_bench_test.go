@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
@@ -27,7 +28,8 @@ import (
 // BenchmarkUsage compares, in one run, the gateway with a key of the key
 // service (SQLite, cached) and: nothing more; metering; metering and
 // limits (a key rate, an owner rate and a budget of uses) in memory; the
-// same in Redis. cpu-ns/op is this process's CPU time per request (Redis's
+// same in Redis; and in Redis without the owner rate (one script for the
+// key's rate and uses). cpu-ns/op is this process's CPU time per request (Redis's
 // is not in it).
 func BenchmarkUsage(b *testing.B) {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -90,7 +92,7 @@ func BenchmarkUsage(b *testing.B) {
 	}
 	if u := testenv.RedisURL(); u != "" {
 		prefix := testenv.RedisPrefix(b)
-		rs, err := limitredis.New(u, limitredis.Options{KeyPrefix: prefix, Ledger: gateway.Ledger(ks), Batch: 100})
+		rs, err := limitredis.New(u, limitredis.Options{KeyPrefix: prefix, Ledger: gateway.Ledger(ks), Batch: 100, Timeout: 2 * time.Second})
 		if err == nil {
 			defer rs.Close()
 			cases = append(cases, struct {
@@ -99,6 +101,12 @@ func BenchmarkUsage(b *testing.B) {
 				signer *httpsig.Signer
 			}{"signet-limits-redis", newGW(func(c *gateway.Config) {
 				c.Meter, c.Limiter, c.Uses, c.OwnerRate = meter, rs, rs, owner
+			}), limitedKey}, struct {
+				name   string
+				h      http.Handler
+				signer *httpsig.Signer
+			}{"signet-key-limits-redis", newGW(func(c *gateway.Config) {
+				c.Meter, c.Limiter, c.Uses = meter, rs, rs
 			}), limitedKey})
 		}
 	}

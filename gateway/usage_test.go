@@ -39,6 +39,7 @@ type usageSetup struct {
 	prefix   string
 	policy   string // YAML, with %s for the upstream's URL; "" for none
 	interval time.Duration
+	now      func() time.Time // the clock of the key store and the limiter; nil: time.Now
 	mutate   func(*gateway.Config)
 }
 
@@ -81,7 +82,7 @@ func startUsage(t *testing.T, n int, setup usageSetup, up *upstream) []*usageNod
 		if err != nil {
 			t.Fatal(err)
 		}
-		ks, err := keys.New(ctx, store, keys.Options{MasterKey: master, LookupTimeout: storeTimeout})
+		ks, err := keys.New(ctx, store, keys.Options{MasterKey: master, LookupTimeout: storeTimeout, Now: setup.now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +106,7 @@ func startUsage(t *testing.T, n int, setup usageSetup, up *upstream) []*usageNod
 			t.Cleanup(func() { ns.Close() })
 			nonces = ns
 		} else {
-			lim = limitmemory.New(limitmemory.Options{Ledger: gateway.Ledger(ks)})
+			lim = limitmemory.New(limitmemory.Options{Ledger: gateway.Ledger(ks), Now: setup.now})
 			nonces = replaymemory.New(replaymemory.Options{})
 		}
 		meter := keys.NewMeter(ks, keys.MeterOptions{Interval: setup.interval})
@@ -708,5 +709,29 @@ func TestUsageClusterRateAndUses(t *testing.T) {
 	codes := hammer(t, nodes, s2, "/x", 100, 12)
 	if codes[200] != 58 || codes[429] != 42 {
 		t.Fatalf("uses: %v, want 58 passed", codes)
+	}
+}
+
+// TestUsageRefill: a budget refilled every minute is put back at the start
+// of the next minute, and the refusal says when.
+func TestUsageRefill(t *testing.T) {
+	clock := testtime.NewClock(time.Now().Truncate(time.Minute).Add(10 * time.Second))
+	up := newUpstream(t)
+	n := startUsage(t, 1, usageSetup{now: clock.Now}, up)[0]
+	s := createKey(t, n.keys, keys.CreateRequest{Uses: keys.Uses{Remaining: 2, Refill: keys.Rate{N: 2, Per: time.Minute}}})
+	for minute := range 3 {
+		for i := range 2 {
+			if res := call(t, n.gw.URL, s, "/x"); res.code != 200 {
+				t.Fatalf("minute %d, use %d: %d %s", minute, i, res.code, res.reason)
+			}
+		}
+		res := call(t, n.gw.URL, s, "/x")
+		if res.code != 429 || res.reason != "uses-exhausted" || res.h.Get("Retry-After") != "50" || res.h.Get("RateLimit") != `"uses";r=0;t=50` {
+			t.Fatalf("minute %d, exhausted: %d %s %v", minute, res.code, res.reason, res.h)
+		}
+		clock.Advance(time.Minute)
+	}
+	if up.count() != 6 {
+		t.Fatalf("the upstream saw %d requests, want 6", up.count())
 	}
 }

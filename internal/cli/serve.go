@@ -249,7 +249,7 @@ type usageControls struct {
 
 // openUsage makes the limiter (in Redis with --redis, else in memory) and
 // the meter, which writes to ks.
-func openUsage(o *serveOptions, ks *keys.Service) (*usageControls, error) {
+func openUsage(o *serveOptions, ks *keys.Service, log *slog.Logger) (*usageControls, error) {
 	u := &usageControls{}
 	ledger := gateway.Ledger(ks)
 	if o.redisURL != "" {
@@ -261,7 +261,7 @@ func openUsage(o *serveOptions, ks *keys.Service) (*usageControls, error) {
 	} else {
 		u.limiter = limitmemory.New(limitmemory.Options{Ledger: ledger, Batch: o.usage.usesBatch})
 	}
-	u.meter = keys.NewMeter(ks, keys.MeterOptions{Interval: o.usage.meterInterval})
+	u.meter = keys.NewMeter(ks, keys.MeterOptions{Interval: o.usage.meterInterval, Logger: log})
 	return u, nil
 }
 
@@ -352,7 +352,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	}
 	// Once no request can reach it: saved for the next start, unlocked.
 	defer func() { err = errors.Join(err, replay.close(log)) }()
-	usage, err := openUsage(o, ks)
+	usage, err := openUsage(o, ks, log)
 	if err != nil {
 		return err
 	}

@@ -305,9 +305,7 @@ func (g *Gateway) limited(w http.ResponseWriter, r *http.Request, keyID, route s
 	if g.cfg.Meter != nil {
 		g.cfg.Meter.Count(keyID, route, reason)
 	}
-	if r.ContentLength != 0 && r.ProtoMajor == 1 {
-		w.Header().Set("Connection", "close")
-	}
+	// The body was read to verify it: the connection can carry on.
 	if reason == ReasonUsesExhausted {
 		g.writeProblem(w, http.StatusTooManyRequests, string(reason), "Uses exhausted",
 			"the key has no uses left; see the RateLimit field for when they are refilled, if they are")

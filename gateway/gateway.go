@@ -12,6 +12,12 @@
 // administration API under /v1/, itself protected by signatures from keys
 // with the admin scope.
 //
+// Once a request's signature verified, the usage controls apply (see
+// Config.Limiter, Config.Uses, Config.Meter): the route's, the key's and
+// the owner's rates, then the key's uses, refusing with 429 rate-limited
+// or uses-exhausted and telling limited keys where they stand in the
+// RateLimit-Policy and RateLimit fields; every request is metered.
+//
 // The upstream receives each request as the client sent it, its target
 // byte for byte under the upstream URL's path, except that every client
 // field that a stack could read as X-Signet-* (any case, '_' for '-') is

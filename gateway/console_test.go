@@ -33,6 +33,7 @@ import (
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keys"
 	"github.com/signet-dev/signet/keys/sqlite"
+	limitmemory "github.com/signet-dev/signet/limit/memory"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 )
@@ -90,9 +91,7 @@ func TestConsoleServed(t *testing.T) {
 // $SIGNET_TEST_OUTPUT/console (default: under the system's temporary
 // directory).
 //
-// Requests are counted by a keys.Meter fed from the gateway's Observe
-// hook and flushed by the test, since this gateway does not meter on its
-// own.
+// Requests are counted by the gateway's keys.Meter, flushed by the test.
 func TestConsoleBrowser(t *testing.T) {
 	chromium := findChromium(t)
 	ctx := context.Background()
@@ -109,11 +108,11 @@ func TestConsoleBrowser(t *testing.T) {
 	t.Cleanup(func() { meter.Close() })
 	up := newUpstream(t)
 	upURL, _ := url.Parse(up.srv.URL)
+	lim := limitmemory.New(limitmemory.Options{Ledger: gateway.Ledger(ks)})
 	g, err := gateway.New(gateway.Config{
-		Upstream: upURL, Admin: ks,
+		Upstream: upURL, Admin: ks, Meter: meter, Limiter: lim, Uses: lim,
 		Verify: middleware.Options{
 			Verifier: httpsig.Verifier{Keys: ks, Nonces: memory.New(memory.Options{})},
-			Observe:  func(_ *http.Request, o middleware.Outcome) { meter.Count(o.KeyID, "", o.Reason) },
 		},
 		Logger: slog.New(slog.NewTextHandler(newTestWriter(t), nil)),
 	})

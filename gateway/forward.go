@@ -41,6 +41,9 @@ func (g *Gateway) refuseStatus(w http.ResponseWriter, r *http.Request, status in
 		w.Header().Set("Connection", "close") // the body is not read
 	}
 	g.writeProblem(w, status, string(reason), title, detail)
+	if g.cfg.Meter != nil && routedOf(r) == nil {
+		g.cfg.Meter.Count("", "", reason) // before a route was found
+	}
 	g.observe(r, middleware.Outcome{Status: status, Reason: reason, Err: errors.New("gateway: " + detail)})
 }
 

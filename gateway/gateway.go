@@ -12,6 +12,12 @@
 // administration API under /v1/, itself protected by signatures from keys
 // with the admin scope.
 //
+// Once a request's signature verified, the usage controls apply (see
+// Config.Limiter, Config.Uses, Config.Meter): the route's, the key's and
+// the owner's rates, then the key's uses, refusing with 429 rate-limited
+// or uses-exhausted and telling limited keys where they stand in the
+// RateLimit-Policy and RateLimit fields; every request is metered.
+//
 // The upstream receives each request as the client sent it, its target
 // byte for byte under the upstream URL's path, except that every client
 // field that a stack could read as X-Signet-* (any case, '_' for '-') is
@@ -50,6 +56,7 @@ import (
 
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keyring"
+	"github.com/signet-dev/signet/limit"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/respsign"
@@ -128,6 +135,27 @@ type Config struct {
 	// there is no Policy (with one, the policy's upstream_signing says).
 	// New returns an error if it is set without a Keyring.
 	UpstreamSigning bool
+	// Limiter applies the rate limits to the requests whose signature
+	// verified: a route's (policy), the key's (its record, or
+	// DefaultRate), the owner's (OwnerRate). limit/memory for one
+	// gateway, limit/redis for several. Nil: no rates, and a policy whose
+	// routes have one is refused.
+	Limiter limit.Limiter
+	// Uses spends the budgets of uses of keys that have one, taking them
+	// from the key store (see Ledger). Nil: a request of a key with a
+	// budget gets 503, failing closed.
+	Uses limit.Counter
+	// DefaultRate applies to the keys whose record sets no rate limit;
+	// zero: none.
+	DefaultRate limit.Rate
+	// OwnerRate applies to all the keys of each owner together; zero:
+	// none.
+	OwnerRate limit.Rate
+	// Meter, if set, counts every client request: per key (once its key
+	// is found), route (with a policy) and outcome (accepted, or the
+	// reason of the refusal). Its owner closes it after the gateway's
+	// last request, so that it writes its last counts.
+	Meter Meter
 }
 
 // Gateway is the reverse proxy. It is safe for concurrent use.
@@ -175,6 +203,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, errors.New("gateway: Config.Verify.Verifier.Nonces is nil")
 	case cfg.MaxInFlight < 0:
 		return nil, errors.New("gateway: Config.MaxInFlight is negative")
+	}
+	if err := checkUsageConfig(&cfg); err != nil {
+		return nil, err
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, problemBase: cfg.Verify.ProblemBase}
 	if g.log == nil {
@@ -352,8 +383,12 @@ func (g *Gateway) observe(r *http.Request, o middleware.Outcome) {
 		defer g.cfg.Verify.Observe(r, o)
 	}
 	route := ""
-	if rt := routedOf(r); rt != nil {
+	rt := routedOf(r)
+	if rt != nil {
 		route = rt.route.Name
+		if o.Status != 0 {
+			g.meterRefusal(r, o)
+		}
 	}
 	g.metrics.observe(o, route)
 	if o.Status == 0 && !g.log.Enabled(r.Context(), slog.LevelDebug) {
@@ -437,6 +472,11 @@ func (c countErrors) ResolveKey(ctx context.Context, id string) (httpsig.Verifyi
 	start := time.Now()
 	k, err := c.keys.ResolveKey(ctx, id)
 	c.seconds.Observe(time.Since(start).Seconds())
+	if lk, ok := k.(limitedKey); ok && err == nil {
+		if rt, _ := ctx.Value(routedKey).(*routed); rt != nil {
+			rt.key = lk // for the usage controls, once the signature verifies
+		}
+	}
 	if err != nil && !errors.Is(err, httpsig.ErrUnknownKey) && !errors.Is(err, httpsig.ErrKeyRevoked) && !errors.Is(err, httpsig.ErrKeyExpired) {
 		c.errs.Inc()
 	}

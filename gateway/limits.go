@@ -195,6 +195,9 @@ func orDefault[T comparable](v, def T) T {
 // refuseOverloaded answers a request beyond MaxInFlight.
 func (g *Gateway) refuseOverloaded(w http.ResponseWriter, r *http.Request) {
 	g.metrics.overloaded.Inc()
+	if g.cfg.Meter != nil {
+		g.cfg.Meter.Count("", "", middleware.ReasonUnavailable)
+	}
 	g.overloaded.add("", "request_id", r.Header.Get(HeaderRequestID), "method", r.Method, "path", r.URL.Path,
 		"limit", cap(g.inFlight.free))
 	w.Header().Set("Retry-After", "1")

@@ -20,6 +20,7 @@ type metrics struct {
 	upstreamErrors     prometheus.Counter // no response header came
 	upstreamCut        prometheus.Counter // the response broke off after its header
 	responseSignErrors prometheus.Counter
+	limitErrors        prometheus.Counter
 }
 
 // occupied is implemented by nonce stores that hold their entries
@@ -39,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_requests_total",
-			Help: "Requests by outcome (accepted, public, refused, unavailable, overloaded), reason code and route (empty before one is found).",
+			Help: "Requests by outcome (accepted, public, refused, limited, unavailable, overloaded), reason code and route (empty before one is found).",
 		}, []string{"outcome", "reason", "route"}),
 		verifySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "signet_verify_duration_seconds",
@@ -65,6 +66,10 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 			Name: "signet_response_sign_errors_total",
 			Help: "Responses that could not be signed or sent as signed (too large to hold, a full disk, content unlike its own Content-Digest): answered with a signed 502, or cut.",
 		}),
+		limitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signet_limit_store_errors_total",
+			Help: "Rate limit and uses decisions that failed because the limiter or the key store could not answer (answered 503).",
+		}),
 	}
 	upstream := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_upstream_errors_total",
@@ -72,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, resolver, nonces any, inFlight *inFli
 	}, []string{"phase"})
 	m.upstreamErrors = upstream.WithLabelValues("header")
 	m.upstreamCut = upstream.WithLabelValues("body")
-	reg.MustRegister(m.requests, m.verifySeconds, m.keyLookupSeconds, m.keyStoreErrors, m.replayStoreErrors, m.responseSignErrors, upstream,
+	reg.MustRegister(m.requests, m.verifySeconds, m.keyLookupSeconds, m.keyStoreErrors, m.replayStoreErrors, m.responseSignErrors, m.limitErrors, upstream,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "signet_requests_in_flight",
 			Help: "Client requests being handled.",
@@ -125,7 +130,7 @@ func (m *metrics) observe(o middleware.Outcome, route string) {
 	m.verifySeconds.Observe(o.Elapsed.Seconds())
 	switch {
 	case o.Status == 0:
-		m.requests.WithLabelValues("accepted", "", route).Inc()
+		// Counted by the usage controls, which may still refuse it.
 	case o.Reason == middleware.ReasonUnavailable:
 		m.requests.WithLabelValues("unavailable", string(o.Reason), route).Inc()
 	default:

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -45,6 +44,7 @@ type routed struct {
 	snap     *snapshot
 	route    *policy.Route
 	upstream *upstream
+	key      limitedKey // the key resolved to verify the request, if any
 }
 
 var routedKey = &struct{ name string }{"routed"}
@@ -112,13 +112,13 @@ func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error
 		s.upstreams[name] = u
 	}
 	for _, r := range p.Routes {
-		if r.Rate != nil {
-			return nil, fmt.Errorf("gateway: route %q (%s) has a rate limit, which this gateway does not enforce", r.Name, r.Pos)
+		if err := g.checkRouteRate(r); err != nil {
+			return nil, err
 		}
 		opts := g.routeOptions(p, r)
 		h := g.publicHandler(opts.MaxBodyBytes)
 		if !r.Public {
-			h = middleware.Verify(opts)(http.HandlerFunc(g.relayed))
+			h = middleware.Verify(opts)(g.usage(r, http.HandlerFunc(g.relayed)))
 		}
 		s.routes = append(s.routes, routeHandler{route: r, handler: h, opts: opts})
 	}
@@ -140,7 +140,7 @@ func (g *Gateway) legacySnapshot() (*snapshot, error) {
 		u.basePath = base
 	}
 	s := &snapshot{policy: p, legacy: true, upstreams: map[string]*upstream{"default": u}}
-	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(http.HandlerFunc(g.relayed)), opts: g.opts}}
+	s.routes = []routeHandler{{route: p.Routes[0], handler: middleware.Verify(g.opts)(g.usage(nil, http.HandlerFunc(g.relayed))), opts: g.opts}}
 	return s, nil
 }
 
@@ -220,6 +220,9 @@ func (g *Gateway) publicHandler(maxBody int64) http.Handler {
 			return
 		}
 		g.metrics.public(routedOf(r).route.Name)
+		if g.cfg.Meter != nil {
+			g.cfg.Meter.Count("", routedOf(r).route.Name, "")
+		}
 		g.relayed(w, r)
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/signet-dev/signet/limit"
 )
 
 // A Rate is a number of requests per period, such as 100 a second. Its
@@ -161,6 +163,12 @@ func normalizeRateLimit(l RateLimit) (RateLimit, error) {
 	}
 	if l.Burst < 1 || l.Burst > MaxRateN {
 		return l, fmt.Errorf("%w: rate limit: the burst must be from 1 to %d", ErrInvalid, int64(MaxRateN))
+	}
+	// What a gateway's limiter can apply: a burst whose intervals last
+	// more than limit.MaxTolerance cannot be.
+	if err := (limit.Rate{N: l.Rate.N, Per: l.Rate.Per, Burst: l.Burst}).Validate(); err != nil {
+		return l, fmt.Errorf("%w: rate limit %s burst %d: a burst of %d at this rate lasts longer than a limiter can count (%d years); lower the burst",
+			ErrInvalid, l.Rate, l.Burst, l.Burst, int64(limit.MaxTolerance/(365*24*time.Hour)))
 	}
 	return l, nil
 }

@@ -219,6 +219,7 @@ func TestUpdate(t *testing.T) {
 		{"metadata too big", keys.UpdateRequest{Metadata: json.RawMessage(`{"a":"` + strings.Repeat("x", keys.MaxMetadataSize) + `"}`)}, keys.ErrInvalid},
 		{"bad rate", keys.UpdateRequest{RateLimit: &keys.RateLimit{Rate: keys.Rate{N: 0, Per: time.Second}}}, keys.ErrInvalid},
 		{"bad burst", keys.UpdateRequest{RateLimit: &keys.RateLimit{Rate: keys.Rate{N: 1, Per: time.Second}, Burst: -1}}, keys.ErrInvalid},
+		{"burst a limiter cannot count", keys.UpdateRequest{RateLimit: &keys.RateLimit{Rate: keys.Rate{N: 1, Per: 366 * 24 * time.Hour}, Burst: 36}}, keys.ErrInvalid},
 		{"negative uses", keys.UpdateRequest{Uses: &keys.Uses{Remaining: -1}}, keys.ErrInvalid},
 		{"refill too often", keys.UpdateRequest{Uses: &keys.Uses{Remaining: 1, Refill: keys.Rate{N: 1, Per: time.Second}}}, keys.ErrInvalid},
 		{"unknown key", keys.UpdateRequest{ID: "sk_nosuchkey0000000000001", Label: str("x")}, keys.ErrNotFound},
@@ -302,6 +303,8 @@ func TestCreateWithLimits(t *testing.T) {
 	for _, req := range []keys.CreateRequest{
 		{Metadata: json.RawMessage(`"x"`)},
 		{RateLimit: keys.RateLimit{Burst: 5}},
+		// A burst a limiter cannot count (over limit.MaxTolerance).
+		{RateLimit: keys.RateLimit{Rate: keys.Rate{N: 1, Per: 7 * 24 * time.Hour}, Burst: 2000}},
 		{Uses: keys.Uses{Remaining: keys.MaxRateN + 1}},
 	} {
 		req.Owner, req.Actor = "alice", "tester"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goccy/go-yaml/ast"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/limit"
 )
 
 // routeSpec is a route as decoded, before its pattern and upstream are
@@ -154,10 +155,10 @@ var rateRE = regexp.MustCompile(`^([0-9]{1,9})/(s|m|h|d)$`)
 
 func (d *decoder) rate(v ast.Node) *Rate {
 	r := &Rate{By: "key"}
-	var limit ast.Node
+	var limitNode ast.Node
 	ok := d.mapping(v, "rate", []field{
 		{"limit", func(_, v ast.Node) {
-			limit = v
+			limitNode = v
 			s, ok := d.str(v, "limit")
 			if !ok {
 				return
@@ -189,11 +190,17 @@ func (d *decoder) rate(v ast.Node) *Rate {
 	if !ok {
 		return nil
 	}
-	if limit == nil {
+	if limitNode == nil {
 		d.errorf(v, "rate needs limit, such as 100/s")
 	}
 	if r.Burst == 0 {
 		r.Burst = r.Limit
+	}
+	if r.Limit != 0 {
+		// The check of the limiters that apply it, shared with the key store.
+		if err := (limit.Rate{N: r.Limit, Per: r.Per, Burst: r.Burst}).Validate(); err != nil {
+			d.errorf(v, "rate: a burst of %d at %d/%s lasts longer than a limiter can count; lower the burst", r.Burst, r.Limit, map[time.Duration]string{time.Second: "s", time.Minute: "m", time.Hour: "h", 24 * time.Hour: "d"}[r.Per])
+		}
 	}
 	return r
 }

@@ -170,6 +170,7 @@ func TestErrors(t *testing.T) {
 		{"algorithm", "upstream: http://a:1\nroutes:\n  - {match: /, algorithms: [hs256]}\n", []string{`3:29: algorithms: unknown algorithm "hs256"`}},
 		{"component", "upstream: http://a:1\nroutes:\n  - {match: /, require: ['@nope']}\n", []string{`3:26: require:`}},
 		{"rate", "upstream: http://a:1\nroutes:\n  - {match: /, rate: {limit: 10/week}}\n", []string{`limit: want a rate`}},
+		{"rate burst", "upstream: http://a:1\nroutes:\n  - {match: /, rate: {limit: 1/d, burst: 20000}}\n", []string{`lasts longer than a limiter can count`}},
 		{"rate by", "upstream: http://a:1\nroutes:\n  - {match: /, rate: {limit: 10/s, by: ip}}\n", []string{`by must be key, owner or route`}},
 		{"empty routes", "upstream: http://a:1\nroutes: []\n", []string{`2:1: routes is empty`}},
 		{"dup name", "upstream: http://a:1\nroutes:\n  - {name: x, match: /a}\n  - {name: x, match: /b}\n", []string{`4:12: route name "x" is taken by the route at test.yaml:3:5`}},

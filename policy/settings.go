@@ -47,6 +47,16 @@ type Settings struct {
 	// GatewayKeys is the file of the gateway's own Ed25519 keys
 	// (gateway_keys), which sign its responses; made when missing.
 	GatewayKeys string
+	// Usage controls: the rate of keys whose record sets none, the rate
+	// of each owner's keys together ("100/s"; "" for none), the prefix of
+	// the limits' keys in Redis, and how often usage counts are written.
+	DefaultRate      string        // default_rate
+	DefaultBurst     int           // default_burst
+	OwnerRate        string        // owner_rate
+	OwnerBurst       int           // owner_burst
+	RedisLimitPrefix string        // redis_limit_prefix
+	MeterInterval    time.Duration // meter_interval
+	UsesBatch        int           // uses_batch
 	// Upstream is the URL of the upstream named "default" (upstream).
 	Upstream string
 }
@@ -115,6 +125,13 @@ var settings = []setting{
 	{"write_timeout", kDuration, true, func(s *Settings) any { return &s.WriteTimeout }},
 	{"upstream", kString, false, func(s *Settings) any { return &s.Upstream }},
 	{"gateway_keys", kString, true, func(s *Settings) any { return &s.GatewayKeys }},
+	{"default_rate", kString, true, func(s *Settings) any { return &s.DefaultRate }},
+	{"default_burst", kInt, true, func(s *Settings) any { return &s.DefaultBurst }},
+	{"owner_rate", kString, true, func(s *Settings) any { return &s.OwnerRate }},
+	{"owner_burst", kInt, true, func(s *Settings) any { return &s.OwnerBurst }},
+	{"redis_limit_prefix", kString, true, func(s *Settings) any { return &s.RedisLimitPrefix }},
+	{"meter_interval", kDuration, true, func(s *Settings) any { return &s.MeterInterval }},
+	{"uses_batch", kInt, true, func(s *Settings) any { return &s.UsesBatch }},
 }
 
 // SettingKeys returns the top-level keys of the file that hold settings,

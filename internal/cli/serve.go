@@ -20,6 +20,10 @@ import (
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/keys"
+	"github.com/signet-dev/signet/limit"
+	limitmemory "github.com/signet-dev/signet/limit/memory"
+	limitredis "github.com/signet-dev/signet/limit/redis"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
@@ -48,6 +52,7 @@ type serveOptions struct {
 	shutdown       time.Duration
 	limits         serveLimits
 	gatewayKeys    string
+	usage          serveUsage
 
 	config   string
 	policy   *policy.Policy  // the settings above come from it
@@ -98,6 +103,14 @@ func newServeOptions(fs *pflag.FlagSet) (*serveOptions, func() error) {
 	fs.DurationVar(&o.limits.upstreamTimeout, "upstream-timeout", gateway.DefaultUpstreamTimeout, "how long the upstream may take to send its response header (504 beyond; 0: no limit)")
 	fs.Var(&originList{}, policy.FlagCORSOrigin, "web `ORIGIN` (https://app.example.com, or *) whose pages may call the gateway: its CORS preflights are answered unsigned; repeat or separate with commas; replaces the cors origins of --config")
 	fs.DurationVar(&o.limits.writeTimeout, "write-timeout", gateway.DefaultWriteTimeout, "how long a client may take to accept each write of a response (0: no limit)")
+	var defaultRate, ownerRate string
+	fs.StringVar(&defaultRate, "default-rate", "", "rate limit of the keys whose record sets none, such as 100/s (default: none)")
+	fs.IntVar(&o.usage.defaultBurst, "default-burst", 0, "burst of --default-rate (default: its count)")
+	fs.StringVar(&ownerRate, "owner-rate", "", "rate limit of all the keys of each owner together, such as 1000/s (default: none)")
+	fs.IntVar(&o.usage.ownerBurst, "owner-burst", 0, "burst of --owner-rate (default: its count)")
+	fs.StringVar(&o.usage.redisPrefix, "redis-limit-prefix", limitredis.DefaultKeyPrefix, "prefix of the rate limit and uses keys in Redis")
+	fs.IntVar(&o.usage.usesBatch, "uses-batch", DefaultUsesBatch, "uses a gateway takes from the key store at a time for a key with a budget: more than the requests of one key in flight at once; a crash loses at most this many of each key")
+	fs.DurationVar(&o.usage.meterInterval, "meter-interval", keys.DefaultMeterInterval, "how often usage counts are written to the key store (a crash loses at most about this much, plus a second)")
 	return o, func() error {
 		_, err := o.check(fs, maxBody, bodyBudget, level)
 		return err
@@ -142,6 +155,18 @@ func (o *serveOptions) check(fs *pflag.FlagSet, maxBody, bodyBudget, level strin
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
+	if o.usage.defaultRate, err = parseLimitRate("--default-rate", o.policy.Settings.DefaultRate, o.usage.defaultBurst); err != nil {
+		return nil, err
+	}
+	if o.usage.ownerRate, err = parseLimitRate("--owner-rate", o.policy.Settings.OwnerRate, o.usage.ownerBurst); err != nil {
+		return nil, err
+	}
+	if o.usage.usesBatch < 1 {
+		return nil, errors.New("--uses-batch must be at least 1")
+	}
+	if o.usage.meterInterval <= 0 {
+		return nil, errors.New("--meter-interval must be positive")
+	}
 	return o, nil
 }
 
@@ -185,7 +210,84 @@ func (o *serveOptions) loadPolicy(fs *pflag.FlagSet) error {
 	o.maxAge, o.skew, o.tag, o.logFormat, o.debugExplain = s.MaxAge, s.MaxSkew, s.Tag, s.LogFormat, s.DebugExplain
 	o.shutdown, o.gatewayKeys = s.ShutdownTimeout, s.GatewayKeys
 	o.limits = serveLimits{maxInFlight: s.MaxInFlight, upstreamTimeout: s.UpstreamTimeout, writeTimeout: s.WriteTimeout, drain: s.Drain}
+	o.usage.defaultBurst, o.usage.ownerBurst, o.usage.redisPrefix, o.usage.meterInterval, o.usage.usesBatch = s.DefaultBurst, s.OwnerBurst, s.RedisLimitPrefix, s.MeterInterval, s.UsesBatch
 	return nil
+}
+
+// serveUsage configures the usage controls.
+type serveUsage struct {
+	defaultRate, ownerRate   limit.Rate // zero: none
+	defaultBurst, ownerBurst int
+	redisPrefix              string
+	meterInterval            time.Duration
+	usesBatch                int
+}
+
+// DefaultUsesBatch is the default of --uses-batch: more than the requests
+// of one key a gateway has in flight at once under a heavy load, so that a
+// batch is not spent before the next one is taken.
+const DefaultUsesBatch = 100
+
+// parseLimitRate reads a rate setting ("" for none) and its burst, as the
+// key store checks a key's.
+func parseLimitRate(flag, text string, burst int) (limit.Rate, error) {
+	if text == "" {
+		if burst != 0 {
+			return limit.Rate{}, fmt.Errorf("%s: a burst needs a rate", flag)
+		}
+		return limit.Rate{}, nil
+	}
+	r, err := keys.ParseRate(text)
+	if err != nil {
+		return limit.Rate{}, fmt.Errorf("%s: %v", flag, err)
+	}
+	l := limit.Rate{N: r.N, Per: r.Per, Burst: int64(burst)}
+	if err := l.Validate(); err != nil {
+		return limit.Rate{}, fmt.Errorf("%s: %v", flag, err)
+	}
+	return l, nil
+}
+
+// usageControls is what enforces the limits and counts usage.
+type usageControls struct {
+	limiter interface {
+		limit.Limiter
+		limit.Counter
+	}
+	redis *limitredis.Store // to close; nil in memory
+	meter *keys.Meter
+}
+
+// openUsage makes the limiter (in Redis with --redis, else in memory) and
+// the meter, which writes to ks.
+func openUsage(o *serveOptions, ks *keys.Service, log *slog.Logger) (*usageControls, error) {
+	u := &usageControls{}
+	ledger := gateway.Ledger(ks)
+	if o.redisURL != "" {
+		rs, err := limitredis.New(o.redisURL, limitredis.Options{KeyPrefix: o.usage.redisPrefix, Ledger: ledger, Batch: o.usage.usesBatch})
+		if err != nil {
+			return nil, fmt.Errorf("limits: %w", err)
+		}
+		u.limiter, u.redis = rs, rs
+	} else {
+		u.limiter = limitmemory.New(limitmemory.Options{Ledger: ledger, Batch: o.usage.usesBatch})
+	}
+	u.meter = keys.NewMeter(ks, keys.MeterOptions{Interval: o.usage.meterInterval, Logger: log})
+	return u, nil
+}
+
+// close writes the last usage counts, once no request can reach the
+// gateway, and closes the limiter.
+func (u *usageControls) close(log *slog.Logger) error {
+	err := u.meter.Close()
+	if err != nil {
+		log.Error("usage counts not written", "error", err.Error())
+		err = fmt.Errorf("usage counts: %w", err)
+	}
+	if u.redis != nil {
+		u.redis.Close()
+	}
+	return err
 }
 
 // policyError puts the problems of a policy on lines of their own.
@@ -267,7 +369,15 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
+	usage, err := openUsage(o, ks, log)
+	if err != nil {
+		return err
+	}
+	// Once no request can reach it: the last counts written.
+	defer func() { err = errors.Join(err, usage.close(log)) }()
 	g, err := gateway.New(gateway.Config{
+		Limiter: usage.limiter, Uses: usage.limiter, Meter: usage.meter,
+		DefaultRate: o.usage.defaultRate, OwnerRate: o.usage.ownerRate,
 		Policy: o.policy, Admin: ks, Logger: log, Keyring: ring,
 		Verify: middleware.Options{
 			Verifier: httpsig.Verifier{
@@ -321,6 +431,7 @@ func serve(e *Env, o *serveOptions, log *slog.Logger) (err error) {
 	log.Info("signet serve listening",
 		"addr", ln.Addr().String(), "scheme", scheme, "admin_addr", adminLn.Addr().String(),
 		"config", o.config, "routes", len(o.policy.Routes), "upstreams", len(o.policy.Upstreams), "replay_cache", map[bool]string{true: "redis", false: "memory"}[o.redisURL != ""], "signs_responses", ring != nil,
+		"default_rate", o.policy.Settings.DefaultRate, "owner_rate", o.policy.Settings.OwnerRate, "meter_interval", o.usage.meterInterval.String(),
 		"max_in_flight", o.limits.maxInFlight, "upstream_timeout", o.limits.upstreamTimeout.String(), "write_timeout", o.limits.writeTimeout.String())
 	errs := make(chan error, 2)
 	go func() {

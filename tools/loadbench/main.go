@@ -2,7 +2,9 @@
 // throughput and latency of the same signed requests sent to: the upstream
 // alone, a plain httputil.ReverseProxy, signet serve with the in-memory
 // replay cache (alone, behind a policy of 100 routes, and signing its
-// responses with --gateway-keys), and signet serve with Redis.
+// responses with --gateway-keys), and signet serve with Redis; and signet serve with usage
+// controls on (a key with a rate limit and a budget of uses, an owner rate),
+// in memory and in Redis, and in Redis without the owner rate. Every signet serve counts usage (metering).
 //
 // Every scenario runs as separate processes (load generator, proxy,
 // upstream) and every request is signed, even where nothing checks it, so
@@ -169,6 +171,13 @@ func bench(o benchOptions) error {
 		return err
 	}
 	signer := &httpsig.Signer{Key: key, KeyID: created.Key.ID}
+	// A key with limits that the benchmark never reaches, so that every
+	// request is decided and passes: its rate, its owner's, and its uses.
+	limited, err := createSigner(signet, db, "--rate", "1000000/s", "--burst", "1000000", "--uses", "1000000000000")
+	if err != nil {
+		return err
+	}
+	limitArgs := []string{"--owner-rate", "1000000/s", "--owner-burst", "1000000"}
 
 	up, err := start(self, "-role", "upstream")
 	if err != nil {
@@ -204,12 +213,22 @@ func bench(o benchOptions) error {
 	if err != nil {
 		return err
 	}
-	scenarios := []struct{ name, url string }{
-		{"upstream alone", up},
-		{"httputil.ReverseProxy", proxy},
-		{"signet serve (memory)", gwMemory},
-		{"signet serve (100 routes)", gwRoutes},
-		{"signet serve (signed)", gwSigned},
+	adminAddr, _ = freeAddr()
+	gwLimits, err := start(signet, append(append(serveArgs, limitArgs...), "--admin-listen", adminAddr, "--replay-snapshot", filepath.Join(dir, "limits.nonces"))...)
+	if err != nil {
+		return err
+	}
+	type scenario struct {
+		name, url string
+		signer    *httpsig.Signer
+	}
+	scenarios := []scenario{
+		{"upstream alone", up, signer},
+		{"httputil.ReverseProxy", proxy, signer},
+		{"signet serve (memory)", gwMemory, signer},
+		{"signet serve (100 routes)", gwRoutes, signer},
+		{"signet serve (limits, memory)", gwLimits, limited},
+		{"signet serve (signed)", gwSigned, signer},
 	}
 	if o.redisURL != "" {
 		prefix := fmt.Sprintf("signet-loadbench-%d:", time.Now().UnixNano())
@@ -223,7 +242,20 @@ func bench(o benchOptions) error {
 		if err != nil {
 			return err
 		}
-		scenarios = append(scenarios, struct{ name, url string }{"signet serve (Redis)", gwRedis})
+		scenarios = append(scenarios, scenario{"signet serve (Redis)", gwRedis, signer})
+		adminAddr, _ = freeAddr()
+		gwRedisLimits, err := start(signet, append(append(serveArgs, limitArgs...), "--admin-listen", adminAddr, "--redis", o.redisURL, "--redis-prefix", prefix, "--redis-limit-prefix", prefix+"limit:")...)
+		if err != nil {
+			return err
+		}
+		scenarios = append(scenarios, scenario{"signet serve (limits, Redis)", gwRedisLimits, limited})
+		// The same without the owner's rate: one Redis call fewer.
+		adminAddr, _ = freeAddr()
+		gwRedisKey, err := start(signet, append(serveArgs, "--admin-listen", adminAddr, "--redis", o.redisURL, "--redis-prefix", prefix, "--redis-limit-prefix", prefix+"limit2:")...)
+		if err != nil {
+			return err
+		}
+		scenarios = append(scenarios, scenario{"signet serve (key limits, Redis)", gwRedisKey, limited})
 	}
 
 	body := bytes.Repeat([]byte("x"), o.bodySize)
@@ -233,8 +265,8 @@ func bench(o benchOptions) error {
 		o.conns, o.duration, o.warmup, o.bodySize)
 	var results []result
 	for _, s := range scenarios {
-		run(s.url, signer, body, o, o.warmup, "")
-		results = append(results, run(s.url, signer, body, o, o.duration, s.name))
+		run(s.url, s.signer, body, o, o.warmup, "")
+		results = append(results, run(s.url, s.signer, body, o, o.duration, s.name))
 	}
 	report(results)
 	return nil
@@ -299,14 +331,34 @@ func report(results []result) {
 			proxy = r.rps
 		}
 	}
-	fmt.Printf("%-24s %10s %10s %10s %10s %8s %12s\n", "scenario", "req/s", "p50", "p99", "max", "errors", "vs proxy")
+	fmt.Printf("%-30s %10s %10s %10s %10s %8s %12s\n", "scenario", "req/s", "p50", "p99", "max", "errors", "vs proxy")
 	for _, r := range results {
 		ratio := "-"
 		if proxy > 0 {
 			ratio = fmt.Sprintf("%.0f%%", 100*r.rps/proxy)
 		}
-		fmt.Printf("%-24s %10.0f %10s %10s %10s %8d %12s\n", r.name, r.rps, round(r.p50), round(r.p99), round(r.max), r.errors, ratio)
+		fmt.Printf("%-30s %10.0f %10s %10s %10s %8d %12s\n", r.name, r.rps, round(r.p50), round(r.p99), round(r.max), r.errors, ratio)
 	}
+}
+
+// createSigner makes a key in db with the extra flags of keys create.
+func createSigner(signet, db string, flags ...string) (*httpsig.Signer, error) {
+	out, err := exec.Command(signet, append([]string{"keys", "create", "--db", db, "--owner", "loadbench-limited", "--scopes", "orders:write", "--json"}, flags...)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("creating a key: %w", err)
+	}
+	var created struct {
+		Key    struct{ ID string } `json:"key"`
+		Secret string              `json:"secret"`
+	}
+	if err := json.Unmarshal(out, &created); err != nil {
+		return nil, fmt.Errorf("reading the created key %q: %w", out, err)
+	}
+	key, err := httpsig.LoadSigningKey(httpsig.AlgHMACSHA256, []byte(created.Secret))
+	if err != nil {
+		return nil, err
+	}
+	return &httpsig.Signer{Key: key, KeyID: created.Key.ID}, nil
 }
 
 func round(d time.Duration) string { return d.Round(time.Microsecond).String() }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/limit"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 )
@@ -46,6 +47,10 @@ type verdict struct {
 	Verified bool `json:"verified"`
 	// KeyID is the keyid of the signature concerned, when one was read.
 	KeyID string `json:"key_id,omitempty"`
+	// Headers are the fields the caller's answer carries for a key under
+	// a limit: RateLimit and RateLimit-Policy, and Retry-After on a
+	// refusal.
+	Headers http.Header `json:"headers,omitempty"`
 	*accepted
 	*refused
 }
@@ -118,7 +123,7 @@ func (g *Gateway) verifyAPI(w http.ResponseWriter, r *http.Request) {
 			g.writeProblem(w, http.StatusServiceUnavailable, string(middleware.ReasonUnavailable), "Service unavailable", ref.Problem.Detail)
 			return
 		}
-		v = &verdict{KeyID: ref.KeyID, refused: &refused{Status: ref.Status, Reason: string(ref.Reason), Problem: ref.Problem, AcceptSignature: ref.AcceptSignature}}
+		v = &verdict{KeyID: ref.KeyID, Headers: ref.Header, refused: &refused{Status: ref.Status, Reason: string(ref.Reason), Problem: ref.Problem, AcceptSignature: ref.AcceptSignature}}
 	} else {
 		g.observe(req, middleware.Outcome{KeyID: v.KeyID, Elapsed: time.Since(start)})
 	}
@@ -189,7 +194,52 @@ func (g *Gateway) checkCall(req *http.Request, call *verifyCall) (*verdict, *mid
 			v.ContentChecked = true
 		}
 	}
-	return &verdict{Verified: true, KeyID: id.KeyID, accepted: v}, nil
+	headers, ref := g.verifyUsage(req, route, id)
+	if ref != nil {
+		return nil, ref
+	}
+	return &verdict{Verified: true, KeyID: id.KeyID, Headers: headers, accepted: v}, nil
+}
+
+// verifyUsage applies the usage controls to a request the verify API
+// checked, as the gateway does to those it forwards: the route's, the
+// key's and the owner's rates, then the key's uses. It returns the
+// RateLimit fields the caller's answer carries, or the refusal.
+func (g *Gateway) verifyUsage(req *http.Request, route *policy.Route, id *middleware.Identity) (http.Header, *middleware.Refusal) {
+	key := g.limitedKeyOf(req, id.KeyID)
+	if g.cfg.Limiter == nil && g.cfg.Uses == nil && !hasUses(key) {
+		return nil, nil
+	}
+	var routeRate limit.Rate
+	if route.Rate != nil {
+		routeRate = RouteRate(route.Rate)
+	}
+	var f limit.Fields
+	reason, err := g.applyLimits(req.Context(), &f, route, routeRate, id, key)
+	h := http.Header{}
+	f.AddTo(h)
+	if len(h) == 0 {
+		h = nil
+	}
+	problem := func(status int, reason httpsig.Reason, title, detail string, err error) *middleware.Refusal {
+		return &middleware.Refusal{
+			Status: status, Reason: reason, KeyID: id.KeyID, Err: err, Header: h,
+			Problem: middleware.Problem{Type: g.problemBase + string(reason), Title: title, Status: status, Detail: detail},
+		}
+	}
+	switch {
+	case err != nil:
+		g.metrics.limitErrors.Inc()
+		return nil, problem(http.StatusServiceUnavailable, middleware.ReasonUnavailable, "Service unavailable",
+			"the gateway could not check the limits of the key; retry later", fmt.Errorf("gateway: verify API: limits: %w", err))
+	case reason == ReasonUsesExhausted:
+		return nil, problem(http.StatusTooManyRequests, reason, "Uses exhausted",
+			"the key has no uses left; see the RateLimit field for when they are refilled, if they are", errors.New("gateway: verify API: uses exhausted"))
+	case reason != "":
+		return nil, problem(http.StatusTooManyRequests, reason, "Rate limited",
+			"the key is over a rate limit; retry after the time Retry-After gives", errors.New("gateway: verify API: rate limited"))
+	}
+	return h, nil
 }
 
 // errComputedDigest marks a computed digest that cannot be checked: the

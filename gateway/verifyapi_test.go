@@ -20,6 +20,8 @@ import (
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/wiretest"
+	"github.com/signet-dev/signet/limit"
+	limitmemory "github.com/signet-dev/signet/limit/memory"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
@@ -45,7 +47,11 @@ type verifyEnv struct {
 	client, writer *httpsig.Signer // orders:read; orders:write
 }
 
-func newVerifyEnv(t testing.TB) *verifyEnv {
+func newVerifyEnv(t testing.TB) *verifyEnv { return newVerifyEnvWith(t, nil) }
+
+// newVerifyEnvWith is newVerifyEnv with the gateway's Config changed by
+// change first.
+func newVerifyEnvWith(t testing.TB, change func(*gateway.Config)) *verifyEnv {
 	t.Helper()
 	e := &verifyEnv{keys: &keyTable{keys: map[string]testKey{}, state: map[string]error{}}}
 	e.caller = e.hmacKey("sk_server", gateway.ScopeVerify)
@@ -61,11 +67,15 @@ func newVerifyEnv(t testing.TB) *verifyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gateway.New(gateway.Config{
+	cfg := gateway.Config{
 		Policy: p,
 		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: e.keys, Nonces: memory.New(memory.Options{})}},
 		Logger: slog.New(slog.NewTextHandler(newTestWriter(t), nil)),
-	})
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	g, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +112,7 @@ type verdictJSON struct {
 	Reason          string             `json:"reason"`
 	Problem         middleware.Problem `json:"problem"`
 	AcceptSignature string             `json:"accept_signature"`
+	Headers         http.Header        `json:"headers"`
 }
 
 // describe turns a raw request into the call a server that received it
@@ -389,5 +400,40 @@ func TestVerifyAPICaller(t *testing.T) {
 	e.keys.mu.Unlock()
 	if resp, _, body := e.ask(t, e.caller, call()); resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "unavailable") || strings.Contains(body, "down") {
 		t.Errorf("key store down: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestVerifyAPILimits: the verify API applies the rate limits as the
+// gateway's listener does, and from the same budget: a key over its rate
+// gets the verdict 429 rate-limited, with the RateLimit fields and
+// Retry-After its caller is to answer with.
+func TestVerifyAPILimits(t *testing.T) {
+	lim := limitmemory.New(limitmemory.Options{})
+	e := newVerifyEnvWith(t, func(c *gateway.Config) {
+		c.Limiter = lim
+		c.DefaultRate = limit.Rate{N: 2, Per: time.Hour, Burst: 2}
+	})
+	resp, v, body := e.ask(t, e.caller, describe(wiretest.Sign(t, e.client, getOrder)))
+	if resp.StatusCode != 200 || !v.Verified || v.Headers.Get("RateLimit") == "" || v.Headers.Get("RateLimit-Policy") == "" {
+		t.Fatalf("first: %d %s", resp.StatusCode, body)
+	}
+	if status, reason, _ := e.gatewayAnswer(t, wiretest.Sign(t, e.client, getOrder)); status != 200 {
+		t.Fatalf("second, through the gateway: %d %s", status, reason)
+	}
+	for _, side := range []string{"verify API", "gateway"} {
+		raw := wiretest.Sign(t, e.client, getOrder)
+		if side == "gateway" {
+			if status, reason, _ := e.gatewayAnswer(t, raw); status != 429 || reason != "rate-limited" {
+				t.Errorf("gateway, over the rate: %d %s", status, reason)
+			}
+			continue
+		}
+		resp, v, body := e.ask(t, e.caller, describe(raw))
+		if resp.StatusCode != 200 || v.Verified || v.Status != 429 || v.Reason != "rate-limited" {
+			t.Fatalf("verify API, over the rate: %d %s", resp.StatusCode, body)
+		}
+		if v.Headers.Get("Retry-After") == "" || v.Headers.Get("RateLimit") == "" {
+			t.Errorf("a limited verdict without its fields: %s", body)
+		}
 	}
 }

@@ -21,6 +21,9 @@ type Refusal struct {
 	Problem Problem
 	// AcceptSignature is the Accept-Signature field of a 401.
 	AcceptSignature string
+	// Header holds other fields the answer carries, such as the RateLimit
+	// fields of a request a limit refused; nil for most refusals.
+	Header http.Header
 	// Err is the error behind the refusal, for logs; it may name a store
 	// failure and is never for the client.
 	Err error

@@ -49,6 +49,14 @@ var (
 	ErrReplayed   = errors.New("httpsig: nonce already used")
 )
 
+// RefusalReasoner is implemented by a resolver's error that wraps
+// [ErrKeyRevoked] but names a more precise reason, such as a key that is
+// disabled (and may be enabled again) rather than revoked: the message is
+// refused as for a revoked key, with the reason and detail it gives.
+type RefusalReasoner interface {
+	RefusalReason() (Reason, string)
+}
+
 // VerifyError is the error of a message that was refused. Reason says why in
 // one stable word; Label and KeyID name the signature concerned, if any, so
 // that a server can log a refusal without reading the message again.

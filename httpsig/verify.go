@@ -441,7 +441,12 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 	case errors.Is(err, ErrUnknownKey):
 		return nil, &VerifyError{Reason: ReasonUnknownKey, Detail: "no key has this keyid", Err: err}
 	case errors.Is(err, ErrKeyRevoked):
-		return nil, &VerifyError{Reason: ReasonKeyRevoked, Detail: "the key was revoked", Err: err}
+		reason, detail := ReasonKeyRevoked, "the key was revoked"
+		var rr RefusalReasoner
+		if errors.As(err, &rr) {
+			reason, detail = rr.RefusalReason()
+		}
+		return nil, &VerifyError{Reason: reason, Detail: detail, Err: err}
 	case errors.Is(err, ErrKeyExpired):
 		return nil, &VerifyError{Reason: ReasonKeyExpired, Detail: "the key has expired", Err: err}
 	case err != nil:

@@ -69,8 +69,9 @@ var (
 // ErrKeyDisabled is wrapped by the error [Service.ResolveKey] returns for a
 // disabled key. That error wraps [httpsig.ErrKeyRevoked] too, so that a
 // verifier that knows nothing of disabled keys refuses the request as
-// key-revoked, never lets it through nor takes it for a store failure; a
-// server that knows them answers [ReasonKeyDisabled].
+// key-revoked, never lets it through nor takes it for a store failure;
+// httpsig's verifier answers [ReasonKeyDisabled], which the error gives as
+// its [httpsig.RefusalReasoner].
 var ErrKeyDisabled = errors.New("keys: key disabled")
 
 // ReasonKeyDisabled is the reason code of a request refused because its key

@@ -269,6 +269,11 @@ func (e *disabledError) Error() string {
 
 func (e *disabledError) Unwrap() []error { return disabledWraps }
 
+// RefusalReason has verifiers refuse the key as disabled, not revoked.
+func (e *disabledError) RefusalReason() (httpsig.Reason, string) {
+	return ReasonKeyDisabled, "the key is disabled"
+}
+
 // disabledWraps is shared, so that telling a disabled key's refusal apart
 // allocates nothing.
 var disabledWraps = []error{ErrKeyDisabled, httpsig.ErrKeyRevoked}

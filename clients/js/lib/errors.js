@@ -10,6 +10,7 @@ export const Reason = Object.freeze(/** @type {const} */ ({
   MalformedSignature: 'malformed-signature',
   UnknownKey: 'unknown-key',
   KeyRevoked: 'key-revoked',
+  KeyDisabled: 'key-disabled',
   KeyExpired: 'key-expired',
   AlgorithmMismatch: 'algorithm-mismatch',
   MissingComponent: 'missing-component',

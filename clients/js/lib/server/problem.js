@@ -38,6 +38,7 @@ const TITLES = {
   'malformed-signature': 'Malformed signature',
   'unknown-key': 'Unknown key',
   'key-revoked': 'Key revoked',
+  'key-disabled': 'Key disabled',
   'key-expired': 'Key expired',
   'algorithm-mismatch': 'Algorithm mismatch',
   'missing-component': 'Missing component',
@@ -55,6 +56,8 @@ const TITLES = {
   'hop-by-hop-field': 'Covered field is hop-by-hop',
   'invalid-field': 'Covered field cannot be passed on',
   'trailers-not-accepted': 'Trailers not accepted',
+  'rate-limited': 'Rate limited',
+  'uses-exhausted': 'Uses exhausted',
 };
 
 /**

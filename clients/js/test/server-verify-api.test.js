@@ -25,7 +25,7 @@ describe('verifyApi', () => {
       callers: { sk_server: { key: SERVER_SECRET, scopes: ['verify'] }, sk_plain: { key: SERVER_SECRET, scopes: [] } },
       keys: { [KEY_ID]: { key: SECRET, owner: 'acme', scopes: ['orders:write'] } },
     });
-    const verifier = createVerifier({ keys: verifyApi({ url: gw.origin, keyId: 'sk_server', key: SERVER_SECRET, timeout: 300 }), onOutcome: (req, o) => outcomes.push(o) });
+    const verifier = createVerifier({ keys: verifyApi({ url: gw.origin, keyId: 'sk_server', key: SERVER_SECRET, timeout: 2000 }), onOutcome: (req, o) => outcomes.push(o) });
     const app = express();
     app.use('/v1', verifier.middleware, express.json(), verifier.requireScopes('orders:write'), (req, res) => {
       seen = { body: req.body, signet: req.signet };

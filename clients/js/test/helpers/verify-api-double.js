@@ -32,7 +32,7 @@ export async function startVerifyApi(config) {
     calls.push(call);
     if (state.mode === 'down') return answer(503, { error: 'key store unavailable' });
     if (state.mode === 'garbage') return answer(200, { verified: true });
-    if (state.mode === 'slow') await new Promise((r) => setTimeout(r, 1000));
+    if (state.mode === 'slow') await new Promise((r) => setTimeout(r, 4000));
     const headers = call.headers.filter(([n]) => n.toLowerCase() !== 'host');
     headers.push(['Host', call.authority]);
     const message = toMessage({ method: call.method, url: call.target, scheme: call.scheme, headers });

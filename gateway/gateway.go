@@ -37,11 +37,14 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,6 +54,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf16"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -64,9 +68,12 @@ import (
 
 // Identity fields the upstream receives.
 const (
-	HeaderKeyID     = "X-Signet-Key-Id"
-	HeaderOwner     = "X-Signet-Owner"
-	HeaderScopes    = "X-Signet-Scopes"
+	HeaderKeyID  = "X-Signet-Key-Id"
+	HeaderOwner  = "X-Signet-Owner"
+	HeaderScopes = "X-Signet-Scopes"
+	// HeaderMetadata carries the key's metadata, a JSON object, on routes
+	// with forward_metadata (non-ASCII characters as \u escapes).
+	HeaderMetadata  = "X-Signet-Metadata"
 	HeaderRequestID = "X-Request-Id"
 )
 
@@ -346,8 +353,36 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		h[HeaderKeyID] = []string{id.KeyID}
 		h[HeaderOwner] = []string{id.Owner}
 		h[HeaderScopes] = []string{strings.Join(id.Scopes, ",")}
+		if rt.route.ForwardMetadata && rt.key != nil && rt.key.KeyID() == id.KeyID {
+			if md, ok := rt.key.(interface{ Metadata() []byte }); ok && len(md.Metadata()) > 0 {
+				h[HeaderMetadata] = []string{asciiJSON(md.Metadata())}
+			}
+		}
 	}
 	g.signUpstream(pr, rt)
+}
+
+// asciiJSON returns the JSON text js, compacted, with every character
+// outside printable ASCII written as a \u escape: a field value any
+// upstream reads the same way.
+func asciiJSON(js []byte) string {
+	var c bytes.Buffer
+	if err := json.Compact(&c, js); err != nil {
+		return "{}" // the key store holds only valid objects
+	}
+	var b strings.Builder
+	for _, r := range c.String() {
+		switch {
+		case r >= 0x20 && r < 0x7f:
+			b.WriteRune(r)
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, "\\u%04x\\u%04x", r1, r2)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
 }
 
 func joinQuery(a, b string) string {

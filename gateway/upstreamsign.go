@@ -118,6 +118,7 @@ var (
 	upKeyID         = httpsig.Component{Name: "x-signet-key-id"}
 	upOwner         = httpsig.Component{Name: "x-signet-owner"}
 	upScopes        = httpsig.Component{Name: "x-signet-scopes"}
+	upMetadata      = httpsig.Component{Name: "x-signet-metadata"}
 	upRequestID     = httpsig.Component{Name: "x-request-id"}
 )
 
@@ -153,6 +154,9 @@ func (g *Gateway) sign(out *http.Request) error {
 	}
 	if len(h[HeaderKeyID]) > 0 {
 		comps = append(comps, upKeyID, upOwner, upScopes)
+	}
+	if len(h[HeaderMetadata]) > 0 {
+		comps = append(comps, upMetadata)
 	}
 	if id := h.Get(HeaderRequestID); id != "" {
 		h[HeaderRequestID] = []string{id} // the one withRequestID checked

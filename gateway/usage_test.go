@@ -735,3 +735,48 @@ func TestUsageRefill(t *testing.T) {
 		t.Fatalf("the upstream saw %d requests, want 6", up.count())
 	}
 }
+
+// TestForwardMetadata: a key's metadata reaches the upstream, as compact
+// ASCII JSON in X-Signet-Metadata, on the routes with forward_metadata
+// only; a client's own X-Signet-Metadata never does.
+func TestForwardMetadata(t *testing.T) {
+	up := newUpstream(t)
+	n := startUsage(t, 1, usageSetup{policy: `
+upstreams:
+  api: {url: "%s"}
+routes:
+  - {match: "/with/", upstream: api, forward_metadata: true}
+  - {match: "/", upstream: api}
+`}, up)[0]
+	withMD := createKey(t, n.keys, keys.CreateRequest{Metadata: []byte(`{ "plan": "gold", "city": "Zürich 🏔" }`)})
+	without := createKey(t, n.keys, keys.CreateRequest{})
+	forwarded := func(s *httpsig.Signer, path string) (string, bool) {
+		t.Helper()
+		r, _ := http.NewRequest("GET", n.gw.URL+path, nil)
+		r.Header.Set("X-Signet-Metadata", `{"plan":"forged"}`)
+		if err := s.SignRequest(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+		up.mu.Lock()
+		defer up.mu.Unlock()
+		v, ok := up.reqs[len(up.reqs)-1].Header["X-Signet-Metadata"]
+		return strings.Join(v, "|"), ok
+	}
+	if got, _ := forwarded(withMD, "/with/x"); got != `{"city":"Z\u00fcrich \ud83c\udfd4","plan":"gold"}` {
+		t.Errorf("forwarded metadata %q", got)
+	}
+	if got, ok := forwarded(withMD, "/other"); ok {
+		t.Errorf("a route without forward_metadata passed on %q", got)
+	}
+	if got, ok := forwarded(without, "/with/x"); ok {
+		t.Errorf("a key without metadata: the upstream got %q", got)
+	}
+}

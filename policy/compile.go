@@ -108,6 +108,7 @@ func (d *decoder) route(n ast.Node) (routeSpec, bool) {
 				r.Presigned = &b
 			}
 		}},
+		{"forward_metadata", verify(func(_, v ast.Node) { r.ForwardMetadata, _ = d.boolean(v, "forward_metadata") })},
 	})
 	if !ok {
 		return s, false

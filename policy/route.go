@@ -45,6 +45,9 @@ type Route struct {
 	// the route (issue 13); nil leaves the gateway's default (GET and
 	// HEAD only).
 	Presigned *bool
+	// ForwardMetadata has the gateway pass the key's metadata (a JSON
+	// object the operator set) to the upstream in X-Signet-Metadata.
+	ForwardMetadata bool
 	// Pos is where the route is defined.
 	Pos Position
 	// Index is the route's place in Policy.Routes.

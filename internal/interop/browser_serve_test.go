@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -78,14 +79,25 @@ func TestBrowserCrossOrigin(t *testing.T) {
 	}
 	gatewayKeyID := strings.TrimSpace(string(out))
 
-	// The upstream answers with the identity and body it got, and counts
-	// the preflights that reach it (none should).
+	// The upstream answers with the identity and body it got (at /v1/gz,
+	// gzip-compressed), and counts the preflights that reach it (none
+	// should).
 	var preflights atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
 			preflights.Add(1)
 		}
 		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/gz" {
+			// What an API behind a compressing server answers a browser,
+			// which always asks for gzip.
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			io.WriteString(zw, `{"compressed":true}`)
+			zw.Close()
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"key_id": r.Header.Get("X-Signet-Key-Id"), "body": string(body), "method": r.Method})
 	}))
@@ -209,8 +221,8 @@ func TestBrowserCrossOrigin(t *testing.T) {
 			t.Errorf("%s: %s", r.Name, r.Detail)
 		}
 	}
-	if len(report.Results) < 7 {
-		t.Errorf("the page ran %d checks, want 7", len(report.Results))
+	if len(report.Results) < 8 {
+		t.Errorf("the page ran %d checks, want 8", len(report.Results))
 	}
 	if n := preflights.Load(); n != 0 {
 		t.Errorf("%d preflights reached the upstream", n)

@@ -83,6 +83,17 @@ export async function run(config) {
     return `keyid ${v.keyId}, ${v.tag}`;
   });
 
+  await check('a compressed response is refused as content-coded, not taken for a changed one', async () => {
+    try {
+      await signed(`${gateway}/v1/gz`);
+    } catch (err) {
+      equal(err.reason, 'digest-mismatch', 'reason');
+      if (!/gzip-encoded/.test(err.message)) throw new Error(`the refusal does not say the content is coded: ${err.message}`);
+      return err.message;
+    }
+    throw new Error('a gzip response passed');
+  });
+
   await check('a response changed on the way does not verify', async () => {
     const url = `${gateway}/v1/orders/8`;
     const got = await fetch(url);

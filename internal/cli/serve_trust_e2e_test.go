@@ -28,7 +28,8 @@ import (
 // front of a Go API behind middleware.TrustGateway, whose key set comes
 // from the gateway's /.well-known/signet-keys. It checks that what the
 // gateway forwards is accepted with the identity the gateway vouched for
-// (signed and public routes), that requests sent around the gateway (forged
+// (signed and public routes), that the gateway's own refusals are signed as
+// such, that requests sent around the gateway (forged
 // identity fields, another key under the gateway's keyid, a replay, a
 // changed field) are refused, that responses verify against the published
 // keys in the Go client, and that `signet gateway-keys rotate` on the live
@@ -195,6 +196,12 @@ routes:
 	}
 	if _, s, err = do(http.DefaultClient, "GET", "/healthz", ""); err != nil || !s.Public || s.KeyID != "" || s.GatewayKey != oldKey {
 		t.Fatalf("public route: %+v %v", s, err)
+	}
+
+	// The gateway's own refusal (no route) is signed as its own.
+	resp, _, err = do(hc, "GET", "/v2/nothing", "")
+	if res, ok := client.VerifiedResponse(resp); resp == nil || resp.StatusCode != 404 || !ok || res.Tag != httpsig.GatewayTag || res.KeyID != oldKey {
+		t.Fatalf("no-route: %v %v %+v", err, ok, res)
 	}
 
 	// Around the gateway: refused by the API.

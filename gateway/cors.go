@@ -15,8 +15,11 @@ const (
 	// signature needs. Preflights add those the page asks for.
 	corsHeaders = "Signature, Signature-Input, Content-Digest, Content-Type, Accept-Signature, X-Request-Id"
 	// corsExposed are the response fields a page may read: a signed
-	// response, the clock of refusals, rate limits, what to sign.
-	corsExposed = "Signature, Signature-Input, Content-Digest, Date, RateLimit, RateLimit-Policy, Retry-After, Accept-Signature, WWW-Authenticate, X-Request-Id"
+	// response (with Content-Encoding, without which a page cannot tell
+	// content that fetch decoded, whose digest cannot be checked, from
+	// content changed on the way), the clock of refusals, rate limits,
+	// what to sign.
+	corsExposed = "Signature, Signature-Input, Content-Digest, Content-Encoding, Date, RateLimit, RateLimit-Policy, Retry-After, Accept-Signature, WWW-Authenticate, X-Request-Id"
 )
 
 // ReasonOriginNotAllowed (403): a CORS preflight from an origin the

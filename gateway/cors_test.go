@@ -128,7 +128,7 @@ func TestCORSRequests(t *testing.T) {
 	if h.Get("Access-Control-Allow-Credentials") != "" {
 		t.Errorf("the upstream's CORS fields went through: %v", h)
 	}
-	for _, want := range []string{"Signature", "Signature-Input", "Date", "RateLimit", "Accept-Signature", "X-Request-Id"} {
+	for _, want := range []string{"Signature", "Signature-Input", "Content-Digest", "Content-Encoding", "Date", "RateLimit", "Accept-Signature", "X-Request-Id"} {
 		if !strings.Contains(", "+h.Get("Access-Control-Expose-Headers")+",", ", "+want+",") {
 			t.Errorf("Access-Control-Expose-Headers %q lacks %s", h.Get("Access-Control-Expose-Headers"), want)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -273,7 +274,7 @@ func (v *ResponseVerifier) Verify(ctx context.Context, resp *http.Response, body
 	m := Message{Request: resp.Request, Response: resp, Structured: v.Structured}
 	res, err := pv.verify(ctx, &m, resp.Header, body, len(body) > 0, false)
 	if err != nil {
-		return Result{}, err
+		return Result{}, ofResponse(err)
 	}
 	if len(body) > 0 && !res.coversDigest {
 		return Result{}, refuse(ReasonMissingComponent, res.Label, "the response has content, and its signature does not cover content-digest")
@@ -299,7 +300,7 @@ func (v *ResponseVerifier) VerifyStream(ctx context.Context, resp *http.Response
 	m := Message{Request: resp.Request, Response: resp, Structured: v.Structured}
 	res, err := pv.verify(ctx, &m, resp.Header, nil, false, true)
 	if err != nil {
-		return Result{}, err
+		return Result{}, ofResponse(err)
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols || resp.Body == nil || resp.Body == http.NoBody {
 		return res, nil
@@ -312,6 +313,20 @@ func (v *ResponseVerifier) VerifyStream(ctx context.Context, resp *http.Response
 	}
 	resp.Body = cb
 	return res, nil
+}
+
+// ofResponse rewords a refusal about the signature fields, which the
+// parser words for a request, for the response it is about.
+func ofResponse(err error) error {
+	var ve *VerifyError
+	if errors.As(err, &ve) {
+		if rest, ok := strings.CutPrefix(ve.Detail, "the request has "); ok {
+			c := *ve
+			c.Detail = "the response has " + rest
+			return &c
+		}
+	}
+	return err
 }
 
 // checkedBody passes on the content of a response while hashing it, and

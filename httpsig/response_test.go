@@ -407,3 +407,25 @@ func TestResponseTags(t *testing.T) {
 		t.Error("a relayed response passed a verifier of gateway answers only")
 	}
 }
+
+// TestResponseUnsignedSaysResponse: the refusal of an unsigned response
+// speaks of the response, not of a request (signet request printed
+// "the request has no Signature-Input…" for the gateway's unsigned answer).
+func TestResponseUnsignedSaysResponse(t *testing.T) {
+	f := newResponseFixture(t)
+	for _, stream := range []bool{false, true} {
+		resp := f.response(t, 200, nil, nil)
+		resp.Header.Del("Signature")
+		resp.Header.Del("Signature-Input")
+		var err error
+		if stream {
+			_, err = f.verifier.VerifyStream(context.Background(), resp)
+		} else {
+			_, err = f.verifier.Verify(context.Background(), resp, nil)
+		}
+		var ve *VerifyError
+		if !errors.As(err, &ve) || ve.Reason != ReasonMissingSignature || ve.Detail != "the response has no Signature-Input and Signature fields" {
+			t.Errorf("stream %v: %v", stream, err)
+		}
+	}
+}

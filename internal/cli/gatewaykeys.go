@@ -79,6 +79,10 @@ func watchGatewayKeys(ctx context.Context, path string, g *gateway.Gateway, log 
 	}
 }
 
+// keySetCacheAge is how long the published key set may be kept: its
+// Cache-Control max-age.
+const keySetCacheAge = 5 * time.Minute
+
 func newCmdGatewayKeys(e *Env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gateway-keys",
@@ -127,6 +131,9 @@ func newCmdGatewayKeys(e *Env) *cobra.Command {
 			}
 			if err := r.Save(args[0]); err != nil {
 				return err
+			}
+			if ahead < keySetCacheAge {
+				fmt.Fprintf(e.Stderr, "warning: the new key signs in %v, before the %v for which clients and caches may keep the key set they have: until they fetch it again, they cannot verify what it signs\n", ahead, keySetCacheAge)
 			}
 			fmt.Fprintln(e.Stdout, k.ID)
 			return nil

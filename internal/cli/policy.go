@@ -72,6 +72,9 @@ func policyCheckRun(e *Env, o *policyCheckOptions) error {
 	}
 	fmt.Fprintf(e.Stdout, "%s: ok: %d routes, %d upstreams\n", o.file, len(p.Routes), len(p.Upstreams))
 	printWarnings(e, p)
+	if p.Settings.UpstreamSigning && p.Settings.GatewayKeys == "" {
+		fmt.Fprintf(e.Stderr, "warning: %s: upstream_signing needs the gateway's own keys: gateway_keys: FILE here, or signet serve --gateway-keys FILE\n", o.file)
+	}
 	fmt.Fprintln(e.Stdout)
 	printRoutes(e.Stdout, p)
 	fmt.Fprintln(e.Stdout)

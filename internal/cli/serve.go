@@ -76,7 +76,7 @@ func newServeOptions(fs *pflag.FlagSet) (*serveOptions, func() error) {
 	fs.StringVar(&o.config, "config", "", "policy `FILE`: routes, upstreams, trusted proxies, and any of these flags as keys (--max-age is max_age); a flag given here wins; reloaded on SIGHUP and when it changes")
 	fs.StringVar(&o.upstream, "upstream", "", "URL of the API behind the gateway (required without --config)")
 	fs.StringVar(&o.listen, "listen", ":8080", "address for client traffic")
-	fs.StringVar(&o.admin, "admin-listen", "127.0.0.1:9090", "address for /healthz, /metrics and the admin API")
+	fs.StringVar(&o.admin, "admin-listen", "127.0.0.1:9090", "address for /healthz, /metrics, the admin API and its console (/), the verify API (POST /v1/verify) and /.well-known/signet-keys")
 	fs.StringVar(&o.db, "db", "", "key store: a SQLite path or postgres:// URL (default: the embedded SQLite file)")
 	fs.StringVar(&o.masterKey, "master-key-file", "", "file holding the master key that seals HMAC secrets (default: $SIGNET_MASTER_KEY, or a file beside the SQLite database)")
 	fs.StringVar(&o.redisURL, "redis", "", "redis:// URL of a replay cache shared by several gateways (default: in memory)")
@@ -88,7 +88,7 @@ func newServeOptions(fs *pflag.FlagSet) (*serveOptions, func() error) {
 	fs.StringVar(&maxBody, "max-body", "10MiB", "largest request body accepted (413 above)")
 	fs.StringVar(&bodyBudget, "body-budget", "64MiB", "request body bytes held in memory at once, across requests (503 beyond; at least --max-body)")
 	fs.BoolVar(&o.stripSignature, "strip-signature", false, "remove Signature and Signature-Input before forwarding")
-	fs.Bool("upstream-signing", false, "sign each forwarded request with the gateway's own key (label signet, tag signet-gateway), for upstreams that verify it (middleware.TrustGateway, trustGateway of @signet/client/server)")
+	fs.Bool("upstream-signing", false, "sign each forwarded request with the gateway's own key (label signet, tag signet-gateway), for upstreams that verify it (middleware.TrustGateway, trustGateway of @signet/client/server); needs --gateway-keys")
 	fs.StringVar(&o.scheme, "scheme", "", `scheme clients use, when a TLS-terminating proxy stands in front ("https")`)
 	fs.DurationVar(&o.maxAge, "max-age", httpsig.DefaultMaxAge, "how old a signature's created time may be")
 	fs.DurationVar(&o.skew, "max-skew", httpsig.DefaultMaxSkew, "how far in the future created may be")
@@ -143,6 +143,8 @@ func (o *serveOptions) check(fs *pflag.FlagSet, maxBody, bodyBudget, level strin
 		return nil, errors.New("--replay-capacity and --replay-snapshot are for the in-memory replay cache; with --redis, Redis holds the nonces")
 	case o.limits.maxInFlight < 1:
 		return nil, errors.New("--max-in-flight must be at least 1")
+	case o.policy.Settings.UpstreamSigning && o.gatewayKeys == "":
+		return nil, errors.New("--upstream-signing (upstream_signing) needs the gateway's own keys: --gateway-keys FILE (gateway_keys), made by signet gateway-keys init")
 	case o.limits.upstreamTimeout < 0 || o.limits.writeTimeout < 0 || o.limits.drain < 0 || o.shutdown < 0:
 		return nil, errors.New("--upstream-timeout, --write-timeout, --drain and --shutdown-timeout cannot be negative")
 	}

@@ -197,8 +197,8 @@ func TestServeSignsResponses(t *testing.T) {
 	// client that cached the set would meet an unknown key: a fresh one
 	// checks); the old one stays published.
 	code, out, stderr = run(t, "", "gateway-keys", "rotate", "--publish-ahead", "0s", "--overlap", "1h", ringFile)
-	if code != 0 {
-		t.Fatalf("rotate: %s", stderr)
+	if code != 0 || !strings.Contains(stderr, "warning: the new key signs in 0s, before the 5m0s") {
+		t.Fatalf("rotate: %d %s", code, stderr)
 	}
 	next := strings.TrimSpace(out)
 	testtime.Eventually(t, 10*time.Second, func() error {
@@ -248,6 +248,9 @@ func TestGatewayKeysInit(t *testing.T) {
 	}
 	if code, _, stderr = run(t, "", "gateway-keys", "init", file); code != 2 || !strings.Contains(stderr, "exists") {
 		t.Fatalf("init over a keyring: %d %s", code, stderr)
+	}
+	if code, _, stderr = run(t, "", "gateway-keys", "rotate", file); code != 0 || stderr != "" {
+		t.Fatalf("rotate with the defaults: %d %q", code, stderr)
 	}
 	// A key file others may read is refused by serve, not used.
 	os.Chmod(file, 0o644)

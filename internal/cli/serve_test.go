@@ -180,6 +180,7 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"serve", "--upstream=http://x", "--max-in-flight=0"}, "--max-in-flight must be at least 1"},
 		{[]string{"serve", "--upstream", "http://x", "--max-age", "soon"}, `invalid argument "soon" for "--max-age" flag`},
 		{[]string{"serve", "--upstream", "http://x", "--bogus"}, "unknown flag: --bogus"},
+		{[]string{"serve", "--upstream", "http://x", "--upstream-signing"}, "--upstream-signing (upstream_signing) needs the gateway's own keys: --gateway-keys FILE"},
 		{[]string{"serve", "--upstream", "http://x", "extra"}, `unexpected argument "extra"`},
 		{[]string{"demo", "extra"}, "unexpected argument"},
 	} {

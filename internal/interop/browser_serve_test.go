@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -29,8 +30,11 @@ import (
 // refused. Registration and revocation go through the page's own server,
 // which relays them to the admin API signed with an admin key made with
 // signet keys create: an admin key has no place in a page, and the admin
-// listener serves no CORS. The gateway does not sign responses on this
-// branch, so the page verifies none.
+// listener serves no CORS. The gateway signs its responses
+// (--gateway-keys, a keyring made with signet gateway-keys init): the page
+// verifies every one against the JWK set the gateway publishes, through
+// CORS, on the listener it calls, and checks the key and tag (relayed
+// answers and the gateway's own refusals).
 func TestBrowserCrossOrigin(t *testing.T) {
 	chromium := findChromium(t)
 	if testing.Short() {
@@ -66,14 +70,34 @@ func TestBrowserCrossOrigin(t *testing.T) {
 	}
 	adminSigner := &httpsig.Signer{Key: adminKey, KeyID: admin.Key.ID}
 
-	// The upstream answers with the identity and body it got, and counts
-	// the preflights that reach it (none should).
+	ring := filepath.Join(dir, "gateway-keys.json")
+	cmd = exec.Command(bin, "gateway-keys", "init", ring)
+	cmd.Env = env
+	out, err = cmd.Output()
+	if err != nil {
+		t.Fatalf("gateway-keys init: %v", err)
+	}
+	gatewayKeyID := strings.TrimSpace(string(out))
+
+	// The upstream answers with the identity and body it got (at /v1/gz,
+	// gzip-compressed), and counts the preflights that reach it (none
+	// should).
 	var preflights atomic.Int64
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodOptions {
 			preflights.Add(1)
 		}
 		body, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/gz" {
+			// What an API behind a compressing server answers a browser,
+			// which always asks for gzip.
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			io.WriteString(zw, `{"compressed":true}`)
+			zw.Close()
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]string{"key_id": r.Header.Get("X-Signet-Key-Id"), "body": string(body), "method": r.Method})
 	}))
@@ -157,7 +181,7 @@ func TestBrowserCrossOrigin(t *testing.T) {
 	// The gateway, allowing the page's origin.
 	logs := &lockedBuffer{}
 	serve := exec.Command(bin, "serve", "--upstream", up.URL, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--db", db, "--log-format", "json", "--drain", "0", "--cors-origin", page.URL)
+		"--db", db, "--log-format", "json", "--drain", "0", "--cors-origin", page.URL, "--gateway-keys", ring)
 	serve.Env, serve.Stderr = env, logs
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -189,7 +213,7 @@ func TestBrowserCrossOrigin(t *testing.T) {
 	}
 	adminURL = "http://" + addrs.AdminAddr
 
-	report := runPage(t, chromium, page.URL+"/test/browser/cross-origin.html", map[string]string{"gateway": "http://" + addrs.Addr})
+	report := runPage(t, chromium, page.URL+"/test/browser/cross-origin.html", map[string]string{"gateway": "http://" + addrs.Addr, "keyId": gatewayKeyID})
 	for _, r := range report.Results {
 		if r.OK {
 			t.Logf("ok: %s %s", r.Name, r.Detail)
@@ -197,8 +221,8 @@ func TestBrowserCrossOrigin(t *testing.T) {
 			t.Errorf("%s: %s", r.Name, r.Detail)
 		}
 	}
-	if len(report.Results) < 6 {
-		t.Errorf("the page ran %d checks, want 6", len(report.Results))
+	if len(report.Results) < 8 {
+		t.Errorf("the page ran %d checks, want 8", len(report.Results))
 	}
 	if n := preflights.Load(); n != 0 {
 		t.Errorf("%d preflights reached the upstream", n)

@@ -4,9 +4,16 @@
 // here with Web Crypto; its public key is registered, and later revoked,
 // through the page's own server, which relays to the gateway's admin API
 // (admin keys do not belong in browsers, and the admin listener serves no
-// CORS). Resolves to { results: [{ name, ok, detail }] }.
+// CORS). The gateway signs its responses (--gateway-keys): the signed
+// fetch is given the JWK set the gateway publishes on the same listener,
+// requires every response to verify, and the page checks which key and
+// tag signed them, its refusals of unsigned fetches included (config.keyId
+// is the key the gateway signs with). Resolves to
+// { results: [{ name, ok, detail }] }.
 
-import { createSignedFetch, importKey, readProblem } from '../../index.js';
+import {
+  createSignedFetch, importKey, readProblem, verifyResponse, verifiedResponse, GatewayKeys, KEYS_PATH, RESPONSE_TAG, GATEWAY_TAG,
+} from '../../index.js';
 
 function equal(got, want, what) {
   if (got !== want) throw new Error(`${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
@@ -34,6 +41,7 @@ export async function run(config) {
     }
   };
   const gateway = config.gateway;
+  const gatewayKeys = new GatewayKeys(`${gateway}${KEYS_PATH}`);
   let signed;
   let keyId;
 
@@ -46,7 +54,7 @@ export async function run(config) {
     const pair = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
     const made = await relay('/relay/register', { public_key: await spkiPem(pair.publicKey) });
     keyId = made.key_id;
-    signed = createSignedFetch({ keyId, key: await importKey(pair) });
+    signed = createSignedFetch({ keyId, key: await importKey(pair), gatewayKeys, requireSignedResponses: true });
     return keyId;
   });
 
@@ -64,13 +72,51 @@ export async function run(config) {
     return `X-Request-Id ${res.headers.get('x-request-id')}`;
   });
 
-  await check('a signed GET passes', async () => {
+  await check('a signed GET passes, its response verified: the gateway\'s key, relayed', async () => {
     const res = await signed(`${gateway}/v1/orders/7`);
     equal(res.status, 200, 'status');
+    await res.text(); // the content is checked as it is read
+    const v = verifiedResponse(res);
+    if (!v) throw new Error('the response did not verify');
+    equal(v.keyId, config.keyId, 'the key that signed the response');
+    equal(v.tag, RESPONSE_TAG, 'tag');
+    return `keyid ${v.keyId}, ${v.tag}`;
   });
 
-  await check('an unsigned fetch is refused, readable by the page', async () => {
-    const res = await fetch(`${gateway}/v1/orders/7`);
+  await check('a compressed response is refused as content-coded, not taken for a changed one', async () => {
+    try {
+      await signed(`${gateway}/v1/gz`);
+    } catch (err) {
+      equal(err.reason, 'digest-mismatch', 'reason');
+      if (!/gzip-encoded/.test(err.message)) throw new Error(`the refusal does not say the content is coded: ${err.message}`);
+      return err.message;
+    }
+    throw new Error('a gzip response passed');
+  });
+
+  await check('a response changed on the way does not verify', async () => {
+    const url = `${gateway}/v1/orders/8`;
+    const got = await fetch(url);
+    const body = (await got.text()).replace('missing-signature', 'expired');
+    const changed = new Response(body, { status: got.status, headers: got.headers });
+    const res = await verifyResponse(changed, { request: { method: 'GET', url, headers: {} }, keys: gatewayKeys });
+    // Read from the stream itself: Response.text() would turn its error
+    // into a TypeError.
+    const reader = res.body.getReader();
+    try {
+      while (!(await reader.read()).done);
+    } catch (err) {
+      equal(err.reason, 'digest-mismatch', `reason (${err})`);
+      return `refused as read: ${err.reason}`;
+    }
+    throw new Error('a changed body verified');
+  });
+
+  await check('an unsigned fetch is refused, readable by the page, the refusal signed by the gateway', async () => {
+    const url = `${gateway}/v1/orders/7`;
+    const unchecked = await fetch(url);
+    const res = await verifyResponse(unchecked, { request: { method: 'GET', url, headers: {} }, keys: gatewayKeys });
+    equal(verifiedResponse(res).tag, GATEWAY_TAG, 'tag');
     equal(res.status, 401, 'status');
     const p = await readProblem(res);
     equal(p.reason, 'missing-signature', 'reason');
@@ -83,6 +129,7 @@ export async function run(config) {
     const res = await signed(`${gateway}/v1/orders/7`);
     equal(res.status, 401, 'status');
     equal((await readProblem(res)).reason, 'key-revoked', 'reason');
+    equal(verifiedResponse(res).tag, GATEWAY_TAG, 'tag of the refusal');
   });
 
   return { results };

@@ -191,10 +191,16 @@ func TestGrafanaDashboard(t *testing.T) {
 	env := []string{"HOME=" + dir}
 	_, admin := adminKey(t, env, db)
 	up := newUpstream(t)
-	s := startServe(t, bin, []string{"serve", "--upstream", up.URL, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--db", db}, append(os.Environ(), env...))
+	s := startServe(t, bin, []string{"serve", "--upstream", up.URL, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--db", db, "--owner-rate", "2/h"}, append(os.Environ(), env...))
 
-	if code, body := get(t, admin, "http://"+s.addr+"/orders"); code != 200 {
-		t.Fatalf("signed request: %d %s", code, body)
+	for i := range 2 {
+		if code, body := get(t, admin, "http://"+s.addr+"/orders"); code != 200 {
+			t.Fatalf("signed request %d: %d %s", i, code, body)
+		}
+	}
+	// The owner's rate is spent: rate-limited.
+	if code, body := get(t, admin, "http://"+s.addr+"/orders"); code != 429 {
+		t.Fatalf("signed request over the owner's rate: %d %s", code, body)
 	}
 	if code, _ := get(t, http.DefaultClient, "http://"+s.addr+"/orders"); code != 401 {
 		t.Fatalf("unsigned request: %d", code)

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -292,4 +293,77 @@ func TestVerifyAllocs(t *testing.T) {
 			t.Errorf("%s: VerifyRequest allocates %v times per call, want 0", k.name, allocs)
 		}
 	}
+}
+
+// BenchmarkFloorRatio measures Sign and Verify of the reference request
+// against their floors (BenchmarkRawSign, BenchmarkRawCrypto) in the same
+// run, alternating chunks of each so that a noisy machine slows both
+// alike. It reports ns per operation and per floor, and their ratio
+// (x-floor); ns/op counts one chunk of both.
+func BenchmarkFloorRatio(b *testing.B) {
+	body := reqfixture.Body()
+	for _, k := range newBenchKeys(b) {
+		base, sig := refBase(b, k.signer, body)
+		b.Run("verify/"+k.name, func(b *testing.B) {
+			r := reqfixture.Received(body)
+			if err := benchSigner(k.signer).SignRequest(r, body); err != nil {
+				b.Fatal(err)
+			}
+			v := &Verifier{Keys: KeyMap{reqfixture.KeyID: k.verify}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+			benchRatio(b, func() {
+				if _, err := v.VerifyRequest(r, body); err != nil {
+					b.Fatal(err)
+				}
+			}, func() { k.raw(base, sig, body) })
+		})
+		b.Run("sign/"+k.name, func(b *testing.B) {
+			s := benchSigner(k.signer)
+			r := reqfixture.Received(body)
+			benchRatio(b, func() {
+				delete(r.Header, "Signature-Input")
+				delete(r.Header, "Signature")
+				if err := s.SignRequest(r, body); err != nil {
+					b.Fatal(err)
+				}
+			}, func() {
+				sha256.Sum256(body)
+				if _, err := k.signer.Sign(base); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// benchRatio runs op and floor in alternating chunks and reports their
+// costs and their ratio. On a shared machine another process can take the
+// CPU during any chunk, so each figure is a median over chunks: ns/call
+// and ns/floor of the chunks, x-floor of the ratios of neighbouring
+// chunks, which the same interference tends to slow alike.
+func benchRatio(b *testing.B, op, floor func()) {
+	const chunk = 16
+	var ops, floors, ratios []float64
+	for b.Loop() {
+		t0 := time.Now()
+		for range chunk {
+			floor()
+		}
+		t1 := time.Now()
+		for range chunk {
+			op()
+		}
+		o, f := float64(time.Since(t1).Nanoseconds())/chunk, float64(t1.Sub(t0).Nanoseconds())/chunk
+		ops, floors, ratios = append(ops, o), append(floors, f), append(ratios, o/f)
+	}
+	b.ReportMetric(median(ops), "ns/call")
+	b.ReportMetric(median(floors), "ns/floor")
+	b.ReportMetric(median(ratios), "x-floor")
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }

@@ -714,3 +714,34 @@ func canonicalTail(s string) bool {
 	}
 	return true
 }
+
+// SingleByteSeq recognises, without general parsing, a Dictionary field
+// value of exactly one member, key=:…: with a Byte Sequence value written
+// canonically (no spaces, no parameters, padded base64 with zero bits
+// where it pads), and returns the base64 text as [Bare.Str] holds it.
+// ok is false for anything else, which the caller must then parse with
+// [Parser.ParseDictionary]: for the values it accepts, ParseDictionary
+// gives the same single member and flags nothing.
+func SingleByteSeq(field, key string) (text string, ok bool) {
+	n := len(key)
+	if len(field) < n+3 || field[:n] != key || field[n] != '=' || field[n+1] != ':' || field[len(field)-1] != ':' || !IsKey(key) {
+		return "", false
+	}
+	text = field[n+2 : len(field)-1]
+	data := len(text)
+	for data > 0 && len(text)-data < 2 && text[data-1] == '=' {
+		data--
+	}
+	if len(text)%4 != 0 {
+		return "", false
+	}
+	for i := 0; i < data; i++ {
+		if !b64Chars[text[i]] {
+			return "", false
+		}
+	}
+	if !canonicalTail(text) {
+		return "", false
+	}
+	return text, true
+}

@@ -363,3 +363,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSingleByteSeq checks the fast path against the parser: whatever
+// SingleByteSeq accepts, ParseDictionary reads as the same single member,
+// a Byte Sequence, without flagging anything.
+func FuzzSingleByteSeq(f *testing.F) {
+	for _, s := range []string{
+		`sig1=:aGVsbG8=:`, `sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:`, `sig1=::`, `sig1=:aGVsbG9=:`,
+		`sig1=:aGVsbG8:`, `sig1=:aGVsbG8=:;x`, `sig1=:aGVsbG8=:, sig2=:YQ==:`, ` sig1=:YQ==:`, `sig1=:Y===:`,
+	} {
+		f.Add(s, "sig1")
+	}
+	f.Add(`sha-256=:YQ==:`, "sha-256")
+	f.Fuzz(func(t *testing.T, field, key string) {
+		text, ok := SingleByteSeq(field, key)
+		if !ok {
+			return
+		}
+		var p Parser
+		ms, err := p.ParseDictionary(field)
+		switch {
+		case err != nil:
+			t.Fatalf("SingleByteSeq accepts %q, ParseDictionary refuses it: %v", field, err)
+		case len(ms) != 1 || ms[0].Key != key || ms[0].Inner || ms[0].Item.Value.Kind != ByteSeq || len(ms[0].Item.Params) != 0:
+			t.Fatalf("SingleByteSeq accepts %q, ParseDictionary reads %+v", field, ms)
+		case ms[0].Item.Value.Str != text:
+			t.Fatalf("%q: SingleByteSeq reads %q, ParseDictionary %q", field, text, ms[0].Item.Value.Str)
+		case p.NonCanonical || p.Duplicate:
+			t.Fatalf("SingleByteSeq accepts %q, which ParseDictionary flags", field)
+		}
+	})
+}

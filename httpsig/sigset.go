@@ -85,9 +85,18 @@ func (st *sigSet) parse(h http.Header) error {
 	known := st.lastComps
 	st.sp.KnownList = st.lastList
 	st.sp.Limits = signatureLimits
-	inputs, err := st.sp.ParseDictionary(joinField(inputLines))
-	if err != nil {
-		return fieldError("Signature-Input", err)
+	var inputs []sf.Member
+	var err error
+	ok := false
+	if len(inputLines) == 1 {
+		// The usual field, one signature over the remembered list: what
+		// ParseDictionary would read, without its general work.
+		inputs, ok = st.sp.ParseKnownMember(inputLines[0])
+	}
+	if !ok {
+		if inputs, err = st.sp.ParseDictionary(joinField(inputLines)); err != nil {
+			return fieldError("Signature-Input", err)
+		}
 	}
 	if st.sp.Duplicate {
 		return refuse(ReasonMalformedSignature, "", "Signature-Input repeats a label or parameter")

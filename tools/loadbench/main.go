@@ -9,6 +9,10 @@
 // connections to the upstream, keepalive_requests high on both sides, no
 // access log, on a free loopback port; the benchmark starts and stops it.
 //
+// With -rounds, the scenarios take turns that many times and each figure
+// is the median over the rounds, so that a shared machine whose other load
+// comes and goes disturbs every scenario alike.
+//
 // With -levels, each scenario is also run at those percentages of the
 // throughput it just reached (a fixed request rate, spread over the
 // connections), for its latency below saturation; latency is then
@@ -67,6 +71,7 @@ func main() {
 	levels := flag.String("levels", "", `also run each scenario at these percentages of its peak, e.g. "50,80,100"`)
 	only := flag.String("only", "", "run only the scenarios whose name contains one of these comma-separated words")
 	nginx := flag.String("nginx", "nginx", `nginx binary for the nginx scenario ("" to skip it)`)
+	rounds := flag.Int("rounds", 1, "run the scenarios in turn this many times and report medians (at most 20)")
 	flag.Parse()
 	var err error
 	switch *role {
@@ -75,15 +80,15 @@ func main() {
 	case "proxy":
 		err = serveProxy(*listen, *upstream)
 	default:
-		if *duration > time.Minute || *conns < 1 || *conns > 256 {
-			err = errors.New("-duration must be at most 60s and -conns between 1 and 256")
+		if *duration > time.Minute || *conns < 1 || *conns > 256 || *rounds < 1 || *rounds > 20 {
+			err = errors.New("-duration must be at most 60s, -conns between 1 and 256, -rounds between 1 and 20")
 			break
 		}
 		var pcts []float64
 		if pcts, err = parseLevels(*levels); err != nil {
 			break
 		}
-		err = bench(benchOptions{*duration, *warmup, *conns, *bodySize, *redisURL, *maxRequests, pcts, *only, *nginx})
+		err = bench(benchOptions{*duration, *warmup, *conns, *bodySize, *redisURL, *maxRequests, pcts, *only, *nginx, *rounds})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -123,6 +128,7 @@ type benchOptions struct {
 	levels           []float64 // percentages of peak throughput
 	only             string
 	nginx            string
+	rounds           int
 }
 
 func parseLevels(s string) ([]float64, error) {
@@ -285,24 +291,66 @@ func bench(o benchOptions) error {
 	body := bytes.Repeat([]byte("x"), o.bodySize)
 	copy(body, `{"customer":42,"note":"`)
 	body[len(body)-2], body[len(body)-1] = '"', '}'
-	fmt.Printf("loadbench: %d connections, %s per scenario after %s warm-up, POST with a %d-byte body, HMAC-signed, loopback only\n\n",
-		o.conns, o.duration, o.warmup, o.bodySize)
-	var results []result
-	for _, s := range scenarios {
-		if !o.selected(s.name) {
-			continue
+	fmt.Printf("loadbench: %d connections, %s per scenario after %s warm-up, POST with a %d-byte body, HMAC-signed, loopback only; medians of %d rounds\n\n",
+		o.conns, o.duration, o.warmup, o.bodySize, o.rounds)
+	// Rounds take turns through the scenarios, so that a machine whose
+	// other load comes and goes disturbs them alike; each figure is the
+	// median over the rounds.
+	var selected []int
+	for i, s := range scenarios {
+		if o.selected(s.name) {
+			selected = append(selected, i)
+			run(s.url, signer, body, o, o.warmup, "", 0)
 		}
-		run(s.url, signer, body, o, o.warmup, "", 0)
-		peak := run(s.url, signer, body, o, o.duration, s.name, 0)
+	}
+	peaks := make([][]result, len(scenarios))
+	for range o.rounds {
+		for _, i := range selected {
+			s := scenarios[i]
+			peaks[i] = append(peaks[i], run(s.url, signer, body, o, o.duration, s.name, 0))
+		}
+	}
+	var results []result
+	for _, i := range selected {
+		s := scenarios[i]
+		peak := medianResult(peaks[i])
 		results = append(results, peak)
 		for _, pct := range o.levels {
-			r := run(s.url, signer, body, o, o.duration, s.name, peak.rps*pct/100)
-			r.level = pct
-			results = append(results, r)
+			var rs []result
+			for range o.rounds {
+				r := run(s.url, signer, body, o, o.duration, s.name, peak.rps*pct/100)
+				r.level = pct
+				rs = append(rs, r)
+			}
+			results = append(results, medianResult(rs))
 		}
 	}
 	report(results)
 	return nil
+}
+
+// medianResult returns the median of each figure of rs, and their sums of
+// requests and errors.
+func medianResult(rs []result) result {
+	out := rs[0]
+	med := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	out.rps = med(func(r result) float64 { return r.rps })
+	out.p50 = time.Duration(med(func(r result) float64 { return float64(r.p50) }))
+	out.p99 = time.Duration(med(func(r result) float64 { return float64(r.p99) }))
+	out.max = time.Duration(med(func(r result) float64 { return float64(r.max) }))
+	out.requests, out.errors = 0, 0
+	for _, r := range rs {
+		out.requests += r.requests
+		out.errors += r.errors
+	}
+	return out
 }
 
 // lookNginx finds the nginx binary, also in /usr/sbin, which is not in

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestNginx: the generated configuration starts nginx as a reverse proxy
@@ -51,5 +52,17 @@ func TestParseLevels(t *testing.T) {
 		if _, err := parseLevels(bad); err == nil {
 			t.Errorf("parseLevels(%q) accepted", bad)
 		}
+	}
+}
+
+func TestMedianResult(t *testing.T) {
+	rs := []result{
+		{name: "a", requests: 10, errors: 1, rps: 300, p99: 9 * time.Millisecond},
+		{name: "a", requests: 20, rps: 100, p99: time.Millisecond},
+		{name: "a", requests: 30, rps: 200, p99: 5 * time.Millisecond},
+	}
+	got := medianResult(rs)
+	if got.rps != 200 || got.p99 != 5*time.Millisecond || got.requests != 60 || got.errors != 1 || got.name != "a" {
+		t.Errorf("medianResult = %+v", got)
 	}
 }

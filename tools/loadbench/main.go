@@ -71,6 +71,7 @@ func main() {
 	levels := flag.String("levels", "", `also run each scenario at these percentages of its peak, e.g. "50,80,100"`)
 	only := flag.String("only", "", "run only the scenarios whose name contains one of these comma-separated words")
 	nginx := flag.String("nginx", "nginx", `nginx binary for the nginx scenario ("" to skip it)`)
+	procs := flag.Int("proxy-procs", 0, "GOMAXPROCS of the plain proxy and of signet serve (0: the Go default); nginx runs one worker")
 	rounds := flag.Int("rounds", 1, "run the scenarios in turn this many times and report medians (at most 20)")
 	flag.Parse()
 	var err error
@@ -88,7 +89,7 @@ func main() {
 		if pcts, err = parseLevels(*levels); err != nil {
 			break
 		}
-		err = bench(benchOptions{*duration, *warmup, *conns, *bodySize, *redisURL, *maxRequests, pcts, *only, *nginx, *rounds})
+		err = bench(benchOptions{*duration, *warmup, *conns, *bodySize, *redisURL, *maxRequests, pcts, *only, *nginx, *rounds, *procs})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -129,6 +130,7 @@ type benchOptions struct {
 	only             string
 	nginx            string
 	rounds           int
+	procs            int // GOMAXPROCS of the proxies, 0 for the default
 }
 
 func parseLevels(s string) ([]float64, error) {
@@ -198,6 +200,9 @@ func bench(o benchOptions) error {
 		}
 		args = append(args, "--listen", addr)
 		cmd := exec.Command(name, args...)
+		if o.procs > 0 && !slices.Contains(args, "upstream") {
+			cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", o.procs))
+		}
 		cmd.Stderr = &limitedBuffer{max: 64 << 10}
 		if err := cmd.Start(); err != nil {
 			return "", err

@@ -30,6 +30,9 @@ type Params struct {
 	// listText, when set, is the serialised inner list of Components:
 	// the Signer sets it for the default profile's lists.
 	listText string
+	// nonceText, when set and Nonce is not, is the nonce: the Signer
+	// writes a new one there, which spares making it a string.
+	nonceText []byte
 }
 
 // Signature-parameter letters used in Params.order; extras are 'x'.
@@ -186,6 +189,11 @@ func (p *Params) appendParam(dst []byte, letter byte, done *[len(spDefault)]bool
 		case spAlg:
 			dst, err = appendStringParam(dst, ";alg=", string(p.Alg), received)
 		case spNonce:
+			if p.Nonce == "" && p.nonceText != nil {
+				// base64url text: nothing to escape.
+				dst = append(append(append(dst, `;nonce="`...), p.nonceText...), '"')
+				break
+			}
 			dst, err = appendStringParam(dst, ";nonce=", p.Nonce, received)
 		case spTag:
 			dst, err = appendStringParam(dst, ";tag=", p.Tag, received)

@@ -200,8 +200,6 @@ func appendDerived(dst []byte, m *Message, c *Component) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	scheme := m.scheme(r)
-	t := m.targetOf(r)
 	switch c.Name {
 	case Method:
 		if r.Method == "" {
@@ -209,9 +207,12 @@ func appendDerived(dst []byte, m *Message, c *Component) ([]byte, error) {
 		}
 		return append(dst, r.Method...), nil
 	case Scheme:
-		return append(dst, scheme...), nil
+		return append(dst, m.scheme(r)...), nil
 	case Authority:
-		return appendAuthority(dst, c, r, scheme)
+		return appendAuthority(dst, c, r, m.scheme(r))
+	}
+	t := m.targetOf(r)
+	switch c.Name {
 	case RequestTarget:
 		if t.target == "" && r.RequestURI == "" && r.URL != nil {
 			return append(dst, r.URL.RequestURI()...), nil
@@ -229,6 +230,7 @@ func appendDerived(dst []byte, m *Message, c *Component) ([]byte, error) {
 		if !t.hasPath {
 			return dst, compErr(c, false, "request target %q has no path", t.target)
 		}
+		scheme := m.scheme(r)
 		dst = append(dst, scheme...)
 		dst = append(dst, "://"...)
 		if dst, err = appendAuthority(dst, c, r, scheme); err != nil {

@@ -284,12 +284,9 @@ func appendAuthority(dst []byte, c *Component, r *http.Request, scheme string) (
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		name, port = host[:i], host[i+1:]
 	}
-	if z := strings.Index(name, "%25"); z >= 0 && strings.HasPrefix(name, "[") {
-		name = name[:z] + "]"
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] >= 0x80 {
-			return dst, compErr(c, false, "the host %q is not ASCII; sign its punycode (A-label) form, which is what is sent", name)
+	if strings.HasPrefix(name, "[") {
+		if z := strings.Index(name, "%25"); z >= 0 {
+			name = name[:z] + "]"
 		}
 	}
 	for len(port) > 1 && port[0] == '0' {
@@ -300,13 +297,22 @@ func appendAuthority(dst []byte, c *Component, r *http.Request, scheme string) (
 	}
 	start := len(dst)
 	dst = append(dst, name...)
+	for i := start; i < len(dst); i++ {
+		switch b := dst[i]; {
+		case b >= 0x80:
+			return dst[:start], compErr(c, false, "the host %q is not ASCII; sign its punycode (A-label) form, which is what is sent", name)
+		case 'A' <= b && b <= 'Z':
+			dst[i] = b + 'a' - 'A'
+		}
+	}
 	if port != "" {
+		start = len(dst)
 		dst = append(dst, ':')
 		dst = append(dst, port...)
-	}
-	for i := start; i < len(dst); i++ {
-		if b := dst[i]; 'A' <= b && b <= 'Z' {
-			dst[i] = b + 'a' - 'A'
+		for i := start; i < len(dst); i++ {
+			if b := dst[i]; 'A' <= b && b <= 'Z' {
+				dst[i] = b + 'a' - 'A'
+			}
 		}
 	}
 	return dst, nil

@@ -567,24 +567,36 @@ func fieldLines(h http.Header, name string) ([]string, error) {
 	if h == nil {
 		return nil, nil
 	}
-	var buf [64]byte
-	var key []byte
-	if len(name) <= len(buf) {
-		key = buf[:len(name)]
-	} else {
-		key = make([]byte, len(name))
-	}
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
+	switch name {
+	// The fields of the default profile, whose canonical keys are known.
+	case "content-type":
+		if v, ok := h["Content-Type"]; ok {
+			return v, nil
 		}
-		key[i] = c
-		upper = c == '-'
-	}
-	if v, ok := h[string(key)]; ok {
-		return v, nil
+	case "content-digest":
+		if v, ok := h["Content-Digest"]; ok {
+			return v, nil
+		}
+	default:
+		var buf [64]byte
+		var key []byte
+		if len(name) <= len(buf) {
+			key = buf[:len(name)]
+		} else {
+			key = make([]byte, len(name))
+		}
+		upper := true
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if upper && 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			key[i] = c
+			upper = c == '-'
+		}
+		if v, ok := h[string(key)]; ok {
+			return v, nil
+		}
 	}
 	var found []string
 	matches := 0

@@ -200,8 +200,6 @@ func appendDerived(dst []byte, m *Message, c *Component) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	scheme := m.scheme(r)
-	t := m.targetOf(r)
 	switch c.Name {
 	case Method:
 		if r.Method == "" {
@@ -209,9 +207,12 @@ func appendDerived(dst []byte, m *Message, c *Component) ([]byte, error) {
 		}
 		return append(dst, r.Method...), nil
 	case Scheme:
-		return append(dst, scheme...), nil
+		return append(dst, m.scheme(r)...), nil
 	case Authority:
-		return appendAuthority(dst, c, r, scheme)
+		return appendAuthority(dst, c, r, m.scheme(r))
+	}
+	t := m.targetOf(r)
+	switch c.Name {
 	case RequestTarget:
 		if t.target == "" && r.RequestURI == "" && r.URL != nil {
 			return append(dst, r.URL.RequestURI()...), nil
@@ -229,6 +230,7 @@ func appendDerived(dst []byte, m *Message, c *Component) ([]byte, error) {
 		if !t.hasPath {
 			return dst, compErr(c, false, "request target %q has no path", t.target)
 		}
+		scheme := m.scheme(r)
 		dst = append(dst, scheme...)
 		dst = append(dst, "://"...)
 		if dst, err = appendAuthority(dst, c, r, scheme); err != nil {
@@ -282,12 +284,9 @@ func appendAuthority(dst []byte, c *Component, r *http.Request, scheme string) (
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		name, port = host[:i], host[i+1:]
 	}
-	if z := strings.Index(name, "%25"); z >= 0 && strings.HasPrefix(name, "[") {
-		name = name[:z] + "]"
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] >= 0x80 {
-			return dst, compErr(c, false, "the host %q is not ASCII; sign its punycode (A-label) form, which is what is sent", name)
+	if strings.HasPrefix(name, "[") {
+		if z := strings.Index(name, "%25"); z >= 0 {
+			name = name[:z] + "]"
 		}
 	}
 	for len(port) > 1 && port[0] == '0' {
@@ -298,13 +297,22 @@ func appendAuthority(dst []byte, c *Component, r *http.Request, scheme string) (
 	}
 	start := len(dst)
 	dst = append(dst, name...)
+	for i := start; i < len(dst); i++ {
+		switch b := dst[i]; {
+		case b >= 0x80:
+			return dst[:start], compErr(c, false, "the host %q is not ASCII; sign its punycode (A-label) form, which is what is sent", name)
+		case 'A' <= b && b <= 'Z':
+			dst[i] = b + 'a' - 'A'
+		}
+	}
 	if port != "" {
+		start = len(dst)
 		dst = append(dst, ':')
 		dst = append(dst, port...)
-	}
-	for i := start; i < len(dst); i++ {
-		if b := dst[i]; 'A' <= b && b <= 'Z' {
-			dst[i] = b + 'a' - 'A'
+		for i := start; i < len(dst); i++ {
+			if b := dst[i]; 'A' <= b && b <= 'Z' {
+				dst[i] = b + 'a' - 'A'
+			}
 		}
 	}
 	return dst, nil
@@ -559,24 +567,36 @@ func fieldLines(h http.Header, name string) ([]string, error) {
 	if h == nil {
 		return nil, nil
 	}
-	var buf [64]byte
-	var key []byte
-	if len(name) <= len(buf) {
-		key = buf[:len(name)]
-	} else {
-		key = make([]byte, len(name))
-	}
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if upper && 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
+	switch name {
+	// The fields of the default profile, whose canonical keys are known.
+	case "content-type":
+		if v, ok := h["Content-Type"]; ok {
+			return v, nil
 		}
-		key[i] = c
-		upper = c == '-'
-	}
-	if v, ok := h[string(key)]; ok {
-		return v, nil
+	case "content-digest":
+		if v, ok := h["Content-Digest"]; ok {
+			return v, nil
+		}
+	default:
+		var buf [64]byte
+		var key []byte
+		if len(name) <= len(buf) {
+			key = buf[:len(name)]
+		} else {
+			key = make([]byte, len(name))
+		}
+		upper := true
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if upper && 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			key[i] = c
+			upper = c == '-'
+		}
+		if v, ok := h[string(key)]; ok {
+			return v, nil
+		}
 	}
 	var found []string
 	matches := 0

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -291,5 +292,121 @@ func TestVerifyAllocs(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: VerifyRequest allocates %v times per call, want 0", k.name, allocs)
 		}
+	}
+}
+
+// BenchmarkFloorRatio measures Sign and Verify of the reference request
+// against their floors (BenchmarkRawSign, BenchmarkRawCrypto) in the same
+// run, alternating chunks of each so that a noisy machine slows both
+// alike. It reports ns per operation and per floor, and their ratio
+// (x-floor); ns/op counts one chunk of both.
+func BenchmarkFloorRatio(b *testing.B) {
+	body := reqfixture.Body()
+	for _, k := range newBenchKeys(b) {
+		base, sig := refBase(b, k.signer, body)
+		b.Run("verify/"+k.name, func(b *testing.B) {
+			r := reqfixture.Received(body)
+			if err := benchSigner(k.signer).SignRequest(r, body); err != nil {
+				b.Fatal(err)
+			}
+			v := &Verifier{Keys: KeyMap{reqfixture.KeyID: k.verify}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+			benchRatio(b, func() {
+				if _, err := v.VerifyRequest(r, body); err != nil {
+					b.Fatal(err)
+				}
+			}, func() { k.raw(base, sig, body) })
+		})
+		b.Run("sign/"+k.name, func(b *testing.B) {
+			s := benchSigner(k.signer)
+			r := reqfixture.Received(body)
+			benchRatio(b, func() {
+				delete(r.Header, "Signature-Input")
+				delete(r.Header, "Signature")
+				if err := s.SignRequest(r, body); err != nil {
+					b.Fatal(err)
+				}
+			}, func() {
+				sha256.Sum256(body)
+				if _, err := k.signer.Sign(base); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// benchRatio runs op and floor in alternating chunks and reports their
+// costs and their ratio. On a shared machine another process can take the
+// CPU during any chunk, so each figure is a median over chunks: ns/call
+// and ns/floor of the chunks, x-floor of the ratios of neighbouring
+// chunks, which the same interference tends to slow alike.
+func benchRatio(b *testing.B, op, floor func()) { benchRatioChunk(b, 16, op, floor) }
+
+func benchRatioChunk(b *testing.B, chunk int, op, floor func()) {
+	var ops, floors, ratios []float64
+	for b.Loop() {
+		t0 := time.Now()
+		for range chunk {
+			floor()
+		}
+		t1 := time.Now()
+		for range chunk {
+			op()
+		}
+		o, f := float64(time.Since(t1).Nanoseconds())/float64(chunk), float64(t1.Sub(t0).Nanoseconds())/float64(chunk)
+		ops, floors, ratios = append(ops, o), append(floors, f), append(ratios, o/f)
+	}
+	b.ReportMetric(median(ops), "ns/call")
+	b.ReportMetric(median(floors), "ns/floor")
+	b.ReportMetric(median(ratios), "x-floor")
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// BenchmarkVerifyBodySize verifies the reference request with bodies from
+// 0 to 16 MiB against SHA-256 of the same body in the same run: MB/s of
+// each and their ratio (x-sha256), which tends to 1 as the body grows and
+// hashing it is all that is left.
+func BenchmarkVerifyBodySize(b *testing.B) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
+	for _, size := range []int{0, 1 << 10, 64 << 10, 1 << 20, 16 << 20} {
+		b.Run(fmt.Sprintf("bytes=%d", size), func(b *testing.B) {
+			body := bytes.Repeat([]byte("x"), size)
+			r := reqfixture.Received(body)
+			if err := benchSigner(hk).SignRequest(r, body); err != nil {
+				b.Fatal(err)
+			}
+			v := &Verifier{Keys: KeyMap{reqfixture.KeyID: hk}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+			chunk := max(1, min(16, (256<<10)/max(size, 1)))
+			var opNs, floorNs []float64
+			var ratios []float64
+			for b.Loop() {
+				t0 := time.Now()
+				for range chunk {
+					sha256.Sum256(body)
+				}
+				t1 := time.Now()
+				for range chunk {
+					if _, err := v.VerifyRequest(r, body); err != nil {
+						b.Fatal(err)
+					}
+				}
+				o, f := float64(time.Since(t1).Nanoseconds())/float64(chunk), float64(t1.Sub(t0).Nanoseconds())/float64(chunk)
+				opNs, floorNs, ratios = append(opNs, o), append(floorNs, f), append(ratios, o/f)
+			}
+			o, f := median(opNs), median(floorNs)
+			b.ReportMetric(o, "ns/verify")
+			if size > 0 {
+				b.ReportMetric(float64(size)/o*1e3, "MB/s")
+				b.ReportMetric(float64(size)/f*1e3, "sha256-MB/s")
+				b.ReportMetric(median(ratios), "x-sha256")
+			}
+		})
 	}
 }

@@ -30,6 +30,9 @@ type Params struct {
 	// listText, when set, is the serialised inner list of Components:
 	// the Signer sets it for the default profile's lists.
 	listText string
+	// nonceText, when set and Nonce is not, is the nonce: the Signer
+	// writes a new one there, which spares making it a string.
+	nonceText []byte
 }
 
 // Signature-parameter letters used in Params.order; extras are 'x'.
@@ -144,6 +147,16 @@ func (p *Params) appendTo(dst []byte) ([]byte, error) {
 	var done [len(spDefault)]bool
 	extra := 0
 	var err error
+	if len(p.order) == 0 && len(p.extra) == 0 {
+		// A signature being made: the parameters that are set, in the
+		// default order, none written yet.
+		for i := 0; i < len(spDefault); i++ {
+			if dst, err = p.appendKnown(dst, spDefault[i], false); err != nil {
+				return dst, fmt.Errorf("signature parameters cannot be serialised: %w", err)
+			}
+		}
+		return dst, nil
+	}
 	// Parameters in p.order were received, so they are written even when
 	// empty (tag=""); the others only when set.
 	for _, letter := range p.order {
@@ -176,23 +189,34 @@ func (p *Params) appendParam(dst []byte, letter byte, done *[len(spDefault)]bool
 		}
 	} else if i := indexByte(spDefault, letter); !done[i] {
 		done[i] = true
-		switch letter {
-		case spCreated:
-			dst, err = appendTimeParam(dst, ";created=", p.Created)
-		case spExpires:
-			dst, err = appendTimeParam(dst, ";expires=", p.Expires)
-		case spKeyID:
-			dst, err = appendStringParam(dst, ";keyid=", p.KeyID, received)
-		case spAlg:
-			dst, err = appendStringParam(dst, ";alg=", string(p.Alg), received)
-		case spNonce:
-			dst, err = appendStringParam(dst, ";nonce=", p.Nonce, received)
-		case spTag:
-			dst, err = appendStringParam(dst, ";tag=", p.Tag, received)
-		}
+		dst, err = p.appendKnown(dst, letter, received)
 	}
 	if err != nil {
 		return dst, fmt.Errorf("signature parameters cannot be serialised: %w", err)
+	}
+	return dst, nil
+}
+
+// appendKnown appends the defined parameter letter stands for, if it is
+// set or was received.
+func (p *Params) appendKnown(dst []byte, letter byte, received bool) ([]byte, error) {
+	switch letter {
+	case spCreated:
+		return appendTimeParam(dst, ";created=", p.Created)
+	case spExpires:
+		return appendTimeParam(dst, ";expires=", p.Expires)
+	case spKeyID:
+		return appendStringParam(dst, ";keyid=", p.KeyID, received)
+	case spAlg:
+		return appendStringParam(dst, ";alg=", string(p.Alg), received)
+	case spNonce:
+		if p.Nonce == "" && p.nonceText != nil {
+			// base64url text: nothing to escape.
+			return append(append(append(dst, `;nonce="`...), p.nonceText...), '"'), nil
+		}
+		return appendStringParam(dst, ";nonce=", p.Nonce, received)
+	case spTag:
+		return appendStringParam(dst, ";tag=", p.Tag, received)
 	}
 	return dst, nil
 }

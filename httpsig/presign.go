@@ -111,7 +111,7 @@ func (s *Signer) Presign(rawURL string, o PresignOptions) (string, error) {
 	m := Message{Request: r, Scheme: u.scheme}
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
-	if err := signMessage(sc, &m, s.label(), &p, s.Key); err != nil {
+	if err := signMessage(sc, &m, s.label(), &p, s.Key, nil); err != nil {
 		return "", err
 	}
 	var b strings.Builder

@@ -155,7 +155,7 @@ func (s *ResponseSigner) SignHeader(h http.Header, status int, req *http.Request
 	m := Message{Request: req, Response: &http.Response{StatusCode: status, Header: h, Request: req}}
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
-	return signMessage(sc, &m, label, &p, s.Key)
+	return signMessage(sc, &m, label, &p, s.Key, nil)
 }
 
 // SignResponse signs resp, whose content is body, with SignHeader;

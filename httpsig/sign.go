@@ -51,13 +51,20 @@ type Signer struct {
 // NewNonce returns 128 random bits in unpadded base64url: the nonce a
 // Signer sends.
 func NewNonce() string {
+	var text [nonceLen]byte
+	newNonceInto(&text)
+	return string(text[:])
+}
+
+// nonceLen is the length of a nonce's text: 128 bits in unpadded base64.
+const nonceLen = 22
+
+func newNonceInto(text *[nonceLen]byte) {
 	var b [16]byte
-	var text [22]byte
 	g := nonceSources.Get().(*rand2.ChaCha8)
 	g.Read(b[:])
 	nonceSources.Put(g)
 	base64.RawURLEncoding.Encode(text[:], b[:])
-	return string(text[:])
 }
 
 // nonceSources are ChaCha8 generators, a cryptographically strong stream
@@ -75,12 +82,21 @@ var nonceSources = sync.Pool{New: func() any {
 // neither a body nor a Content-Digest field is an error: the signature
 // would not protect the content.
 func (s *Signer) SignRequest(r *http.Request, body []byte) error {
+	// spare, when set, holds the values of the two signature fields, in
+	// the one allocation that holds Content-Digest's.
+	var spare []string
 	if len(body) > 0 {
 		d, err := ContentDigest(s.Digest, body)
 		if err != nil {
 			return err
 		}
-		r.Header["Content-Digest"] = []string{d}
+		if len(r.Header["Signature-Input"]) == 0 && len(r.Header["Signature"]) == 0 {
+			fields := make([]string, 3)
+			fields[0] = d
+			r.Header["Content-Digest"], spare = fields[0:1:1], fields[1:3]
+		} else {
+			r.Header["Content-Digest"] = []string{d}
+		}
 	}
 	_, hasDigest := contentDigestField(r.Header)
 	if r.ContentLength > 0 && !hasDigest && s.Components == nil {
@@ -88,13 +104,13 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 	}
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
-	p := s.params()
+	p := s.paramsWith(&sc.nonce)
 	if p.Components == nil {
 		list := &defaultLists[profileIndex(splitTarget(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
 		p.Components, p.listText = list.comps, list.text
 	}
 	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
-	return signMessage(sc, &m, s.label(), &p, s.Key)
+	return signMessage(sc, &m, s.label(), &p, s.Key, spare)
 }
 
 // defaultLists holds the eight lists of the default profile, by
@@ -154,7 +170,7 @@ func (s *Signer) SignResponse(resp *http.Response, body []byte) error {
 	m := Message{Request: resp.Request, Response: resp, Scheme: s.Scheme, Structured: s.Structured}
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
-	return signMessage(sc, &m, s.label(), &p, s.Key)
+	return signMessage(sc, &m, s.label(), &p, s.Key, nil)
 }
 
 func (s *Signer) label() string {
@@ -164,7 +180,12 @@ func (s *Signer) label() string {
 	return s.Label
 }
 
-func (s *Signer) params() Params {
+func (s *Signer) params() Params { return s.paramsWith(nil) }
+
+// paramsWith returns the parameters of a new signature. If nonce is not
+// nil, the nonce is written there rather than made a string, and the
+// parameters serialise it from there.
+func (s *Signer) paramsWith(nonce *[nonceLen]byte) Params {
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
@@ -174,7 +195,12 @@ func (s *Signer) params() Params {
 	if !s.NoAlg {
 		p.Alg = s.Key.Algorithm()
 	}
-	if !s.NoNonce {
+	switch {
+	case s.NoNonce:
+	case nonce != nil:
+		newNonceInto(nonce)
+		p.nonceText = nonce[:]
+	default:
 		p.Nonce = NewNonce()
 	}
 	if s.ExpiresAfter > 0 {
@@ -187,6 +213,7 @@ var signScratches = sync.Pool{New: func() any { return new(signScratch) }}
 
 type signScratch struct {
 	base, sig, out []byte
+	nonce          [nonceLen]byte
 	fields         structuredFields
 	dups           componentSet
 }
@@ -198,10 +225,12 @@ type signScratch struct {
 func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
-	return signMessage(sc, m.fresh(), label, p, key)
+	return signMessage(sc, m.fresh(), label, p, key, nil)
 }
 
-func signMessage(sc *signScratch, m *Message, label string, p *Params, key SigningKey) error {
+// signMessage signs m; spare, if not nil, is room for the values of the
+// two signature fields when they are new.
+func signMessage(sc *signScratch, m *Message, label string, p *Params, key SigningKey, spare []string) error {
 	if !sf.IsKey(label) {
 		return fmt.Errorf("httpsig: %q is not a valid signature label (lower-case letters, digits, _-.*)", label)
 	}
@@ -254,7 +283,11 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	input, value := both[:n], both[n:]
 	if len(h["Signature-Input"]) == 0 && len(h["Signature"]) == 0 {
 		// The usual case: the two fields are new; one slice holds both.
-		fields := []string{input, value}
+		fields := spare
+		if len(fields) != 2 {
+			fields = make([]string, 2)
+		}
+		fields[0], fields[1] = input, value
 		h["Signature-Input"], h["Signature"] = fields[0:1:1], fields[1:2:2]
 		return nil
 	}

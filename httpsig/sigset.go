@@ -32,6 +32,7 @@ type sigSet struct {
 	lastList  string
 	lastComps []Component
 	dups      componentSet
+	single    [1]sf.Member // the Signature field's member, when singleSignature reads it
 }
 
 // Bounds on the signature fields, checked as they are parsed so that an
@@ -84,20 +85,36 @@ func (st *sigSet) parse(h http.Header) error {
 	known := st.lastComps
 	st.sp.KnownList = st.lastList
 	st.sp.Limits = signatureLimits
-	inputs, err := st.sp.ParseDictionary(joinField(inputLines))
-	if err != nil {
-		return fieldError("Signature-Input", err)
+	var inputs []sf.Member
+	var err error
+	ok := false
+	if len(inputLines) == 1 {
+		// The usual field, one signature over the remembered list: what
+		// ParseDictionary would read, without its general work.
+		inputs, ok = st.sp.ParseKnownMember(inputLines[0])
+	}
+	if !ok {
+		if inputs, err = st.sp.ParseDictionary(joinField(inputLines)); err != nil {
+			return fieldError("Signature-Input", err)
+		}
 	}
 	if st.sp.Duplicate {
 		return refuse(ReasonMalformedSignature, "", "Signature-Input repeats a label or parameter")
 	}
 	canonical := !st.sp.NonCanonical && !st.sp.Duplicate
-	values, err := st.sp.ParseDictionary(joinField(sigLines))
-	if err != nil {
-		return fieldError("Signature", err)
-	}
-	if st.sp.Duplicate {
-		return refuse(ReasonMalformedSignature, "", "Signature repeats a label or parameter")
+	var values []sf.Member
+	if text, ok := singleSignature(inputs, sigLines); ok {
+		// The usual Signature field, one signature written canonically:
+		// what ParseDictionary would read, without its general work.
+		st.single[0] = sf.Member{Key: inputs[0].Key, Item: sf.Item{Value: sf.Bare{Kind: sf.ByteSeq, Str: text}}}
+		values = st.single[:]
+	} else {
+		if values, err = st.sp.ParseDictionary(joinField(sigLines)); err != nil {
+			return fieldError("Signature", err)
+		}
+		if st.sp.Duplicate {
+			return refuse(ReasonMalformedSignature, "", "Signature repeats a label or parameter")
+		}
 	}
 	remembered := false
 	// Both fields hold at most MaxSignatures members: pairing them costs
@@ -141,6 +158,16 @@ func (st *sigSet) parse(h http.Header) error {
 		}
 	}
 	return nil
+}
+
+// singleSignature returns the base64 text of the Signature field when the
+// message has one signature and the field is one line holding exactly its
+// member, written canonically.
+func singleSignature(inputs []sf.Member, sigLines []string) (string, bool) {
+	if len(inputs) != 1 || len(sigLines) != 1 {
+		return "", false
+	}
+	return sf.SingleByteSeq(sigLines[0], inputs[0].Key)
 }
 
 // readParams reads the parameters of a Signature-Input member into s,

@@ -1,10 +1,26 @@
 // Command loadbench measures, in one run and on loopback only, the
 // throughput and latency of the same signed requests sent to: the upstream
-// alone, a plain httputil.ReverseProxy, signet serve with the in-memory
-// replay cache (alone, behind a policy of 100 routes, and signing its
-// responses with --gateway-keys), and signet serve with Redis; and signet serve with usage
-// controls on (a key with a rate limit and a budget of uses, an owner rate),
-// in memory and in Redis, and in Redis without the owner rate. Every signet serve counts usage (metering).
+// alone, a plain httputil.ReverseProxy, nginx as a plain reverse proxy
+// (when an nginx binary is installed: Debian's nginx-light is enough),
+// signet serve with the in-memory replay cache (alone, behind a policy of
+// 100 routes, with usage controls on, and signing its responses with
+// --gateway-keys), and signet serve with Redis (alone, and with usage
+// controls: a key with a rate limit and a budget of uses, an owner rate;
+// and without the owner rate). Every signet serve counts usage (metering).
+//
+// nginx runs with a generated configuration: one worker, keepalive
+// connections to the upstream, keepalive_requests high on both sides, no
+// access log, on a free loopback port; the benchmark starts and stops it.
+//
+// With -rounds, the scenarios take turns that many times and each figure
+// is the median over the rounds, so that a shared machine whose other load
+// comes and goes disturbs every scenario alike.
+//
+// With -levels, each scenario is also run at those percentages of the
+// throughput it just reached (a fixed request rate, spread over the
+// connections), for its latency below saturation; latency is then
+// measured from when each request was due, so that a stalled server is
+// not hidden by the requests it kept from being sent.
 //
 // Every scenario runs as separate processes (load generator, proxy,
 // upstream) and every request is signed, even where nothing checks it, so
@@ -35,6 +51,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -54,6 +71,11 @@ func main() {
 	bodySize := flag.Int("body", 1024, "request body size in bytes")
 	redisURL := flag.String("redis", "redis://127.0.0.1:6379", `Redis for the last scenario ("" to skip it)`)
 	maxRequests := flag.Int64("max-requests", 5_000_000, "stop a scenario after this many requests")
+	levels := flag.String("levels", "", `also run each scenario at these percentages of its peak, e.g. "50,80,100"`)
+	only := flag.String("only", "", "run only the scenarios whose name contains one of these comma-separated words")
+	nginx := flag.String("nginx", "nginx", `nginx binary for the nginx scenario ("" to skip it)`)
+	procs := flag.Int("proxy-procs", 0, "GOMAXPROCS of the plain proxy and of signet serve (0: the Go default); nginx runs one worker")
+	rounds := flag.Int("rounds", 1, "run the scenarios in turn this many times and report medians (at most 20)")
 	flag.Parse()
 	var err error
 	switch *role {
@@ -62,11 +84,15 @@ func main() {
 	case "proxy":
 		err = serveProxy(*listen, *upstream)
 	default:
-		if *duration > time.Minute || *conns < 1 || *conns > 256 {
-			err = errors.New("-duration must be at most 60s and -conns between 1 and 256")
+		if *duration > time.Minute || *conns < 1 || *conns > 256 || *rounds < 1 || *rounds > 20 {
+			err = errors.New("-duration must be at most 60s, -conns between 1 and 256, -rounds between 1 and 20")
 			break
 		}
-		err = bench(benchOptions{*duration, *warmup, *conns, *bodySize, *redisURL, *maxRequests})
+		var pcts []float64
+		if pcts, err = parseLevels(*levels); err != nil {
+			break
+		}
+		err = bench(benchOptions{*duration, *warmup, *conns, *bodySize, *redisURL, *maxRequests, pcts, *only, *nginx, *rounds, *procs})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -103,10 +129,44 @@ type benchOptions struct {
 	conns, bodySize  int
 	redisURL         string
 	maxRequests      int64
+	levels           []float64 // percentages of peak throughput
+	only             string
+	nginx            string
+	rounds           int
+	procs            int // GOMAXPROCS of the proxies, 0 for the default
+}
+
+func parseLevels(s string) ([]float64, error) {
+	var out []float64
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(f, &v); err != nil || v <= 0 || v > 100 {
+			return nil, fmt.Errorf("-levels: %q is not a percentage in (0, 100]", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// selected reports whether the scenario name is among those -only asks for.
+func (o benchOptions) selected(name string) bool {
+	if o.only == "" {
+		return true
+	}
+	for w := range strings.SplitSeq(o.only, ",") {
+		if w = strings.TrimSpace(w); w != "" && strings.Contains(strings.ToLower(name), strings.ToLower(w)) {
+			return true
+		}
+	}
+	return false
 }
 
 type result struct {
 	name          string
+	level         float64 // percentage of peak, 0 for the peak run
 	requests      int64
 	errors        int64
 	rps           float64
@@ -143,6 +203,9 @@ func bench(o benchOptions) error {
 		}
 		args = append(args, "--listen", addr)
 		cmd := exec.Command(name, args...)
+		if o.procs > 0 && !slices.Contains(args, "upstream") {
+			cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", o.procs))
+		}
 		cmd.Stderr = &limitedBuffer{max: 64 << 10}
 		if err := cmd.Start(); err != nil {
 			return "", err
@@ -225,11 +288,25 @@ func bench(o benchOptions) error {
 	scenarios := []scenario{
 		{"upstream alone", up, signer},
 		{"httputil.ReverseProxy", proxy, signer},
-		{"signet serve (memory)", gwMemory, signer},
-		{"signet serve (100 routes)", gwRoutes, signer},
-		{"signet serve (limits, memory)", gwLimits, limited},
-		{"signet serve (signed)", gwSigned, signer},
 	}
+	if o.nginx != "" {
+		if bin, err := lookNginx(o.nginx); err != nil {
+			fmt.Fprintf(os.Stderr, "loadbench: no nginx (%v): skipping the nginx scenario; on Debian: apt-get install nginx-light\n", err)
+		} else {
+			stop, url, err := startNginx(bin, filepath.Join(dir, "nginx"), up)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			scenarios = append(scenarios, scenario{"nginx proxy_pass", url, signer})
+		}
+	}
+	scenarios = append(scenarios,
+		scenario{"signet serve (memory)", gwMemory, signer},
+		scenario{"signet serve (100 routes)", gwRoutes, signer},
+		scenario{"signet serve (limits, memory)", gwLimits, limited},
+		scenario{"signet serve (signed)", gwSigned, signer},
+	)
 	if o.redisURL != "" {
 		prefix := fmt.Sprintf("signet-loadbench-%d:", time.Now().UnixNano())
 		defer deleteKeys(o.redisURL, prefix)
@@ -261,19 +338,164 @@ func bench(o benchOptions) error {
 	body := bytes.Repeat([]byte("x"), o.bodySize)
 	copy(body, `{"customer":42,"note":"`)
 	body[len(body)-2], body[len(body)-1] = '"', '}'
-	fmt.Printf("loadbench: %d connections, %s per scenario after %s warm-up, POST with a %d-byte body, HMAC-signed, loopback only\n\n",
-		o.conns, o.duration, o.warmup, o.bodySize)
+	fmt.Printf("loadbench: %d connections, %s per scenario after %s warm-up, POST with a %d-byte body, HMAC-signed, loopback only; medians of %d rounds\n\n",
+		o.conns, o.duration, o.warmup, o.bodySize, o.rounds)
+	// Rounds take turns through the scenarios, so that a machine whose
+	// other load comes and goes disturbs them alike; each figure is the
+	// median over the rounds.
+	var selected []int
+	for i, s := range scenarios {
+		if o.selected(s.name) {
+			selected = append(selected, i)
+			run(s.url, s.signer, body, o, o.warmup, "", 0)
+		}
+	}
+	peaks := make([][]result, len(scenarios))
+	for range o.rounds {
+		for _, i := range selected {
+			s := scenarios[i]
+			peaks[i] = append(peaks[i], run(s.url, s.signer, body, o, o.duration, s.name, 0))
+		}
+	}
 	var results []result
-	for _, s := range scenarios {
-		run(s.url, s.signer, body, o, o.warmup, "")
-		results = append(results, run(s.url, s.signer, body, o, o.duration, s.name))
+	for _, i := range selected {
+		s := scenarios[i]
+		peak := medianResult(peaks[i])
+		results = append(results, peak)
+		for _, pct := range o.levels {
+			var rs []result
+			for range o.rounds {
+				r := run(s.url, s.signer, body, o, o.duration, s.name, peak.rps*pct/100)
+				r.level = pct
+				rs = append(rs, r)
+			}
+			results = append(results, medianResult(rs))
+		}
 	}
 	report(results)
 	return nil
 }
 
-// run sends signed requests from o.conns workers for d and measures them.
-func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d time.Duration, name string) result {
+// medianResult returns the median of each figure of rs, and their sums of
+// requests and errors.
+func medianResult(rs []result) result {
+	out := rs[0]
+	med := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	out.rps = med(func(r result) float64 { return r.rps })
+	out.p50 = time.Duration(med(func(r result) float64 { return float64(r.p50) }))
+	out.p99 = time.Duration(med(func(r result) float64 { return float64(r.p99) }))
+	out.max = time.Duration(med(func(r result) float64 { return float64(r.max) }))
+	out.requests, out.errors = 0, 0
+	for _, r := range rs {
+		out.requests += r.requests
+		out.errors += r.errors
+	}
+	return out
+}
+
+// lookNginx finds the nginx binary, also in /usr/sbin, which is not in
+// every user's PATH.
+func lookNginx(name string) (string, error) {
+	bin, err := exec.LookPath(name)
+	if err != nil && name == "nginx" {
+		if _, serr := os.Stat("/usr/sbin/nginx"); serr == nil {
+			return "/usr/sbin/nginx", nil
+		}
+	}
+	return bin, err
+}
+
+// startNginx runs nginx as a plain reverse proxy to upstream, with a
+// configuration generated in dir, and returns how to stop it and its URL.
+func startNginx(bin, dir, upstream string) (stop func(), url string, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	up := strings.TrimPrefix(upstream, "http://")
+	user := ""
+	if os.Geteuid() == 0 {
+		// Its worker would otherwise run as nobody, who cannot enter dir.
+		user = "user root;"
+	}
+	conf := fmt.Sprintf(`%[1]s
+worker_processes 1;
+daemon off;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path %[2]s/body;
+	proxy_temp_path %[2]s/proxy;
+	fastcgi_temp_path %[2]s/fastcgi;
+	uwsgi_temp_path %[2]s/uwsgi;
+	scgi_temp_path %[2]s/scgi;
+	keepalive_requests 10000000;
+	client_max_body_size 64m;
+	client_body_buffer_size 64k;
+	upstream api {
+		server %[3]s;
+		keepalive 256;
+		keepalive_requests 10000000;
+	}
+	server {
+		listen %[4]s;
+		location / {
+			proxy_pass http://api;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header Host $http_host;
+			proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+		}
+	}
+}
+`, user, dir, up, addr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(bin, "-p", dir, "-c", path, "-e", filepath.Join(dir, "error.log"))
+	out := &limitedBuffer{max: 64 << 10}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	stop = func() {
+		// SIGTERM: the master stops its worker and exits.
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	if err := waitReady(addr); err != nil {
+		stop()
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		return nil, "", fmt.Errorf("nginx: %w\n%s%s", err, out, log)
+	}
+	return stop, "http://" + addr, nil
+}
+
+// run sends signed requests from o.conns workers for d and measures them:
+// as fast as the server answers, or at rate requests per second in all if
+// rate is positive, each worker sending on its own schedule and latency
+// counted from when a request was due.
+func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d time.Duration, name string, rate float64) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -287,7 +509,22 @@ func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d tim
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var interval time.Duration
+			due := startAll
+			if rate > 0 {
+				interval = time.Duration(float64(o.conns) / rate * float64(time.Second))
+				due = startAll.Add(interval * time.Duration(w) / time.Duration(o.conns))
+			}
 			for ctx.Err() == nil && n.Add(1) <= o.maxRequests {
+				if rate > 0 {
+					if wait := time.Until(due); wait > 0 {
+						select {
+						case <-time.After(wait):
+						case <-ctx.Done():
+							return
+						}
+					}
+				}
 				r, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
 				r.Header.Set("Content-Type", "application/json")
 				if err := signer.SignRequest(r, body); err != nil {
@@ -295,6 +532,10 @@ func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d tim
 					continue
 				}
 				t0 := time.Now()
+				if rate > 0 {
+					t0 = due
+					due = due.Add(interval)
+				}
 				resp, err := client.Do(r)
 				if err != nil {
 					errs.Add(1)
@@ -325,19 +566,29 @@ func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d tim
 }
 
 func report(results []result) {
-	var proxy float64
+	var proxy, nginx float64
 	for _, r := range results {
-		if strings.HasPrefix(r.name, "httputil") {
+		switch {
+		case r.level != 0:
+		case strings.HasPrefix(r.name, "httputil"):
 			proxy = r.rps
+		case strings.HasPrefix(r.name, "nginx"):
+			nginx = r.rps
 		}
 	}
-	fmt.Printf("%-30s %10s %10s %10s %10s %8s %12s\n", "scenario", "req/s", "p50", "p99", "max", "errors", "vs proxy")
-	for _, r := range results {
-		ratio := "-"
-		if proxy > 0 {
-			ratio = fmt.Sprintf("%.0f%%", 100*r.rps/proxy)
+	percent := func(rps, of float64) string {
+		if of == 0 {
+			return "-"
 		}
-		fmt.Printf("%-30s %10.0f %10s %10s %10s %8d %12s\n", r.name, r.rps, round(r.p50), round(r.p99), round(r.max), r.errors, ratio)
+		return fmt.Sprintf("%.0f%%", 100*rps/of)
+	}
+	fmt.Printf("%-33s %6s %10s %10s %10s %10s %8s %9s %9s\n", "scenario", "load", "req/s", "p50", "p99", "max", "errors", "vs proxy", "vs nginx")
+	for _, r := range results {
+		load := "peak"
+		if r.level != 0 {
+			load = fmt.Sprintf("%.0f%%", r.level)
+		}
+		fmt.Printf("%-33s %6s %10.0f %10s %10s %10s %8d %9s %9s\n", r.name, load, r.rps, round(r.p50), round(r.p99), round(r.max), r.errors, percent(r.rps, proxy), percent(r.rps, nginx))
 	}
 }
 

@@ -62,7 +62,14 @@ func appendDecimal(dst []byte, thousandths int64) ([]byte, error) {
 // AppendString appends s as a String. s must be printable ASCII.
 func AppendString(dst []byte, s string) ([]byte, error) {
 	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
+	// The usual string needs no escape: copy it whole, up to the first
+	// character that does or that is invalid.
+	i := 0
+	for i < len(s) && stringChars[s[i]] {
+		i++
+	}
+	dst = append(dst, s[:i]...)
+	for ; i < len(s); i++ {
 		c := s[i]
 		if c < 0x20 || c > 0x7e {
 			return dst, ErrInvalid

@@ -714,3 +714,115 @@ func canonicalTail(s string) bool {
 	}
 	return true
 }
+
+// SingleByteSeq recognises, without general parsing, a Dictionary field
+// value of exactly one member, key=:…: with a Byte Sequence value written
+// canonically (no spaces, no parameters, padded base64 with zero bits
+// where it pads), and returns the base64 text as [Bare.Str] holds it.
+// ok is false for anything else, which the caller must then parse with
+// [Parser.ParseDictionary]: for the values it accepts, ParseDictionary
+// gives the same single member and flags nothing.
+func SingleByteSeq(field, key string) (text string, ok bool) {
+	n := len(key)
+	if len(field) < n+3 || field[:n] != key || field[n] != '=' || field[n+1] != ':' || field[len(field)-1] != ':' || !IsKey(key) {
+		return "", false
+	}
+	text = field[n+2 : len(field)-1]
+	data := len(text)
+	for data > 0 && len(text)-data < 2 && text[data-1] == '=' {
+		data--
+	}
+	if len(text)%4 != 0 {
+		return "", false
+	}
+	for i := 0; i < data; i++ {
+		if !b64Chars[text[i]] {
+			return "", false
+		}
+	}
+	if !canonicalTail(text) {
+		return "", false
+	}
+	return text, true
+}
+
+// ParseKnownMember recognises, without general parsing, a Dictionary field
+// value of exactly one member whose value is [Parser.KnownList] followed
+// by parameters, each written ;key=value with a value that is a
+// non-negative Integer without leading zeros or a String without escapes,
+// no key given twice. It returns what [Parser.ParseDictionary] returns for
+// such a value, which it flags neither duplicate nor non-canonical, and
+// ok false for anything else, which the caller must then parse with
+// ParseDictionary.
+func (p *Parser) ParseKnownMember(s string) (members []Member, ok bool) {
+	k := p.KnownList
+	i := 0
+	for i < len(s) && keyChars[s[i]] {
+		i++
+	}
+	if k == "" || k[0] != '(' || i == 0 || !(isLCAlpha(s[0]) || s[0] == '*') || i+1+len(k) > len(s) || s[i] != '=' || s[i+1:i+1+len(k)] != k {
+		return nil, false
+	}
+	first := len(p.params)
+	maxParams := limit(p.Limits.Params, MaxParams)
+	for pos := i + 1 + len(k); pos < len(s); {
+		if s[pos] != ';' || pos+1 == len(s) || !(isLCAlpha(s[pos+1]) || s[pos+1] == '*') || len(p.params)-first == maxParams {
+			p.params = p.params[:first]
+			return nil, false
+		}
+		pos++
+		start := pos
+		for pos < len(s) && keyChars[s[pos]] {
+			pos++
+		}
+		key := s[start:pos]
+		if pos+1 >= len(s) || s[pos] != '=' {
+			p.params = p.params[:first]
+			return nil, false
+		}
+		pos++
+		var v Bare
+		switch c := s[pos]; {
+		case isDigit(c):
+			start := pos
+			var n int64
+			for pos < len(s) && isDigit(s[pos]) && pos-start < 15 {
+				n = n*10 + int64(s[pos]-'0')
+				pos++
+			}
+			if pos-start > 1 && s[start] == '0' {
+				p.params = p.params[:first]
+				return nil, false
+			}
+			v = Bare{Kind: Integer, Int: n}
+		case c == '"':
+			pos++
+			start := pos
+			for pos < len(s) && stringChars[s[pos]] {
+				pos++
+			}
+			if pos == len(s) || s[pos] != '"' {
+				p.params = p.params[:first]
+				return nil, false
+			}
+			v = Bare{Kind: String, Str: s[start:pos]}
+			pos++
+		default:
+			p.params = p.params[:first]
+			return nil, false
+		}
+		for j := first; j < len(p.params); j++ {
+			if p.params[j].Key == key {
+				p.params = p.params[:first]
+				return nil, false
+			}
+		}
+		p.params = append(p.params, Param{Key: key, Value: v})
+	}
+	var params []Param
+	if len(p.params) > first {
+		params = p.params[first:len(p.params):len(p.params)]
+	}
+	p.members = append(p.members, Member{Key: s[:i], Inner: true, Params: params, Raw: s[i+1:], ListRaw: k, Known: true})
+	return p.members[len(p.members)-1:], true
+}

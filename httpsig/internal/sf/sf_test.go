@@ -3,6 +3,7 @@ package sf
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -360,6 +361,73 @@ func FuzzParse(f *testing.F) {
 			if string(again) != string(out) {
 				t.Fatalf("%s %q: serialisation not stable: %q then %q", kind, in, out, again)
 			}
+		}
+	})
+}
+
+// FuzzSingleByteSeq checks the fast path against the parser: whatever
+// SingleByteSeq accepts, ParseDictionary reads as the same single member,
+// a Byte Sequence, without flagging anything.
+func FuzzSingleByteSeq(f *testing.F) {
+	for _, s := range []string{
+		`sig1=:aGVsbG8=:`, `sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:`, `sig1=::`, `sig1=:aGVsbG9=:`,
+		`sig1=:aGVsbG8:`, `sig1=:aGVsbG8=:;x`, `sig1=:aGVsbG8=:, sig2=:YQ==:`, ` sig1=:YQ==:`, `sig1=:Y===:`,
+	} {
+		f.Add(s, "sig1")
+	}
+	f.Add(`sha-256=:YQ==:`, "sha-256")
+	f.Fuzz(func(t *testing.T, field, key string) {
+		text, ok := SingleByteSeq(field, key)
+		if !ok {
+			return
+		}
+		var p Parser
+		ms, err := p.ParseDictionary(field)
+		switch {
+		case err != nil:
+			t.Fatalf("SingleByteSeq accepts %q, ParseDictionary refuses it: %v", field, err)
+		case len(ms) != 1 || ms[0].Key != key || ms[0].Inner || ms[0].Item.Value.Kind != ByteSeq || len(ms[0].Item.Params) != 0:
+			t.Fatalf("SingleByteSeq accepts %q, ParseDictionary reads %+v", field, ms)
+		case ms[0].Item.Value.Str != text:
+			t.Fatalf("%q: SingleByteSeq reads %q, ParseDictionary %q", field, text, ms[0].Item.Value.Str)
+		case p.NonCanonical || p.Duplicate:
+			t.Fatalf("SingleByteSeq accepts %q, which ParseDictionary flags", field)
+		}
+	})
+}
+
+// FuzzParseKnownMember checks the fast path against the parser: whatever
+// ParseKnownMember accepts, ParseDictionary reads alike, without flagging
+// anything.
+func FuzzParseKnownMember(f *testing.F) {
+	list := `("@method" "@authority" "@path")`
+	for _, s := range []string{
+		`sig1=` + list + `;created=1618884473;keyid="k";nonce="n";alg="hmac-sha256"`,
+		`sig1=` + list, `sig1=` + list + `;created=01`, `sig1=` + list + `;a=1;a=2`, `sig1=` + list + `;a`,
+		`sig1=` + list + `;a=-1`, `sig1=` + list + `;a="x\"y"`, `sig1=` + list + `;a=1.5`, `sig1=` + list + `;a=1234567890123456`,
+		`sig1=` + list + `, sig2=` + list, `sig1=("@method");a=1`,
+	} {
+		f.Add(s, list, 4)
+	}
+	f.Fuzz(func(t *testing.T, field, known string, maxParams int) {
+		var fast, slow Parser
+		fast.KnownList, slow.KnownList = known, known
+		fast.Limits.Params, slow.Limits.Params = maxParams, maxParams
+		got, ok := fast.ParseKnownMember(field)
+		if !ok {
+			if len(fast.params) != 0 || len(fast.members) != 0 {
+				t.Fatalf("%q: refused, but left results in the arenas", field)
+			}
+			return
+		}
+		want, err := slow.ParseDictionary(field)
+		switch {
+		case err != nil:
+			t.Fatalf("ParseKnownMember accepts %q, ParseDictionary refuses it: %v", field, err)
+		case slow.NonCanonical || slow.Duplicate:
+			t.Fatalf("ParseKnownMember accepts %q, which ParseDictionary flags", field)
+		case !reflect.DeepEqual(got, want):
+			t.Fatalf("%q: ParseKnownMember reads %+v, ParseDictionary %+v", field, got, want)
 		}
 	})
 }

@@ -398,7 +398,10 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		status = http.StatusGatewayTimeout
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the client went away; nobody to answer
+		// The client went away, or a shutdown cut the request: nobody to
+		// answer, and returning would have net/http write an empty 200,
+		// a whole response to a request that never was.
+		panic(http.ErrAbortHandler)
 	}
 	if s, ok := r.Context().Value(signerKey{}).(*respsign.Signer); ok {
 		s.Own(r) // the gateway's answer, not the upstream's

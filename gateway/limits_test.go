@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -416,5 +417,41 @@ func TestReplayStoreFull(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), `"level":"ERROR"`); n != 1 {
 		t.Errorf("%d ERROR lines for %d refusals", n, refused)
+	}
+}
+
+// TestCutRequestGetsNoResponse: a request whose context ends while the
+// upstream holds it (signet serve cancels its requests when a shutdown
+// times out) gets its connection cut, never a response: returning from
+// the handler would have net/http write an empty 200.
+func TestCutRequestGetsNoResponse(t *testing.T) {
+	u, arrived, release := heldUpstream(t)
+	defer release()
+	e := newEnv(t, func(c *gateway.Config) { c.Upstream = u })
+	base, cut := context.WithCancel(context.Background())
+	srv := httptest.NewUnstartedServer(e.gw.Config.Handler)
+	srv.Config.BaseContext = func(net.Listener) context.Context { return base }
+	srv.Start()
+	defer srv.Close()
+	r, _ := http.NewRequest("GET", srv.URL+"/slow", nil)
+	if err := e.hmac.SignRequest(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(r)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			err = fmt.Errorf("a whole response: %d %q", resp.StatusCode, b)
+			done <- err
+			return
+		}
+		done <- nil
+	}()
+	<-arrived
+	cut()
+	if err := <-done; err != nil {
+		t.Fatalf("the cut request got %v", err)
 	}
 }

@@ -169,6 +169,25 @@ test('a CryptoKey node:crypto cannot take falls back to Web Crypto', async () =>
   const fake = /** @type {CryptoKey} */ (/** @type {unknown} */ ({ type: 'secret' }));
   assert.equal(nodeCrypto.sign('hmac-sha256', fake, new Uint8Array(1)), undefined);
   assert.equal(nodeCrypto.verify('hmac-sha256', fake, new Uint8Array(1), new Uint8Array(32)), undefined);
+  // And a Key whose provider declines signs and verifies through Web Crypto.
+  const key = await importKey(new Uint8Array(32).fill(5), 'hmac-sha256');
+  const data = new TextEncoder().encode('base');
+  const expected = await key.sign(data);
+  let declined = 0;
+  installNative({
+    algorithms: nodeCrypto.algorithms,
+    sign: () => (declined++, undefined),
+    verify: () => (declined++, undefined),
+    digest: nodeCrypto.digest,
+  });
+  try {
+    assert.equal(b64(await key.sign(data)), b64(expected));
+    assert.equal(await key.verify(data, expected), true);
+    assert.equal(await key.verify(data, expected.subarray(1)), false);
+  } finally {
+    installNative(nodeCrypto);
+  }
+  assert.equal(declined, 3);
 });
 
 test('sign() and verify() of whole messages: the same fields and verdicts either way; digests and thumbprints agree', async () => {

@@ -2,11 +2,13 @@
 // POST https://api.example.com/v1/orders?customer=42&expand=items,
 // Content-Type: application/json, a 1 KiB JSON body, the default profile.
 //
-// `npm run bench` measures this package. BENCH_BASELINE=path/to/index.js
-// measures another build of it too, in the same process, the two taking
-// turns, so that the ratio holds on a busy machine. Each case runs
-// BENCH_ROUNDS rounds (default 5) of BENCH_MS milliseconds (default 200);
-// the medians are reported.
+// `npm run bench` measures this package twice: as Node.js runs it (with
+// node:crypto installed as the core's native provider, as the Node.js entry
+// points do) and on Web Crypto alone (as browsers, Deno, Bun and Workers run
+// it). BENCH_BASELINE=path/to/index.js measures another build of it too, in
+// the same process, all taking turns, so that the ratios hold on a busy
+// machine. Each case runs BENCH_ROUNDS rounds (default 5) of BENCH_MS
+// milliseconds (default 200); the medians are reported.
 
 import { cpus } from 'node:os';
 
@@ -64,7 +66,16 @@ async function measure(fn) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
-const builds = [await setup('this', await import('./index.js'))];
+const { installNative } = await import('./lib/native.js');
+const { nodeCrypto } = await import('./node-native.js');
+const self = await import('./index.js');
+// The two ways this package runs share its modules: each case installs or
+// removes the provider before it runs.
+const withProvider = (p, cases) => cases.map((c) => ({ ...c, fn: () => (installNative(p), c.fn()) }));
+const builds = [
+  { name: 'node', cases: withProvider(nodeCrypto, (await setup('node', self)).cases) },
+  { name: 'web crypto', cases: withProvider(undefined, (await setup('web crypto', self)).cases) },
+];
 if (process.env.BENCH_BASELINE) {
   const url = new URL(process.env.BENCH_BASELINE, `file://${process.cwd()}/`);
   builds.push(await setup('baseline', await import(url.href)));
@@ -78,9 +89,10 @@ for (let c = 0; c < builds[0].cases.length; c++) {
     for (let b = 0; b < builds.length; b++) rates[b].push(await measure(builds[b].cases[c].fn));
   }
   const fmt = (ops) => `${Math.round(ops).toLocaleString('en-US').padStart(8)} ops/s (${(1e6 / ops).toFixed(1).padStart(6)} µs/op)`;
-  let line = `${builds[0].cases[c].op.padEnd(19)} ${fmt(median(rates[0]))}`;
-  if (builds.length > 1) {
-    line += `   baseline ${fmt(median(rates[1]))}   ratio ${(median(rates[0]) / median(rates[1])).toFixed(2)}`;
+  const medians = rates.map(median);
+  let line = `${builds[0].cases[c].op.padEnd(15)} ${builds[0].name} ${fmt(medians[0])}`;
+  for (let b = 1; b < builds.length; b++) {
+    line += `   ${builds[b].name} ${fmt(medians[b])} (${(medians[0] / medians[b]).toFixed(2)}×)`;
   }
   console.log(line);
 }

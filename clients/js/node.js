@@ -1,7 +1,8 @@
 // @signet/client/node: the package for Node.js. Everything of
 // @signet/client, plus what only Node.js has: key files read from disk, Node
 // KeyObjects accepted as keys, and Content-Digest of a stream computed as it
-// flows (with node:crypto) instead of after reading it into memory.
+// flows (with node:crypto) instead of after reading it into memory. Signing,
+// verifying and hashing run on node:crypto (./node-native.js).
 
 import { KeyObject, createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
@@ -10,6 +11,7 @@ import { importKey as importPortableKey } from './lib/keys.js';
 import { bodyBytesSync, eachChunk, isBlob, isStream } from './lib/message.js';
 import { createSignedFetch as createPortableSignedFetch } from './lib/fetch.js';
 import { verifyResponse as verifyPortableResponse } from './lib/response.js';
+import './node-native.js';
 
 export * from './index.js';
 

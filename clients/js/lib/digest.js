@@ -4,6 +4,7 @@ import * as sf from './sf.js';
 import { base64, concat, equalBytes } from './bytes.js';
 import { refuse, Reason } from './errors.js';
 import { readBody } from './message.js';
+import { digest as hashBytes } from './native.js';
 
 // Only the active algorithms of the RFC 9530 registry; the deprecated ones
 // (md5, sha, unixsum, unixcksum, adler, crc32c) are ignored like unknown ones.
@@ -27,8 +28,7 @@ function hashName(alg) {
  * @param {Uint8Array | null} bytes
  */
 async function digest(hash, bytes) {
-  const data = /** @type {Uint8Array<ArrayBuffer>} */ (bytes || new Uint8Array(0));
-  return new Uint8Array(await globalThis.crypto.subtle.digest(hash, data));
+  return hashBytes(/** @type {'SHA-256' | 'SHA-512'} */ (hash), bytes || new Uint8Array(0));
 }
 
 /**

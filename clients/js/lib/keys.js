@@ -4,6 +4,7 @@
 
 import { base64, fromBase64 } from './bytes.js';
 import { OIDS, asRsaEncryption, decodePem, keyInfo, pkcs8FromPkcs1, pkcs8FromSec1, pssAllowsSha512, spkiFromPkcs1 } from './der.js';
+import { native } from './native.js';
 
 /** The algorithm names this package signs and verifies with. */
 export const ALGORITHMS = Object.freeze(/** @type {const} */ ([
@@ -373,13 +374,18 @@ export class Key {
    */
   async sign(data) {
     if (this.#signing === undefined) throw new TypeError(`signet: a ${this.type} key cannot sign`);
+    const n = native();
+    if (n && n.algorithms.has(this.alg)) {
+      const sig = n.sign(this.alg, this.#signing, data);
+      if (sig !== undefined) return /** @type {Uint8Array<ArrayBuffer>} */ (sig);
+    }
     return new Uint8Array(await subtle().sign(SPECS[this.alg].signParams, this.#signing, /** @type {BufferSource} */ (data)));
   }
 
   /**
    * Reports whether signature is a valid signature of data. MACs are
-   * compared in constant time (by Web Crypto); a signature of the wrong
-   * size is invalid.
+   * compared in constant time (by Web Crypto, or by node:crypto's
+   * timingSafeEqual on Node.js); a signature of the wrong size is invalid.
    * @param {Uint8Array} data
    * @param {Uint8Array} signature
    * @returns {Promise<boolean>}
@@ -388,6 +394,11 @@ export class Key {
     if (this.#verifying === undefined) throw new TypeError('signet: this key cannot verify (a private CryptoKey without its public key)');
     const { sigLen, signParams } = SPECS[this.alg];
     if (sigLen !== undefined && signature.length !== sigLen) return false;
+    const n = native();
+    if (n && n.algorithms.has(this.alg)) {
+      const ok = n.verify(this.alg, this.#verifying, data, signature);
+      if (ok !== undefined) return ok;
+    }
     try {
       return await subtle().verify(signParams, this.#verifying, /** @type {BufferSource} */ (signature), /** @type {BufferSource} */ (data));
     } catch {

@@ -7,6 +7,7 @@ import { contentChecker } from './digest.js';
 import { refuse, Reason } from './errors.js';
 import { importKey } from './keys.js';
 import { toMessage } from './message.js';
+import { digest } from './native.js';
 import { verifyHeader } from './verify.js';
 
 /** The tag of a response the gateway relays from the API behind it. */
@@ -152,7 +153,7 @@ export async function jwkThumbprint(jwk) {
     default: throw new TypeError(`signet: no thumbprint for kty ${JSON.stringify(jwk.kty)}`);
   }
   const bytes = new TextEncoder().encode(JSON.stringify(canonical));
-  return base64url(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes)));
+  return base64url(await digest('SHA-256', bytes));
 }
 
 /** The most a JWK set may weigh. */

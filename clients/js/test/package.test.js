@@ -16,15 +16,20 @@ test('the package ships only the library and its types', (t) => {
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const [pack] = JSON.parse(execFileSync(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }));
   const files = pack.files.map((f) => f.path).sort();
-  const stray = files.filter((f) => !/^((index|node|server)\.js|lib\/(server\/)?[a-z-]+\.js|types\/(index|node|server|lib\/(server\/)?[a-z-]+)\.d\.ts|package\.json|README\.md)$/.test(f));
+  const stray = files.filter((f) => !/^((index|index\.node|node|node-native|server)\.js|lib\/(server\/)?[a-z-]+\.js|types\/(index|index\.node|node|node-native|server|lib\/(server\/)?[a-z-]+)\.d\.ts|package\.json|README\.md)$/.test(f));
   assert.deepEqual(stray, []);
-  for (const f of ['index.js', 'node.js', 'server.js', 'types/index.d.ts', 'types/node.d.ts', 'types/server.d.ts', 'package.json', 'README.md']) assert.ok(files.includes(f), f);
+  for (const f of ['index.js', 'index.node.js', 'node-native.js', 'node.js', 'server.js', 'types/index.d.ts', 'types/node.d.ts', 'types/server.d.ts', 'package.json', 'README.md']) assert.ok(files.includes(f), f);
   const libs = files.filter((f) => f.startsWith('lib/'));
   for (const f of libs) assert.ok(files.includes(`types/${f.replace(/\.js$/, '.d.ts')}`), `declarations of ${f}`);
 
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
   assert.equal(pkg.type, 'module');
   assert.equal(pkg.exports['.'].types, './types/index.d.ts');
+  // Node.js resolves "." to the same API with node:crypto installed; every
+  // other runtime (and a bundler for browsers) to the portable index.js.
+  assert.deepEqual(Object.keys(pkg.exports['.']), ['types', 'node', 'default']);
+  assert.equal(pkg.exports['.'].node, './index.node.js');
+  assert.equal(pkg.exports['.'].default, './index.js');
   assert.equal(pkg.exports['./node'].default, './node.js');
   assert.equal(pkg.exports['./server'].default, './server.js');
   assert.equal(pkg.exports['./server'].types, './types/server.d.ts');

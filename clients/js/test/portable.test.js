@@ -39,6 +39,25 @@ test('@signet/client imports only its own modules and uses no Node.js global', (
     const hit = NODE_ONLY.exec(code);
     assert.equal(hit, null, `${name} uses ${hit && hit[0]}`);
   }
+  // The registration point of a native provider is part of the core; the
+  // Node.js provider is not.
+  const files = [...modules.keys()].map((u) => u.replace(/^.*\/clients\/js\//, ''));
+  assert.ok(files.includes('lib/native.js'));
+  assert.ok(!files.some((f) => f.includes('node-native')), files.join(' '));
+});
+
+test('on Node.js, @signet/client resolves to index.node.js, which installs node:crypto; the core alone installs nothing', async () => {
+  const { native } = await import('../lib/native.js');
+  await import('../index.js');
+  assert.equal(native(), undefined);
+  assert.match(import.meta.resolve('@signet/client'), /\/index\.node\.js$/);
+  const viaName = await import('@signet/client');
+  const portable = await import('../index.js');
+  assert.equal(viaName.sign, portable.sign, 'the same module instances');
+  const { nodeCrypto } = await import('../node-native.js');
+  assert.equal(native(), nodeCrypto);
+  const external = [...graph('../index.node.js')].filter(([, s]) => s === null).map(([n]) => n).sort();
+  assert.deepEqual(external, ['node:crypto']);
 });
 
 test('@signet/client/node adds node: modules only in its own file', () => {

@@ -1,35 +1,30 @@
 // node:crypto where it is faster than Web Crypto on a server's hot path:
-// HMAC-SHA256 verification and Content-Digest hashing run four to five
-// times faster through it (Web Crypto's promise per call costs more than
-// the hash of a small message). Other algorithms gain nothing and go
-// through the Key.
+// signature verification (through the native provider of ../../node-native.js,
+// which the server entry point installs, but called synchronously here, so
+// that a verdict costs no promise) and Content-Digest checking.
 
-import { KeyObject, createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from '../../node-native.js';
 import { expectedDigests } from '../digest.js';
 import { refuse, Reason } from '../errors.js';
 import { verifyingKeyOf } from '../keys.js';
 
-/** @type {WeakMap<import('../keys.js').Key, KeyObject | null>} */
-const hmacKeys = new WeakMap();
-
 /**
- * Reports whether signature is key's signature of data.
+ * Reports whether signature is key's signature of data: synchronously
+ * through node:crypto where it covers the algorithm and key, else through
+ * the Key.
  * @param {import('../keys.js').Key} key
  * @param {Uint8Array} data
  * @param {Uint8Array} signature
  * @returns {boolean | Promise<boolean>}
  */
 export function verifySignature(key, data, signature) {
-  if (key.alg !== 'hmac-sha256') return key.verify(data, signature);
-  let ko = hmacKeys.get(key);
-  if (ko === undefined) {
-    const ck = verifyingKeyOf(key);
-    ko = ck === undefined ? null : KeyObject.from(ck);
-    hmacKeys.set(key, ko);
+  const ck = verifyingKeyOf(key);
+  if (ck !== undefined && nodeCrypto.algorithms.has(key.alg)) {
+    const ok = nodeCrypto.verify(key.alg, ck, data, signature);
+    if (ok !== undefined) return ok;
   }
-  if (ko === null) return key.verify(data, signature);
-  if (signature.length !== 32) return false;
-  return timingSafeEqual(createHmac('sha256', ko).update(data).digest(), signature);
+  return key.verify(data, signature);
 }
 
 /** @type {Record<string, string>} */

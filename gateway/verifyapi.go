@@ -216,11 +216,7 @@ func (g *Gateway) verifyUsage(req *http.Request, route *policy.Route, id *middle
 	}
 	var f limit.Fields
 	reason, err := g.applyLimits(req.Context(), &f, route, routeRate, id, key)
-	h := http.Header{}
-	f.AddTo(h)
-	if len(h) == 0 {
-		h = nil
-	}
+	h := verdictFields(&f)
 	problem := func(status int, reason httpsig.Reason, title, detail string, err error) *middleware.Refusal {
 		return &middleware.Refusal{
 			Status: status, Reason: reason, KeyID: id.KeyID, Err: err, Header: h,
@@ -366,4 +362,26 @@ func isToken(s string) bool {
 
 func isAlnum(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// verdictFields returns the fields f adds to an answer, under the names
+// the RateLimit draft spells (an http.Header would say "Ratelimit"), or
+// nil if none.
+func verdictFields(f *limit.Fields) http.Header {
+	h := http.Header{}
+	f.AddTo(h)
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(http.Header, len(h))
+	for k, v := range h {
+		switch k {
+		case "Ratelimit":
+			k = "RateLimit"
+		case "Ratelimit-Policy":
+			k = "RateLimit-Policy"
+		}
+		out[k] = v
+	}
+	return out
 }

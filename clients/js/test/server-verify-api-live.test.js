@@ -114,6 +114,19 @@ describe('verifyApi against signet serve', () => {
     assert.equal(reasonOf(await res.text()), 'key-revoked');
   });
 
+  test('a key over its rate is refused as the gateway refuses it, with the RateLimit fields', async (t) => {
+    if (skip) return t.skip(skip);
+    const limited = gw.createKey('--owner', 'acme', '--scopes', 'orders:write', '--rate', '1/h', '--burst', '1');
+    const first = await raw(api.port, rawRequest('GET', '/v1/orders/9', `127.0.0.1:${api.port}`, await signed('/v1/orders/9', limited)));
+    assert.equal(first.status, 200, first.body);
+    const r = await raw(api.port, rawRequest('GET', '/v1/orders/9', `127.0.0.1:${api.port}`, await signed('/v1/orders/9', limited)));
+    assert.equal(r.status, 429, r.body);
+    assert.equal(reasonOf(r.body), 'rate-limited');
+    assert.match(r.headers['retry-after'] || '', /^\d+$/);
+    assert.match(r.headers['ratelimit'] || '', /r=0/);
+    assert.match(r.headers['ratelimit-policy'] || '', /q=1/);
+  });
+
   test('a server key without the verify scope gets nothing verified: 503', async (t) => {
     if (skip) return t.skip(skip);
     const plain = gw.createKey('--owner', 'other-service', '--scopes', 'orders:read');

@@ -86,6 +86,9 @@ const TITLES = {
  * @property {Problem} [problem] the whole problem body, when it came made
  *   (from the verify API)
  * @property {string} [acceptSignature]  when it came made
+ * @property {Record<string, string>} [headers]  other fields of the answer
+ *   (the RateLimit fields and Retry-After of a limited key, from the verify
+ *   API)
  */
 
 /**

@@ -587,6 +587,7 @@ export class Verifier {
         keyId: v.key_id,
         base: this.#debug ? v.problem.signature_base : undefined,
         acceptSignature: v.accept_signature,
+        headers: limitFields(v.headers),
         unread: true,
       });
     }
@@ -657,6 +658,7 @@ export class Verifier {
     } else if (r.status === 503) {
       h['Retry-After'] = '1';
     }
+    if (r.headers) Object.assign(h, r.headers);
     if (r.unread && declaredLength(req) !== 0 && req.httpVersionMajor === 1) {
       // Close rather than read a body nobody will use.
       h.Connection = 'close';
@@ -749,4 +751,21 @@ function positive(v, def, name) {
  */
 export function createVerifier(options) {
   return new Verifier(options);
+}
+
+/**
+ * The fields of a limited verdict a refusal carries: RateLimit,
+ * RateLimit-Policy and Retry-After, each field's lines joined; none other.
+ * @param {Record<string, string[]> | undefined} headers
+ * @returns {Record<string, string> | undefined}
+ */
+function limitFields(headers) {
+  if (!headers) return undefined;
+  /** @type {Record<string, string>} */
+  const out = {};
+  for (const [name, lines] of Object.entries(headers)) {
+    const known = ['RateLimit', 'RateLimit-Policy', 'Retry-After'].find((n) => n.toLowerCase() === name.toLowerCase());
+    if (known && Array.isArray(lines) && lines.length > 0) out[known] = lines.join(', ');
+  }
+  return out;
 }

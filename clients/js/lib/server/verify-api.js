@@ -52,7 +52,8 @@ export const DEFAULT_VERIFY_API_TIMEOUT = 2000;
  * @typedef {{ verified: true, key_id: string, owner?: string, scopes: string[], alg: string, label: string,
  *   created?: number, expires?: number | null, covered: string[], content_digest?: string }
  *   | { verified: false, status: number, reason: string, key_id?: string,
- *   problem: import('./problem.js').Problem, accept_signature?: string }} Verdict
+ *   problem: import('./problem.js').Problem, accept_signature?: string,
+ *   headers?: Record<string, string[]> }} Verdict
  */
 
 /**
@@ -159,5 +160,10 @@ function verdictOf(v, endpoint) {
   if (!v.problem || typeof v.problem !== 'object') throw bad('no "problem"');
   if (v.accept_signature !== undefined && v.accept_signature !== null && !str(v.accept_signature)) throw bad('"accept_signature" must be a string');
   if (v.accept_signature === null) delete v.accept_signature;
+  if (v.headers !== undefined) {
+    const ok = v.headers && typeof v.headers === 'object' && !Array.isArray(v.headers) &&
+      Object.values(v.headers).every((lines) => Array.isArray(lines) && lines.every(str));
+    if (!ok) throw bad('"headers" must map field names to arrays of strings');
+  }
   return v;
 }

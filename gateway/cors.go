@@ -26,6 +26,8 @@ const (
 // policy does not allow.
 const ReasonOriginNotAllowed = "origin-not-allowed"
 
+// corsKey marks the requests of a gateway with CORS on; its value says
+// whether the request came from an allowed origin.
 var corsKey = &struct{ name string }{"cors"}
 
 // withCORS answers, when the policy in force has a cors key, the CORS
@@ -64,7 +66,7 @@ func (g *Gateway) withCORS(next http.Handler) http.Handler {
 			h.Set("Access-Control-Allow-Origin", origins[0])
 			h.Set("Access-Control-Expose-Headers", corsExposed)
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), corsKey, true)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), corsKey, allowed)))
 	})
 }
 
@@ -85,6 +87,13 @@ func allowHeaders(requested []string) string {
 		}
 	}
 	return out
+}
+
+// browserRequest reports whether r came from a page of an allowed origin
+// (with CORS on).
+func browserRequest(r *http.Request) bool {
+	allowed, _ := r.Context().Value(corsKey).(bool)
+	return allowed
 }
 
 // corsResponse drops the upstream's CORS fields when the gateway answers

@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/internal/wiretest"
+	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
@@ -175,5 +177,61 @@ func TestCORSFlag(t *testing.T) {
 	}
 	if resp, _ := wiretest.Send(t, e.gwAddr, fmt.Sprintf(preflight, appOrigin)); resp.StatusCode != 403 {
 		t.Errorf("file origin under the flag: %d", resp.StatusCode)
+	}
+}
+
+// TestCORSIdentityEncoding: with signed responses, a page's request (an
+// allowed Origin) reaches the upstream with Accept-Encoding: identity, as
+// a page cannot check the signed digest of content its browser decodes;
+// other requests, and a page's whose signature covers Accept-Encoding,
+// keep the field as sent.
+func TestCORSIdentityEncoding(t *testing.T) {
+	var got atomic.Value
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Store(strings.Join(r.Header.Values("Accept-Encoding"), "|"))
+	}))
+	t.Cleanup(up.Close)
+	ve := &verifyEnv{keys: &keyTable{keys: map[string]testKey{}, state: map[string]error{}}}
+	client := ve.hmacKey("sk_client", "orders:read")
+	file := filepath.Join(t.TempDir(), "signet.yaml")
+	writePolicy(t, file, fmt.Sprintf("upstream: %q\n%s", up.URL, corsPolicy))
+	p, err := policy.Load(file, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.New(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(gateway.Config{
+		Policy: p, Keyring: ring,
+		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: ve.keys, Nonces: memory.New(memory.Options{})}},
+		Logger: slog.New(slog.NewTextHandler(newTestWriter(t), nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := httptest.NewServer(g.Handler())
+	t.Cleanup(gw.Close)
+	covering := &httpsig.Signer{Key: client.Key, KeyID: client.KeyID, Components: []httpsig.Component{{Name: httpsig.Method}, {Name: httpsig.Authority}, {Name: httpsig.Path}, {Name: "accept-encoding"}}}
+	for _, c := range []struct {
+		name   string
+		signer *httpsig.Signer
+		origin string
+		want   string
+	}{
+		{"a page of an allowed origin", client, "Origin: " + appOrigin + "\r\n", "identity"},
+		{"no page", client, "", "gzip, deflate, br"},
+		{"a page of another origin", client, "Origin: http://evil.example\r\n", "gzip, deflate, br"},
+		{"a page whose signature covers Accept-Encoding", covering, "Origin: " + appOrigin + "\r\n", "gzip, deflate, br"},
+	} {
+		raw := "GET /v1/orders/1 HTTP/1.1\r\nHost: api.example.com\r\n" + c.origin + "Accept-Encoding: gzip, deflate, br\r\n\r\n"
+		resp, body := wiretest.Send(t, gw.Listener.Addr().String(), wiretest.Sign(t, c.signer, raw))
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", c.name, resp.StatusCode, body)
+		}
+		if g := got.Load(); g != c.want {
+			t.Errorf("%s: the upstream got Accept-Encoding %q, want %q", c.name, g, c.want)
+		}
 	}
 }

@@ -341,6 +341,13 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			h["X-Forwarded-Prefix"] = []string{o.PathPrefix}
 		}
 	}
+	if len(h["Accept-Encoding"]) > 0 && browserRequest(pr.In) && g.Keyring() != nil && !coversAcceptEncoding(pr.In.Header) {
+		// A browser asks for compressed content on its own and hands the
+		// page the decoded bytes, so the page could never check the
+		// signed digest of compressed ones: the upstream is asked for
+		// the content as it is (unless a signature covers the field).
+		h["Accept-Encoding"] = []string{"identity"}
+	}
 	strip := g.cfg.StripSignature
 	if !rt.snap.legacy {
 		strip = rt.snap.policy.Settings.StripSignature
@@ -360,6 +367,17 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	g.signUpstream(pr, rt)
+}
+
+// coversAcceptEncoding reports whether a signature of h may cover
+// Accept-Encoding: any Signature-Input line that names it.
+func coversAcceptEncoding(h http.Header) bool {
+	for _, line := range h["Signature-Input"] {
+		if strings.Contains(strings.ToLower(line), `"accept-encoding"`) {
+			return true
+		}
+	}
+	return false
 }
 
 // asciiJSON returns the JSON text js, compacted, with every character

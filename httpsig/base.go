@@ -156,9 +156,15 @@ func appendComponent(dst []byte, m *Message, c *Component, fields *structuredFie
 		}
 		return appendQueryParam(dst, r, c)
 	}
+	var err error
+	if m.Response == nil && m.Request != nil && c.isUsual() {
+		if dst, err = appendUsual(dst, m, c); err != nil {
+			return dst, 0, err
+		}
+		return append(dst, '\n'), 1, nil
+	}
 	dst = c.appendTo(dst)
 	dst = append(dst, ':', ' ')
-	var err error
 	if c.Name[0] == '@' {
 		dst, err = appendDerived(dst, m, c)
 	} else {
@@ -168,6 +174,49 @@ func appendComponent(dst []byte, m *Message, c *Component, fields *structuredFie
 		return dst, 0, err
 	}
 	return append(dst, '\n'), 1, nil
+}
+
+// appendUsual appends the base line, without its line break, of a
+// component of the default profile (c.isUsual) of a request: what
+// appendTo, appendDerived and appendField give, without their dispatch.
+func appendUsual(dst []byte, m *Message, c *Component) ([]byte, error) {
+	r := m.Request
+	dst = append(dst, usualLines[c.usual]...)
+	switch c.usual {
+	case usualMethod:
+		if r.Method == "" {
+			return append(dst, http.MethodGet...), nil
+		}
+		return append(dst, r.Method...), nil
+	case usualAuthority:
+		return appendAuthority(dst, c, r, m.scheme(r))
+	case usualPath:
+		t := m.targetOf(r)
+		if !t.hasPath {
+			return dst, compErr(c, false, "request target %q has no path", t.target)
+		}
+		return append(dst, t.path...), nil
+	case usualQuery:
+		dst = append(dst, '?')
+		return append(dst, m.targetOf(r).query...), nil
+	}
+	var lines []string
+	if c.usual == usualContentType {
+		lines = r.Header["Content-Type"]
+	} else {
+		lines = r.Header["Content-Digest"]
+	}
+	if lines == nil {
+		// Not under its canonical key: appendField searches the rest.
+		return appendField(dst, m, c, nil)
+	}
+	for i, l := range lines {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = appendFieldLine(dst, l)
+	}
+	return dst, nil
 }
 
 func requestFor(m *Message, c *Component) (*http.Request, error) {

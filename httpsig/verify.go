@@ -111,12 +111,12 @@ func (p *Policy) requiredFor(r *http.Request, hasContent bool) []Component {
 
 // The components of the default profile, marked as checked.
 var (
-	compMethod        = Component{Name: Method, checked: Method}
-	compAuthority     = Component{Name: Authority, checked: Authority}
-	compPath          = Component{Name: Path, checked: Path}
-	compQuery         = Component{Name: Query, checked: Query}
-	compContentType   = Component{Name: "content-type", checked: "content-type"}
-	compContentDigest = Component{Name: "content-digest", checked: "content-digest"}
+	compMethod        = Component{Name: Method, checked: Method, usual: usualMethod}
+	compAuthority     = Component{Name: Authority, checked: Authority, usual: usualAuthority}
+	compPath          = Component{Name: Path, checked: Path, usual: usualPath}
+	compQuery         = Component{Name: Query, checked: Query, usual: usualQuery}
+	compContentType   = Component{Name: "content-type", checked: "content-type", usual: usualContentType}
+	compContentDigest = Component{Name: "content-digest", checked: "content-digest", usual: usualContentDigest}
 )
 
 // DefaultComponents returns the components of Signet's default profile

@@ -116,13 +116,20 @@ func SignatureBase(m *Message, p *Params) ([]byte, error) {
 // structured fields. raw, if not empty, is the canonical serialisation of
 // p as received, which saves serialising it again.
 func appendBase(dst []byte, m *Message, p *Params, raw string, fields *structuredFields) ([]byte, error) {
+	dst, _, err := appendBaseAt(dst, m, p, raw, fields)
+	return dst, err
+}
+
+// appendBaseAt is appendBase that also returns where the serialised
+// parameters start in dst.
+func appendBaseAt(dst []byte, m *Message, p *Params, raw string, fields *structuredFields) ([]byte, int, error) {
 	fields.reset()
 	start, lines := len(dst), 0
 	for i := range p.Components {
 		var n int
 		var err error
 		if dst, n, err = appendComponent(dst, m, &p.Components[i], fields); err != nil {
-			return dst, err
+			return dst, 0, err
 		}
 		lines += n
 	}
@@ -132,15 +139,17 @@ func appendBase(dst []byte, m *Message, p *Params, raw string, fields *structure
 		for i := range p.Components {
 			v, n, _ := appendComponent(nil, m, &p.Components[i], fields)
 			if bytes.Count(v, newline) != n || bytes.IndexByte(v, '\r') >= 0 {
-				return dst, compErr(&p.Components[i], false, "value contains a line break")
+				return dst, 0, compErr(&p.Components[i], false, "value contains a line break")
 			}
 		}
 	}
 	dst = append(dst, `"@signature-params": `...)
+	at := len(dst)
 	if raw != "" {
-		return append(dst, raw...), nil
+		return append(dst, raw...), at, nil
 	}
-	return p.appendTo(dst)
+	dst, err := p.appendTo(dst)
+	return dst, at, err
 }
 
 var newline = []byte{'\n'}

@@ -255,7 +255,8 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 		return errors.New("httpsig: the message has no header map")
 	}
 	var err error
-	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.fields); err != nil {
+	var paramsStart int
+	if sc.base, paramsStart, err = appendBaseAt(sc.base[:0], m, p, "", &sc.fields); err != nil {
 		return fmt.Errorf("httpsig: %w", err)
 	}
 	var sig []byte
@@ -268,13 +269,8 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	if err := checkLabelFree(h, label); err != nil {
 		return err
 	}
-	// The serialised parameters are the tail of the base, after the
-	// "@signature-params" line's prefix.
-	paramsStart := len(sc.base)
-	for paramsStart > 0 && sc.base[paramsStart-1] != '\n' {
-		paramsStart--
-	}
-	paramsText := sc.base[paramsStart+len(`"@signature-params": `):]
+	// The serialised parameters are the tail of the base.
+	paramsText := sc.base[paramsStart:]
 	// Both members in one string, one allocation.
 	sc.out = append(append(append(sc.out[:0], label...), '='), paramsText...)
 	n := len(sc.out)

@@ -105,11 +105,11 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 	sc := signScratches.Get().(*signScratch)
 	defer signScratches.Put(sc)
 	p := s.paramsWith(&sc.nonce)
+	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
 	if p.Components == nil {
-		list := &defaultLists[profileIndex(splitTarget(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
+		list := &defaultLists[profileIndex(m.targetOf(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
 		p.Components, p.listText = list.comps, list.text
 	}
-	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
 	return signMessage(sc, &m, s.label(), &p, s.Key, spare)
 }
 

@@ -30,6 +30,9 @@ type Message struct {
 
 	target    target // of Request, once split
 	hasTarget bool
+	// newDigest, when set, is the Content-Digest field value of Request
+	// while SignRequest signs it, before it is set in the header.
+	newDigest []byte
 }
 
 // fresh returns a copy of m without the parts derived from its request,
@@ -208,6 +211,9 @@ func appendUsual(dst []byte, m *Message, c *Component) ([]byte, error) {
 	case usualQuery:
 		dst = append(dst, '?')
 		return append(dst, m.targetOf(r).query...), nil
+	}
+	if c.usual == usualContentDigest && m.newDigest != nil {
+		return append(dst, m.newDigest...), nil
 	}
 	var lines []string
 	if c.usual == usualContentType {

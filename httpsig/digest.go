@@ -81,6 +81,17 @@ func (d *Digester) Value() string {
 	return string(appendDigestMember(nil, d.alg, d.h.Sum(sum[:0])))
 }
 
+// appendContentDigest appends the Content-Digest field value for content
+// with alg, sha-256 or sha-512.
+func appendContentDigest(dst []byte, alg DigestAlgorithm, content []byte) []byte {
+	if alg == DigestSHA512 {
+		sum := sha512.Sum512(content)
+		return appendDigestMember(dst, DigestSHA512, sum[:])
+	}
+	sum := sha256.Sum256(content)
+	return appendDigestMember(dst, DigestSHA256, sum[:])
+}
+
 func appendDigestMember(dst []byte, alg DigestAlgorithm, sum []byte) []byte {
 	dst = append(dst, alg...)
 	dst = append(dst, '=')

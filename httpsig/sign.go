@@ -82,35 +82,54 @@ var nonceSources = sync.Pool{New: func() any {
 // neither a body nor a Content-Digest field is an error: the signature
 // would not protect the content.
 func (s *Signer) SignRequest(r *http.Request, body []byte) error {
-	// spare, when set, holds the values of the two signature fields, in
-	// the one allocation that holds Content-Digest's.
+	sc := signScratches.Get().(*signScratch)
+	defer signScratches.Put(sc)
+	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
+	// spare, when set, holds the values of the new fields, in one
+	// allocation.
 	var spare []string
 	if len(body) > 0 {
-		d, err := ContentDigest(s.Digest, body)
-		if err != nil {
-			return err
-		}
-		if len(r.Header["Signature-Input"]) == 0 && len(r.Header["Signature"]) == 0 {
-			fields := make([]string, 3)
-			fields[0] = d
-			r.Header["Content-Digest"], spare = fields[0:1:1], fields[1:3]
+		alg := s.Digest.orDefault()
+		fresh := len(r.Header["Signature-Input"]) == 0 && len(r.Header["Signature"]) == 0
+		if fresh && s.Components == nil && (alg == DigestSHA256 || alg == DigestSHA512) {
+			// The usual request: the new Content-Digest waits in the
+			// scratch, for the base, and then shares one string with the
+			// two signature fields.
+			sc.digest = appendContentDigest(sc.digest[:0], alg, body)
+			m.newDigest, spare = sc.digest, make([]string, 3)
 		} else {
-			r.Header["Content-Digest"] = []string{d}
+			d, err := ContentDigest(s.Digest, body)
+			if err != nil {
+				return err
+			}
+			if fresh {
+				fields := make([]string, 3)
+				fields[0] = d
+				r.Header["Content-Digest"], spare = fields[0:1:1], fields[1:3]
+			} else {
+				r.Header["Content-Digest"] = []string{d}
+			}
 		}
 	}
-	_, hasDigest := contentDigestField(r.Header)
+	hasDigest := m.newDigest != nil
+	if !hasDigest {
+		_, hasDigest = contentDigestField(r.Header)
+	}
 	if r.ContentLength > 0 && !hasDigest && s.Components == nil {
 		return errors.New("httpsig: the request has content but no Content-Digest; pass its body to SignRequest")
 	}
-	sc := signScratches.Get().(*signScratch)
-	defer signScratches.Put(sc)
 	p := s.paramsWith(&sc.nonce)
-	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
 	if p.Components == nil {
 		list := &defaultLists[profileIndex(m.targetOf(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
 		p.Components, p.listText = list.comps, list.text
 	}
-	return signMessage(sc, &m, s.label(), &p, s.Key, spare)
+	err := signMessage(sc, &m, s.label(), &p, s.Key, spare)
+	if err != nil && m.newDigest != nil {
+		// Content-Digest is set for the body whether or not signing
+		// succeeds, as when it is set first.
+		r.Header["Content-Digest"] = []string{string(m.newDigest)}
+	}
+	return err
 }
 
 // defaultLists holds the eight lists of the default profile, by
@@ -212,10 +231,10 @@ func (s *Signer) paramsWith(nonce *[nonceLen]byte) Params {
 var signScratches = sync.Pool{New: func() any { return new(signScratch) }}
 
 type signScratch struct {
-	base, sig, out []byte
-	nonce          [nonceLen]byte
-	fields         structuredFields
-	dups           componentSet
+	base, sig, out, digest []byte
+	nonce                  [nonceLen]byte
+	fields                 structuredFields
+	dups                   componentSet
 }
 
 // SignMessage signs m for p with key and adds the signature under label to
@@ -229,7 +248,8 @@ func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
 }
 
 // signMessage signs m; spare, if not nil, is room for the values of the
-// two signature fields when they are new.
+// two signature fields when they are new, and before them for the value
+// of Content-Digest when m.newDigest is set, which m's header then gets.
 func signMessage(sc *signScratch, m *Message, label string, p *Params, key SigningKey, spare []string) error {
 	if !sf.IsKey(label) {
 		return fmt.Errorf("httpsig: %q is not a valid signature label (lower-case letters, digits, _-.*)", label)
@@ -271,12 +291,19 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	}
 	// The serialised parameters are the tail of the base.
 	paramsText := sc.base[paramsStart:]
-	// Both members in one string, one allocation.
-	sc.out = append(append(append(sc.out[:0], label...), '='), paramsText...)
+	// The new field values in one string, one allocation.
+	nd := len(m.newDigest)
+	sc.out = append(append(append(append(sc.out[:0], m.newDigest...), label...), '='), paramsText...)
 	n := len(sc.out)
 	sc.out = sf.AppendBareByteSeq(append(append(sc.out, label...), '='), sig)
-	both := string(sc.out)
-	input, value := both[:n], both[n:]
+	all := string(sc.out)
+	input, value := all[nd:n], all[n:]
+	if m.newDigest != nil && len(spare) == 3 {
+		// SignRequest checked that the signature fields are new.
+		spare[0], spare[1], spare[2] = all[:nd], input, value
+		h["Content-Digest"], h["Signature-Input"], h["Signature"] = spare[0:1:1], spare[1:2:2], spare[2:3:3]
+		return nil
+	}
 	if len(h["Signature-Input"]) == 0 && len(h["Signature"]) == 0 {
 		// The usual case: the two fields are new; one slice holds both.
 		fields := spare

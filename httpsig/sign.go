@@ -60,10 +60,16 @@ func NewNonce() string {
 const nonceLen = 22
 
 func newNonceInto(text *[nonceLen]byte) {
-	var b [16]byte
 	g := nonceSources.Get().(*rand2.ChaCha8)
-	g.Read(b[:])
+	newNonceFrom(g, text)
 	nonceSources.Put(g)
+}
+
+// newNonceFrom writes a new nonce to text, from g, a generator of
+// nonceSources.
+func newNonceFrom(g *rand2.ChaCha8, text *[nonceLen]byte) {
+	var b [16]byte
+	g.Read(b[:])
 	base64.RawURLEncoding.Encode(text[:], b[:])
 }
 
@@ -117,6 +123,12 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 	}
 	if r.ContentLength > 0 && !hasDigest && s.Components == nil {
 		return errors.New("httpsig: the request has content but no Content-Digest; pass its body to SignRequest")
+	}
+	if !s.NoNonce {
+		if sc.nonceGen == nil {
+			sc.nonceGen = nonceSources.New().(*rand2.ChaCha8)
+		}
+		newNonceFrom(sc.nonceGen, &sc.nonce)
 	}
 	p := s.paramsWith(&sc.nonce)
 	if p.Components == nil {
@@ -202,8 +214,8 @@ func (s *Signer) label() string {
 func (s *Signer) params() Params { return s.paramsWith(nil) }
 
 // paramsWith returns the parameters of a new signature. If nonce is not
-// nil, the nonce is written there rather than made a string, and the
-// parameters serialise it from there.
+// nil, it holds a new nonce (unless s.NoNonce), which the parameters
+// serialise from there rather than from a string.
 func (s *Signer) paramsWith(nonce *[nonceLen]byte) Params {
 	now := time.Now
 	if s.Now != nil {
@@ -217,7 +229,6 @@ func (s *Signer) paramsWith(nonce *[nonceLen]byte) Params {
 	switch {
 	case s.NoNonce:
 	case nonce != nil:
-		newNonceInto(nonce)
 		p.nonceText = nonce[:]
 	default:
 		p.Nonce = NewNonce()
@@ -233,8 +244,11 @@ var signScratches = sync.Pool{New: func() any { return new(signScratch) }}
 type signScratch struct {
 	base, sig, out, digest []byte
 	nonce                  [nonceLen]byte
-	fields                 structuredFields
-	dups                   componentSet
+	// nonceGen makes the nonces of this scratch's signatures: one of
+	// nonceSources, kept here to save taking one from the pool.
+	nonceGen *rand2.ChaCha8
+	fields   structuredFields
+	dups     componentSet
 }
 
 // SignMessage signs m for p with key and adds the signature under label to

@@ -966,3 +966,58 @@ func TestSignRequestContentDigest(t *testing.T) {
 		}
 	}
 }
+
+// TestSignRequestNonces: every signature SignRequest makes carries a new
+// nonce, 22 characters of base64url (128 bits), also when signers run
+// concurrently and share the signing scratch pool; NoNonce leaves it out.
+func TestSignRequestNonces(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
+	v := &Verifier{Keys: KeyMap{reqfixture.KeyID: hk}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+	const workers, each = 4, 200
+	nonces := make(chan string, workers*each)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := benchSigner(hk)
+			for range each {
+				r := reqfixture.Received(nil)
+				if err := s.SignRequest(r, nil); err != nil {
+					t.Error(err)
+					return
+				}
+				res, err := v.VerifyRequest(r, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				nonces <- res.Nonce
+			}
+		}()
+	}
+	wg.Wait()
+	close(nonces)
+	seen := map[string]bool{}
+	for n := range nonces {
+		if len(n) != nonceLen || strings.Trim(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			t.Fatalf("nonce %q is not 22 characters of base64url", n)
+		}
+		if seen[n] {
+			t.Fatalf("nonce %q made twice", n)
+		}
+		seen[n] = true
+	}
+	if len(seen) != workers*each {
+		t.Fatalf("%d nonces, want %d", len(seen), workers*each)
+	}
+	s := benchSigner(hk)
+	s.NoNonce = true
+	r := reqfixture.Received(nil)
+	if err := s.SignRequest(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if in := r.Header.Get("Signature-Input"); strings.Contains(in, "nonce=") {
+		t.Errorf("NoNonce: Signature-Input %q has a nonce", in)
+	}
+}

@@ -568,9 +568,12 @@ func (v *Verifier) checkParams(p *Params, now time.Time) error {
 		// header fields.
 		return refuse(ReasonMalformedSignature, "", "a presigned signature (tag "+PresignTag+") is valid only in the query of its URL")
 	}
-	for _, name := range v.Policy.requiredParams() {
-		if !p.has(name) {
-			return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
+	if v.Policy.RequiredParams != nil || p.Created.IsZero() || p.KeyID == "" || p.Nonce == "" {
+		// Not the default list (created, keyid, nonce) all present.
+		for _, name := range v.Policy.requiredParams() {
+			if !p.has(name) {
+				return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
+			}
 		}
 	}
 	if p.Alg != "" {

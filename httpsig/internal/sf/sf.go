@@ -875,7 +875,8 @@ func (p *Parser) ParseKnownMember(s string) (members []Member, ok bool) {
 			return nil, false
 		}
 		for j := first; j < len(p.params); j++ {
-			if p.params[j].Key == key {
+			// Keys are never empty; most differ in length or first byte.
+			if k := p.params[j].Key; len(k) == len(key) && k[0] == key[0] && k == key {
 				p.params = p.params[:first]
 				return nil, false
 			}

@@ -30,6 +30,9 @@ type Message struct {
 
 	target    target // of Request, once split
 	hasTarget bool
+	// newDigest, when set, is the Content-Digest field value of Request
+	// while SignRequest signs it, before it is set in the header.
+	newDigest []byte
 }
 
 // fresh returns a copy of m without the parts derived from its request,
@@ -116,13 +119,20 @@ func SignatureBase(m *Message, p *Params) ([]byte, error) {
 // structured fields. raw, if not empty, is the canonical serialisation of
 // p as received, which saves serialising it again.
 func appendBase(dst []byte, m *Message, p *Params, raw string, fields *structuredFields) ([]byte, error) {
+	dst, _, err := appendBaseAt(dst, m, p, raw, fields)
+	return dst, err
+}
+
+// appendBaseAt is appendBase that also returns where the serialised
+// parameters start in dst.
+func appendBaseAt(dst []byte, m *Message, p *Params, raw string, fields *structuredFields) ([]byte, int, error) {
 	fields.reset()
 	start, lines := len(dst), 0
 	for i := range p.Components {
 		var n int
 		var err error
 		if dst, n, err = appendComponent(dst, m, &p.Components[i], fields); err != nil {
-			return dst, err
+			return dst, 0, err
 		}
 		lines += n
 	}
@@ -132,15 +142,17 @@ func appendBase(dst []byte, m *Message, p *Params, raw string, fields *structure
 		for i := range p.Components {
 			v, n, _ := appendComponent(nil, m, &p.Components[i], fields)
 			if bytes.Count(v, newline) != n || bytes.IndexByte(v, '\r') >= 0 {
-				return dst, compErr(&p.Components[i], false, "value contains a line break")
+				return dst, 0, compErr(&p.Components[i], false, "value contains a line break")
 			}
 		}
 	}
 	dst = append(dst, `"@signature-params": `...)
+	at := len(dst)
 	if raw != "" {
-		return append(dst, raw...), nil
+		return append(dst, raw...), at, nil
 	}
-	return p.appendTo(dst)
+	dst, err := p.appendTo(dst)
+	return dst, at, err
 }
 
 var newline = []byte{'\n'}
@@ -156,9 +168,15 @@ func appendComponent(dst []byte, m *Message, c *Component, fields *structuredFie
 		}
 		return appendQueryParam(dst, r, c)
 	}
+	var err error
+	if m.Response == nil && m.Request != nil && c.isUsual() {
+		if dst, err = appendUsual(dst, m, c); err != nil {
+			return dst, 0, err
+		}
+		return append(dst, '\n'), 1, nil
+	}
 	dst = c.appendTo(dst)
 	dst = append(dst, ':', ' ')
-	var err error
 	if c.Name[0] == '@' {
 		dst, err = appendDerived(dst, m, c)
 	} else {
@@ -168,6 +186,52 @@ func appendComponent(dst []byte, m *Message, c *Component, fields *structuredFie
 		return dst, 0, err
 	}
 	return append(dst, '\n'), 1, nil
+}
+
+// appendUsual appends the base line, without its line break, of a
+// component of the default profile (c.isUsual) of a request: what
+// appendTo, appendDerived and appendField give, without their dispatch.
+func appendUsual(dst []byte, m *Message, c *Component) ([]byte, error) {
+	r := m.Request
+	dst = append(dst, usualLines[c.usual]...)
+	switch c.usual {
+	case usualMethod:
+		if r.Method == "" {
+			return append(dst, http.MethodGet...), nil
+		}
+		return append(dst, r.Method...), nil
+	case usualAuthority:
+		return appendAuthority(dst, c, r, m.scheme(r))
+	case usualPath:
+		t := m.targetOf(r)
+		if !t.hasPath {
+			return dst, compErr(c, false, "request target %q has no path", t.target)
+		}
+		return append(dst, t.path...), nil
+	case usualQuery:
+		dst = append(dst, '?')
+		return append(dst, m.targetOf(r).query...), nil
+	}
+	if c.usual == usualContentDigest && m.newDigest != nil {
+		return append(dst, m.newDigest...), nil
+	}
+	var lines []string
+	if c.usual == usualContentType {
+		lines = r.Header["Content-Type"]
+	} else {
+		lines = r.Header["Content-Digest"]
+	}
+	if lines == nil {
+		// Not under its canonical key: appendField searches the rest.
+		return appendField(dst, m, c, nil)
+	}
+	for i, l := range lines {
+		if i > 0 {
+			dst = append(dst, ", "...)
+		}
+		dst = appendFieldLine(dst, l)
+	}
+	return dst, nil
 }
 
 func requestFor(m *Message, c *Component) (*http.Request, error) {

@@ -53,6 +53,57 @@ type Component struct {
 	// checked is Name once validated, so that serialising a parsed
 	// component skips checking the name again (and notices a change).
 	checked string
+	// usual is set, for a component without parameters, to which of the
+	// default profile's it is (usualMethod…), so that the base line is
+	// written without serialising the identifier or dispatching on its
+	// name; it holds only while Name is checked and nothing else is set.
+	usual uint8
+}
+
+// Values of Component.usual, and the start of their base lines.
+const (
+	usualNone uint8 = iota
+	usualMethod
+	usualAuthority
+	usualPath
+	usualQuery
+	usualContentType
+	usualContentDigest
+)
+
+var usualLines = [...]string{
+	usualMethod:        `"@method": `,
+	usualAuthority:     `"@authority": `,
+	usualPath:          `"@path": `,
+	usualQuery:         `"@query": `,
+	usualContentType:   `"content-type": `,
+	usualContentDigest: `"content-digest": `,
+}
+
+// usualOf returns the value of Component.usual for a component named
+// name without parameters.
+func usualOf(name string) uint8 {
+	switch name {
+	case Method:
+		return usualMethod
+	case Authority:
+		return usualAuthority
+	case Path:
+		return usualPath
+	case Query:
+		return usualQuery
+	case "content-type":
+		return usualContentType
+	case "content-digest":
+		return usualContentDigest
+	}
+	return usualNone
+}
+
+// isUsual reports whether c.usual holds: c was made with it and has not
+// been changed since.
+func (c *Component) isUsual() bool {
+	return c.usual != usualNone && c.checked == c.Name && c.order[0] == 0 && c.plain()
 }
 
 // Component parameter letters used in Component.order.
@@ -183,6 +234,9 @@ func componentFromItem(it sf.Item) (Component, error) {
 		return Component{}, err
 	}
 	c.checked = c.Name
+	if c.order[0] == 0 {
+		c.usual = usualOf(c.Name)
+	}
 	return c, nil
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/subtle"
-	"encoding/base64"
 	"fmt"
 	"hash"
 	"net/http"
@@ -82,6 +81,17 @@ func (d *Digester) Value() string {
 	return string(appendDigestMember(nil, d.alg, d.h.Sum(sum[:0])))
 }
 
+// appendContentDigest appends the Content-Digest field value for content
+// with alg, sha-256 or sha-512.
+func appendContentDigest(dst []byte, alg DigestAlgorithm, content []byte) []byte {
+	if alg == DigestSHA512 {
+		sum := sha512.Sum512(content)
+		return appendDigestMember(dst, DigestSHA512, sum[:])
+	}
+	sum := sha256.Sum256(content)
+	return appendDigestMember(dst, DigestSHA256, sum[:])
+}
+
 func appendDigestMember(dst []byte, alg DigestAlgorithm, sum []byte) []byte {
 	dst = append(dst, alg...)
 	dst = append(dst, '=')
@@ -111,15 +121,13 @@ func CheckContentDigest(field string, content []byte) error {
 }
 
 func checkDigest(sp *sf.Parser, field string, content []byte) error {
-	if text, ok := sf.SingleByteSeq(field, string(DigestSHA256)); ok {
+	var buf [sha256.Size]byte
+	if want, ok := sf.DecodeSingleByteSeq(buf[:0], field, string(DigestSHA256)); ok {
 		// The usual field, one sha-256 member written canonically: what
-		// parseDigestField would read, without its general work. Its
-		// text is canonical base64, which only the bytes it encodes
-		// encode to: comparing texts compares the digests.
+		// parseDigestField would read, without its general work, decoded
+		// as it is read.
 		got := sha256.Sum256(content)
-		var enc [44]byte
-		base64.StdEncoding.Encode(enc[:], got[:])
-		if subtle.ConstantTimeCompare(enc[:], []byte(text)) != 1 {
+		if subtle.ConstantTimeCompare(got[:], want) != 1 {
 			return refuse(ReasonDigestMismatch, "", "the content does not match Content-Digest "+string(DigestSHA256))
 		}
 		return nil

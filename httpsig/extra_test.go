@@ -43,3 +43,49 @@ func signedRequestWith(t *testing.T, s *Signer, name, value string) (*http.Reque
 	}
 	return r, body
 }
+
+// TestAppendNewParams: the written-out serialisation of a new signature's
+// parameters is what appendKnown gives letter by letter in spDefault's
+// order, for every combination of parameters set.
+func TestAppendNewParams(t *testing.T) {
+	nonce := []byte("abcdefghijklmnopqrstuv")
+	for mask := 0; mask < 1<<7; mask++ {
+		var p Params
+		if mask&1 != 0 {
+			p.Created = time.Unix(1700000000, 0)
+		}
+		if mask&2 != 0 {
+			p.Expires = time.Unix(1700000300, 0)
+		}
+		if mask&4 != 0 {
+			p.KeyID = `key "one"\`
+		}
+		if mask&8 != 0 {
+			p.Alg = AlgHMACSHA256
+		}
+		if mask&16 != 0 {
+			p.Nonce = "n-1"
+		}
+		if mask&32 != 0 {
+			p.nonceText = nonce
+		}
+		if mask&64 != 0 {
+			p.Tag = "app"
+		}
+		var want []byte
+		for i := 0; i < len(spDefault); i++ {
+			var err error
+			if want, err = p.appendKnown(want, spDefault[i], false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := p.appendNew(nil)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%07b: appendNew gives %q, %v; appendKnown %q", mask, got, err, want)
+		}
+	}
+	bad := Params{KeyID: "\x01"}
+	if _, err := bad.appendNew(nil); err == nil {
+		t.Error("appendNew serialises a keyid with a control character")
+	}
+}

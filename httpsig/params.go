@@ -149,11 +149,9 @@ func (p *Params) appendTo(dst []byte) ([]byte, error) {
 	var err error
 	if len(p.order) == 0 && len(p.extra) == 0 {
 		// A signature being made: the parameters that are set, in the
-		// default order, none written yet.
-		for i := 0; i < len(spDefault); i++ {
-			if dst, err = p.appendKnown(dst, spDefault[i], false); err != nil {
-				return dst, fmt.Errorf("signature parameters cannot be serialised: %w", err)
-			}
+		// default order (spDefault), none written yet.
+		if dst, err = p.appendNew(dst); err != nil {
+			return dst, fmt.Errorf("signature parameters cannot be serialised: %w", err)
 		}
 		return dst, nil
 	}
@@ -173,6 +171,42 @@ func (p *Params) appendTo(dst []byte) ([]byte, error) {
 		if dst, err = p.appendParam(dst, spExtra, &done, &extra, false); err != nil {
 			return dst, err
 		}
+	}
+	return dst, nil
+}
+
+// appendNew appends the parameters of a signature being made that are
+// set, in the order of spDefault: what appendKnown gives for each letter,
+// written out.
+func (p *Params) appendNew(dst []byte) ([]byte, error) {
+	var err error
+	if dst, err = appendTimeParam(dst, ";created=", p.Created); err != nil {
+		return dst, err
+	}
+	if p.KeyID != "" {
+		if dst, err = sf.AppendString(append(dst, ";keyid="...), p.KeyID); err != nil {
+			return dst, err
+		}
+	}
+	if p.Alg != "" {
+		if dst, err = sf.AppendString(append(dst, ";alg="...), string(p.Alg)); err != nil {
+			return dst, err
+		}
+	}
+	switch {
+	case p.Nonce == "" && p.nonceText != nil:
+		// base64url text: nothing to escape.
+		dst = append(append(append(dst, `;nonce="`...), p.nonceText...), '"')
+	case p.Nonce != "":
+		if dst, err = sf.AppendString(append(dst, ";nonce="...), p.Nonce); err != nil {
+			return dst, err
+		}
+	}
+	if dst, err = appendTimeParam(dst, ";expires=", p.Expires); err != nil {
+		return dst, err
+	}
+	if p.Tag != "" {
+		return sf.AppendString(append(dst, ";tag="...), p.Tag)
 	}
 	return dst, nil
 }

@@ -60,10 +60,16 @@ func NewNonce() string {
 const nonceLen = 22
 
 func newNonceInto(text *[nonceLen]byte) {
-	var b [16]byte
 	g := nonceSources.Get().(*rand2.ChaCha8)
-	g.Read(b[:])
+	newNonceFrom(g, text)
 	nonceSources.Put(g)
+}
+
+// newNonceFrom writes a new nonce to text, from g, a generator of
+// nonceSources.
+func newNonceFrom(g *rand2.ChaCha8, text *[nonceLen]byte) {
+	var b [16]byte
+	g.Read(b[:])
 	base64.RawURLEncoding.Encode(text[:], b[:])
 }
 
@@ -82,35 +88,60 @@ var nonceSources = sync.Pool{New: func() any {
 // neither a body nor a Content-Digest field is an error: the signature
 // would not protect the content.
 func (s *Signer) SignRequest(r *http.Request, body []byte) error {
-	// spare, when set, holds the values of the two signature fields, in
-	// the one allocation that holds Content-Digest's.
+	sc := signScratches.Get().(*signScratch)
+	defer signScratches.Put(sc)
+	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
+	// spare, when set, holds the values of the new fields, in one
+	// allocation.
 	var spare []string
 	if len(body) > 0 {
-		d, err := ContentDigest(s.Digest, body)
-		if err != nil {
-			return err
-		}
-		if len(r.Header["Signature-Input"]) == 0 && len(r.Header["Signature"]) == 0 {
-			fields := make([]string, 3)
-			fields[0] = d
-			r.Header["Content-Digest"], spare = fields[0:1:1], fields[1:3]
+		alg := s.Digest.orDefault()
+		fresh := len(r.Header["Signature-Input"]) == 0 && len(r.Header["Signature"]) == 0
+		if fresh && s.Components == nil && (alg == DigestSHA256 || alg == DigestSHA512) {
+			// The usual request: the new Content-Digest waits in the
+			// scratch, for the base, and then shares one string with the
+			// two signature fields.
+			sc.digest = appendContentDigest(sc.digest[:0], alg, body)
+			m.newDigest, spare = sc.digest, make([]string, 3)
 		} else {
-			r.Header["Content-Digest"] = []string{d}
+			d, err := ContentDigest(s.Digest, body)
+			if err != nil {
+				return err
+			}
+			if fresh {
+				fields := make([]string, 3)
+				fields[0] = d
+				r.Header["Content-Digest"], spare = fields[0:1:1], fields[1:3]
+			} else {
+				r.Header["Content-Digest"] = []string{d}
+			}
 		}
 	}
-	_, hasDigest := contentDigestField(r.Header)
+	hasDigest := m.newDigest != nil
+	if !hasDigest {
+		_, hasDigest = contentDigestField(r.Header)
+	}
 	if r.ContentLength > 0 && !hasDigest && s.Components == nil {
 		return errors.New("httpsig: the request has content but no Content-Digest; pass its body to SignRequest")
 	}
-	sc := signScratches.Get().(*signScratch)
-	defer signScratches.Put(sc)
+	if !s.NoNonce {
+		if sc.nonceGen == nil {
+			sc.nonceGen = nonceSources.New().(*rand2.ChaCha8)
+		}
+		newNonceFrom(sc.nonceGen, &sc.nonce)
+	}
 	p := s.paramsWith(&sc.nonce)
 	if p.Components == nil {
-		list := &defaultLists[profileIndex(splitTarget(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
+		list := &defaultLists[profileIndex(m.targetOf(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
 		p.Components, p.listText = list.comps, list.text
 	}
-	m := Message{Request: r, Scheme: s.Scheme, Structured: s.Structured}
-	return signMessage(sc, &m, s.label(), &p, s.Key, spare)
+	err := signMessage(sc, &m, s.label(), &p, s.Key, spare)
+	if err != nil && m.newDigest != nil {
+		// Content-Digest is set for the body whether or not signing
+		// succeeds, as when it is set first.
+		r.Header["Content-Digest"] = []string{string(m.newDigest)}
+	}
+	return err
 }
 
 // defaultLists holds the eight lists of the default profile, by
@@ -183,8 +214,8 @@ func (s *Signer) label() string {
 func (s *Signer) params() Params { return s.paramsWith(nil) }
 
 // paramsWith returns the parameters of a new signature. If nonce is not
-// nil, the nonce is written there rather than made a string, and the
-// parameters serialise it from there.
+// nil, it holds a new nonce (unless s.NoNonce), which the parameters
+// serialise from there rather than from a string.
 func (s *Signer) paramsWith(nonce *[nonceLen]byte) Params {
 	now := time.Now
 	if s.Now != nil {
@@ -198,7 +229,6 @@ func (s *Signer) paramsWith(nonce *[nonceLen]byte) Params {
 	switch {
 	case s.NoNonce:
 	case nonce != nil:
-		newNonceInto(nonce)
 		p.nonceText = nonce[:]
 	default:
 		p.Nonce = NewNonce()
@@ -212,10 +242,13 @@ func (s *Signer) paramsWith(nonce *[nonceLen]byte) Params {
 var signScratches = sync.Pool{New: func() any { return new(signScratch) }}
 
 type signScratch struct {
-	base, sig, out []byte
-	nonce          [nonceLen]byte
-	fields         structuredFields
-	dups           componentSet
+	base, sig, out, digest []byte
+	nonce                  [nonceLen]byte
+	// nonceGen makes the nonces of this scratch's signatures: one of
+	// nonceSources, kept here to save taking one from the pool.
+	nonceGen *rand2.ChaCha8
+	fields   structuredFields
+	dups     componentSet
 }
 
 // SignMessage signs m for p with key and adds the signature under label to
@@ -229,7 +262,8 @@ func SignMessage(m *Message, label string, p *Params, key SigningKey) error {
 }
 
 // signMessage signs m; spare, if not nil, is room for the values of the
-// two signature fields when they are new.
+// two signature fields when they are new, and before them for the value
+// of Content-Digest when m.newDigest is set, which m's header then gets.
 func signMessage(sc *signScratch, m *Message, label string, p *Params, key SigningKey, spare []string) error {
 	if !sf.IsKey(label) {
 		return fmt.Errorf("httpsig: %q is not a valid signature label (lower-case letters, digits, _-.*)", label)
@@ -255,7 +289,8 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 		return errors.New("httpsig: the message has no header map")
 	}
 	var err error
-	if sc.base, err = appendBase(sc.base[:0], m, p, "", &sc.fields); err != nil {
+	var paramsStart int
+	if sc.base, paramsStart, err = appendBaseAt(sc.base[:0], m, p, "", &sc.fields); err != nil {
 		return fmt.Errorf("httpsig: %w", err)
 	}
 	var sig []byte
@@ -268,19 +303,21 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	if err := checkLabelFree(h, label); err != nil {
 		return err
 	}
-	// The serialised parameters are the tail of the base, after the
-	// "@signature-params" line's prefix.
-	paramsStart := len(sc.base)
-	for paramsStart > 0 && sc.base[paramsStart-1] != '\n' {
-		paramsStart--
-	}
-	paramsText := sc.base[paramsStart+len(`"@signature-params": `):]
-	// Both members in one string, one allocation.
-	sc.out = append(append(append(sc.out[:0], label...), '='), paramsText...)
+	// The serialised parameters are the tail of the base.
+	paramsText := sc.base[paramsStart:]
+	// The new field values in one string, one allocation.
+	nd := len(m.newDigest)
+	sc.out = append(append(append(append(sc.out[:0], m.newDigest...), label...), '='), paramsText...)
 	n := len(sc.out)
 	sc.out = sf.AppendBareByteSeq(append(append(sc.out, label...), '='), sig)
-	both := string(sc.out)
-	input, value := both[:n], both[n:]
+	all := string(sc.out)
+	input, value := all[nd:n], all[n:]
+	if m.newDigest != nil && len(spare) == 3 {
+		// SignRequest checked that the signature fields are new.
+		spare[0], spare[1], spare[2] = all[:nd], input, value
+		h["Content-Digest"], h["Signature-Input"], h["Signature"] = spare[0:1:1], spare[1:2:2], spare[2:3:3]
+		return nil
+	}
 	if len(h["Signature-Input"]) == 0 && len(h["Signature"]) == 0 {
 		// The usual case: the two fields are new; one slice holds both.
 		fields := spare

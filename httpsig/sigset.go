@@ -32,7 +32,9 @@ type sigSet struct {
 	lastList  string
 	lastComps []Component
 	dups      componentSet
-	single    [1]sf.Member // the Signature field's member, when singleSignature reads it
+	// singleValue holds the signature of the usual Signature field (one
+	// member, written canonically), decoded as the field is read.
+	singleValue []byte
 }
 
 // Bounds on the signature fields, checked as they are parsed so that an
@@ -103,12 +105,13 @@ func (st *sigSet) parse(h http.Header) error {
 	}
 	canonical := !st.sp.NonCanonical && !st.sp.Duplicate
 	var values []sf.Member
-	if text, ok := singleSignature(inputs, sigLines); ok {
+	single := false
+	if len(inputs) == 1 && len(sigLines) == 1 {
 		// The usual Signature field, one signature written canonically:
-		// what ParseDictionary would read, without its general work.
-		st.single[0] = sf.Member{Key: inputs[0].Key, Item: sf.Item{Value: sf.Bare{Kind: sf.ByteSeq, Str: text}}}
-		values = st.single[:]
-	} else {
+		// what ParseDictionary would read, decoded as it is read.
+		st.singleValue, single = sf.DecodeSingleByteSeq(st.singleValue[:0], sigLines[0], inputs[0].Key)
+	}
+	if !single {
 		if values, err = st.sp.ParseDictionary(joinField(sigLines)); err != nil {
 			return fieldError("Signature", err)
 		}
@@ -140,6 +143,10 @@ func (st *sigSet) parse(h http.Header) error {
 			return &VerifyError{Reason: reason, Label: in.Key, Detail: "Signature-Input: " + err.Error(), Err: err}
 		}
 		remembered = remembered || st.lastList == in.ListRaw
+		if single {
+			s.value, st.singleValue = st.singleValue, s.value
+			continue
+		}
 		var val *sf.Member
 		for j := range values {
 			if values[j].Key == in.Key {
@@ -158,16 +165,6 @@ func (st *sigSet) parse(h http.Header) error {
 		}
 	}
 	return nil
-}
-
-// singleSignature returns the base64 text of the Signature field when the
-// message has one signature and the field is one line holding exactly its
-// member, written canonically.
-func singleSignature(inputs []sf.Member, sigLines []string) (string, bool) {
-	if len(inputs) != 1 || len(sigLines) != 1 {
-		return "", false
-	}
-	return sf.SingleByteSeq(sigLines[0], inputs[0].Key)
 }
 
 // readParams reads the parameters of a Signature-Input member into s,

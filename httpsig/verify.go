@@ -111,12 +111,12 @@ func (p *Policy) requiredFor(r *http.Request, hasContent bool) []Component {
 
 // The components of the default profile, marked as checked.
 var (
-	compMethod        = Component{Name: Method, checked: Method}
-	compAuthority     = Component{Name: Authority, checked: Authority}
-	compPath          = Component{Name: Path, checked: Path}
-	compQuery         = Component{Name: Query, checked: Query}
-	compContentType   = Component{Name: "content-type", checked: "content-type"}
-	compContentDigest = Component{Name: "content-digest", checked: "content-digest"}
+	compMethod        = Component{Name: Method, checked: Method, usual: usualMethod}
+	compAuthority     = Component{Name: Authority, checked: Authority, usual: usualAuthority}
+	compPath          = Component{Name: Path, checked: Path, usual: usualPath}
+	compQuery         = Component{Name: Query, checked: Query, usual: usualQuery}
+	compContentType   = Component{Name: "content-type", checked: "content-type", usual: usualContentType}
+	compContentDigest = Component{Name: "content-digest", checked: "content-digest", usual: usualContentDigest}
 )
 
 // DefaultComponents returns the components of Signet's default profile
@@ -216,6 +216,62 @@ type verifyState struct {
 	// headerOnly leaves the content to the caller: a covered
 	// content-digest sets digestCovered instead of being checked.
 	headerOnly, digestCovered bool
+	// profile is the default profile's required list by profileIndex,
+	// or -1 when the policy sets its own.
+	profile int
+	// covered says which of the default profile's components (bit*)
+	// coveredList holds: a client sends the same list with every
+	// request, and sigSet hands out the slice it remembers for it, never
+	// changed in place, so its components are compared once.
+	coveredList []Component
+	covered     uint8
+}
+
+// Bits of the default profile's components in verifyState.covered.
+const (
+	bitMethod uint8 = 1 << iota
+	bitAuthority
+	bitPath
+	bitQuery
+	bitContentType
+	bitContentDigest
+)
+
+// profileBits returns the bits of the components of the default profile
+// with index i (profileIndex).
+func profileBits(i int) uint8 {
+	b := bitMethod | bitAuthority | bitPath
+	if i&1 != 0 {
+		b |= bitQuery
+	}
+	if i&2 != 0 {
+		b |= bitContentType
+	}
+	if i&4 != 0 {
+		b |= bitContentDigest
+	}
+	return b
+}
+
+// coveredBits returns which of the default profile's components cs
+// covers, remembering the answer for the slice cs.
+func (st *verifyState) coveredBits(cs []Component) uint8 {
+	cached := len(cs) > 0 && len(cs) == len(st.lastComps) && &cs[0] == &st.lastComps[0]
+	if cached && len(cs) == len(st.coveredList) && &cs[0] == &st.coveredList[0] {
+		return st.covered
+	}
+	var b uint8
+	for i, c := range [...]*Component{&compMethod, &compAuthority, &compPath, &compQuery, &compContentType, &compContentDigest} {
+		if covers(cs, c) {
+			b |= 1 << i
+		}
+	}
+	if cached {
+		// Only the list sigSet remembers is never overwritten; holding
+		// it here also keeps its storage from being reused for another.
+		st.coveredList, st.covered = cs, b
+	}
+	return b
 }
 
 var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
@@ -272,13 +328,19 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	st.digest, st.hasDigest = contentDigestField(h)
 	now := v.now()
 	st.required = st.required[:0]
+	st.profile = -1
 	switch {
 	case v.Policy.Required != nil:
 		st.required = append(st.required, v.Policy.Required...)
 	case m.Response == nil:
 		hasDigest := st.hasDigest
 		hasQuery := m.targetOf(m.Request).query != ""
-		st.required = appendDefaultProfile(st.required, hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
+		i := profileIndex(hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
+		if len(v.Policy.Extra) == 0 {
+			st.profile = i
+		} else {
+			st.required = appendDefaultProfile(st.required, hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
+		}
 	}
 	st.required = append(st.required, v.Policy.Extra...)
 	var res Result
@@ -426,6 +488,17 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 	if err := v.checkParams(p, now); err != nil {
 		return nil, err
 	}
+	if st.profile >= 0 {
+		// The default profile alone.
+		if want := profileBits(st.profile); st.coveredBits(p.Components)&want != want {
+			missing := appendDefaultProfile(st.required[:0], st.profile&1 != 0, st.profile&2 != 0, st.profile&4 != 0)
+			for i := range missing {
+				if !covers(p.Components, &missing[i]) {
+					return nil, refuse(ReasonMissingComponent, "", "the signature must cover "+missing[i].String())
+				}
+			}
+		}
+	}
 	for i := range st.required {
 		// Signers usually cover the required components in the same
 		// order, so look at the same position first.
@@ -470,7 +543,7 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 	if err := key.Verify(st.base, s.value); err != nil {
 		return nil, v.withBase(&VerifyError{Reason: ReasonBadSignature, Detail: "the signature does not match the message", Err: err}, st)
 	}
-	if covers(p.Components, &compContentDigest) {
+	if st.coveredBits(p.Components)&bitContentDigest != 0 {
 		st.digestCovered = true
 		if st.headerOnly {
 			return key, nil
@@ -495,9 +568,12 @@ func (v *Verifier) checkParams(p *Params, now time.Time) error {
 		// header fields.
 		return refuse(ReasonMalformedSignature, "", "a presigned signature (tag "+PresignTag+") is valid only in the query of its URL")
 	}
-	for _, name := range v.Policy.requiredParams() {
-		if !p.has(name) {
-			return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
+	if v.Policy.RequiredParams != nil || p.Created.IsZero() || p.KeyID == "" || p.Nonce == "" {
+		// Not the default list (created, keyid, nonce) all present.
+		for _, name := range v.Policy.requiredParams() {
+			if !p.has(name) {
+				return refuse(ReasonMalformedSignature, "", "the signature has no "+name+" parameter, which this server requires")
+			}
 		}
 	}
 	if p.Alg != "" {

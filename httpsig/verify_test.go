@@ -926,3 +926,98 @@ func TestSignatureBaseLeavesMessage(t *testing.T) {
 		t.Fatalf("bases %q then %q", first, second)
 	}
 }
+
+// TestSignRequestContentDigest: SignRequest sets Content-Digest for the
+// body with either algorithm, the signature covers it, and a signing that
+// fails still leaves the field set, as it did when the field was set first.
+func TestSignRequestContentDigest(t *testing.T) {
+	body := reqfixture.Body()
+	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
+	for _, alg := range []DigestAlgorithm{"", DigestSHA256, DigestSHA512} {
+		want, err := ContentDigest(alg, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := benchSigner(hk)
+		s.Digest = alg
+		r := reqfixture.Received(body)
+		r.Header.Set("Content-Digest", "sha-256=:AAAA:")
+		if err := s.SignRequest(r, body); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Header["Content-Digest"]; len(got) != 1 || got[0] != want {
+			t.Errorf("%q: Content-Digest %q, want %q", alg, got, want)
+		}
+		v := &Verifier{Keys: KeyMap{reqfixture.KeyID: hk}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+		if _, err := v.VerifyRequest(r, body); err != nil {
+			t.Errorf("%q: %v", alg, err)
+		}
+		if _, err := v.VerifyRequest(r, append([]byte("x"), body...)); err == nil {
+			t.Errorf("%q: other content verifies", alg)
+		}
+
+		s.Label = "Not A Label"
+		r = reqfixture.Received(body)
+		if err := s.SignRequest(r, body); err == nil {
+			t.Fatalf("%q: signing with label %q succeeds", alg, s.Label)
+		}
+		if got := r.Header["Content-Digest"]; len(got) != 1 || got[0] != want {
+			t.Errorf("%q: after a failed signing, Content-Digest %q, want %q", alg, got, want)
+		}
+	}
+}
+
+// TestSignRequestNonces: every signature SignRequest makes carries a new
+// nonce, 22 characters of base64url (128 bits), also when signers run
+// concurrently and share the signing scratch pool; NoNonce leaves it out.
+func TestSignRequestNonces(t *testing.T) {
+	hk, _ := NewHMACKey(bytes.Repeat([]byte{7}, 32))
+	v := &Verifier{Keys: KeyMap{reqfixture.KeyID: hk}, Now: func() time.Time { return time.Unix(reqfixture.Created, 0) }}
+	const workers, each = 4, 200
+	nonces := make(chan string, workers*each)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := benchSigner(hk)
+			for range each {
+				r := reqfixture.Received(nil)
+				if err := s.SignRequest(r, nil); err != nil {
+					t.Error(err)
+					return
+				}
+				res, err := v.VerifyRequest(r, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				nonces <- res.Nonce
+			}
+		}()
+	}
+	wg.Wait()
+	close(nonces)
+	seen := map[string]bool{}
+	for n := range nonces {
+		if len(n) != nonceLen || strings.Trim(n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			t.Fatalf("nonce %q is not 22 characters of base64url", n)
+		}
+		if seen[n] {
+			t.Fatalf("nonce %q made twice", n)
+		}
+		seen[n] = true
+	}
+	if len(seen) != workers*each {
+		t.Fatalf("%d nonces, want %d", len(seen), workers*each)
+	}
+	s := benchSigner(hk)
+	s.NoNonce = true
+	r := reqfixture.Received(nil)
+	if err := s.SignRequest(r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if in := r.Header.Get("Signature-Input"); strings.Contains(in, "nonce=") {
+		t.Errorf("NoNonce: Signature-Input %q has a nonce", in)
+	}
+}

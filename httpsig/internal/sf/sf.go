@@ -11,6 +11,7 @@ package sf
 import (
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -746,6 +747,68 @@ func SingleByteSeq(field, key string) (text string, ok bool) {
 	return text, true
 }
 
+// b64Values maps the base64 alphabet to its values and every other byte,
+// '=' included, to 0xff.
+var b64Values = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for i := range alphabet {
+		t[alphabet[i]] = byte(i)
+	}
+	return t
+}()
+
+// DecodeSingleByteSeq is [SingleByteSeq] and [DecodeByteSeq] in one pass
+// over the text: for a field SingleByteSeq accepts, it appends the bytes
+// of the Byte Sequence to dst and returns true; for any other, it returns
+// dst unchanged and false.
+func DecodeSingleByteSeq(dst []byte, field, key string) ([]byte, bool) {
+	n := len(key)
+	if len(field) < n+3 || field[:n] != key || field[n] != '=' || field[n+1] != ':' || field[len(field)-1] != ':' || !IsKey(key) {
+		return dst, false
+	}
+	text := field[n+2 : len(field)-1]
+	if len(text)%4 != 0 {
+		return dst, false
+	}
+	start := len(dst)
+	full, size := len(text), len(text)/4*3
+	if full > 0 && text[full-1] == '=' {
+		full -= 4 // the last quantum pads
+		size--
+		if text[len(text)-2] == '=' {
+			size--
+		}
+	}
+	dst = slices.Grow(dst, size)
+	for i := 0; i+4 <= full; i += 4 {
+		q := text[i : i+4]
+		a, b, c, d := b64Values[q[0]], b64Values[q[1]], b64Values[q[2]], b64Values[q[3]]
+		if (a|b|c|d)&0x80 != 0 {
+			return dst[:start], false
+		}
+		dst = append(dst, a<<2|b>>4, b<<4|c>>2, c<<6|d)
+	}
+	if full < len(text) {
+		q := text[full:]
+		a, b := b64Values[q[0]], b64Values[q[1]]
+		if q[2] == '=' { // xx==: one byte; b's low bits pad
+			if (a|b)&0x80 != 0 || b&0x0f != 0 {
+				return dst[:start], false
+			}
+			return append(dst, a<<2|b>>4), true
+		}
+		c := b64Values[q[2]] // xxx=: two bytes; c's low bits pad
+		if (a|b|c)&0x80 != 0 || c&0x03 != 0 {
+			return dst[:start], false
+		}
+		dst = append(dst, a<<2|b>>4, b<<4|c>>2)
+	}
+	return dst, true
+}
+
 // ParseKnownMember recognises, without general parsing, a Dictionary field
 // value of exactly one member whose value is [Parser.KnownList] followed
 // by parameters, each written ;key=value with a value that is a
@@ -812,7 +875,8 @@ func (p *Parser) ParseKnownMember(s string) (members []Member, ok bool) {
 			return nil, false
 		}
 		for j := first; j < len(p.params); j++ {
-			if p.params[j].Key == key {
+			// Keys are never empty; most differ in length or first byte.
+			if k := p.params[j].Key; len(k) == len(key) && k[0] == key[0] && k == key {
 				p.params = p.params[:first]
 				return nil, false
 			}

@@ -378,8 +378,18 @@ func FuzzSingleByteSeq(f *testing.F) {
 	f.Add(`sha-256=:YQ==:`, "sha-256")
 	f.Fuzz(func(t *testing.T, field, key string) {
 		text, ok := SingleByteSeq(field, key)
+		dec, decOK := DecodeSingleByteSeq([]byte("x"), field, key)
+		if decOK != ok {
+			t.Fatalf("%q: SingleByteSeq says %v, DecodeSingleByteSeq %v", field, ok, decOK)
+		}
 		if !ok {
+			if string(dec) != "x" {
+				t.Fatalf("%q: DecodeSingleByteSeq refuses it but changes dst to %q", field, dec)
+			}
 			return
+		}
+		if want, err := DecodeByteSeq([]byte("x"), text); err != nil || string(want) != string(dec) {
+			t.Fatalf("%q: DecodeSingleByteSeq gives %q, DecodeByteSeq %q, %v", field, dec, want, err)
 		}
 		var p Parser
 		ms, err := p.ParseDictionary(field)

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -93,7 +94,7 @@ func checkUsageConfig(cfg *Config) error {
 	}{{"DefaultRate", cfg.DefaultRate}, {"OwnerRate", cfg.OwnerRate}} {
 		if r.rate != (limit.Rate{}) {
 			if err := r.rate.Validate(); err != nil {
-				return errors.New("gateway: Config." + r.name + ": " + err.Error())
+				return fmt.Errorf("gateway: Config.%s: %w", r.name, err)
 			}
 			if cfg.Limiter == nil {
 				return errors.New("gateway: Config." + r.name + " needs a Config.Limiter")
@@ -112,7 +113,7 @@ func (g *Gateway) checkRouteRate(r *policy.Route) error {
 		return errors.New("gateway: route " + strconv.Quote(r.Name) + " (" + r.Pos.String() + ") has a rate limit, and the gateway has no Config.Limiter")
 	}
 	if err := RouteRate(r.Rate).Validate(); err != nil {
-		return errors.New("gateway: route " + strconv.Quote(r.Name) + " (" + r.Pos.String() + "): " + err.Error())
+		return fmt.Errorf("gateway: route %q (%s): %w", r.Name, r.Pos, err)
 	}
 	return nil
 }

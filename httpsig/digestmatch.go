@@ -3,6 +3,7 @@ package httpsig
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 
 	"github.com/signet-dev/signet/httpsig/internal/sf"
 )
@@ -25,7 +26,7 @@ func MatchContentDigest(field, computed string) error {
 	}
 	got, err := sp2.ParseDictionary(computed)
 	if err != nil {
-		return errors.New("httpsig: the computed digest is not a Content-Digest value: " + err.Error())
+		return fmt.Errorf("httpsig: the computed digest is not a Content-Digest value: %w", err)
 	}
 	var w, g [64]byte
 	for _, m := range want {

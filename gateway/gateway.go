@@ -321,6 +321,15 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	path, query, hasQuery, _ := rt.upstream.target(pr.In)
 	pr.Out.URL = rt.upstream.url(path, query, hasQuery)
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
+	if pr.Out.Body != nil && pr.In.GetBody != nil {
+		// The body is in memory (verified or buffered), but ReverseProxy
+		// hands it on in a wrapper net/http cannot see through, which
+		// makes the transport write the header and the body in two
+		// packets; handed on as it is, they leave in one.
+		if b, err := pr.In.GetBody(); err == nil {
+			pr.Out.Body = b
+		}
+	}
 	h := pr.Out.Header
 	for k := range h {
 		if spoofable(k) {

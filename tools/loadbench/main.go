@@ -171,6 +171,7 @@ type result struct {
 	errors        int64
 	rps           float64
 	p50, p99, max time.Duration
+	cpu           time.Duration // the proxy's CPU time per request
 }
 
 func bench(o benchOptions) error {
@@ -190,6 +191,7 @@ func bench(o benchOptions) error {
 		return fmt.Errorf("building signet (run from the repository root): %w", err)
 	}
 	var procs []*exec.Cmd
+	pidOf := map[string]int{} // URL -> process
 	defer func() {
 		for _, p := range procs {
 			p.Process.Kill()
@@ -214,6 +216,7 @@ func bench(o benchOptions) error {
 		if err := waitReady(addr); err != nil {
 			return "", fmt.Errorf("%s %s: %w\n%s", filepath.Base(name), strings.Join(args, " "), err, cmd.Stderr)
 		}
+		pidOf["http://"+addr] = cmd.Process.Pid
 		return "http://" + addr, nil
 	}
 
@@ -284,28 +287,29 @@ func bench(o benchOptions) error {
 	type scenario struct {
 		name, url string
 		signer    *httpsig.Signer
+		pids      []int // the proxy's processes, whose CPU time is counted
 	}
 	scenarios := []scenario{
-		{"upstream alone", up, signer},
-		{"httputil.ReverseProxy", proxy, signer},
+		{"upstream alone", up, signer, []int{pidOf[up]}},
+		{"httputil.ReverseProxy", proxy, signer, []int{pidOf[proxy]}},
 	}
 	if o.nginx != "" {
 		if bin, err := lookNginx(o.nginx); err != nil {
 			fmt.Fprintf(os.Stderr, "loadbench: no nginx (%v): skipping the nginx scenario; on Debian: apt-get install nginx-light\n", err)
 		} else {
-			stop, url, err := startNginx(bin, filepath.Join(dir, "nginx"), up)
+			stop, url, pid, err := startNginx(bin, filepath.Join(dir, "nginx"), up)
 			if err != nil {
 				return err
 			}
 			defer stop()
-			scenarios = append(scenarios, scenario{"nginx proxy_pass", url, signer})
+			scenarios = append(scenarios, scenario{"nginx proxy_pass", url, signer, []int{pid}})
 		}
 	}
 	scenarios = append(scenarios,
-		scenario{"signet serve (memory)", gwMemory, signer},
-		scenario{"signet serve (100 routes)", gwRoutes, signer},
-		scenario{"signet serve (limits, memory)", gwLimits, limited},
-		scenario{"signet serve (signed)", gwSigned, signer},
+		scenario{"signet serve (memory)", gwMemory, signer, []int{pidOf[gwMemory]}},
+		scenario{"signet serve (100 routes)", gwRoutes, signer, []int{pidOf[gwRoutes]}},
+		scenario{"signet serve (limits, memory)", gwLimits, limited, []int{pidOf[gwLimits]}},
+		scenario{"signet serve (signed)", gwSigned, signer, []int{pidOf[gwSigned]}},
 	)
 	if o.redisURL != "" {
 		prefix := fmt.Sprintf("signet-loadbench-%d:", time.Now().UnixNano())
@@ -314,25 +318,28 @@ func bench(o benchOptions) error {
 		if _, err := redis.Init(context.Background(), o.redisURL, redis.Options{KeyPrefix: prefix}); err != nil {
 			return err
 		}
+		// The Redis scenarios count the Redis server's CPU time too, when
+		// it runs on this machine.
+		redisPid := redisProcess(o.redisURL)
 		adminAddr, _ := freeAddr()
 		gwRedis, err := start(signet, append(serveArgs, "--admin-listen", adminAddr, "--redis", o.redisURL, "--redis-prefix", prefix)...)
 		if err != nil {
 			return err
 		}
-		scenarios = append(scenarios, scenario{"signet serve (Redis)", gwRedis, signer})
+		scenarios = append(scenarios, scenario{"signet serve (Redis)", gwRedis, signer, []int{pidOf[gwRedis], redisPid}})
 		adminAddr, _ = freeAddr()
 		gwRedisLimits, err := start(signet, append(append(serveArgs, limitArgs...), "--admin-listen", adminAddr, "--redis", o.redisURL, "--redis-prefix", prefix, "--redis-limit-prefix", prefix+"limit:")...)
 		if err != nil {
 			return err
 		}
-		scenarios = append(scenarios, scenario{"signet serve (limits, Redis)", gwRedisLimits, limited})
+		scenarios = append(scenarios, scenario{"signet serve (limits, Redis)", gwRedisLimits, limited, []int{pidOf[gwRedisLimits], redisPid}})
 		// The same without the owner's rate: one Redis call fewer.
 		adminAddr, _ = freeAddr()
 		gwRedisKey, err := start(signet, append(serveArgs, "--admin-listen", adminAddr, "--redis", o.redisURL, "--redis-prefix", prefix, "--redis-limit-prefix", prefix+"limit2:")...)
 		if err != nil {
 			return err
 		}
-		scenarios = append(scenarios, scenario{"signet serve (key limits, Redis)", gwRedisKey, limited})
+		scenarios = append(scenarios, scenario{"signet serve (key limits, Redis)", gwRedisKey, limited, []int{pidOf[gwRedisKey], redisPid}})
 	}
 
 	body := bytes.Repeat([]byte("x"), o.bodySize)
@@ -347,14 +354,14 @@ func bench(o benchOptions) error {
 	for i, s := range scenarios {
 		if o.selected(s.name) {
 			selected = append(selected, i)
-			run(s.url, s.signer, body, o, o.warmup, "", 0)
+			run(s.url, s.signer, body, o, o.warmup, "", 0, nil)
 		}
 	}
 	peaks := make([][]result, len(scenarios))
 	for range o.rounds {
 		for _, i := range selected {
 			s := scenarios[i]
-			peaks[i] = append(peaks[i], run(s.url, s.signer, body, o, o.duration, s.name, 0))
+			peaks[i] = append(peaks[i], run(s.url, s.signer, body, o, o.duration, s.name, 0, s.pids))
 		}
 	}
 	var results []result
@@ -365,7 +372,7 @@ func bench(o benchOptions) error {
 		for _, pct := range o.levels {
 			var rs []result
 			for range o.rounds {
-				r := run(s.url, s.signer, body, o, o.duration, s.name, peak.rps*pct/100)
+				r := run(s.url, s.signer, body, o, o.duration, s.name, peak.rps*pct/100, s.pids)
 				r.level = pct
 				rs = append(rs, r)
 			}
@@ -392,6 +399,7 @@ func medianResult(rs []result) result {
 	out.p50 = time.Duration(med(func(r result) float64 { return float64(r.p50) }))
 	out.p99 = time.Duration(med(func(r result) float64 { return float64(r.p99) }))
 	out.max = time.Duration(med(func(r result) float64 { return float64(r.max) }))
+	out.cpu = time.Duration(med(func(r result) float64 { return float64(r.cpu) }))
 	out.requests, out.errors = 0, 0
 	for _, r := range rs {
 		out.requests += r.requests
@@ -414,13 +422,13 @@ func lookNginx(name string) (string, error) {
 
 // startNginx runs nginx as a plain reverse proxy to upstream, with a
 // configuration generated in dir, and returns how to stop it and its URL.
-func startNginx(bin, dir, upstream string) (stop func(), url string, err error) {
+func startNginx(bin, dir, upstream string) (stop func(), url string, pid int, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	addr, err := freeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	up := strings.TrimPrefix(upstream, "http://")
 	user := ""
@@ -463,13 +471,13 @@ http {
 `, user, dir, up, addr)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	cmd := exec.Command(bin, "-p", dir, "-c", path, "-e", filepath.Join(dir, "error.log"))
 	out := &limitedBuffer{max: 64 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	stop = func() {
 		// SIGTERM: the master stops its worker and exits.
@@ -486,16 +494,16 @@ http {
 	if err := waitReady(addr); err != nil {
 		stop()
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-		return nil, "", fmt.Errorf("nginx: %w\n%s%s", err, out, log)
+		return nil, "", 0, fmt.Errorf("nginx: %w\n%s%s", err, out, log)
 	}
-	return stop, "http://" + addr, nil
+	return stop, "http://" + addr, cmd.Process.Pid, nil
 }
 
 // run sends signed requests from o.conns workers for d and measures them:
 // as fast as the server answers, or at rate requests per second in all if
 // rate is positive, each worker sending on its own schedule and latency
 // counted from when a request was due.
-func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d time.Duration, name string, rate float64) result {
+func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d time.Duration, name string, rate float64, pids []int) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conns, MaxConnsPerHost: o.conns}, Timeout: 10 * time.Second}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -505,6 +513,7 @@ func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d tim
 	var wg sync.WaitGroup
 	target := base + "/v1/orders?customer=42&expand=items"
 	startAll := time.Now()
+	cpu0 := cpuTime(pids)
 	for w := range o.conns {
 		wg.Add(1)
 		go func() {
@@ -552,6 +561,7 @@ func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d tim
 	}
 	wg.Wait()
 	elapsed := time.Since(startAll)
+	cpu := cpuTime(pids) - cpu0
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
@@ -561,19 +571,21 @@ func run(base string, signer *httpsig.Signer, body []byte, o benchOptions, d tim
 	if len(all) > 0 {
 		res.rps = float64(len(all)) / elapsed.Seconds()
 		res.p50, res.p99, res.max = all[len(all)/2], all[len(all)*99/100], all[len(all)-1]
+		res.cpu = cpu / time.Duration(len(all))
 	}
 	return res
 }
 
 func report(results []result) {
 	var proxy, nginx float64
+	var nginxCPU time.Duration
 	for _, r := range results {
 		switch {
 		case r.level != 0:
 		case strings.HasPrefix(r.name, "httputil"):
 			proxy = r.rps
 		case strings.HasPrefix(r.name, "nginx"):
-			nginx = r.rps
+			nginx, nginxCPU = r.rps, r.cpu
 		}
 	}
 	percent := func(rps, of float64) string {
@@ -582,14 +594,20 @@ func report(results []result) {
 		}
 		return fmt.Sprintf("%.0f%%", 100*rps/of)
 	}
-	fmt.Printf("%-33s %6s %10s %10s %10s %10s %8s %9s %9s\n", "scenario", "load", "req/s", "p50", "p99", "max", "errors", "vs proxy", "vs nginx")
+	fmt.Printf("%-33s %6s %10s %10s %10s %10s %8s %9s %9s %9s %9s\n", "scenario", "load", "req/s", "p50", "p99", "max", "errors", "vs proxy", "vs nginx", "CPU/req", "CPU nginx")
 	for _, r := range results {
 		load := "peak"
 		if r.level != 0 {
 			load = fmt.Sprintf("%.0f%%", r.level)
 		}
-		fmt.Printf("%-33s %6s %10.0f %10s %10s %10s %8d %9s %9s\n", r.name, load, r.rps, round(r.p50), round(r.p99), round(r.max), r.errors, percent(r.rps, proxy), percent(r.rps, nginx))
+		cpu, ofNginx := "-", "-"
+		if r.cpu > 0 {
+			cpu = fmt.Sprintf("%.1fµs", float64(r.cpu)/1e3)
+			ofNginx = percent(float64(nginxCPU), float64(r.cpu))
+		}
+		fmt.Printf("%-33s %6s %10.0f %10s %10s %10s %8d %9s %9s %9s %9s\n", r.name, load, r.rps, round(r.p50), round(r.p99), round(r.max), r.errors, percent(r.rps, proxy), percent(r.rps, nginx), cpu, ofNginx)
 	}
+	fmt.Println("\nCPU/req: the proxy's CPU time (user + system) per request, Redis's included in the Redis scenarios; CPU nginx: nginx's CPU/req as a percentage of it.")
 }
 
 // createSigner makes a key in db with the extra flags of keys create.
@@ -695,4 +713,70 @@ func routes100() []byte {
 		fmt.Fprintf(&b, "  - {match: \"/v1/res%d/{id}/sub/\"}\n", i)
 	}
 	return b.Bytes()
+}
+
+// cpuTime returns the CPU time (user and system) the processes pids and
+// their children have used so far, read from /proc; 0 where there is none.
+func cpuTime(pids []int) time.Duration {
+	var ticks int64
+	seen := map[int]bool{}
+	var add func(pid int)
+	add = func(pid int) {
+		if pid <= 0 || seen[pid] {
+			return
+		}
+		seen[pid] = true
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		// The fields after the command's ")": state is the first, utime
+		// and stime the 12th and 13th (fields 14 and 15 of proc(5)).
+		i := bytes.LastIndexByte(stat, ')')
+		if f := strings.Fields(string(stat[i+1:])); i >= 0 && len(f) > 12 {
+			var u, s int64
+			fmt.Sscan(f[11], &u)
+			fmt.Sscan(f[12], &s)
+			ticks += u + s
+		}
+		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		for _, c := range strings.Fields(string(children)) {
+			var child int
+			fmt.Sscan(c, &child)
+			add(child)
+		}
+	}
+	for _, pid := range pids {
+		add(pid)
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+}
+
+// redisProcess returns the process id of the Redis server at redisURL if
+// it runs on this machine, 0 otherwise.
+func redisProcess(redisURL string) int {
+	opt, err := rueidis.ParseURL(redisURL)
+	if err != nil {
+		return 0
+	}
+	opt.DisableCache = true
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	info, err := c.Do(context.Background(), c.B().Info().Section("server").Build()).ToString()
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
+			var pid int
+			fmt.Sscan(v, &pid)
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				return pid
+			}
+		}
+	}
+	return 0
 }

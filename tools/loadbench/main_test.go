@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,9 +24,13 @@ func TestNginx(t *testing.T) {
 		io.WriteString(w, r.Method+" "+r.Host+" "+r.URL.RequestURI()+" "+string(b))
 	}))
 	defer up.Close()
-	stop, url, err := startNginx(bin, t.TempDir(), up.URL)
+	stop, url, pid, err := startNginx(bin, t.TempDir(), up.URL)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid)); err != nil {
+		stop()
+		t.Fatalf("nginx's process %d: %v", pid, err)
 	}
 	resp, err := http.Post(url+"/v1/orders?customer=42", "application/json", strings.NewReader(`{"a":1}`))
 	if err != nil {
@@ -64,5 +70,22 @@ func TestMedianResult(t *testing.T) {
 	got := medianResult(rs)
 	if got.rps != 200 || got.p99 != 5*time.Millisecond || got.requests != 60 || got.errors != 1 || got.name != "a" {
 		t.Errorf("medianResult = %+v", got)
+	}
+}
+
+// TestCPUTime: the CPU time of a process (here this one) is read, and
+// grows as it works.
+func TestCPUTime(t *testing.T) {
+	before := cpuTime([]int{os.Getpid()})
+	deadline := time.Now().Add(300 * time.Millisecond)
+	x := 0
+	for time.Now().Before(deadline) {
+		x++
+	}
+	if after := cpuTime([]int{os.Getpid()}); after-before < 100*time.Millisecond {
+		t.Errorf("CPU time grew by %v in a 300 ms busy loop (%d turns)", after-before, x)
+	}
+	if got := cpuTime([]int{0, -1}); got != 0 {
+		t.Errorf("CPU time of no process: %v", got)
 	}
 }

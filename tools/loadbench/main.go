@@ -603,6 +603,8 @@ func report(results []result) {
 		cpu, ofNginx := "-", "-"
 		if r.cpu > 0 {
 			cpu = fmt.Sprintf("%.1fµs", float64(r.cpu)/1e3)
+		}
+		if r.cpu > 0 && nginxCPU > 0 {
 			ofNginx = percent(float64(nginxCPU), float64(r.cpu))
 		}
 		fmt.Printf("%-33s %6s %10.0f %10s %10s %10s %8d %9s %9s %9s %9s\n", r.name, load, r.rps, round(r.p50), round(r.p99), round(r.max), r.errors, percent(r.rps, proxy), percent(r.rps, nginx), cpu, ofNginx)

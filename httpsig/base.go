@@ -30,6 +30,12 @@ type Message struct {
 
 	target    target // of Request, once split
 	hasTarget bool
+	// contentType and contentDigest, when ctKnown and cdKnown are set,
+	// are the lines of Request.Header under the canonical keys
+	// Content-Type and Content-Digest (nil when absent), looked up
+	// already by whoever made m, which must not change them after.
+	contentType, contentDigest []string
+	ctKnown, cdKnown           bool
 	// newDigest, when set, is the Content-Digest field value of Request
 	// while SignRequest signs it, before it is set in the header.
 	newDigest []byte
@@ -216,9 +222,14 @@ func appendUsual(dst []byte, m *Message, c *Component) ([]byte, error) {
 		return append(dst, m.newDigest...), nil
 	}
 	var lines []string
-	if c.usual == usualContentType {
+	switch {
+	case c.usual == usualContentType && m.ctKnown:
+		lines = m.contentType
+	case c.usual == usualContentType:
 		lines = r.Header["Content-Type"]
-	} else {
+	case m.cdKnown:
+		lines = m.contentDigest
+	default:
 		lines = r.Header["Content-Digest"]
 	}
 	if lines == nil {

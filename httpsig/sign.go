@@ -132,7 +132,8 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 	}
 	p := s.paramsWith(&sc.nonce)
 	if p.Components == nil {
-		list := &defaultLists[profileIndex(m.targetOf(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
+		m.contentType, m.ctKnown = r.Header["Content-Type"], true
+		list := &defaultLists[profileIndex(m.targetOf(r).query != "", len(m.contentType) > 0, len(body) > 0 || hasDigest)]
 		p.Components, p.listText = list.comps, list.text
 	}
 	err := signMessage(sc, &m, s.label(), &p, s.Key, spare)
@@ -300,8 +301,13 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	} else if sig, err = key.Sign(sc.base); err != nil {
 		return err
 	}
-	if err := checkLabelFree(h, label); err != nil {
-		return err
+	// With room for Content-Digest too, SignRequest found both signature
+	// fields absent, so no label can be taken.
+	fresh := m.newDigest != nil && len(spare) == 3
+	if !fresh {
+		if err := checkLabelFree(h, label); err != nil {
+			return err
+		}
 	}
 	// The serialised parameters are the tail of the base.
 	paramsText := sc.base[paramsStart:]
@@ -312,7 +318,7 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	sc.out = sf.AppendBareByteSeq(append(append(sc.out, label...), '='), sig)
 	all := string(sc.out)
 	input, value := all[nd:n], all[n:]
-	if m.newDigest != nil && len(spare) == 3 {
+	if fresh {
 		// SignRequest checked that the signature fields are new.
 		spare[0], spare[1], spare[2] = all[:nd], input, value
 		h["Content-Digest"], h["Signature-Input"], h["Signature"] = spare[0:1:1], spare[1:2:2], spare[2:3:3]

@@ -782,29 +782,33 @@ func DecodeSingleByteSeq(dst []byte, field, key string) ([]byte, bool) {
 			size--
 		}
 	}
-	dst = slices.Grow(dst, size)
-	for i := 0; i+4 <= full; i += 4 {
+	// Written in place: size bytes after start, three per full quantum.
+	dst = slices.Grow(dst, size)[:start+size]
+	out := dst[start:]
+	for i := 0; i+4 <= full && len(out) >= 3; i += 4 {
 		q := text[i : i+4]
 		a, b, c, d := b64Values[q[0]], b64Values[q[1]], b64Values[q[2]], b64Values[q[3]]
 		if (a|b|c|d)&0x80 != 0 {
 			return dst[:start], false
 		}
-		dst = append(dst, a<<2|b>>4, b<<4|c>>2, c<<6|d)
+		out[0], out[1], out[2] = a<<2|b>>4, b<<4|c>>2, c<<6|d
+		out = out[3:]
 	}
 	if full < len(text) {
 		q := text[full:]
 		a, b := b64Values[q[0]], b64Values[q[1]]
 		if q[2] == '=' { // xx==: one byte; b's low bits pad
-			if (a|b)&0x80 != 0 || b&0x0f != 0 {
+			if (a|b)&0x80 != 0 || b&0x0f != 0 || len(out) != 1 {
 				return dst[:start], false
 			}
-			return append(dst, a<<2|b>>4), true
+			out[0] = a<<2 | b>>4
+			return dst, true
 		}
 		c := b64Values[q[2]] // xxx=: two bytes; c's low bits pad
-		if (a|b|c)&0x80 != 0 || c&0x03 != 0 {
+		if (a|b|c)&0x80 != 0 || c&0x03 != 0 || len(out) != 2 {
 			return dst[:start], false
 		}
-		dst = append(dst, a<<2|b>>4, b<<4|c>>2)
+		out[0], out[1] = a<<2|b>>4, b<<4|c>>2
 	}
 	return dst, true
 }

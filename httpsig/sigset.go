@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/signet-dev/signet/httpsig/internal/sf"
 )
@@ -82,6 +83,91 @@ func (st *sigSet) parse(h http.Header) error {
 	if len(sigLines) == 0 {
 		return refuse(ReasonMalformedSignature, "", "the request has a Signature-Input field but no Signature field")
 	}
+	if len(inputLines) == 1 && len(sigLines) == 1 && st.parseUsual(inputLines[0], sigLines[0]) {
+		return nil
+	}
+	return st.parseFields(inputLines, sigLines)
+}
+
+// parseUsual reads the usual pair of fields: Signature-Input one signature
+// over the remembered list, each of its parameters one of the six RFC 9421
+// defines, given once, written as [sf.Parser.ParseKnownMember] accepts;
+// Signature one canonical Byte Sequence under the same label. It reads
+// them as parseFields would, straight into the signature, and returns
+// false, reading nothing, for any other fields, which parseFields must
+// then read.
+func (st *sigSet) parseUsual(input, sig string) bool {
+	k := st.lastList
+	i := sf.KeyLen(input)
+	if k == "" || k[0] != '(' || i == 0 || i+1+len(k) > len(input) || input[i] != '=' || input[i+1:i+1+len(k)] != k {
+		return false
+	}
+	if cap(st.sigs) == 0 {
+		st.sigs = make([]parsedSig, 0, 1)
+	}
+	s := &st.sigs[:1][0]
+	p := &s.params
+	p.Components, p.order, p.extra = st.lastComps, p.order[:0], p.extra[:0]
+	p.Created, p.Expires = time.Time{}, time.Time{}
+	p.KeyID, p.Alg, p.Nonce, p.Tag = "", "", "", ""
+	var seen uint8
+	for pos := i + 1 + len(k); pos < len(input); {
+		key, v, end, ok := sf.KnownParam(input, pos)
+		if !ok {
+			return false
+		}
+		pos = end
+		var letter byte
+		switch key {
+		case "created", "expires":
+			if v.Kind != sf.Integer {
+				return false
+			}
+			if key == "created" {
+				p.Created, letter = time.Unix(v.Int, 0), spCreated
+			} else {
+				p.Expires, letter = time.Unix(v.Int, 0), spExpires
+			}
+		case "keyid", "alg", "nonce", "tag":
+			if v.Kind != sf.String {
+				return false
+			}
+			switch key {
+			case "keyid":
+				p.KeyID, letter = v.Str, spKeyID
+			case "alg":
+				if v.Str == "" {
+					return false
+				}
+				p.Alg, letter = Algorithm(v.Str), spAlg
+			case "nonce":
+				p.Nonce, letter = v.Str, spNonce
+			default:
+				p.Tag, letter = v.Str, spTag
+			}
+		default:
+			return false
+		}
+		bit := uint8(1) << indexByte(spDefault, letter)
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		p.order = append(p.order, letter)
+	}
+	label := input[:i]
+	var ok bool
+	if s.value, ok = sf.DecodeSingleByteSeq(s.value[:0], sig, label); !ok {
+		return false
+	}
+	s.label, s.raw = label, input[i+1:]
+	st.sigs = st.sigs[:1]
+	return true
+}
+
+// parseFields reads the Signature-Input and Signature fields, of which
+// there are lines.
+func (st *sigSet) parseFields(inputLines, sigLines []string) error {
 	// Members marked Known are the list remembered now; the loop below may
 	// remember another before it reaches them.
 	known := st.lastComps

@@ -823,61 +823,23 @@ func DecodeSingleByteSeq(dst []byte, field, key string) ([]byte, bool) {
 // ParseDictionary.
 func (p *Parser) ParseKnownMember(s string) (members []Member, ok bool) {
 	k := p.KnownList
-	i := 0
-	for i < len(s) && keyChars[s[i]] {
-		i++
-	}
-	if k == "" || k[0] != '(' || i == 0 || !(isLCAlpha(s[0]) || s[0] == '*') || i+1+len(k) > len(s) || s[i] != '=' || s[i+1:i+1+len(k)] != k {
+	i := KeyLen(s)
+	if k == "" || k[0] != '(' || i == 0 || i+1+len(k) > len(s) || s[i] != '=' || s[i+1:i+1+len(k)] != k {
 		return nil, false
 	}
 	first := len(p.params)
 	maxParams := limit(p.Limits.Params, MaxParams)
 	for pos := i + 1 + len(k); pos < len(s); {
-		if s[pos] != ';' || pos+1 == len(s) || !(isLCAlpha(s[pos+1]) || s[pos+1] == '*') || len(p.params)-first == maxParams {
+		if len(p.params)-first == maxParams {
 			p.params = p.params[:first]
 			return nil, false
 		}
-		pos++
-		start := pos
-		for pos < len(s) && keyChars[s[pos]] {
-			pos++
-		}
-		key := s[start:pos]
-		if pos+1 >= len(s) || s[pos] != '=' {
+		key, v, end, ok := KnownParam(s, pos)
+		if !ok {
 			p.params = p.params[:first]
 			return nil, false
 		}
-		pos++
-		var v Bare
-		switch c := s[pos]; {
-		case isDigit(c):
-			start := pos
-			var n int64
-			for pos < len(s) && isDigit(s[pos]) && pos-start < 15 {
-				n = n*10 + int64(s[pos]-'0')
-				pos++
-			}
-			if pos-start > 1 && s[start] == '0' {
-				p.params = p.params[:first]
-				return nil, false
-			}
-			v = Bare{Kind: Integer, Int: n}
-		case c == '"':
-			pos++
-			start := pos
-			for pos < len(s) && stringChars[s[pos]] {
-				pos++
-			}
-			if pos == len(s) || s[pos] != '"' {
-				p.params = p.params[:first]
-				return nil, false
-			}
-			v = Bare{Kind: String, Str: s[start:pos]}
-			pos++
-		default:
-			p.params = p.params[:first]
-			return nil, false
-		}
+		pos = end
 		for j := first; j < len(p.params); j++ {
 			// Keys are never empty; most differ in length or first byte.
 			if k := p.params[j].Key; len(k) == len(key) && k[0] == key[0] && k == key {
@@ -893,4 +855,62 @@ func (p *Parser) ParseKnownMember(s string) (members []Member, ok bool) {
 	}
 	p.members = append(p.members, Member{Key: s[:i], Inner: true, Params: params, Raw: s[i+1:], ListRaw: k, Known: true})
 	return p.members[len(p.members)-1:], true
+}
+
+// KeyLen returns the length of the Key (RFC 8941 §3.1.2) s starts with,
+// or 0 if it starts with none.
+func KeyLen(s string) int {
+	if s == "" || !(isLCAlpha(s[0]) || s[0] == '*') {
+		return 0
+	}
+	i := 1
+	for i < len(s) && keyChars[s[i]] {
+		i++
+	}
+	return i
+}
+
+// KnownParam reads the parameter at s[pos:] in the one form
+// [Parser.ParseKnownMember] accepts: ;key=value, the value a non-negative
+// Integer of at most 15 digits without leading zeros or a String without
+// escapes. It returns the key, the value and where the parameter ends;
+// ok is false if s[pos:] does not start with such a parameter.
+func KnownParam(s string, pos int) (key string, v Bare, end int, ok bool) {
+	if pos+1 >= len(s) || s[pos] != ';' || !(isLCAlpha(s[pos+1]) || s[pos+1] == '*') {
+		return "", Bare{}, pos, false
+	}
+	pos++
+	start := pos
+	for pos < len(s) && keyChars[s[pos]] {
+		pos++
+	}
+	key = s[start:pos]
+	if pos+1 >= len(s) || s[pos] != '=' {
+		return "", Bare{}, pos, false
+	}
+	pos++
+	switch c := s[pos]; {
+	case isDigit(c):
+		start := pos
+		var n int64
+		for pos < len(s) && isDigit(s[pos]) && pos-start < 15 {
+			n = n*10 + int64(s[pos]-'0')
+			pos++
+		}
+		if pos-start > 1 && s[start] == '0' {
+			return "", Bare{}, pos, false
+		}
+		return key, Bare{Kind: Integer, Int: n}, pos, true
+	case c == '"':
+		pos++
+		start := pos
+		for pos < len(s) && stringChars[s[pos]] {
+			pos++
+		}
+		if pos == len(s) || s[pos] != '"' {
+			return "", Bare{}, pos, false
+		}
+		return key, Bare{Kind: String, Str: s[start:pos]}, pos + 1, true
+	}
+	return "", Bare{}, pos, false
 }

@@ -760,6 +760,22 @@ var b64Values = func() (t [256]byte) {
 	return t
 }()
 
+// b64Quantum maps each byte, by its position in a quantum of four, to the
+// bits it holds in the quantum's 24-bit value, and every byte outside the
+// base64 alphabet, '=' included, to a value above 24 bits.
+var b64Quantum = func() (t [4][256]uint32) {
+	for i := range t {
+		for c, v := range b64Values {
+			if v == 0xff {
+				t[i][c] = 1 << 31
+			} else {
+				t[i][c] = uint32(v) << (18 - 6*i)
+			}
+		}
+	}
+	return t
+}()
+
 // DecodeSingleByteSeq is [SingleByteSeq] and [DecodeByteSeq] in one pass
 // over the text: for a field SingleByteSeq accepts, it appends the bytes
 // of the Byte Sequence to dst and returns true; for any other, it returns
@@ -787,11 +803,11 @@ func DecodeSingleByteSeq(dst []byte, field, key string) ([]byte, bool) {
 	out := dst[start:]
 	for i := 0; i+4 <= full && len(out) >= 3; i += 4 {
 		q := text[i : i+4]
-		a, b, c, d := b64Values[q[0]], b64Values[q[1]], b64Values[q[2]], b64Values[q[3]]
-		if (a|b|c|d)&0x80 != 0 {
+		v := b64Quantum[0][q[0]] | b64Quantum[1][q[1]] | b64Quantum[2][q[2]] | b64Quantum[3][q[3]]
+		if v > 0xffffff {
 			return dst[:start], false
 		}
-		out[0], out[1], out[2] = a<<2|b>>4, b<<4|c>>2, c<<6|d
+		out[0], out[1], out[2] = byte(v>>16), byte(v>>8), byte(v)
 		out = out[3:]
 	}
 	if full < len(text) {

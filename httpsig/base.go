@@ -132,13 +132,28 @@ func appendBase(dst []byte, m *Message, p *Params, raw string, fields *structure
 // appendBaseAt is appendBase that also returns where the serialised
 // parameters start in dst.
 func appendBaseAt(dst []byte, m *Message, p *Params, raw string, fields *structuredFields) ([]byte, int, error) {
+	dst, err := appendBaseLines(dst, m, p, fields)
+	if err != nil {
+		return dst, 0, err
+	}
+	at := len(dst)
+	if raw != "" {
+		return append(dst, raw...), at, nil
+	}
+	dst, err = p.appendTo(dst)
+	return dst, at, err
+}
+
+// appendBaseLines appends the signature base up to the serialised
+// parameters: the line of each component, then the name of the last line.
+func appendBaseLines(dst []byte, m *Message, p *Params, fields *structuredFields) ([]byte, error) {
 	fields.reset()
 	start, lines := len(dst), 0
 	for i := range p.Components {
 		var n int
 		var err error
 		if dst, n, err = appendComponent(dst, m, &p.Components[i], fields); err != nil {
-			return dst, 0, err
+			return dst, err
 		}
 		lines += n
 	}
@@ -148,17 +163,11 @@ func appendBaseAt(dst []byte, m *Message, p *Params, raw string, fields *structu
 		for i := range p.Components {
 			v, n, _ := appendComponent(nil, m, &p.Components[i], fields)
 			if bytes.Count(v, newline) != n || bytes.IndexByte(v, '\r') >= 0 {
-				return dst, 0, compErr(&p.Components[i], false, "value contains a line break")
+				return dst, compErr(&p.Components[i], false, "value contains a line break")
 			}
 		}
 	}
-	dst = append(dst, `"@signature-params": `...)
-	at := len(dst)
-	if raw != "" {
-		return append(dst, raw...), at, nil
-	}
-	dst, err := p.appendTo(dst)
-	return dst, at, err
+	return append(dst, `"@signature-params": `...), nil
 }
 
 var newline = []byte{'\n'}

@@ -532,6 +532,7 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 	}
 	key, err := v.Keys.ResolveKey(ctx, p.KeyID)
 	switch {
+	case err == nil:
 	case errors.Is(err, ErrUnknownKey):
 		return nil, &VerifyError{Reason: ReasonUnknownKey, Detail: "no key has this keyid", Err: err}
 	case errors.Is(err, ErrKeyRevoked):

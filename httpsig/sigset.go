@@ -112,40 +112,36 @@ func (st *sigSet) parseUsual(input, sig string) bool {
 	p.KeyID, p.Alg, p.Nonce, p.Tag = "", "", "", ""
 	var seen uint8
 	for pos := i + 1 + len(k); pos < len(input); {
-		key, v, end, ok := sf.KnownParam(input, pos)
-		if !ok {
-			return false
-		}
-		pos = end
+		// Each parameter is one of the six, written ;name= and a value
+		// as sf.KnownParam reads it: what it would read, without
+		// scanning the name.
 		var letter byte
-		switch key {
-		case "created", "expires":
-			if v.Kind != sf.Integer {
-				return false
-			}
-			if key == "created" {
-				p.Created, letter = time.Unix(v.Int, 0), spCreated
-			} else {
-				p.Expires, letter = time.Unix(v.Int, 0), spExpires
-			}
-		case "keyid", "alg", "nonce", "tag":
-			if v.Kind != sf.String {
-				return false
-			}
-			switch key {
-			case "keyid":
-				p.KeyID, letter = v.Str, spKeyID
-			case "alg":
-				if v.Str == "" {
-					return false
-				}
-				p.Alg, letter = Algorithm(v.Str), spAlg
-			case "nonce":
-				p.Nonce, letter = v.Str, spNonce
-			default:
-				p.Tag, letter = v.Str, spTag
-			}
-		default:
+		var ok bool
+		rest := input[pos:]
+		switch {
+		case strings.HasPrefix(rest, ";created="):
+			var n int64
+			n, pos, ok = sf.KnownInteger(input, pos+len(";created="))
+			p.Created, letter = time.Unix(n, 0), spCreated
+		case strings.HasPrefix(rest, ";keyid="):
+			p.KeyID, pos, ok = sf.KnownString(input, pos+len(";keyid="))
+			letter = spKeyID
+		case strings.HasPrefix(rest, ";alg="):
+			var alg string
+			alg, pos, ok = sf.KnownString(input, pos+len(";alg="))
+			p.Alg, letter, ok = Algorithm(alg), spAlg, ok && alg != ""
+		case strings.HasPrefix(rest, ";nonce="):
+			p.Nonce, pos, ok = sf.KnownString(input, pos+len(";nonce="))
+			letter = spNonce
+		case strings.HasPrefix(rest, ";expires="):
+			var n int64
+			n, pos, ok = sf.KnownInteger(input, pos+len(";expires="))
+			p.Expires, letter = time.Unix(n, 0), spExpires
+		case strings.HasPrefix(rest, ";tag="):
+			p.Tag, pos, ok = sf.KnownString(input, pos+len(";tag="))
+			letter = spTag
+		}
+		if !ok {
 			return false
 		}
 		bit := uint8(1) << indexByte(spDefault, letter)

@@ -801,7 +801,18 @@ func DecodeSingleByteSeq(dst []byte, field, key string) ([]byte, bool) {
 	// Written in place: size bytes after start, three per full quantum.
 	dst = slices.Grow(dst, size)[:start+size]
 	out := dst[start:]
-	for i := 0; i+4 <= full && len(out) >= 3; i += 4 {
+	i := 0
+	for ; i+8 <= full && len(out) >= 6; i += 8 {
+		q := text[i : i+8]
+		v := b64Quantum[0][q[0]] | b64Quantum[1][q[1]] | b64Quantum[2][q[2]] | b64Quantum[3][q[3]]
+		w := b64Quantum[0][q[4]] | b64Quantum[1][q[5]] | b64Quantum[2][q[6]] | b64Quantum[3][q[7]]
+		if v|w > 0xffffff {
+			return dst[:start], false
+		}
+		out[0], out[1], out[2], out[3], out[4], out[5] = byte(v>>16), byte(v>>8), byte(v), byte(w>>16), byte(w>>8), byte(w)
+		out = out[6:]
+	}
+	for ; i+4 <= full && len(out) >= 3; i += 4 {
 		q := text[i : i+4]
 		v := b64Quantum[0][q[0]] | b64Quantum[1][q[1]] | b64Quantum[2][q[2]] | b64Quantum[3][q[3]]
 		if v > 0xffffff {
@@ -907,26 +918,43 @@ func KnownParam(s string, pos int) (key string, v Bare, end int, ok bool) {
 	pos++
 	switch c := s[pos]; {
 	case isDigit(c):
-		start := pos
-		var n int64
-		for pos < len(s) && isDigit(s[pos]) && pos-start < 15 {
-			n = n*10 + int64(s[pos]-'0')
-			pos++
-		}
-		if pos-start > 1 && s[start] == '0' {
-			return "", Bare{}, pos, false
-		}
-		return key, Bare{Kind: Integer, Int: n}, pos, true
+		n, end, ok := KnownInteger(s, pos)
+		return key, Bare{Kind: Integer, Int: n}, end, ok
 	case c == '"':
-		pos++
-		start := pos
-		for pos < len(s) && stringChars[s[pos]] {
-			pos++
-		}
-		if pos == len(s) || s[pos] != '"' {
-			return "", Bare{}, pos, false
-		}
-		return key, Bare{Kind: String, Str: s[start:pos]}, pos + 1, true
+		str, end, ok := KnownString(s, pos)
+		return key, Bare{Kind: String, Str: str}, end, ok
 	}
 	return "", Bare{}, pos, false
+}
+
+// KnownInteger reads the value of a parameter at s[pos:] as [KnownParam]
+// reads an Integer: a non-negative Integer of at most 15 digits without
+// leading zeros, which ends at end.
+func KnownInteger(s string, pos int) (n int64, end int, ok bool) {
+	start := pos
+	for pos < len(s) && isDigit(s[pos]) && pos-start < 15 {
+		n = n*10 + int64(s[pos]-'0')
+		pos++
+	}
+	if pos == start || pos-start > 1 && s[start] == '0' {
+		return 0, pos, false
+	}
+	return n, pos, true
+}
+
+// KnownString reads the value of a parameter at s[pos:] as [KnownParam]
+// reads a String: one without escapes, which ends at end.
+func KnownString(s string, pos int) (str string, end int, ok bool) {
+	if pos == len(s) || s[pos] != '"' {
+		return "", pos, false
+	}
+	pos++
+	start := pos
+	for pos < len(s) && stringChars[s[pos]] {
+		pos++
+	}
+	if pos == len(s) || s[pos] != '"' {
+		return "", pos, false
+	}
+	return s[start:pos], pos + 1, true
 }

@@ -30,6 +30,12 @@ type Message struct {
 
 	target    target // of Request, once split
 	hasTarget bool
+	// contentType and contentDigest, when ctKnown and cdKnown are set,
+	// are the lines of Request.Header under the canonical keys
+	// Content-Type and Content-Digest (nil when absent), looked up
+	// already by whoever made m, which must not change them after.
+	contentType, contentDigest []string
+	ctKnown, cdKnown           bool
 	// newDigest, when set, is the Content-Digest field value of Request
 	// while SignRequest signs it, before it is set in the header.
 	newDigest []byte
@@ -126,13 +132,28 @@ func appendBase(dst []byte, m *Message, p *Params, raw string, fields *structure
 // appendBaseAt is appendBase that also returns where the serialised
 // parameters start in dst.
 func appendBaseAt(dst []byte, m *Message, p *Params, raw string, fields *structuredFields) ([]byte, int, error) {
+	dst, err := appendBaseLines(dst, m, p, fields)
+	if err != nil {
+		return dst, 0, err
+	}
+	at := len(dst)
+	if raw != "" {
+		return append(dst, raw...), at, nil
+	}
+	dst, err = p.appendTo(dst)
+	return dst, at, err
+}
+
+// appendBaseLines appends the signature base up to the serialised
+// parameters: the line of each component, then the name of the last line.
+func appendBaseLines(dst []byte, m *Message, p *Params, fields *structuredFields) ([]byte, error) {
 	fields.reset()
 	start, lines := len(dst), 0
 	for i := range p.Components {
 		var n int
 		var err error
 		if dst, n, err = appendComponent(dst, m, &p.Components[i], fields); err != nil {
-			return dst, 0, err
+			return dst, err
 		}
 		lines += n
 	}
@@ -142,17 +163,11 @@ func appendBaseAt(dst []byte, m *Message, p *Params, raw string, fields *structu
 		for i := range p.Components {
 			v, n, _ := appendComponent(nil, m, &p.Components[i], fields)
 			if bytes.Count(v, newline) != n || bytes.IndexByte(v, '\r') >= 0 {
-				return dst, 0, compErr(&p.Components[i], false, "value contains a line break")
+				return dst, compErr(&p.Components[i], false, "value contains a line break")
 			}
 		}
 	}
-	dst = append(dst, `"@signature-params": `...)
-	at := len(dst)
-	if raw != "" {
-		return append(dst, raw...), at, nil
-	}
-	dst, err := p.appendTo(dst)
-	return dst, at, err
+	return append(dst, `"@signature-params": `...), nil
 }
 
 var newline = []byte{'\n'}
@@ -216,9 +231,14 @@ func appendUsual(dst []byte, m *Message, c *Component) ([]byte, error) {
 		return append(dst, m.newDigest...), nil
 	}
 	var lines []string
-	if c.usual == usualContentType {
+	switch {
+	case c.usual == usualContentType && m.ctKnown:
+		lines = m.contentType
+	case c.usual == usualContentType:
 		lines = r.Header["Content-Type"]
-	} else {
+	case m.cdKnown:
+		lines = m.contentDigest
+	default:
 		lines = r.Header["Content-Digest"]
 	}
 	if lines == nil {

@@ -101,7 +101,12 @@ func appendDigestMember(dst []byte, alg DigestAlgorithm, sum []byte) []byte {
 // contentDigestField returns the Content-Digest field value of h, with
 // several field lines combined, and whether there is one.
 func contentDigestField(h http.Header) (string, bool) {
-	v := h["Content-Digest"]
+	return joinLines(h["Content-Digest"])
+}
+
+// joinLines returns the value of a field whose lines are v, several lines
+// combined, and whether there is one.
+func joinLines(v []string) (string, bool) {
 	switch len(v) {
 	case 0:
 		return "", false

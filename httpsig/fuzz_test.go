@@ -173,3 +173,61 @@ func FuzzParseKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseUsual checks the fast path for the usual pair of signature
+// fields against the general one: whatever parseUsual accepts,
+// parseFields reads alike, without error; whatever it refuses, it leaves
+// unread.
+func FuzzParseUsual(f *testing.F) {
+	const list = `("@method" "@authority" "@path" "@query" "content-type" "content-digest")`
+	const sig = "sig1=:h0wyOV5k9Yym8TpT6fwtsFz0v/EOdAin9MWAyl908FM=:"
+	for _, in := range []string{
+		`sig1=` + list + `;created=1700000000;keyid="sk_bench_1";alg="hmac-sha256";nonce="cB8d4QhxhS7x4L1B5zH_Qg"`,
+		`sig1=` + list, `sig1=` + list + `;created=01`, `sig1=` + list + `;created=1;created=2`, `sig1=` + list + `;keyid=1`,
+		`sig1=` + list + `;created="1"`, `sig1=` + list + `;alg=""`, `sig1=` + list + `;tag="t";expires=5;nonce=""`,
+		`sig1=` + list + `;foo="x"`, `sig1=` + list + `;created=-1`, `sig2=` + list + `;keyid="k"`, `sig1=("@method");keyid="k"`,
+		`sig1=` + list + `;keyid="k", sig2=` + list, `sig1=` + list + `;keyid="a\"b"`, `sig1=` + list + `;created=1234567890123456`,
+	} {
+		f.Add(in, sig)
+	}
+	f.Add(`sig1=`+list+`;keyid="k"`, "sig1=:AA==:")
+	f.Add(`sig1=`+list+`;keyid="k"`, "sig1=:AA==:, sig2=:AA==:")
+	prime := http.Header{"Signature-Input": {`sig1=` + list + `;created=1`}, "Signature": {"sig1=::"}}
+	var fast, slow sigSet
+	for _, st := range []*sigSet{&fast, &slow} {
+		if err := st.parse(prime); err != nil || st.lastList != list {
+			f.Fatalf("the list is not remembered: %v", err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, input, sig string) {
+		fast.sp.Reset()
+		fast.sigs = fast.sigs[:0]
+		if !fast.parseUsual(input, sig) {
+			if len(fast.sigs) != 0 {
+				t.Fatalf("%q %q: refused, but left a signature", input, sig)
+			}
+			return
+		}
+		slow.sp.Reset()
+		slow.sigs = slow.sigs[:0]
+		if err := slow.parseFields([]string{input}, []string{sig}); err != nil {
+			t.Fatalf("parseUsual accepts %q %q, parseFields refuses them: %v", input, sig, err)
+		}
+		if len(fast.sigs) != 1 || len(slow.sigs) != 1 {
+			t.Fatalf("%q %q: %d and %d signatures", input, sig, len(fast.sigs), len(slow.sigs))
+		}
+		a, b := &fast.sigs[0], &slow.sigs[0]
+		pa, pb := &a.params, &b.params
+		switch {
+		case a.label != b.label || a.raw != b.raw || !bytes.Equal(a.value, b.value):
+			t.Fatalf("%q %q: parseUsual reads %q %q %x, parseFields %q %q %x", input, sig, a.label, a.raw, a.value, b.label, b.raw, b.value)
+		case !slices.EqualFunc(pa.Components, pb.Components, func(c, d Component) bool { return c.equal(&d) }):
+			t.Fatalf("%q: components %v and %v", input, pa.Components, pb.Components)
+		case !pa.Created.Equal(pb.Created) || !pa.Expires.Equal(pb.Expires) || pa.KeyID != pb.KeyID || pa.Alg != pb.Alg ||
+			pa.Nonce != pb.Nonce || pa.Tag != pb.Tag || string(pa.order) != string(pb.order) || len(pa.extra) != 0 || len(pb.extra) != 0:
+			t.Fatalf("%q: parseUsual reads %+v, parseFields %+v", input, *pa, *pb)
+		case pa.String() != pb.String():
+			t.Fatalf("%q: parameters serialise as %q and %q", input, pa.String(), pb.String())
+		}
+	})
+}

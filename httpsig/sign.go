@@ -132,7 +132,8 @@ func (s *Signer) SignRequest(r *http.Request, body []byte) error {
 	}
 	p := s.paramsWith(&sc.nonce)
 	if p.Components == nil {
-		list := &defaultLists[profileIndex(m.targetOf(r).query != "", len(r.Header["Content-Type"]) > 0, len(body) > 0 || hasDigest)]
+		m.contentType, m.ctKnown = r.Header["Content-Type"], true
+		list := &defaultLists[profileIndex(m.targetOf(r).query != "", len(m.contentType) > 0, len(body) > 0 || hasDigest)]
 		p.Components, p.listText = list.comps, list.text
 	}
 	err := signMessage(sc, &m, s.label(), &p, s.Key, spare)
@@ -249,6 +250,43 @@ type signScratch struct {
 	nonceGen *rand2.ChaCha8
 	fields   structuredFields
 	dups     componentSet
+	// head is the serialisation of the last new signature's parameters
+	// up to its nonce, and what it was made from (see appendParams);
+	// keyids are not secret, and the key itself is not held.
+	head struct {
+		text    []byte
+		list    string
+		created int64 // Unix time, which tells the zero time apart
+		keyID   string
+		alg     Algorithm
+		hasText bool
+	}
+}
+
+// appendParams appends p serialised, as p.appendTo does. The parameters of
+// a new signature over one of defaultLists, with no expires or tag and a
+// nonce in nonceText, serialise as the list, created, keyid and alg, which
+// are the same for the signatures a signer makes within a second, then the
+// nonce: that head is kept in sc and reused while what it is made from is
+// unchanged.
+func (sc *signScratch) appendParams(dst []byte, p *Params) ([]byte, error) {
+	if p.listText == "" || len(p.order) != 0 || len(p.extra) != 0 || !p.Expires.IsZero() || p.Tag != "" || p.Nonce != "" || p.nonceText == nil {
+		return p.appendTo(dst)
+	}
+	h := &sc.head
+	created := p.Created.Unix()
+	if !h.hasText || h.list != p.listText || h.created != created || h.keyID != p.KeyID || h.alg != p.Alg {
+		head := Params{Components: p.Components, listText: p.listText, Created: p.Created, KeyID: p.KeyID, Alg: p.Alg}
+		text, err := head.appendTo(h.text[:0])
+		if err != nil {
+			h.hasText = false
+			return dst, err
+		}
+		h.text, h.list, h.created, h.keyID, h.alg, h.hasText = text, p.listText, created, p.KeyID, p.Alg, true
+	}
+	dst = append(dst, h.text...)
+	// base64url text: nothing to escape, as appendNew writes it.
+	return append(append(append(dst, `;nonce="`...), p.nonceText...), '"'), nil
 }
 
 // SignMessage signs m for p with key and adds the signature under label to
@@ -289,8 +327,11 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 		return errors.New("httpsig: the message has no header map")
 	}
 	var err error
-	var paramsStart int
-	if sc.base, paramsStart, err = appendBaseAt(sc.base[:0], m, p, "", &sc.fields); err != nil {
+	if sc.base, err = appendBaseLines(sc.base[:0], m, p, &sc.fields); err != nil {
+		return fmt.Errorf("httpsig: %w", err)
+	}
+	paramsStart := len(sc.base)
+	if sc.base, err = sc.appendParams(sc.base, p); err != nil {
 		return fmt.Errorf("httpsig: %w", err)
 	}
 	var sig []byte
@@ -300,8 +341,13 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	} else if sig, err = key.Sign(sc.base); err != nil {
 		return err
 	}
-	if err := checkLabelFree(h, label); err != nil {
-		return err
+	// With room for Content-Digest too, SignRequest found both signature
+	// fields absent, so no label can be taken.
+	fresh := m.newDigest != nil && len(spare) == 3
+	if !fresh {
+		if err := checkLabelFree(h, label); err != nil {
+			return err
+		}
 	}
 	// The serialised parameters are the tail of the base.
 	paramsText := sc.base[paramsStart:]
@@ -312,7 +358,7 @@ func signMessage(sc *signScratch, m *Message, label string, p *Params, key Signi
 	sc.out = sf.AppendBareByteSeq(append(append(sc.out, label...), '='), sig)
 	all := string(sc.out)
 	input, value := all[nd:n], all[n:]
-	if m.newDigest != nil && len(spare) == 3 {
+	if fresh {
 		// SignRequest checked that the signature fields are new.
 		spare[0], spare[1], spare[2] = all[:nd], input, value
 		h["Content-Digest"], h["Signature-Input"], h["Signature"] = spare[0:1:1], spare[1:2:2], spare[2:3:3]

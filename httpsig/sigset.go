@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/signet-dev/signet/httpsig/internal/sf"
 )
@@ -82,6 +83,87 @@ func (st *sigSet) parse(h http.Header) error {
 	if len(sigLines) == 0 {
 		return refuse(ReasonMalformedSignature, "", "the request has a Signature-Input field but no Signature field")
 	}
+	if len(inputLines) == 1 && len(sigLines) == 1 && st.parseUsual(inputLines[0], sigLines[0]) {
+		return nil
+	}
+	return st.parseFields(inputLines, sigLines)
+}
+
+// parseUsual reads the usual pair of fields: Signature-Input one signature
+// over the remembered list, each of its parameters one of the six RFC 9421
+// defines, given once, written as [sf.Parser.ParseKnownMember] accepts;
+// Signature one canonical Byte Sequence under the same label. It reads
+// them as parseFields would, straight into the signature, and returns
+// false, reading nothing, for any other fields, which parseFields must
+// then read.
+func (st *sigSet) parseUsual(input, sig string) bool {
+	k := st.lastList
+	i := sf.KeyLen(input)
+	if k == "" || k[0] != '(' || i == 0 || i+1+len(k) > len(input) || input[i] != '=' || input[i+1:i+1+len(k)] != k {
+		return false
+	}
+	if cap(st.sigs) == 0 {
+		st.sigs = make([]parsedSig, 0, 1)
+	}
+	s := &st.sigs[:1][0]
+	p := &s.params
+	p.Components, p.order, p.extra = st.lastComps, p.order[:0], p.extra[:0]
+	p.Created, p.Expires = time.Time{}, time.Time{}
+	p.KeyID, p.Alg, p.Nonce, p.Tag = "", "", "", ""
+	var seen uint8
+	for pos := i + 1 + len(k); pos < len(input); {
+		// Each parameter is one of the six, written ;name= and a value
+		// as sf.KnownParam reads it: what it would read, without
+		// scanning the name.
+		var letter byte
+		var ok bool
+		rest := input[pos:]
+		switch {
+		case strings.HasPrefix(rest, ";created="):
+			var n int64
+			n, pos, ok = sf.KnownInteger(input, pos+len(";created="))
+			p.Created, letter = time.Unix(n, 0), spCreated
+		case strings.HasPrefix(rest, ";keyid="):
+			p.KeyID, pos, ok = sf.KnownString(input, pos+len(";keyid="))
+			letter = spKeyID
+		case strings.HasPrefix(rest, ";alg="):
+			var alg string
+			alg, pos, ok = sf.KnownString(input, pos+len(";alg="))
+			p.Alg, letter, ok = Algorithm(alg), spAlg, ok && alg != ""
+		case strings.HasPrefix(rest, ";nonce="):
+			p.Nonce, pos, ok = sf.KnownString(input, pos+len(";nonce="))
+			letter = spNonce
+		case strings.HasPrefix(rest, ";expires="):
+			var n int64
+			n, pos, ok = sf.KnownInteger(input, pos+len(";expires="))
+			p.Expires, letter = time.Unix(n, 0), spExpires
+		case strings.HasPrefix(rest, ";tag="):
+			p.Tag, pos, ok = sf.KnownString(input, pos+len(";tag="))
+			letter = spTag
+		}
+		if !ok {
+			return false
+		}
+		bit := uint8(1) << indexByte(spDefault, letter)
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		p.order = append(p.order, letter)
+	}
+	label := input[:i]
+	var ok bool
+	if s.value, ok = sf.DecodeSingleByteSeq(s.value[:0], sig, label); !ok {
+		return false
+	}
+	s.label, s.raw = label, input[i+1:]
+	st.sigs = st.sigs[:1]
+	return true
+}
+
+// parseFields reads the Signature-Input and Signature fields, of which
+// there are lines.
+func (st *sigSet) parseFields(inputLines, sigLines []string) error {
 	// Members marked Known are the list remembered now; the loop below may
 	// remember another before it reaches them.
 	known := st.lastComps

@@ -282,7 +282,7 @@ var verifyStates = sync.Pool{New: func() any { return new(verifyState) }}
 // a key resolver or nonce store could not answer, and the request must be
 // refused all the same (fail closed).
 func (v *Verifier) VerifyRequest(r *http.Request, body []byte) (Result, error) {
-	m := Message{Request: r, Scheme: v.Scheme, Structured: v.Structured}
+	m := requestMessage(r, v.Scheme, v.Structured)
 	return v.verify(r.Context(), &m, r.Header, body, len(body) > 0 || r.ContentLength > 0, false)
 }
 
@@ -299,8 +299,19 @@ func (v *Verifier) VerifyRequest(r *http.Request, body []byte) (Result, error) {
 // [CheckContentDigest] before acting on the request. Result.Covered lists
 // the components the signatures cover.
 func (v *Verifier) VerifyRequestHeader(r *http.Request) (Result, error) {
-	m := Message{Request: r, Scheme: v.Scheme, Structured: v.Structured}
+	m := requestMessage(r, v.Scheme, v.Structured)
 	return v.verify(r.Context(), &m, r.Header, nil, r.ContentLength != 0, true)
+}
+
+// requestMessage returns the Message of a received request, whose
+// Content-Type and Content-Digest lines it looks up once for all who need
+// them: the profile, the digest check and the signature base.
+func requestMessage(r *http.Request, scheme string, structured map[string]FieldType) Message {
+	h := r.Header
+	return Message{
+		Request: r, Scheme: scheme, Structured: structured,
+		contentType: h["Content-Type"], contentDigest: h["Content-Digest"], ctKnown: true, cdKnown: true,
+	}
 }
 
 // VerifyResponse checks the signatures on resp, whose content is body, as
@@ -325,7 +336,13 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	if err := v.selectSignatures(st); err != nil {
 		return Result{}, err
 	}
-	st.digest, st.hasDigest = contentDigestField(h)
+	// m's lines, when known, are those of h: only a request's own
+	// header is looked up ahead (requestMessage).
+	if m.cdKnown {
+		st.digest, st.hasDigest = joinLines(m.contentDigest)
+	} else {
+		st.digest, st.hasDigest = contentDigestField(h)
+	}
 	now := v.now()
 	st.required = st.required[:0]
 	st.profile = -1
@@ -335,11 +352,15 @@ func (v *Verifier) verify(ctx context.Context, m *Message, h http.Header, body [
 	case m.Response == nil:
 		hasDigest := st.hasDigest
 		hasQuery := m.targetOf(m.Request).query != ""
-		i := profileIndex(hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
+		ct := m.contentType
+		if !m.ctKnown {
+			ct = h["Content-Type"]
+		}
+		i := profileIndex(hasQuery, len(ct) > 0, hasContent || hasDigest)
 		if len(v.Policy.Extra) == 0 {
 			st.profile = i
 		} else {
-			st.required = appendDefaultProfile(st.required, hasQuery, len(h["Content-Type"]) > 0, hasContent || hasDigest)
+			st.required = appendDefaultProfile(st.required, hasQuery, len(ct) > 0, hasContent || hasDigest)
 		}
 	}
 	st.required = append(st.required, v.Policy.Extra...)
@@ -511,6 +532,7 @@ func (v *Verifier) checkOne(ctx context.Context, m *Message, body []byte, now ti
 	}
 	key, err := v.Keys.ResolveKey(ctx, p.KeyID)
 	switch {
+	case err == nil:
 	case errors.Is(err, ErrUnknownKey):
 		return nil, &VerifyError{Reason: ReasonUnknownKey, Detail: "no key has this keyid", Err: err}
 	case errors.Is(err, ErrKeyRevoked):

@@ -1021,3 +1021,41 @@ func TestSignRequestNonces(t *testing.T) {
 		t.Errorf("NoNonce: Signature-Input %q has a nonce", in)
 	}
 }
+
+// TestSignParamsHead: the parameters a signing scratch serialises, reusing
+// the head of the last signature's, are what Params.appendTo writes, as
+// the list, created, keyid, alg and nonce change one at a time, and when
+// expires, a tag or a nonce string leave the head out.
+func TestSignParamsHead(t *testing.T) {
+	created := time.Unix(1700000000, 0)
+	later := created.Add(time.Second)
+	var sc signScratch
+	for i, tt := range []struct {
+		list int
+		p    Params
+	}{
+		{7, Params{Created: created, KeyID: "k1", Alg: AlgHMACSHA256, nonceText: []byte("n1")}},
+		{7, Params{Created: created, KeyID: "k1", Alg: AlgHMACSHA256, nonceText: []byte("n2")}},
+		{7, Params{Created: later, KeyID: "k1", Alg: AlgHMACSHA256, nonceText: []byte("n3")}},
+		{7, Params{Created: later, KeyID: "k2", Alg: AlgHMACSHA256, nonceText: []byte("n4")}},
+		{7, Params{Created: later, KeyID: "k2", nonceText: []byte("n5")}},
+		{7, Params{Created: later, KeyID: "k2", Alg: AlgEd25519, nonceText: []byte("n6")}},
+		{7, Params{KeyID: "k2", Alg: AlgEd25519, nonceText: []byte("n7")}},
+		{7, Params{Created: later, KeyID: "k2", Alg: AlgEd25519, nonceText: []byte("n8")}},
+		{3, Params{Created: later, KeyID: "k2", Alg: AlgEd25519, nonceText: []byte("n9")}},
+		{3, Params{Created: later, KeyID: "k2", Alg: AlgEd25519, nonceText: []byte("n10"), Expires: later.Add(time.Minute)}},
+		{3, Params{Created: later, KeyID: "k2", Alg: AlgEd25519, nonceText: []byte("n11"), Tag: "t"}},
+		{3, Params{Created: later, KeyID: "k2", Alg: AlgEd25519, Nonce: "n12"}},
+		{3, Params{Created: later, KeyID: "k2", Alg: AlgEd25519}},
+		{5, Params{Created: created, KeyID: "\x01", Alg: AlgEd25519, nonceText: []byte("n13")}},
+		{3, Params{Created: later, KeyID: "k2", Alg: AlgEd25519, nonceText: []byte("n14")}},
+	} {
+		p := tt.p
+		p.Components, p.listText = defaultLists[tt.list].comps, defaultLists[tt.list].text
+		want, wantErr := p.appendTo([]byte("x"))
+		got, err := sc.appendParams([]byte("x"), &p)
+		if (err == nil) != (wantErr == nil) || (err == nil && string(got) != string(want)) {
+			t.Errorf("%d: appendParams gives %q, %v; appendTo %q, %v", i, got, err, want, wantErr)
+		}
+	}
+}

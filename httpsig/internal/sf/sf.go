@@ -760,6 +760,22 @@ var b64Values = func() (t [256]byte) {
 	return t
 }()
 
+// b64Quantum maps each byte, by its position in a quantum of four, to the
+// bits it holds in the quantum's 24-bit value, and every byte outside the
+// base64 alphabet, '=' included, to a value above 24 bits.
+var b64Quantum = func() (t [4][256]uint32) {
+	for i := range t {
+		for c, v := range b64Values {
+			if v == 0xff {
+				t[i][c] = 1 << 31
+			} else {
+				t[i][c] = uint32(v) << (18 - 6*i)
+			}
+		}
+	}
+	return t
+}()
+
 // DecodeSingleByteSeq is [SingleByteSeq] and [DecodeByteSeq] in one pass
 // over the text: for a field SingleByteSeq accepts, it appends the bytes
 // of the Byte Sequence to dst and returns true; for any other, it returns
@@ -782,29 +798,44 @@ func DecodeSingleByteSeq(dst []byte, field, key string) ([]byte, bool) {
 			size--
 		}
 	}
-	dst = slices.Grow(dst, size)
-	for i := 0; i+4 <= full; i += 4 {
-		q := text[i : i+4]
-		a, b, c, d := b64Values[q[0]], b64Values[q[1]], b64Values[q[2]], b64Values[q[3]]
-		if (a|b|c|d)&0x80 != 0 {
+	// Written in place: size bytes after start, three per full quantum.
+	dst = slices.Grow(dst, size)[:start+size]
+	out := dst[start:]
+	i := 0
+	for ; i+8 <= full && len(out) >= 6; i += 8 {
+		q := text[i : i+8]
+		v := b64Quantum[0][q[0]] | b64Quantum[1][q[1]] | b64Quantum[2][q[2]] | b64Quantum[3][q[3]]
+		w := b64Quantum[0][q[4]] | b64Quantum[1][q[5]] | b64Quantum[2][q[6]] | b64Quantum[3][q[7]]
+		if v|w > 0xffffff {
 			return dst[:start], false
 		}
-		dst = append(dst, a<<2|b>>4, b<<4|c>>2, c<<6|d)
+		out[0], out[1], out[2], out[3], out[4], out[5] = byte(v>>16), byte(v>>8), byte(v), byte(w>>16), byte(w>>8), byte(w)
+		out = out[6:]
+	}
+	for ; i+4 <= full && len(out) >= 3; i += 4 {
+		q := text[i : i+4]
+		v := b64Quantum[0][q[0]] | b64Quantum[1][q[1]] | b64Quantum[2][q[2]] | b64Quantum[3][q[3]]
+		if v > 0xffffff {
+			return dst[:start], false
+		}
+		out[0], out[1], out[2] = byte(v>>16), byte(v>>8), byte(v)
+		out = out[3:]
 	}
 	if full < len(text) {
 		q := text[full:]
 		a, b := b64Values[q[0]], b64Values[q[1]]
 		if q[2] == '=' { // xx==: one byte; b's low bits pad
-			if (a|b)&0x80 != 0 || b&0x0f != 0 {
+			if (a|b)&0x80 != 0 || b&0x0f != 0 || len(out) != 1 {
 				return dst[:start], false
 			}
-			return append(dst, a<<2|b>>4), true
+			out[0] = a<<2 | b>>4
+			return dst, true
 		}
 		c := b64Values[q[2]] // xxx=: two bytes; c's low bits pad
-		if (a|b|c)&0x80 != 0 || c&0x03 != 0 {
+		if (a|b|c)&0x80 != 0 || c&0x03 != 0 || len(out) != 2 {
 			return dst[:start], false
 		}
-		dst = append(dst, a<<2|b>>4, b<<4|c>>2)
+		out[0], out[1] = a<<2|b>>4, b<<4|c>>2
 	}
 	return dst, true
 }
@@ -819,61 +850,23 @@ func DecodeSingleByteSeq(dst []byte, field, key string) ([]byte, bool) {
 // ParseDictionary.
 func (p *Parser) ParseKnownMember(s string) (members []Member, ok bool) {
 	k := p.KnownList
-	i := 0
-	for i < len(s) && keyChars[s[i]] {
-		i++
-	}
-	if k == "" || k[0] != '(' || i == 0 || !(isLCAlpha(s[0]) || s[0] == '*') || i+1+len(k) > len(s) || s[i] != '=' || s[i+1:i+1+len(k)] != k {
+	i := KeyLen(s)
+	if k == "" || k[0] != '(' || i == 0 || i+1+len(k) > len(s) || s[i] != '=' || s[i+1:i+1+len(k)] != k {
 		return nil, false
 	}
 	first := len(p.params)
 	maxParams := limit(p.Limits.Params, MaxParams)
 	for pos := i + 1 + len(k); pos < len(s); {
-		if s[pos] != ';' || pos+1 == len(s) || !(isLCAlpha(s[pos+1]) || s[pos+1] == '*') || len(p.params)-first == maxParams {
+		if len(p.params)-first == maxParams {
 			p.params = p.params[:first]
 			return nil, false
 		}
-		pos++
-		start := pos
-		for pos < len(s) && keyChars[s[pos]] {
-			pos++
-		}
-		key := s[start:pos]
-		if pos+1 >= len(s) || s[pos] != '=' {
+		key, v, end, ok := KnownParam(s, pos)
+		if !ok {
 			p.params = p.params[:first]
 			return nil, false
 		}
-		pos++
-		var v Bare
-		switch c := s[pos]; {
-		case isDigit(c):
-			start := pos
-			var n int64
-			for pos < len(s) && isDigit(s[pos]) && pos-start < 15 {
-				n = n*10 + int64(s[pos]-'0')
-				pos++
-			}
-			if pos-start > 1 && s[start] == '0' {
-				p.params = p.params[:first]
-				return nil, false
-			}
-			v = Bare{Kind: Integer, Int: n}
-		case c == '"':
-			pos++
-			start := pos
-			for pos < len(s) && stringChars[s[pos]] {
-				pos++
-			}
-			if pos == len(s) || s[pos] != '"' {
-				p.params = p.params[:first]
-				return nil, false
-			}
-			v = Bare{Kind: String, Str: s[start:pos]}
-			pos++
-		default:
-			p.params = p.params[:first]
-			return nil, false
-		}
+		pos = end
 		for j := first; j < len(p.params); j++ {
 			// Keys are never empty; most differ in length or first byte.
 			if k := p.params[j].Key; len(k) == len(key) && k[0] == key[0] && k == key {
@@ -889,4 +882,79 @@ func (p *Parser) ParseKnownMember(s string) (members []Member, ok bool) {
 	}
 	p.members = append(p.members, Member{Key: s[:i], Inner: true, Params: params, Raw: s[i+1:], ListRaw: k, Known: true})
 	return p.members[len(p.members)-1:], true
+}
+
+// KeyLen returns the length of the Key (RFC 8941 §3.1.2) s starts with,
+// or 0 if it starts with none.
+func KeyLen(s string) int {
+	if s == "" || !(isLCAlpha(s[0]) || s[0] == '*') {
+		return 0
+	}
+	i := 1
+	for i < len(s) && keyChars[s[i]] {
+		i++
+	}
+	return i
+}
+
+// KnownParam reads the parameter at s[pos:] in the one form
+// [Parser.ParseKnownMember] accepts: ;key=value, the value a non-negative
+// Integer of at most 15 digits without leading zeros or a String without
+// escapes. It returns the key, the value and where the parameter ends;
+// ok is false if s[pos:] does not start with such a parameter.
+func KnownParam(s string, pos int) (key string, v Bare, end int, ok bool) {
+	if pos+1 >= len(s) || s[pos] != ';' || !(isLCAlpha(s[pos+1]) || s[pos+1] == '*') {
+		return "", Bare{}, pos, false
+	}
+	pos++
+	start := pos
+	for pos < len(s) && keyChars[s[pos]] {
+		pos++
+	}
+	key = s[start:pos]
+	if pos+1 >= len(s) || s[pos] != '=' {
+		return "", Bare{}, pos, false
+	}
+	pos++
+	switch c := s[pos]; {
+	case isDigit(c):
+		n, end, ok := KnownInteger(s, pos)
+		return key, Bare{Kind: Integer, Int: n}, end, ok
+	case c == '"':
+		str, end, ok := KnownString(s, pos)
+		return key, Bare{Kind: String, Str: str}, end, ok
+	}
+	return "", Bare{}, pos, false
+}
+
+// KnownInteger reads the value of a parameter at s[pos:] as [KnownParam]
+// reads an Integer: a non-negative Integer of at most 15 digits without
+// leading zeros, which ends at end.
+func KnownInteger(s string, pos int) (n int64, end int, ok bool) {
+	start := pos
+	for pos < len(s) && isDigit(s[pos]) && pos-start < 15 {
+		n = n*10 + int64(s[pos]-'0')
+		pos++
+	}
+	if pos == start || pos-start > 1 && s[start] == '0' {
+		return 0, pos, false
+	}
+	return n, pos, true
+}
+
+// KnownString reads the value of a parameter at s[pos:] as [KnownParam]
+// reads a String: one without escapes, which ends at end.
+func KnownString(s string, pos int) (str string, end int, ok bool) {
+	if pos == len(s) || s[pos] != '"' {
+		return "", pos, false
+	}
+	pos++
+	start := pos
+	for pos < len(s) && stringChars[s[pos]] {
+		pos++
+	}
+	if pos == len(s) || s[pos] != '"' {
+		return "", pos, false
+	}
+	return s[start:pos], pos + 1, true
 }

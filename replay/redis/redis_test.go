@@ -440,7 +440,7 @@ func BenchmarkRememberServer(b *testing.B) {
 	}
 	until := time.Now().Add(time.Minute)
 	var callers atomic.Int64 // each caller has a keyid of its own
-	for _, goroutines := range []int{2, 64} {
+	for _, goroutines := range []int{2, 8, 64} {
 		b.Run(fmt.Sprintf("Parallel%d", goroutines), func(b *testing.B) {
 			var failed atomic.Int64
 			b.ReportAllocs()

@@ -363,7 +363,7 @@ func (s *Store) Remember(ctx context.Context, keyID, nonce string, created, unti
 	sentinel := b.Set().Key(s.sentinels[tag]).Value(strconv.FormatInt(horizon, 10)).Nx().Get().Build()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var pairReply, sentinelReply rueidis.RedisMessage
+	var pairReply, sentinelReply reply
 	var err error
 	if s.cluster {
 		pairReply, sentinelReply, err = s.transaction(ctx, pair, sentinel)
@@ -373,12 +373,20 @@ func (s *Store) Remember(ctx context.Context, keyID, nonce string, created, unti
 	if err != nil {
 		return fmt.Errorf("redis: remember nonce: %w", err)
 	}
-
-	vouched := horizon // the sentinel was gone, and this call set it
-	if sentinelReply.IsNil() {
+	// A sentinel this call set is a loss found, even if the pair's command
+	// failed.
+	found := sentinelReply.err == nil && sentinelReply.m.IsNil()
+	if found {
 		s.lost(time.UnixMilli(horizon))
-	} else {
-		v, err := sentinelReply.ToString()
+	}
+	for _, r := range []reply{pairReply, sentinelReply} {
+		if r.err != nil {
+			return fmt.Errorf("redis: remember nonce: %w", r.err)
+		}
+	}
+	vouched := horizon // the sentinel was gone, and this call set it
+	if !found {
+		v, err := sentinelReply.m.ToString()
 		if err != nil {
 			return fmt.Errorf("redis: remember nonce: sentinel: %w", err)
 		}
@@ -389,37 +397,45 @@ func (s *Store) Remember(ctx context.Context, keyID, nonce string, created, unti
 	if created.IsZero() || created.UnixMilli() < vouched {
 		return replay.ErrUnvouched
 	}
-	switch {
-	case pairReply.IsNil(): // SET NX refused: the pair is there
+	switch m := pairReply.m; {
+	case m.IsNil(): // SET NX refused: the pair is there
 		return httpsig.ErrReplayed
-	case pairReply.IsInt64(): // EXISTS
-		if n, _ := pairReply.AsInt64(); n != 0 {
+	case m.IsInt64(): // EXISTS
+		if n, _ := m.AsInt64(); n != 0 {
 			return httpsig.ErrReplayed
 		}
 		return nil
 	}
-	if v, err := pairReply.ToString(); err != nil || v != "OK" {
-		return fmt.Errorf("redis: remember nonce: unexpected reply %v", pairReply)
+	if v, err := pairReply.m.ToString(); err != nil || v != "OK" {
+		return fmt.Errorf("redis: remember nonce: unexpected reply %v", &pairReply.m)
 	}
 	return nil
 }
 
+// A reply is a command's answer, err holding an error reply (a nil
+// reply is no error).
+type reply struct {
+	m   rueidis.RedisMessage
+	err error
+}
+
+func replyOf(m rueidis.RedisMessage, err error) reply {
+	if rueidis.IsRedisNil(err) {
+		err = nil
+	}
+	return reply{m, err}
+}
+
 // pipeline sends pair and then sentinel on one connection and returns
-// their replies; a nil reply is no error.
-func (s *Store) pipeline(ctx context.Context, pair, sentinel rueidis.Completed) (p, q rueidis.RedisMessage, err error) {
+// their replies.
+func (s *Store) pipeline(ctx context.Context, pair, sentinel rueidis.Completed) (p, q reply, err error) {
 	rs := s.client.DoMulti(ctx, pair, sentinel)
-	if p, err = rs[0].ToMessage(); err != nil && !rueidis.IsRedisNil(err) {
-		return p, q, err
-	}
-	if q, err = rs[1].ToMessage(); err != nil && !rueidis.IsRedisNil(err) {
-		return p, q, err
-	}
-	return p, q, nil
+	return replyOf(rs[0].ToMessage()), replyOf(rs[1].ToMessage()), nil
 }
 
 // transaction runs pair and then sentinel in MULTI and EXEC, and returns
-// their replies.
-func (s *Store) transaction(ctx context.Context, pair, sentinel rueidis.Completed) (p, q rueidis.RedisMessage, err error) {
+// their replies; err is the transaction's, when it did not run.
+func (s *Store) transaction(ctx context.Context, pair, sentinel rueidis.Completed) (p, q reply, err error) {
 	b := s.client.B()
 	rs := s.client.DoMulti(ctx, b.Multi().Build(), pair, sentinel, b.Exec().Build())
 	for _, r := range rs[:3] {
@@ -434,12 +450,7 @@ func (s *Store) transaction(ctx context.Context, pair, sentinel rueidis.Complete
 	if len(replies) != 2 {
 		return p, q, fmt.Errorf("%d replies to a transaction of 2 commands", len(replies))
 	}
-	for _, m := range replies {
-		if err := m.Error(); err != nil && !rueidis.IsRedisNil(err) {
-			return p, q, err
-		}
-	}
-	return replies[0], replies[1], nil
+	return replyOf(replies[0], replies[0].Error()), replyOf(replies[1], replies[1].Error()), nil
 }
 
 // lost sets the other sentinels again after a call found one gone, as a

@@ -21,8 +21,9 @@
 // its pair's tag, setting it if it is gone, so that no call can miss a loss:
 // a call that finds its sentinel gone sets it again, with a horizon of now
 // plus [Options.MaxSkew], and every signature created before a horizon is
-// refused with [replay.ErrUnvouched] (its pair is recorded all the same). Requests captured before the loss
-// are thus refused for as long as they would otherwise be fresh; requests
+// refused with [replay.ErrUnvouched] (its pair is recorded all the same).
+// Requests captured before the loss are thus refused for as long as they
+// would otherwise be fresh; requests
 // created in the MaxSkew after it are refused too, since a client whose
 // clock ran that far ahead may have sent them before the loss. [New] sets
 // the sentinels that are missing, and cannot tell a new Redis from one that
@@ -333,15 +334,16 @@ func (s *Store) restoreSentinels(ctx context.Context, horizon time.Time) (int, e
 // happened before the sentinel was read, which then finds the sentinel gone
 // or set again, by the call that found it gone, with a horizon after the
 // loss; either way the replay, created before the loss, is refused. A loss
-// between the two commands is seen the same way (the pair it erased was
-// recorded by a call that refuses itself unless its created time is past
-// the new horizon, as it would have been had an atomic script run just
-// before the loss). Reading the sentinel first would not do: a loss between
-// the read and the SET would let a replay through unseen.
+// between the two commands erases the pair just set, and the read after it
+// sees the loss as well: the call refuses itself unless its created time is
+// past the new horizon, which is where an atomic script that ran just
+// before the loss would leave it. Reading the sentinel first would not do:
+// a loss between the read and the SET would let a replay through unseen.
 //
 // On a single server (or a primary named through Sentinel) the two commands
 // go in one pipeline on one connection, and a broken connection fails the
-// call rather than send the second elsewhere: rueidis retries only reads.
+// call rather than send the second elsewhere: rueidis retries a pipeline
+// only when all its commands are reads.
 // In a Redis Cluster they are wrapped in MULTI and EXEC, which the node that
 // serves their slot runs as one; a pipeline could be split there, a
 // redirection (ASK while the slot migrates) sending the SET to one node and

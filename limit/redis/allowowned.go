@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -79,9 +80,10 @@ var ErrCluster = fmt.Errorf("limit/redis: AllowOwned needs a single Redis server
 // ledger is asked as Spend asks it). A Decision after a refusal is the
 // zero value. A request the owner's rate refuses has spent the key's rate,
 // and one the uses refuse has spent both rates, as in turn. On a Redis
-// Cluster it returns ErrCluster.
+// Cluster, or a server that refuses a script across slots, it decides
+// nothing and returns ErrCluster.
 func (s *Store) AllowOwned(ctx context.Context, key string, r limit.Rate, owner string, or limit.Rate, set time.Time, cost int) (rate, ownerRate, uses limit.Decision, err error) {
-	if s.cluster {
+	if s.cluster || s.crossed.Load() {
 		return rate, ownerRate, uses, ErrCluster
 	}
 	p, err := gcra.For(r, cost)
@@ -106,6 +108,12 @@ func (s *Store) AllowOwned(ctx context.Context, key string, r limit.Rate, owner 
 		strconv.Itoa(cost), callerSet, s.clock(),
 	}).AsIntSlice()
 	cancel()
+	if re, ok := rueidis.IsRedisErr(err); ok && strings.HasPrefix(re.Error(), "CROSSSLOT") {
+		// A server that looks single but holds its slots apart (a proxy
+		// in front of a cluster) ran nothing: decide in turn from now on.
+		s.crossed.Store(true)
+		return rate, ownerRate, uses, ErrCluster
+	}
 	switch {
 	case err != nil:
 		return rate, ownerRate, uses, fmt.Errorf("limit/redis: allow owned: %w", err)

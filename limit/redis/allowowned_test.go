@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/signet-dev/signet/internal/testenv"
 	"github.com/signet-dev/signet/internal/testtime"
 	"github.com/signet-dev/signet/limit"
@@ -120,5 +122,32 @@ func TestAllowOwnedCluster(t *testing.T) {
 	r := limit.Rate{N: 1, Per: time.Second}
 	if _, _, _, err := s.AllowOwned(t.Context(), limit.ForKey("sk_a"), r, limit.ForOwner("acme"), r, time.Time{}, 1); !errors.Is(err, ErrCluster) || !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatalf("AllowOwned on a Cluster = %v, want ErrCluster", err)
+	}
+}
+
+// TestAllowOwnedCrossSlot runs AllowOwned through a client that takes a
+// node of a Cluster for a single server, as a proxy in front of a Cluster
+// would look: the node refuses the script (CROSSSLOT), and AllowOwned
+// returns ErrCluster, then at once, having decided nothing.
+func TestAllowOwnedCrossSlot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster")
+	}
+	c := testenv.StartRedisCluster(t)
+	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{c.Nodes[0].Addr()}, ForceSingleClient: true, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{client: client, prefix: "ao:", timeout: 2 * time.Second, ledger: limittest.NewLedger(time.Now), batch: 2}
+	defer s.Close()
+	r := limit.Rate{N: 1, Per: time.Second}
+	for i := range 2 {
+		_, _, _, err := s.AllowOwned(t.Context(), limit.ForKey("sk_a"), r, limit.ForOwner("acme"), r, time.Time{}, 1)
+		if !errors.Is(err, ErrCluster) {
+			t.Fatalf("call %d: AllowOwned across slots = %v, want ErrCluster", i, err)
+		}
+		if !s.crossed.Load() {
+			t.Fatalf("call %d: the store did not note that the server refuses scripts across slots", i)
+		}
 	}
 }

@@ -48,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -95,7 +96,8 @@ type Options struct {
 // A Store keeps limits in Redis. It is safe for concurrent use.
 type Store struct {
 	client  rueidis.Client
-	cluster bool
+	cluster bool        // a Redis Cluster's client: no script across slots
+	crossed atomic.Bool // a server refused a script across slots (CROSSSLOT)
 	prefix  string
 	timeout time.Duration
 	ledger  limit.Ledger

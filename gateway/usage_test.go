@@ -612,7 +612,15 @@ func TestUsageRedisCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := newUpstream(t)
-	nodes := startUsage(t, 2, usageSetup{db: testenv.NewDatabase(t), redis: c.URL(), prefix: prefix}, up)
+	nodes := startUsage(t, 2, usageSetup{db: testenv.NewDatabase(t), redis: c.URL(), prefix: prefix, mutate: func(c *gateway.Config) {
+		c.OwnerRate = limit.Rate{N: 1, Per: time.Hour, Burst: 1000}
+	}}, up)
+	// A key with a rate, an owner and uses: on a Cluster, decided in
+	// turn (the states are in different slots).
+	owned := createKey(t, nodes[0].keys, keys.CreateRequest{Owner: "acme", RateLimit: rate(1000, time.Second, 1000), Uses: keys.Uses{Remaining: 50}})
+	if codes := hammer(t, nodes, owned, "/x", 80, 12); codes[200] != 50 || codes[429] != 30 {
+		t.Fatalf("owned key's uses: %v, want 50 passed", codes)
+	}
 	uses := createKey(t, nodes[0].keys, keys.CreateRequest{Uses: keys.Uses{Remaining: 120}})
 	if codes := hammer(t, nodes, uses, "/x", 300, 12); codes[200] != 120 || codes[429] != 180 {
 		t.Fatalf("uses: %v, want 120 passed", codes)
@@ -709,6 +717,52 @@ func TestUsageClusterRateAndUses(t *testing.T) {
 	codes := hammer(t, nodes, s2, "/x", 100, 12)
 	if codes[200] != 58 || codes[429] != 42 {
 		t.Fatalf("uses: %v, want 58 passed", codes)
+	}
+}
+
+// TestUsageClusterOwnedRateAndUses: keys of one owner with rates and
+// budgets, and an owner's rate, on two gateways sharing Redis (one script
+// decides all three): the owner's rate holds across the keys, its
+// refusals spend no use, and the budgets hold exactly.
+func TestUsageClusterOwnedRateAndUses(t *testing.T) {
+	u, prefix := redisSetup(t)
+	up := newUpstream(t)
+	nodes := startUsage(t, 2, usageSetup{db: testenv.NewDatabase(t), redis: u, prefix: prefix, mutate: func(c *gateway.Config) {
+		c.OwnerRate = limit.Rate{N: 1, Per: time.Hour, Burst: 30}
+	}}, up)
+	ctx := context.Background()
+	k1 := createKey(t, nodes[0].keys, keys.CreateRequest{Owner: "acme", RateLimit: rate(1, time.Hour, 20), Uses: keys.Uses{Remaining: 100}})
+	k2 := createKey(t, nodes[0].keys, keys.CreateRequest{Owner: "acme", RateLimit: rate(1, time.Hour, 20), Uses: keys.Uses{Remaining: 100}})
+	// k1 spends its rate's 20, k2 then only the owner's last 10.
+	if codes := hammer(t, nodes, k1, "/x", 60, 12); codes[200] != 20 || codes[429] != 40 {
+		t.Fatalf("k1: %v, want 20 passed", codes)
+	}
+	if codes := hammer(t, nodes, k2, "/x", 60, 12); codes[200] != 10 || codes[429] != 50 {
+		t.Fatalf("k2: %v, want the owner's 10 left to pass", codes)
+	}
+	// A key of the owner with its rate untouched is refused by the owner's.
+	k3 := createKey(t, nodes[0].keys, keys.CreateRequest{Owner: "acme", RateLimit: rate(1, time.Hour, 20), Uses: keys.Uses{Remaining: 100}})
+	res := call(t, nodes[0].gw.URL, k3, "/x")
+	if res.code != 429 || res.reason != "rate-limited" || !strings.Contains(res.h.Get("RateLimit"), `"owner";r=0`) {
+		t.Fatalf("%d %s %v", res.code, res.reason, res.h)
+	}
+	// Refusals spent no use: k2 has 90 left, less what Redis holds.
+	k, err := nodes[1].keys.Get(ctx, k2.KeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := k.Uses.Remaining; left < 90-4*(limitredis.DefaultBatch+1) || left > 90 {
+		t.Fatalf("the key store has %d uses left for k2, want 90 less the batches taken ahead into Redis", left)
+	}
+	// A budget spent to its end under rates that never refuse.
+	big := createKey(t, nodes[0].keys, keys.CreateRequest{Owner: "globex", RateLimit: rate(1000, time.Second, 1000), Uses: keys.Uses{Remaining: 58}})
+	codes := hammer(t, nodes, big, "/x", 100, 12)
+	if codes[200] != 30 {
+		t.Fatalf("globex: %v, want its owner's burst of 30 to pass", codes)
+	}
+	big2 := createKey(t, nodes[0].keys, keys.CreateRequest{Owner: "initech", RateLimit: rate(1000, time.Second, 1000), Uses: keys.Uses{Remaining: 25}})
+	if codes := hammer(t, nodes, big2, "/x", 60, 12); codes[200] != 25 || codes[429] != 35 {
+		t.Fatalf("uses: %v, want 25 passed", codes)
 	}
 }
 

@@ -17,7 +17,8 @@
 // URL-safe base64, and "r" for a rate or "u" for uses. The keys thus have
 // a fixed size, carry neither key ids nor owners, and a script touches
 // one key, so one slot of a cluster; a limiter key's rate and uses share
-// a slot. A rate's state is a string, the theoretical arrival time in
+// a slot. The one exception, [Store.AllowOwned], decides a key's rate, its
+// owner's and the key's uses in one script, so on a single server only. A rate's state is a string, the theoretical arrival time in
 // microseconds, that expires when it is past (a key at a full burst is
 // held by no Redis key at all). Uses are a hash of the uses taken from
 // the ledger and not yet spent, which lapses at the key's next refill,
@@ -47,6 +48,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -94,6 +96,8 @@ type Options struct {
 // A Store keeps limits in Redis. It is safe for concurrent use.
 type Store struct {
 	client  rueidis.Client
+	cluster bool        // a Redis Cluster's client: no script across slots
+	crossed atomic.Bool // a server refused a script across slots (CROSSSLOT)
 	prefix  string
 	timeout time.Duration
 	ledger  limit.Ledger
@@ -156,6 +160,7 @@ func New(url string, opts Options) (*Store, error) {
 	if s.client, err = rueidis.NewClient(co); err != nil {
 		return nil, fmt.Errorf("limit/redis: connect: %w", err)
 	}
+	s.cluster = s.client.Mode() == rueidis.ClientModeCluster
 	ctx, cancel := context.WithTimeout(context.Background(), co.Dialer.Timeout)
 	defer cancel()
 	if err := s.Ping(ctx); err != nil {

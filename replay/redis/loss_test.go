@@ -366,3 +366,43 @@ func delKeys(ctx context.Context, url string, keys ...string) error {
 	defer c.Close()
 	return c.Do(ctx, c.B().Del().Key(keys...).Build()).Error()
 }
+
+// TestLossFoundWhenPairFails has the pair's command fail (the store's user
+// may not write pairs) while its sentinel is gone: the call fails closed,
+// and the loss it found, setting the sentinel, is still reported.
+func TestLossFoundWhenPairFails(t *testing.T) {
+	r := testenv.StartRedis(t)
+	ctx := context.Background()
+	a, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	// The user may touch the sentinels, p:{000} to p:{3ff}, and no pair.
+	if err := a.Do(ctx, a.B().AclSetuser().Username("sentinels").Rule("on", ">pw", "~p:{???}", "+@all").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	l := &losses{}
+	s := newTestStore(t, "redis://sentinels:pw@"+r.Addr(), Options{KeyPrefix: "p:", OnLoss: l.record})
+	if l.count() != 1 {
+		t.Fatalf("New on an empty Redis reported %d losses, want 1", l.count())
+	}
+	_, tag := s.key("sk_1", "n-1")
+	if err := a.Do(ctx, a.B().Del().Key(s.sentinels[tag]).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	err = s.Remember(ctx, "sk_1", "n-1", now, now.Add(time.Minute))
+	if err == nil || errors.Is(err, httpsig.ErrReplayed) || errors.Is(err, replay.ErrUnvouched) {
+		t.Fatalf("Remember with a pair it may not write = %v, want an error", err)
+	}
+	testtime.Eventually(t, 5*time.Second, func() error {
+		if n := l.count(); n != 2 {
+			return fmt.Errorf("%d losses reported, want 2", n)
+		}
+		return nil
+	})
+	if n, err := a.Do(ctx, a.B().Exists().Key(s.sentinels[tag]).Build()).AsInt64(); err != nil || n != 1 {
+		t.Errorf("EXISTS of the sentinel = %d, %v; want it set again", n, err)
+	}
+}

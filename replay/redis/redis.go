@@ -17,12 +17,13 @@
 // request captured in the last maximum age through again. The store detects
 // it. Beside the pairs it keeps sentinels, one per hash tag, that never
 // expire and hold a horizon: the earliest created time of a signature the
-// store vouches for. Every call runs one script that reads the sentinel of
-// its pair's tag and sets the pair, atomically, so that no call can miss a
-// loss: a call that finds its sentinel gone sets it again, with a horizon of
-// now plus [Options.MaxSkew], and every signature created before a horizon
-// is refused with [replay.ErrUnvouched]. Requests captured before the loss
-// are thus refused for as long as they would otherwise be fresh; requests
+// store vouches for. Every call sets its pair, then reads the sentinel of
+// its pair's tag, setting it if it is gone, so that no call can miss a loss:
+// a call that finds its sentinel gone sets it again, with a horizon of now
+// plus [Options.MaxSkew], and every signature created before a horizon is
+// refused with [replay.ErrUnvouched] (its pair is recorded all the same).
+// Requests captured before the loss are thus refused for as long as they
+// would otherwise be fresh; requests
 // created in the MaxSkew after it are refused too, since a client whose
 // clock ran that far ahead may have sent them before the loss. [New] sets
 // the sentinels that are missing, and cannot tell a new Redis from one that
@@ -30,8 +31,14 @@
 // [Options.OnLoss], so a first deployment refuses signatures for MaxSkew,
 // unless [Init] was run first, on the operator's word that the Redis is new.
 //
+// The two commands of a call are plain commands, not a script: a script
+// cost Redis more CPU than the commands it ran. They still see every loss a
+// script would, because the sentinel is read after the pair is set, by
+// Redis, which runs the commands of one connection in order; see
+// [Store.Remember].
+//
 // Each sentinel covers one of 1,024 hash tags, and a pair's key carries the
-// tag of its sentinel, so that in a Redis Cluster the script touches keys of
+// tag of its sentinel, so that in a Redis Cluster a call touches keys of
 // one slot, and a node that loses its data is detected for its slots.
 //
 // What the sentinels cannot see is a partial loss: writes of the last moment
@@ -113,6 +120,7 @@ type Options struct {
 // use.
 type Store struct {
 	client    rueidis.Client
+	cluster   bool // client is a Redis Cluster's: calls are transactions
 	prefix    string
 	sentinels [tags]string // the sentinel key of each tag
 	timeout   time.Duration
@@ -136,44 +144,6 @@ const (
 
 	// initTimeout bounds the setting of the sentinels in New and Init.
 	initTimeout = 5 * time.Second
-)
-
-// rememberScript records a pair unless its signature was created before
-// the horizon of its tag, setting the horizon first if the tag's sentinel
-// is gone. It returns 0 if it recorded the pair, 1 if the pair was recorded
-// already, 2 if the signature is before the horizon, plus 4 if it found the
-// sentinel gone.
-//
-// KEYS[1] is the sentinel, KEYS[2] the pair's key; ARGV[1] is the created
-// time in Unix milliseconds, or empty if there is none; ARGV[2] the time to
-// live of the pair, in milliseconds, or 0 to look for the pair without
-// recording it; ARGV[3] the horizon to set, in Unix milliseconds.
-var rememberScript = rueidis.NewLuaScript(`
-local horizon = redis.call('GET', KEYS[1])
-local lost = 0
-if not horizon then
-	horizon = ARGV[3]
-	redis.call('SET', KEYS[1], horizon)
-	lost = 4
-end
-if ARGV[1] == '' or tonumber(ARGV[1]) < tonumber(horizon) then
-	return 2 + lost
-end
-if ARGV[2] == '0' then
-	return redis.call('EXISTS', KEYS[2]) + lost
-end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then
-	return lost
-end
-return 1 + lost
-`)
-
-// Results of rememberScript.
-const (
-	recorded   = 0
-	replayed   = 1
-	unvouched  = 2
-	lostRecord = 4
 )
 
 // New connects to the Redis server at url and returns a store that keeps its
@@ -220,6 +190,7 @@ func open(url string, opts Options, fresh bool) (*Store, error) {
 	}
 	s := &Store{
 		client:  client,
+		cluster: client.Mode() == rueidis.ClientModeCluster,
 		timeout: timeout,
 		skew:    opts.MaxSkew,
 		onLoss:  opts.OnLoss,
@@ -319,22 +290,26 @@ func (s *Store) checkNoneOrAll(ctx context.Context) error {
 }
 
 // restoreSentinels sets every missing sentinel, with a horizon of
-// horizon, and returns how many it set.
+// horizon, and returns how many it set. It uses the command Remember does,
+// SET NX GET, so that New fails on a Redis too old to run it.
 func (s *Store) restoreSentinels(ctx context.Context, horizon time.Time) (int, error) {
 	value := strconv.FormatInt(horizon.UnixMilli(), 10)
 	cmds := make(rueidis.Commands, tags)
 	for i, key := range s.sentinels {
-		cmds[i] = s.client.B().Set().Key(key).Value(value).Nx().Build()
+		cmds[i] = s.client.B().Set().Key(key).Value(value).Nx().Get().Build()
 	}
 	set := 0
 	var firstErr error
 	for _, r := range s.client.DoMulti(ctx, cmds...) {
 		switch err := r.Error(); {
-		case err == nil:
+		case rueidis.IsRedisNil(err): // GET found none: NX set it
 			set++
-		case rueidis.IsRedisNil(err): // NX refused: the sentinel is there
+		case err == nil: // the sentinel is there
 		case firstErr == nil:
 			firstErr = fmt.Errorf("redis: set sentinels: %w", err)
+			if _, ok := rueidis.IsRedisErr(err); ok {
+				firstErr = fmt.Errorf("redis: set sentinels (with SET NX GET, of Redis 7.0 or later): %w", err)
+			}
 		}
 	}
 	return set, firstErr
@@ -349,39 +324,135 @@ func (s *Store) restoreSentinels(ctx context.Context, horizon time.Time) (int, e
 // it. A time that has already passed records nothing, but a pair still held
 // is refused all the same. Any other error means Redis did not answer in
 // time or at all: the pair may or may not have been recorded.
+//
+// A call sends two commands, in this order: SET of the pair with NX and PX
+// (EXISTS if there is nothing to record), and SET of the sentinel with NX
+// and GET, which reads the horizon, or, if the sentinel is gone, sets it to
+// now plus the skew and reads nothing. The order is what detects a loss:
+// Redis runs the commands of one connection one after the other, so a loss
+// that happened before the pair was set, and so let a replay set it, also
+// happened before the sentinel was read, which then finds the sentinel gone
+// or set again, by the call that found it gone, with a horizon after the
+// loss; either way the replay, created before the loss, is refused. A loss
+// between the two commands erases the pair just set, and the read after it
+// sees the loss as well: the call refuses itself unless its created time is
+// past the new horizon, which is where an atomic script that ran just
+// before the loss would leave it. Reading the sentinel first would not do:
+// a loss between the read and the SET would let a replay through unseen.
+//
+// On a single server (or a primary named through Sentinel) the two commands
+// go in one pipeline on one connection, and a broken connection fails the
+// call rather than send the second elsewhere: rueidis retries a pipeline
+// only when all its commands are reads.
+// In a Redis Cluster they are wrapped in MULTI and EXEC, which the node that
+// serves their slot runs as one; a pipeline could be split there, a
+// redirection (ASK while the slot migrates) sending the SET to one node and
+// the read to another. Both keys carry the tag, so share a slot.
 func (s *Store) Remember(ctx context.Context, keyID, nonce string, created, until time.Time) error {
-	ttl := until.Sub(s.now())
-	ttlMS := "0"
-	if ttl >= 0 {
-		ttlMS = strconv.FormatInt(ttl.Milliseconds()+1, 10)
+	now := s.now()
+	ttl := until.Sub(now)
+	horizon := now.Add(s.skew).UnixMilli()
+	key, tag := s.key(keyID, nonce)
+	b := s.client.B()
+	var pair rueidis.Completed
+	if ttl >= 0 && !created.IsZero() {
+		pair = b.Set().Key(key).Value("1").Nx().PxMilliseconds(ttl.Milliseconds() + 1).Build()
+	} else {
+		// Nothing to record (an unvouched call records nothing
+		// either way): look for the pair.
+		pair = b.Exists().Key(key).Build()
 	}
+	sentinel := b.Set().Key(s.sentinels[tag]).Value(strconv.FormatInt(horizon, 10)).Nx().Get().Build()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	key, tag := s.key(keyID, nonce)
-	var createdMS string
-	if !created.IsZero() {
-		createdMS = strconv.FormatInt(created.UnixMilli(), 10)
+	var pairReply, sentinelReply reply
+	var err error
+	if s.cluster {
+		pairReply, sentinelReply, err = s.transaction(ctx, pair, sentinel)
+	} else {
+		pairReply, sentinelReply, err = s.pipeline(ctx, pair, sentinel)
 	}
-	horizon := s.now().Add(s.skew).UnixMilli()
-	res, err := rememberScript.Exec(ctx, s.client,
-		[]string{s.sentinels[tag], key},
-		[]string{createdMS, ttlMS, strconv.FormatInt(horizon, 10)},
-	).AsInt64()
 	if err != nil {
 		return fmt.Errorf("redis: remember nonce: %w", err)
 	}
-	if res&lostRecord != 0 {
+	// A sentinel this call set is a loss found, even if the pair's command
+	// failed.
+	found := sentinelReply.err == nil && sentinelReply.m.IsNil()
+	if found {
 		s.lost(time.UnixMilli(horizon))
 	}
-	switch res &^ lostRecord {
-	case recorded:
-		return nil
-	case replayed:
-		return httpsig.ErrReplayed
-	case unvouched:
+	for _, r := range []reply{pairReply, sentinelReply} {
+		if r.err != nil {
+			return fmt.Errorf("redis: remember nonce: %w", r.err)
+		}
+	}
+	vouched := horizon // the sentinel was gone, and this call set it
+	if !found {
+		v, err := sentinelReply.m.ToString()
+		if err != nil {
+			return fmt.Errorf("redis: remember nonce: sentinel: %w", err)
+		}
+		if vouched, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return fmt.Errorf("redis: remember nonce: sentinel holds %q: %w", v, err)
+		}
+	}
+	if created.IsZero() || created.UnixMilli() < vouched {
 		return replay.ErrUnvouched
 	}
-	return fmt.Errorf("redis: remember nonce: unexpected reply %d", res)
+	switch m := pairReply.m; {
+	case m.IsNil(): // SET NX refused: the pair is there
+		return httpsig.ErrReplayed
+	case m.IsInt64(): // EXISTS
+		if n, _ := m.AsInt64(); n != 0 {
+			return httpsig.ErrReplayed
+		}
+		return nil
+	}
+	if v, err := pairReply.m.ToString(); err != nil || v != "OK" {
+		return fmt.Errorf("redis: remember nonce: unexpected reply %v", &pairReply.m)
+	}
+	return nil
+}
+
+// A reply is a command's answer, err holding an error reply (a nil
+// reply is no error).
+type reply struct {
+	m   rueidis.RedisMessage
+	err error
+}
+
+func replyOf(m rueidis.RedisMessage, err error) reply {
+	if rueidis.IsRedisNil(err) {
+		err = nil
+	}
+	return reply{m, err}
+}
+
+// pipeline sends pair and then sentinel on one connection and returns
+// their replies.
+func (s *Store) pipeline(ctx context.Context, pair, sentinel rueidis.Completed) (p, q reply, err error) {
+	rs := s.client.DoMulti(ctx, pair, sentinel)
+	return replyOf(rs[0].ToMessage()), replyOf(rs[1].ToMessage()), nil
+}
+
+// transaction runs pair and then sentinel in MULTI and EXEC, and returns
+// their replies; err is the transaction's, when it did not run.
+func (s *Store) transaction(ctx context.Context, pair, sentinel rueidis.Completed) (p, q reply, err error) {
+	b := s.client.B()
+	rs := s.client.DoMulti(ctx, b.Multi().Build(), pair, sentinel, b.Exec().Build())
+	for _, r := range rs[:3] {
+		if err := r.Error(); err != nil {
+			return p, q, err
+		}
+	}
+	replies, err := rs[3].ToArray()
+	if err != nil {
+		return p, q, err
+	}
+	if len(replies) != 2 {
+		return p, q, fmt.Errorf("%d replies to a transaction of 2 commands", len(replies))
+	}
+	return replyOf(replies[0], replies[0].Error()), replyOf(replies[1], replies[1].Error()), nil
 }
 
 // lost sets the other sentinels again after a call found one gone, as a

@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -391,6 +393,79 @@ func BenchmarkRemember(b *testing.B) {
 				}
 			})
 			report(b)
+		})
+	}
+}
+
+// clientCPU returns the CPU time this process has used, in seconds.
+func clientCPU(tb testing.TB) float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkRememberServer measures what Remember costs the Redis server: it
+// runs many concurrent callers against a private server and reports the
+// server's CPU time (user and system, from INFO cpu) per call in
+// server-µs/op, and the calling process's in client-µs/op: what a gateway
+// and its Redis spend on a request's nonce, measured in CPU time rather
+// than in throughput, which a shared machine makes noisy.
+func BenchmarkRememberServer(b *testing.B) {
+	r := testenv.StartRedis(b)
+	s := newTestStore(b, r.URL(), Options{Timeout: DefaultTimeout})
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr()}, DisableCache: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	serverCPU := func() float64 {
+		info, err := c.Do(context.Background(), c.B().Info().Section("cpu").Build()).ToString()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var total float64
+		for _, line := range strings.Split(info, "\n") {
+			name, value, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if name == "used_cpu_sys" || name == "used_cpu_user" {
+				v, err := strconv.ParseFloat(value, 64)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total += v
+			}
+		}
+		return total
+	}
+	until := time.Now().Add(time.Minute)
+	var callers atomic.Int64 // each caller has a keyid of its own
+	for _, goroutines := range []int{2, 8, 64} {
+		b.Run(fmt.Sprintf("Parallel%d", goroutines), func(b *testing.B) {
+			var failed atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism((goroutines + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			before, clientBefore := serverCPU(), clientCPU(b)
+			b.RunParallel(func(pb *testing.PB) {
+				keyID := fmt.Sprintf("sk_bench_%d", callers.Add(1))
+				var nonce []byte
+				i := 0
+				for pb.Next() {
+					i++
+					nonce = strconv.AppendInt(nonce[:0], int64(i), 10)
+					err := s.Remember(context.Background(), keyID, string(nonce), time.Now(), until)
+					if errors.Is(err, httpsig.ErrReplayed) {
+						b.Errorf("Remember of a new pair = %v", err)
+						return
+					}
+					if err != nil {
+						failed.Add(1)
+					}
+				}
+			})
+			b.ReportMetric((serverCPU()-before)*1e6/float64(b.N), "server-µs/op")
+			b.ReportMetric((clientCPU(b)-clientBefore)*1e6/float64(b.N), "client-µs/op")
+			b.ReportMetric(float64(failed.Load())/float64(b.N), "errors/op")
 		})
 	}
 }

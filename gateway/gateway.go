@@ -298,9 +298,13 @@ func New(cfg Config) (*Gateway, error) {
 // halves throughput under load), bounded dial and handshake times.
 func NewTransport() *http.Transport {
 	return &http.Transport{
-		Proxy:                 nil, // the upstream is reached directly
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
+		Proxy:             nil, // the upstream is reached directly
+		DialContext:       (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2: true,
+		// The upstream is asked for the codings the client asked for,
+		// and its answer passes as sent: net/http would otherwise add
+		// Accept-Encoding: gzip on its own and decode the answer.
+		DisableCompression:    true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   1024,
 		IdleConnTimeout:       90 * time.Second,

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"compress/gzip"
 	"bytes"
 	"context"
 	"crypto/ed25519"
@@ -551,6 +552,58 @@ func TestRequestInOneWrite(t *testing.T) {
 		}
 		if n := writes.Load() - before; n != 1 {
 			t.Fatalf("request %d left in %d writes, want 1", i, n)
+		}
+	}
+}
+
+// TestAcceptEncodingAsSent: the upstream is asked for the content codings
+// the client asked for, or for none, and its answer reaches the client as
+// the upstream sent it (net/http's transport would ask for gzip on its own
+// and hand the content on decoded).
+func TestAcceptEncodingAsSent(t *testing.T) {
+	var mu sync.Mutex
+	var asked [][]string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.Header["Accept-Encoding"])
+		mu.Unlock()
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			io.WriteString(w, "plain")
+			return
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		zw := gzip.NewWriter(w)
+		io.WriteString(zw, "compressed")
+		zw.Close()
+	}))
+	defer up.Close()
+	e := newEnv(t, func(c *gateway.Config) { c.Upstream, _ = url.Parse(up.URL) })
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for _, ae := range []string{"", "gzip"} {
+		r, _ := http.NewRequest("GET", e.gw.URL+"/v1/orders", nil)
+		if ae != "" {
+			r.Header.Set("Accept-Encoding", ae)
+		}
+		if err := e.hmac.SignRequest(r, nil); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		mu.Lock()
+		got := asked[len(asked)-1]
+		mu.Unlock()
+		if strings.Join(got, ",") != ae {
+			t.Errorf("client sent Accept-Encoding %q; the upstream was asked for %q", ae, got)
+		}
+		switch ce := resp.Header.Get("Content-Encoding"); {
+		case ae == "" && (ce != "" || string(b) != "plain"):
+			t.Errorf("no coding asked: got %q, %q", ce, b)
+		case ae == "gzip" && (ce != "gzip" || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b):
+			t.Errorf("gzip asked: got Content-Encoding %q and %q, want the upstream's gzip bytes", ce, b)
 		}
 	}
 }

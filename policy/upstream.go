@@ -69,9 +69,13 @@ func (u *Upstream) NewTransport() *http.Transport {
 		idle = DefaultMaxIdleConns
 	}
 	return &http.Transport{
-		Proxy:                 nil, // the upstream is reached directly
-		DialContext:           (&net.Dialer{Timeout: or(u.ConnectTimeout, DefaultConnectTimeout), KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
+		Proxy:             nil, // the upstream is reached directly
+		DialContext:       (&net.Dialer{Timeout: or(u.ConnectTimeout, DefaultConnectTimeout), KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2: true,
+		// The upstream is asked for the codings the client asked for,
+		// and its answer passes as sent: net/http would otherwise add
+		// Accept-Encoding: gzip on its own and decode the answer.
+		DisableCompression:    true,
 		MaxIdleConns:          idle,
 		MaxIdleConnsPerHost:   idle,
 		MaxConnsPerHost:       u.MaxConns,

@@ -233,7 +233,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Transport == nil && cfg.Policy == nil {
 		t := NewTransport()
 		t.ResponseHeaderTimeout = max(orDefault(cfg.UpstreamTimeout, DefaultUpstreamTimeout), 0)
-		g.cfg.Transport = t
+		g.cfg.Transport = newDirectTransport(t, cfg.Upstream.Scheme, cfg.Upstream.Host)
 	}
 	if p, ok := v.Keys.(Pinger); ok {
 		g.checkers = append(g.checkers, check{"key_store", p})

@@ -107,7 +107,8 @@ func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error
 			if t.ResponseHeaderTimeout == 0 {
 				t.ResponseHeaderTimeout = p.Settings.UpstreamTimeout
 			}
-			u.transport, u.closeIdle = t, t.CloseIdleConnections
+			d := newDirectTransport(t, pu.URL.Scheme, pu.URL.Host)
+			u.transport, u.closeIdle = d, d.(interface{ CloseIdleConnections() }).CloseIdleConnections
 		}
 		s.upstreams[name] = u
 	}

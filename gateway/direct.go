@@ -16,11 +16,6 @@ import (
 	"time"
 )
 
-// EXPERIMENT (branch wt-direct, not merged): on a loaded 2-core VM it cut
-// signet serve's CPU per request by about 8-10% (15% without the liveness
-// check of idle connections) but did not raise its throughput relative
-// to nginx measurably (loadbench medians 52% before, 53% after).
-//
 // directTransport forwards the plain-HTTP/1.1 requests of one upstream on
 // the goroutine that sends them: it takes an idle keep-alive connection
 // (or dials one), writes the request and reads the response header there,
@@ -35,9 +30,14 @@ import (
 // trailer. Everything else, and every request when the upstream is
 // reached over https or its connections are bounded (MaxConnsPerHost),
 // goes to the http.Transport it wraps, which it shares its dialer and
-// settings with. Unlike the http.Transport it never asks the upstream for
-// gzip on its own: the upstream receives the client's Accept-Encoding, or
-// none.
+// settings with. Like the gateway's http.Transports (DisableCompression)
+// it never asks the upstream for gzip on its own: the upstream receives
+// the client's Accept-Encoding, or none.
+//
+// Before it reuses an idle connection it checks, with one non-blocking
+// peek, that the upstream has neither closed it nor sent anything since:
+// http.Transport's reader goroutine notices a close only some time after
+// it came, and a POST sent in between fails (TestUpstreamConnections).
 type directTransport struct {
 	fallback *http.Transport
 	host     string // of the upstream
@@ -69,7 +69,7 @@ var directMode string
 // host, or t itself when no request to it could go directly.
 func newDirectTransport(t *http.Transport, scheme, host string) http.RoundTripper {
 	if scheme != "http" || t.MaxConnsPerHost > 0 || t.DialContext == nil || t.DisableKeepAlives ||
-		t.Proxy != nil || t.DisableCompression || !livenessSupported || directMode == "off" {
+		t.Proxy != nil || !livenessSupported || directMode == "off" {
 		return t
 	}
 	maxIdle := t.MaxIdleConnsPerHost

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"runtime/debug"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -22,6 +24,9 @@ func newCmdServe(e *Env) *cobra.Command {
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := check(); err != nil {
 			return usageError{err}
+		}
+		if n, ok := serveGCPercent(e.Getenv); ok {
+			debug.SetGCPercent(n)
 		}
 		log := newLogger(e.Stderr, o.logFormat, o.logLevel)
 		if err := serve(e, o, log); err != nil {
@@ -61,3 +66,18 @@ type namedValue struct {
 }
 
 func (v namedValue) Type() string { return v.name }
+
+// serveGCPercent returns the garbage collector's target for signet serve,
+// and false when the environment sets one (GOGC), which then stands. A
+// gateway's heap is mostly the short-lived garbage of the requests in
+// flight over a small live set (the replay cache's tables hold no
+// pointers), so collecting when the heap has grown by twice the live
+// set, rather than once, costs it about 8% less CPU per request
+// (tools/loadbench) for a heap up to three times the live set instead of
+// two.
+func serveGCPercent(getenv func(string) string) (int, bool) {
+	if getenv("GOGC") != "" {
+		return 0, false
+	}
+	return 200, true
+}

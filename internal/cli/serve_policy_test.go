@@ -134,3 +134,20 @@ func TestServeFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestServeGCPercent: serve collects at 200% unless GOGC says otherwise.
+func TestServeGCPercent(t *testing.T) {
+	if n, ok := serveGCPercent(func(string) string { return "" }); !ok || n != 200 {
+		t.Errorf("without GOGC: %d, %v; want 200, true", n, ok)
+	}
+	for _, v := range []string{"100", "off", "50"} {
+		if _, ok := serveGCPercent(func(k string) string {
+			if k == "GOGC" {
+				return v
+			}
+			return ""
+		}); ok {
+			t.Errorf("GOGC=%s was overridden", v)
+		}
+	}
+}

@@ -433,7 +433,16 @@ func (t *directTransport) conn(ctx context.Context) (*directConn, error) {
 
 // put makes c idle, unless the pool is full or closing.
 func (t *directTransport) put(c *directConn) {
+	// Set while c is still this goroutine's alone: once in the pool,
+	// another request may take it.
 	c.idleAt = time.Now()
+	if t.idleFor > 0 {
+		if c.timer == nil {
+			c.timer = time.AfterFunc(t.idleFor, func() { t.expire(c) })
+		} else {
+			c.timer.Reset(t.idleFor)
+		}
+	}
 	t.mu.Lock()
 	if t.closeIdle || len(t.idle) >= t.maxIdle {
 		t.mu.Unlock()
@@ -442,13 +451,6 @@ func (t *directTransport) put(c *directConn) {
 	}
 	t.idle = append(t.idle, c)
 	t.mu.Unlock()
-	if t.idleFor > 0 {
-		if c.timer == nil {
-			c.timer = time.AfterFunc(t.idleFor, func() { t.expire(c) })
-		} else {
-			c.timer.Reset(t.idleFor)
-		}
-	}
 }
 
 // expire closes c if it is still idle.

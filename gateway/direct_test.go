@@ -725,3 +725,40 @@ func TestDirectDialError(t *testing.T) {
 		t.Fatal("no error from a closed port")
 	}
 }
+
+// TestDirectConcurrentReuse: requests that hand connections back and take
+// them concurrently, with an idle timeout set, share the pool without a
+// data race (run under -race, as the test command does).
+func TestDirectConcurrentReuse(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	pu, _ := url.Parse(up.URL)
+	tr := NewTransport()
+	tr.IdleConnTimeout = time.Minute
+	d, ok := newDirectTransport(tr, "http", pu.Host).(*directTransport)
+	if !ok {
+		t.Fatal("no direct transport")
+	}
+	defer d.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				if i%10 == 0 {
+					// New connections, each handed back a first
+					// time while others look for one.
+					d.CloseIdleConnections()
+				}
+				if _, body, err := get(t, d, "GET", up.URL+"/", ""); err != nil || body != "ok" {
+					t.Errorf("%q, %v", body, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -65,9 +65,15 @@ const directHeaderLimit = 10 << 20
 // measurements only.
 var directMode string
 
+// A pooledTransport keeps connections whose idle ones it can close.
+type pooledTransport interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 // newDirectTransport returns t wrapped in a directTransport for upstream
 // host, or t itself when no request to it could go directly.
-func newDirectTransport(t *http.Transport, scheme, host string) http.RoundTripper {
+func newDirectTransport(t *http.Transport, scheme, host string) pooledTransport {
 	if scheme != "http" || t.MaxConnsPerHost > 0 || t.DialContext == nil || t.DisableKeepAlives ||
 		t.Proxy != nil || !livenessSupported || directMode == "off" {
 		return t

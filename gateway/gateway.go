@@ -46,7 +46,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -293,24 +292,13 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// NewTransport returns the transport a Gateway uses by default: many idle
-// connections to the one upstream (net/http keeps only two per host, which
-// halves throughput under load), bounded dial and handshake times.
+// NewTransport returns the transport a Gateway uses by default: that of
+// an upstream of a policy file with no settings of its own (many idle
+// connections to the one upstream, where net/http keeps only two per host,
+// which halves throughput under load; bounded dial and handshake times;
+// no content coding asked for on the client's behalf).
 func NewTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:             nil, // the upstream is reached directly
-		DialContext:       (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2: true,
-		// The upstream is asked for the codings the client asked for,
-		// and its answer passes as sent: net/http would otherwise add
-		// Accept-Encoding: gzip on its own and decode the answer.
-		DisableCompression:    true,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   1024,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-	}
+	return new(policy.Upstream).NewTransport()
 }
 
 // Handler returns the handler for client traffic.

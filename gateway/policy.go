@@ -108,7 +108,7 @@ func (g *Gateway) newSnapshot(p *policy.Policy, old *snapshot) (*snapshot, error
 				t.ResponseHeaderTimeout = p.Settings.UpstreamTimeout
 			}
 			d := newDirectTransport(t, pu.URL.Scheme, pu.URL.Host)
-			u.transport, u.closeIdle = d, d.(interface{ CloseIdleConnections() }).CloseIdleConnections
+			u.transport, u.closeIdle = d, d.CloseIdleConnections
 		}
 		s.upstreams[name] = u
 	}

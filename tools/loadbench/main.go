@@ -657,11 +657,7 @@ func waitReady(addr string) error {
 
 // deleteKeys removes the nonces the Redis scenario left behind.
 func deleteKeys(redisURL, prefix string) {
-	opt, err := rueidis.ParseURL(redisURL)
-	if err != nil {
-		return
-	}
-	c, err := rueidis.NewClient(opt)
+	c, err := redisClient(redisURL)
 	if err != nil {
 		return
 	}
@@ -757,12 +753,7 @@ func cpuTime(pids []int) time.Duration {
 // redisProcess returns the process id of the Redis server at redisURL if
 // it runs on this machine, 0 otherwise.
 func redisProcess(redisURL string) int {
-	opt, err := rueidis.ParseURL(redisURL)
-	if err != nil {
-		return 0
-	}
-	opt.DisableCache = true
-	c, err := rueidis.NewClient(opt)
+	c, err := redisClient(redisURL)
 	if err != nil {
 		return 0
 	}
@@ -781,4 +772,15 @@ func redisProcess(redisURL string) int {
 		}
 	}
 	return 0
+}
+
+// redisClient connects to the Redis at redisURL, without a client-side
+// cache.
+func redisClient(redisURL string) (rueidis.Client, error) {
+	opt, err := rueidis.ParseURL(redisURL)
+	if err != nil {
+		return nil, err
+	}
+	opt.DisableCache = true
+	return rueidis.NewClient(opt)
 }

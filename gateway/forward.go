@@ -75,19 +75,25 @@ func splitTarget(r *http.Request) (path, query string, hasQuery bool, detail str
 // upstreamURL returns the URL of the upstream up for the path and query
 // that upstream.target returned, which the transport writes as they are.
 func upstreamURL(up *url.URL, path, query string, hasQuery bool) *url.URL {
-	u := &url.URL{Scheme: up.Scheme, Host: up.Host, RawQuery: joinQuery(up.RawQuery, query)}
+	u := new(url.URL)
+	setUpstreamURL(u, up, path, query, hasQuery)
+	return u
+}
+
+// setUpstreamURL sets *u to what upstreamURL returns.
+func setUpstreamURL(u, up *url.URL, path, query string, hasQuery bool) {
+	*u = url.URL{Scheme: up.Scheme, Host: up.Host, RawQuery: joinQuery(up.RawQuery, query)}
 	u.ForceQuery = hasQuery && u.RawQuery == ""
 	if !strings.HasPrefix(path, "//") {
 		// Opaque is written as it is; a path would be re-encoded.
 		u.Opaque = path
-		return u
+		return
 	}
 	// An opaque "//x" would be written as the absolute "http://x".
 	u.Path, u.RawPath = path, path
 	if p, err := url.PathUnescape(path); err == nil {
 		u.Path = p
 	}
-	return u
 }
 
 // hasDotSegment reports whether a path has a segment that some server

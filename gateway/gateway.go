@@ -46,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -311,7 +312,12 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// serveRouted made sure the target can be forwarded as received.
 	rt := routedOf(pr.In)
 	path, query, hasQuery, _ := rt.upstream.target(pr.In)
-	pr.Out.URL = rt.upstream.url(path, query, hasQuery)
+	// pr.Out.URL is ReverseProxy's copy of the client's, the out
+	// request's own: overwritten rather than made anew.
+	if pr.Out.URL == nil {
+		pr.Out.URL = new(url.URL)
+	}
+	setUpstreamURL(pr.Out.URL, rt.upstream.URL, path, query, hasQuery)
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
 	if pr.Out.Body != nil && pr.In.GetBody != nil {
 		// The body is in memory (verified or buffered), but ReverseProxy
@@ -328,20 +334,31 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			delete(h, k)
 		}
 	}
+	// The values of the fields the gateway sets come from one array.
+	var f fieldValues
 	// ReverseProxy removes the client's X-Forwarded-For, -Host and
 	// -Proto; these too, which the gateway did not check (or has turned
 	// into the X-Forwarded-* it sets below).
 	delete(h, "Forwarded")
 	delete(h, "X-Forwarded-Prefix")
-	pr.SetXForwarded()
+	// What pr.SetXForwarded sets (ReverseProxy has removed the client's
+	// X-Forwarded-For: none to keep), with the host and scheme that the
+	// gateway routed and verified when they are not the request's own.
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		h["X-Forwarded-For"] = f.field(ip)
+	}
+	fwdHost, fwdProto := pr.In.Host, "http"
+	if pr.In.TLS != nil {
+		fwdProto = "https"
+	}
 	if o, ok := middleware.OriginOf(pr.In); ok {
-		// The upstream learns what the gateway routed and verified.
-		h["X-Forwarded-Host"] = []string{o.Authority}
-		h["X-Forwarded-Proto"] = []string{o.Scheme}
+		fwdHost, fwdProto = o.Authority, o.Scheme
 		if o.PathPrefix != "" {
-			h["X-Forwarded-Prefix"] = []string{o.PathPrefix}
+			h["X-Forwarded-Prefix"] = f.field(o.PathPrefix)
 		}
 	}
+	h["X-Forwarded-Host"] = f.field(fwdHost)
+	h["X-Forwarded-Proto"] = f.field(fwdProto)
 	if len(h["Accept-Encoding"]) > 0 && browserRequest(pr.In) && g.Keyring() != nil && !coversAcceptEncoding(pr.In.Header) {
 		// A browser asks for compressed content on its own and hands the
 		// page the decoded bytes, so the page could never check the
@@ -358,16 +375,42 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		delete(h, "Signature-Input")
 	}
 	if id, ok := middleware.FromContext(pr.In.Context()); ok {
-		h[HeaderKeyID] = []string{id.KeyID}
-		h[HeaderOwner] = []string{id.Owner}
-		h[HeaderScopes] = []string{strings.Join(id.Scopes, ",")}
+		h[HeaderKeyID] = f.field(id.KeyID)
+		h[HeaderOwner] = f.field(id.Owner)
+		h[HeaderScopes] = f.field(strings.Join(id.Scopes, ","))
 		if rt.route.ForwardMetadata && rt.key != nil && rt.key.KeyID() == id.KeyID {
 			if md, ok := rt.key.(interface{ Metadata() []byte }); ok && len(md.Metadata()) > 0 {
-				h[HeaderMetadata] = []string{asciiJSON(md.Metadata())}
+				h[HeaderMetadata] = f.field(asciiJSON(md.Metadata()))
 			}
 		}
 	}
 	g.signUpstream(pr, rt)
+	if _, ok := pr.Out.Header["User-Agent"]; !ok {
+		// What ReverseProxy sets after Rewrite (so that the transport
+		// sends no User-Agent of its own), from the same array.
+		pr.Out.Header["User-Agent"] = f.field("")
+	}
+}
+
+// fieldValues makes the one-value slices of the header fields rewrite
+// sets from one array, one allocation instead of one per field. Each
+// slice has a capacity of one: appending to it copies, and no field
+// writes into another's value.
+type fieldValues struct {
+	vals *[8]string
+	n    int
+}
+
+func (f *fieldValues) field(v string) []string {
+	if f.vals == nil {
+		f.vals = new([8]string)
+	}
+	if f.n == len(f.vals) {
+		return []string{v}
+	}
+	f.vals[f.n] = v
+	f.n++
+	return f.vals[f.n-1 : f.n : f.n]
 }
 
 // coversAcceptEncoding reports whether a signature of h may cover
@@ -483,9 +526,15 @@ func withRequestID(next http.Handler) http.Handler {
 		id := r.Header.Get(HeaderRequestID)
 		if !validRequestID(id) {
 			id = newRequestID()
-			r.Header[HeaderRequestID] = []string{id}
+			// The request's value and the response's from one array;
+			// each slice has a capacity of one, so neither writes into
+			// the other.
+			ids := &[2]string{id, id}
+			r.Header[HeaderRequestID] = ids[0:1:1]
+			w.Header()[HeaderRequestID] = ids[1:2:2]
+		} else {
+			w.Header()[HeaderRequestID] = []string{id}
 		}
-		w.Header()[HeaderRequestID] = []string{id}
 		next.ServeHTTP(w, r)
 	})
 }

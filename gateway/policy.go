@@ -39,8 +39,12 @@ type upstream struct {
 	closeIdle func() // of a transport the gateway made
 }
 
-// routed is what a request carries through the gateway once routed.
+// routed is what a request carries through the gateway once routed. It
+// is the request's context from then on: the context it was routed in,
+// with itself as the value of routedKey (one allocation where
+// context.WithValue and the struct would make two).
 type routed struct {
+	context.Context
 	snap     *snapshot
 	route    *policy.Route
 	upstream *upstream
@@ -48,6 +52,31 @@ type routed struct {
 }
 
 var routedKey = &struct{ name string }{"routed"}
+
+// Value returns rt for routedKey, and the value of the context it extends
+// for any other key.
+func (rt *routed) Value(key any) any {
+	if key == routedKey {
+		return rt
+	}
+	return rt.Context.Value(key)
+}
+
+// routedRequest is a request as routed, the shallow copy of the server's
+// that carries its routed context, made in one allocation with it.
+type routedRequest struct {
+	req http.Request
+	rt  routed
+}
+
+// withRouted returns a shallow copy of r whose context is a routed of s,
+// route and up, extending r's.
+func withRouted(r *http.Request, s *snapshot, route *policy.Route, up *upstream) *http.Request {
+	rr := &routedRequest{rt: routed{Context: r.Context(), snap: s, route: route, upstream: up}}
+	// WithContext's copy stays on the stack: only this one is kept.
+	rr.req = *r.WithContext(&rr.rt)
+	return &rr.req
+}
 
 func routedOf(r *http.Request) *routed {
 	rt, _ := r.Context().Value(routedKey).(*routed)
@@ -251,12 +280,14 @@ func (g *Gateway) serveRouted(w http.ResponseWriter, r *http.Request) {
 		origin.Authority = r.Host
 	}
 	route, err := p.Match(r.Method, origin.Authority, path)
-	var te *policy.TargetError
-	switch {
-	case errors.As(err, &te):
-		g.refuse(w, r, middleware.ReasonInvalidTarget, "Invalid request target", te.Detail)
-		return
-	case err != nil:
+	if err != nil {
+		// te in this branch only: errors.As makes it escape, an
+		// allocation per request otherwise.
+		var te *policy.TargetError
+		if errors.As(err, &te) {
+			g.refuse(w, r, middleware.ReasonInvalidTarget, "Invalid request target", te.Detail)
+			return
+		}
 		g.refuseStatus(w, r, http.StatusNotFound, ReasonNoRoute, "No route", "no route of the gateway takes "+r.Method+" requests for this path")
 		return
 	}
@@ -270,8 +301,7 @@ func (g *Gateway) serveRouted(w http.ResponseWriter, r *http.Request) {
 		// which the copies below would not see, unless the map is shared.
 		r.Trailer = http.Header{}
 	}
-	ctx := context.WithValue(r.Context(), routedKey, &routed{snap: s, route: route, upstream: up})
-	r = r.WithContext(ctx)
+	r = withRouted(r, s, route, up)
 	if origin.Forwarded {
 		r = middleware.WithOrigin(r, middleware.Origin{Scheme: origin.Scheme, Authority: origin.Authority, PathPrefix: origin.Prefix})
 	}

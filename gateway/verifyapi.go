@@ -161,7 +161,7 @@ func (g *Gateway) checkCall(req *http.Request, call *verifyCall) (*verdict, *mid
 	}
 	// From here on the caller's req carries its route, for the logs and
 	// metrics of the verdict.
-	*req = *req.WithContext(context.WithValue(req.Context(), routedKey, &routed{snap: s, route: route, upstream: s.upstreams[route.Upstream.Name]}))
+	*req = *req.WithContext(&routed{Context: req.Context(), snap: s, route: route, upstream: s.upstreams[route.Upstream.Name]})
 	signed := middleware.WithOrigin(req, middleware.Origin{Scheme: call.Scheme, Authority: call.Authority})
 	id, res, ref := middleware.CheckHeader(opts, signed)
 	if ref != nil {

@@ -193,9 +193,23 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.direct(req) {
 		return t.fallback.RoundTrip(req)
 	}
-	if err := validHeader(req); err != nil {
-		closeBody(req)
-		return nil, err
+	// The head is built once, checked as it is: a request it cannot be
+	// built for is checked again, to be refused as http.Transport would,
+	// or written by Request.Write.
+	buf := headBuffers.Get().(*[]byte)
+	head, ok := appendRequestHead((*buf)[:0], req)
+	defer func() {
+		if cap(head) <= headBufferMax {
+			*buf = head[:0]
+			headBuffers.Put(buf)
+		}
+	}()
+	if !ok {
+		if err := validHeader(req); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		head = head[:0]
 	}
 	ctx := req.Context()
 	for {
@@ -211,7 +225,7 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		resp, err := t.send(ctx, c, req)
+		resp, err := t.send(ctx, c, req, head, ok)
 		if err == nil {
 			return resp, nil
 		}
@@ -267,8 +281,9 @@ type readFailed struct{ error }
 
 func (e readFailed) Unwrap() error { return e.error }
 
-// send writes req on c and reads the response header.
-func (t *directTransport) send(ctx context.Context, c *directConn, req *http.Request) (*http.Response, error) {
+// send writes req on c, with head, built by appendRequestHead, if built
+// (or by Request.Write), and reads the response header.
+func (t *directTransport) send(ctx context.Context, c *directConn, req *http.Request, head []byte, built bool) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, c.cancel)
 	fail := func(err error) (*http.Response, error) {
 		stop()
@@ -279,7 +294,12 @@ func (t *directTransport) send(ctx context.Context, c *directConn, req *http.Req
 		return nil, err
 	}
 	c.nwritten = 0
-	err := req.Write(c.bw) // closes the body
+	var err error
+	if built {
+		err = writeRequest(c.bw, req, head) // closes the body
+	} else {
+		err = req.Write(c.bw) // closes the body
+	}
 	if err == nil {
 		err = c.bw.Flush()
 	}

@@ -6,10 +6,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 )
@@ -225,11 +228,23 @@ func set(k, v string) func(*http.Request) *http.Request {
 
 // TestDirectControlBytesNeverSent: a field value with a CR, LF or NUL
 // that code set after parsing (as the gateway sets X-Signet-*), a Host or
-// a target with one, never reaches the upstream as it is: the request is
-// refused, or written by Request.Write, which makes the Host empty.
+// a target with one, never leaves for the upstream as it is: the request
+// is refused, or written by Request.Write, which makes the Host empty.
+// What is checked is every byte written on the connections.
 func TestDirectControlBytesNeverSent(t *testing.T) {
 	u := newRawUpstream(t, ok)
-	d := newTestDirect(t, u, nil)
+	var mu sync.Mutex
+	var sent bytes.Buffer
+	d := newTestDirect(t, u, func(tr *http.Transport) {
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return recordingConn{c, &mu, &sent}, nil
+		}
+	})
 	evil := "x\r\nX-Signet-Owner: evil\r\n"
 	for name, mod := range map[string]func(*http.Request){
 		"value CRLF":     func(r *http.Request) { r.Header.Set("X-Signet-Owner", "alice"+evil) },
@@ -254,20 +269,34 @@ func TestDirectControlBytesNeverSent(t *testing.T) {
 			if !d.direct(req) {
 				t.Fatalf("%s %s: not sent directly", name, method)
 			}
-			before := u.reqs.Load()
 			resp, err := d.RoundTrip(req)
 			if err == nil {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
-			if u.reqs.Load() == before {
-				continue
-			}
-			if raw := u.last(t); strings.Contains(strings.ToLower(raw), "\nx-signet-owner: evil") || strings.ContainsAny(strings.ReplaceAll(raw, "\r\n", ""), "\r\n\x00") {
-				t.Errorf("%s %s: the upstream got\n%q", name, method, raw)
+			mu.Lock()
+			raw := sent.String()
+			sent.Reset()
+			mu.Unlock()
+			if strings.Contains(strings.ToLower(raw), "\nx-signet-owner: evil") || strings.ContainsAny(strings.ReplaceAll(raw, "\r\n", ""), "\r\n\x00") {
+				t.Errorf("%s %s: sent\n%q", name, method, raw)
 			}
 		}
 	}
+}
+
+// recordingConn keeps what is written on it.
+type recordingConn struct {
+	net.Conn
+	mu   *sync.Mutex
+	sent *bytes.Buffer
+}
+
+func (c recordingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.sent.Write(p)
+	c.mu.Unlock()
+	return c.Conn.Write(p)
 }
 
 // FuzzDirectRequestHead: for any request, the head appendRequestHead
@@ -286,6 +315,11 @@ func FuzzDirectRequestHead(f *testing.F) {
 	f.Add("PUT", "//x", "", "", "q", "[fe80::1%en0]:80", "h", fieldsOf("X-Bad", "a\r\nb"), uint16(3), uint8(4<<2))
 	f.Add("PATCH", "/é", "", "", "a b", "bücher", "h", fieldsOf("X A", "1", "Trailer", "X"), uint16(5), uint8(5<<2|1<<5))
 	f.Add("DELETE", "/d", "", "", "", "", "h", fieldsOf("User-Agent", "\tua\t", "User-Agent", "2"), uint16(7), uint8(6<<2|1<<1))
+	f.Add("GET", "/x", "", "", "", "h", "h", fieldsOf("X-Bad", "a\r\nX-Signet-Owner: evil"), uint16(0), uint8(0))
+	f.Add("GET", "/x", "", "", "", "h", "h", fieldsOf("X\nA", "1"), uint16(0), uint8(0))
+	f.Add("GET", "/x", "", "", "", "h", "h", fieldsOf("Trailer", "a\x00"), uint16(0), uint8(0))
+	f.Add("GET", "/x\r\nX: y", "", "", "", "h", "h", []byte(nil), uint16(0), uint8(0))
+	f.Add("GET", "/x", "", "", "", "h\r\nX: y", "h", []byte(nil), uint16(0), uint8(0))
 	f.Fuzz(func(t *testing.T, method, opaque, path, rawPath, rawQuery, host, urlHost string, fields []byte, bodyLen uint16, flags uint8) {
 		newReq := func() *http.Request {
 			req := &http.Request{
@@ -450,4 +484,55 @@ func BenchmarkRequestHead(b *testing.B) {
 			headBuffers.Put(buf)
 		}
 	})
+}
+
+// TestDirectRequestInOneWrite: the direct transport writes the head and a
+// body in memory (as the gateway hands it on) in one write, and the head
+// ahead of a body that is not, as Request.Write does.
+func TestDirectRequestInOneWrite(t *testing.T) {
+	u := newRawUpstream(t, ok)
+	var writes atomic.Int64
+	d := newTestDirect(t, u, func(tr *http.Transport) {
+		dial := tr.DialContext
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return countingConn{c, &writes}, nil
+		}
+	})
+	body := strings.Repeat("a", 1024)
+	for name, c := range map[string]struct {
+		body   func() io.Reader
+		writes int64
+	}{
+		"in memory":     {func() io.Reader { return strings.NewReader(body) }, 1},
+		"not in memory": {func() io.Reader { return iotest.HalfReader(strings.NewReader(body)) }, 2},
+	} {
+		for range 2 { // on a new connection, then on the same
+			req, _ := http.NewRequest("POST", u.url()+"/v1/orders", io.NopCloser(c.body()))
+			req.ContentLength = int64(len(body))
+			before := writes.Load()
+			resp, err := d.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if n := writes.Load() - before; n != c.writes {
+				t.Errorf("%s: %d writes, want %d", name, n, c.writes)
+			}
+		}
+	}
+}
+
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
 }

@@ -34,6 +34,12 @@ import (
 // it never asks the upstream for gzip on its own: the upstream receives
 // the client's Accept-Encoding, or none.
 //
+// It writes the request line and header itself (appendRequestHead), byte
+// for byte as Request.Write does, which sorts the header keys into a new
+// slice, formats with fmt, runs a strings.Replacer over every value and
+// allocates a transferWriter for each request; a request whose head is
+// not plainly safe to write so is written by Request.Write.
+//
 // Before it reuses an idle connection it checks, with one non-blocking
 // peek, that the upstream has neither closed it nor sent anything since:
 // http.Transport's reader goroutine notices a close only some time after

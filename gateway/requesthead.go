@@ -15,17 +15,6 @@ import (
 	"sync"
 )
 
-// The direct transport writes the request line and header itself rather
-// than through http.Request.Write, which sorts the header keys into a
-// slice of its own, formats with fmt, runs a strings.Replacer over every
-// value and allocates a transferWriter for each request: a few per cent
-// of the gateway's CPU. It writes exactly the bytes Request.Write writes,
-// as http.Transport calls it (no proxy, no extra header: the gateway's
-// transports neither ask for gzip nor disable keep-alives), and only for
-// requests whose every part it can check is plainly safe; for anything
-// else appendRequestHead reports false and the request is written by
-// Request.Write (FuzzDirectRequestHead compares the two).
-
 // headMaxFields bounds the header fields appendRequestHead sorts, in an
 // array on the stack; a request with more is written by Request.Write.
 const headMaxFields = 32
@@ -59,13 +48,14 @@ func appendRequestHead(dst []byte, req *http.Request) ([]byte, bool) {
 	if u == nil || req.Header == nil || req.Close || len(req.TransferEncoding) > 0 || req.Trailer != nil {
 		return dst, false
 	}
-	// Request.Write sends the body of a request with ContentLength 0 (or
-	// a body of unknown length) chunked, and refuses a length without a
-	// body.
+	// A body with ContentLength 0 is of unknown length to Request.Write,
+	// which sends it chunked (or, for a GET, first reads a byte of it);
+	// a length without a body it refuses.
 	hasBody := req.Body != nil && req.Body != http.NoBody
 	if hasBody != (req.ContentLength > 0) || !hasBody && req.ContentLength != 0 {
 		return dst, false
 	}
+	// Request.Write tells these of each field it writes.
 	if trace := httptrace.ContextClientTrace(req.Context()); trace != nil &&
 		(trace.WroteHeaderField != nil || trace.WroteHeaders != nil || trace.WroteRequest != nil) {
 		return dst, false

@@ -34,6 +34,12 @@ import (
 // it never asks the upstream for gzip on its own: the upstream receives
 // the client's Accept-Encoding, or none.
 //
+// It writes the request line and header itself (appendRequestHead), byte
+// for byte as Request.Write does, which sorts the header keys into a new
+// slice, formats with fmt, runs a strings.Replacer over every value and
+// allocates a transferWriter for each request; a request whose head is
+// not plainly safe to write so is written by Request.Write.
+//
 // Before it reuses an idle connection it checks, with one non-blocking
 // peek, that the upstream has neither closed it nor sent anything since:
 // http.Transport's reader goroutine notices a close only some time after
@@ -193,9 +199,23 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !t.direct(req) {
 		return t.fallback.RoundTrip(req)
 	}
-	if err := validHeader(req); err != nil {
-		closeBody(req)
-		return nil, err
+	// The head is built once, checked as it is: a request it cannot be
+	// built for is checked again, to be refused as http.Transport would,
+	// or written by Request.Write.
+	buf := headBuffers.Get().(*[]byte)
+	head, ok := appendRequestHead((*buf)[:0], req)
+	defer func() {
+		if cap(head) <= headBufferMax {
+			*buf = head[:0]
+			headBuffers.Put(buf)
+		}
+	}()
+	if !ok {
+		if err := validHeader(req); err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		head = head[:0]
 	}
 	ctx := req.Context()
 	for {
@@ -211,7 +231,7 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		resp, err := t.send(ctx, c, req)
+		resp, err := t.send(ctx, c, req, head, ok)
 		if err == nil {
 			return resp, nil
 		}
@@ -267,8 +287,9 @@ type readFailed struct{ error }
 
 func (e readFailed) Unwrap() error { return e.error }
 
-// send writes req on c and reads the response header.
-func (t *directTransport) send(ctx context.Context, c *directConn, req *http.Request) (*http.Response, error) {
+// send writes req on c, with head, built by appendRequestHead, if built
+// (or by Request.Write), and reads the response header.
+func (t *directTransport) send(ctx context.Context, c *directConn, req *http.Request, head []byte, built bool) (*http.Response, error) {
 	stop := context.AfterFunc(ctx, c.cancel)
 	fail := func(err error) (*http.Response, error) {
 		stop()
@@ -279,7 +300,12 @@ func (t *directTransport) send(ctx context.Context, c *directConn, req *http.Req
 		return nil, err
 	}
 	c.nwritten = 0
-	err := req.Write(c.bw) // closes the body
+	var err error
+	if built {
+		err = writeRequest(c.bw, req, head) // closes the body
+	} else {
+		err = req.Write(c.bw) // closes the body
+	}
 	if err == nil {
 		err = c.bw.Flush()
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,6 +48,12 @@ func startFake(t *testing.T, script func(conn, call int) string) *fakeServer {
 						}
 					}
 					answer := script(conn, call)
+					if before, after, ok := strings.Cut(answer, "|"); ok {
+						// A pause, halfway through.
+						nc.Write([]byte(before))
+						time.Sleep(100 * time.Millisecond)
+						answer = after
+					}
 					if f.slow == 0 {
 						nc.Write([]byte(answer))
 						continue
@@ -258,5 +265,38 @@ func TestFastSlowReplies(t *testing.T) {
 	}
 	if f.conns.Load() != 1 {
 		t.Errorf("%d connections made, want 1", f.conns.Load())
+	}
+}
+
+// TestFastReaderLeaves has the reader give up halfway through its
+// replies: the next waiter reads the rest of them, drops them, and reads
+// its own.
+func TestFastReaderLeaves(t *testing.T) {
+	f := startFake(t, func(conn, call int) string {
+		if call == 0 {
+			return "+OK\r\n$1|3\r\n1700000000000\r\n"
+		}
+		return "$-1\r\n$1\r\n7\r\n"
+	})
+	p := fakePipe(f, time.Second)
+	defer p.close()
+	if _, err := p.get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error)
+	go func() {
+		_, _, err := callFake(p, 50*time.Millisecond)
+		first <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // the first call reads
+	pair, sentinel, err := callFake(p, 2*time.Second)
+	if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("first call = %v, want a deadline error", err)
+	}
+	if err != nil || pair.kind != kindNil || sentinel.str != "7" {
+		t.Errorf("second call = %v, %v, %v; want nil, \"7\"", pair, sentinel, err)
+	}
+	if n := f.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
 	}
 }

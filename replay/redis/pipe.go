@@ -138,15 +138,15 @@ func (p *pipe) remember(ctx context.Context, key string, ttl int64, sentinel str
 // do sends w's commands and waits for their replies; on an error, w may
 // still be in a queue and is not to be used again.
 func (p *pipe) do(ctx context.Context, w *waiter) error {
-	for {
+	for try := 0; ; try++ {
 		c, err := p.get(ctx)
 		if err != nil {
 			return err
 		}
 		sent, err := c.do(ctx, w)
-		if !sent && errors.Is(err, errFailed) {
+		if !sent && errors.Is(err, errFailed) && try == 0 {
 			// The connection failed before this call wrote anything:
-			// take the next one.
+			// take the next one, once.
 			continue
 		}
 		return err
@@ -259,6 +259,7 @@ func (c *conn) dial() {
 	}
 	c.nc = nc
 	c.in = make([]byte, 0, readSize)
+	c.last = time.Now()
 }
 
 // handshake sends hello, n commands each answered by OK.

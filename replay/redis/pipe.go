@@ -55,10 +55,11 @@ type pipe struct {
 
 // newPipe returns the fast path for the client made from co, or nil
 // where it does not apply: anything but a plain single server, reached
-// over TCP, whose URL asked for nothing the pipe does not do.
+// over TCP (with TLS for rediss://), whose URL asked for nothing the pipe
+// does not do.
 func newPipe(client rueidis.Client, co rueidis.ClientOption, timeout, stall time.Duration) *pipe {
 	if client.Mode() != rueidis.ClientModeStandalone || len(co.InitAddress) != 1 ||
-		co.DialCtxFn != nil || co.DialFn != nil || co.TLSConfig != nil ||
+		co.DialCtxFn != nil || co.DialFn != nil ||
 		co.ClientName != "" || co.Sentinel.MasterSet != "" || co.AuthCredentialsFn != nil ||
 		co.Standalone.EnableRedirect || len(co.Standalone.ReplicaAddress) > 0 || co.ReplicaOnly {
 		return nil
@@ -66,6 +67,7 @@ func newPipe(client rueidis.Client, co rueidis.ClientOption, timeout, stall time
 	p := &pipe{
 		addr:        co.InitAddress[0],
 		dialer:      co.Dialer,
+		tls:         co.TLSConfig, // rediss://, with the server's name and skip_verify
 		timeout:     timeout,
 		dialTimeout: co.Dialer.Timeout,
 		stall:       stall,
@@ -345,7 +347,8 @@ func (c *conn) do(ctx context.Context, w *waiter) (sent bool, err error) {
 	if c.qh == len(c.queue) && !c.writing && w.sent.Sub(c.last) > c.p.idle {
 		// Redis may have closed the connection while it was idle
 		// (restarted, or its timeout setting): find out before writing,
-		// rather than fail the call after.
+		// rather than fail the call after. Through TLS it cannot tell
+		// (the server may send session tickets): the call then fails.
 		if err := checkIdle(c.nc); err != nil {
 			c.fail(fmt.Errorf("%w: %w", errFailed, err))
 			c.mu.Unlock()

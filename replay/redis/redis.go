@@ -52,24 +52,24 @@
 //
 // Concurrent calls share connections, their commands pipelined, so that
 // the round trip to Redis does not cap throughput. On a single server
-// (redis:// without TLS, with the user, password and database of the URL
+// (redis:// or rediss://, with the user, password and database of the URL,
 // and none of rueidis's other query parameters but db, dial_timeout,
-// write_timeout, protocol, client_cache and max_retries) Remember has a
-// path of its own: the calls share one connection, and each caller writes
-// its commands and reads its replies itself, together with those of the
-// calls that came while it did ("flat combining"). This costs less CPU
-// than github.com/redis/rueidis, which the store uses for everything else
-// and for Remember elsewhere (a Cluster, Sentinel, TLS, a Unix socket):
-// there, each call hands its commands to a writer goroutine and waits for
-// a reader goroutine, three wake-ups a call, and fewer calls share a write,
-// so that Redis too does more work a call. Measured on two cores with 8
-// to 64 concurrent callers, the fast path cut the CPU time of a call, the
-// caller's and Redis's, by 15 to 20%, about half of it Redis's
+// write_timeout, skip_verify, protocol, client_cache and max_retries)
+// Remember has a path of its own: the calls share one connection, and
+// each caller writes its commands and reads its replies itself, together
+// with those of the calls that came while it did ("flat combining"). This
+// costs less CPU than github.com/redis/rueidis, which the store uses for
+// everything else, and for Remember elsewhere (a Cluster, Sentinel, a Unix
+// socket): there, each call hands its commands to a writer goroutine and
+// waits for a reader goroutine, three wake-ups a call, and fewer calls
+// share a write, so that Redis too does more work a call. Measured on two
+// cores with 8 to 64 concurrent callers, the fast path cut the CPU time of
+// a call, the caller's and Redis's, by 15 to 20%, about half of it Redis's
 // (BenchmarkRememberServer); that of a gateway's request, Redis's
-// included, by about 5%, barely above the noise. A connection on which any reply is in doubt (an I/O error, a
-// reply of a kind its command does not answer, a reply overdue by five
-// timeouts and at least a second) is closed, every call waiting on it
-// fails, and none is retried.
+// included, by about 5%, barely above the noise. A connection on which any
+// reply is in doubt (an I/O error, a reply of a kind its command does not
+// answer, a reply overdue by five timeouts and at least a second) is
+// closed, every call waiting on it fails, and none is retried.
 //
 // Every call is bounded by [Options.Timeout]; when Redis is unreachable or
 // slow, Remember returns an error that is not [httpsig.ErrReplayed] and

@@ -102,10 +102,10 @@ const idleCheck = time.Second
 // included: beyond, Redis is far behind, and a call fails at once.
 const maxQueue = 1 << 16
 
-// remember sends Remember's two commands, the pair's (SET NX PX, or
-// EXISTS if ttl is negative) and then the sentinel's (SET NX GET), and
-// returns their replies.
-func (p *pipe) remember(ctx context.Context, key string, ttl int64, sentinel string, horizon int64) (pair, sent reply, err error) {
+// remember sends Remember's two commands, the pair's (SET NX PX ttl, in
+// milliseconds, or EXISTS if ttl is negative) and then the sentinel's (SET
+// NX GET), and returns their replies.
+func (p *pipe) remember(ctx context.Context, key string, ttl int64, sentinel string, horizon int64) (pair, sentinelReply reply, err error) {
 	w := waiters.Get().(*waiter)
 	b := w.cmd[:0]
 	if ttl >= 0 {
@@ -126,15 +126,15 @@ func (p *pipe) remember(ctx context.Context, key string, ttl int64, sentinel str
 	w.expect[1] = kindString | kindNil | kindError // $horizon, or nil
 	w.cmd, w.n = b, 2
 	if err := p.do(ctx, w); err != nil {
-		return pair, sent, err
+		return pair, sentinelReply, err
 	}
-	pair, sent = w.replies[0], w.replies[1]
+	pair, sentinelReply = w.replies[0], w.replies[1]
 	if pair.kind == kindStatus {
 		pair.kind = kindString
 	}
 	w.replies = [2]reply{}
 	waiters.Put(w)
-	return pair, sent, nil
+	return pair, sentinelReply, nil
 }
 
 // do sends w's commands and waits for their replies; on an error, w may

@@ -66,7 +66,7 @@
 // cores with 8 to 64 concurrent callers, the fast path cut the CPU time of
 // a call, the caller's and Redis's, by 15 to 20%, about half of it Redis's
 // (BenchmarkRememberServer); that of a gateway's request, Redis's
-// included, by about 5%, barely above the noise. A connection on which any
+// included, by about 8% (tools/loadbench). A connection on which any
 // reply is in doubt (an I/O error, a reply of a kind its command does not
 // answer, a reply overdue by five timeouts and at least a second) is
 // closed, every call waiting on it fails, and none is retried.

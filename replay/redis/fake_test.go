@@ -98,6 +98,7 @@ func fakePipe(f *fakeServer, timeout time.Duration) *pipe {
 		dialTimeout: time.Second,
 		stall:       time.Second,
 		idle:        idleCheck,
+		queueMax:    maxQueue,
 	}
 }
 
@@ -298,5 +299,59 @@ func TestFastReaderLeaves(t *testing.T) {
 	}
 	if n := f.conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+// TestFastQueueOfLeavers: calls that gave up leave their replies to be
+// read by the calls after them; once the queue is full of them, with no
+// one reading, the connection must end rather than refuse every call
+// after with errBusy, for ever, though the server answers. The calls give
+// up before reading (their context ended already), or while reading
+// replies that are late (a server that hangs, shorter than the stall).
+func TestFastQueueOfLeavers(t *testing.T) {
+	for _, late := range []bool{false, true} {
+		name := "Ended"
+		if late {
+			name = "Late"
+		}
+		t.Run(name, func(t *testing.T) {
+			release := make(chan struct{})
+			var once sync.Once
+			answer := func() { once.Do(func() { close(release) }) }
+			f := startFake(t, func(conn, call int) string {
+				if late && conn == 0 {
+					<-release
+				}
+				return good
+			})
+			defer answer()
+			p := fakePipe(f, time.Second)
+			p.queueMax = 64
+			p.stall = time.Minute
+			defer p.close()
+			if _, err := p.get(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			for range p.queueMax {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+				if !late {
+					cancel()
+				}
+				_, _, err := p.remember(ctx, "k", 1000, "s", 1)
+				cancel()
+				if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("call that gives up = %v, want a context error", err)
+				}
+			}
+			if late {
+				answer() // every call, all at once
+			}
+			for range 3 {
+				pair, sentinel, err := callFake(p, time.Second)
+				if err != nil || pair.str != "OK" || sentinel.str != "1700000000000" {
+					t.Fatalf("call after %d calls that gave up = %v, %v, %v", p.queueMax, pair, sentinel, err)
+				}
+			}
+		})
 	}
 }

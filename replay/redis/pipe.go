@@ -47,6 +47,7 @@ type pipe struct {
 	dialTimeout time.Duration
 	stall       time.Duration // a reply overdue by this much ends the connection
 	idle        time.Duration // a connection unused this long is checked first
+	queueMax    int           // maxQueue, smaller in tests
 
 	mu     sync.Mutex
 	cur    *conn // nil before the first call
@@ -72,6 +73,7 @@ func newPipe(client rueidis.Client, co rueidis.ClientOption, timeout, stall time
 		dialTimeout: co.Dialer.Timeout,
 		stall:       stall,
 		idle:        idleCheck,
+		queueMax:    maxQueue,
 	}
 	// As rueidis does on a server that speaks RESP2 only.
 	switch {
@@ -339,7 +341,16 @@ func (c *conn) do(ctx context.Context, w *waiter) (sent bool, err error) {
 		c.mu.Unlock()
 		return false, c.err
 	}
-	if len(c.queue)-c.qh >= maxQueue {
+	if len(c.queue)-c.qh >= c.p.queueMax {
+		if !c.reading && !c.writing {
+			// Every call queued has left, and no one reads their
+			// replies, nor will: a call that queued would read them,
+			// but none may. End the connection, rather than refuse
+			// every call on it from now on.
+			c.fail(fmt.Errorf("%w: %d calls left unread", errFailed, len(c.queue)-c.qh))
+			c.mu.Unlock()
+			return false, c.err
+		}
 		c.mu.Unlock()
 		return false, errBusy
 	}

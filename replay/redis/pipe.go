@@ -221,6 +221,7 @@ type conn struct {
 	reading bool   // a waiter has the reading
 	queue   []*waiter
 	qh      int       // the head of queue: the next reply is its
+	next    int       // queue[qh:next] holds no waiter still queued (handOn)
 	last    time.Time // when a call last came
 
 	// The reader's, handed on with the reading.
@@ -494,15 +495,20 @@ func (c *conn) leave(w *waiter) {
 
 // handOn hands the reading to the first waiter still waiting, if any;
 // c.mu is held. Waiters that left before it have their replies read by
-// it, or by the next caller if none is waiting.
+// it, or by the next caller if none is waiting. It looks from c.next on:
+// a waiter that stopped being queued never is again, and while Redis
+// hangs thousands of calls may have left, which each hand-on would
+// otherwise scan again, under the lock.
 func (c *conn) handOn() {
-	for _, v := range c.queue[c.qh:] {
-		if v.state == queued {
+	for i := max(c.next, c.qh); i < len(c.queue); i++ {
+		if v := c.queue[i]; v.state == queued {
+			c.next = i + 1
 			v.state = reader
 			c.wake(v)
 			return
 		}
 	}
+	c.next = len(c.queue)
 	c.reading = false
 }
 
@@ -549,10 +555,11 @@ func (c *conn) deliver() error {
 		c.queue[c.qh] = nil
 		c.qh++
 		if c.qh == len(c.queue) {
-			c.queue, c.qh = c.queue[:0], 0
+			c.queue, c.qh, c.next = c.queue[:0], 0, 0
 		} else if c.qh >= 64 && c.qh*2 >= len(c.queue) {
 			n := copy(c.queue, c.queue[c.qh:])
 			clear(c.queue[n:])
+			c.next = max(c.next-c.qh, 0)
 			c.queue, c.qh = c.queue[:n], 0
 		}
 		if h.state != abandoned {

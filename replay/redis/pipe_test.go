@@ -158,23 +158,7 @@ func TestFastConnectionKilled(t *testing.T) {
 		}
 	}
 
-	stop := make(chan struct{})
-	var kills atomic.Int32
-	var killer sync.WaitGroup
-	killer.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
-			}
-			if addr := fastAddr(s); addr != "" {
-				if err := a.Do(ctx, a.B().ClientKill().Addr(addr).Build()).Error(); err == nil {
-					kills.Add(1)
-				}
-			}
-		}
-	})
+	stopKilling := killFastConns(ctx, a, s)
 	var mu sync.Mutex
 	var answered []call
 	var wg sync.WaitGroup
@@ -194,8 +178,7 @@ func TestFastConnectionKilled(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	killer.Wait()
+	kills := stopKilling()
 
 	var ok, failed int
 	for _, c := range answered {
@@ -211,9 +194,9 @@ func TestFastConnectionKilled(t *testing.T) {
 			failed++
 		}
 	}
-	t.Logf("%d connections killed; %d calls: %d recorded a pair, %d failed", kills.Load(), len(answered), ok, failed)
-	if kills.Load() < 10 || failed == 0 || ok == 0 {
-		t.Fatalf("the test did not test: %d kills, %d calls failed, %d succeeded", kills.Load(), failed, ok)
+	t.Logf("%d connections killed; %d calls: %d recorded a pair, %d failed", kills, len(answered), ok, failed)
+	if kills < 10 || failed == 0 || ok == 0 {
+		t.Fatalf("the test did not test: %d kills, %d calls failed, %d succeeded", kills, failed, ok)
 	}
 	for i := range 20 {
 		c := call{nonce: "after-" + strconv.Itoa(i)}
@@ -488,4 +471,46 @@ func TestFastIdleClosed(t *testing.T) {
 			t.Fatal("the call did not take a new connection")
 		}
 	}
+}
+
+// killFastConns kills the connection of s's fast path through a every 5
+// to 25 ms, until the function it returns is called, which returns how
+// many it killed.
+func killFastConns(ctx context.Context, a rueidis.Client, s *Store) (stop func() int32) {
+	done := make(chan struct{})
+	var kills atomic.Int32
+	var killer sync.WaitGroup
+	killer.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
+			}
+			if addr := fastAddr(s); addr != "" {
+				if a.Do(ctx, a.B().ClientKill().Addr(addr).Build()).Error() == nil {
+					kills.Add(1)
+				}
+			}
+		}
+	})
+	return func() int32 {
+		close(done)
+		killer.Wait()
+		return kills.Load()
+	}
+}
+
+// wantPair is the reply to a call's pair command: EXISTS (ttl < 0) or
+// SET NX PX, for a pair that was recorded before (old) or not.
+func wantPair(ttl int64, old bool) reply {
+	switch {
+	case ttl < 0 && old:
+		return reply{kind: kindInt, n: 1}
+	case ttl < 0:
+		return reply{kind: kindInt, n: 0}
+	case old:
+		return reply{kind: kindNil}
+	}
+	return reply{kind: kindString, str: "OK"}
 }

@@ -237,18 +237,7 @@ func stress(t *testing.T, cut bool, length time.Duration) {
 					if sentinel.kind != kindString || sentinel.str != strconv.FormatInt(h, 10) {
 						t.Errorf("call %d got sentinel reply %v", h, sentinel)
 					}
-					var want reply
-					switch {
-					case ttl < 0 && old:
-						want = reply{kind: kindInt, n: 1}
-					case ttl < 0:
-						want = reply{kind: kindInt, n: 0}
-					case old:
-						want = reply{kind: kindNil}
-					default:
-						want = reply{kind: kindString, str: "OK"}
-					}
-					if pair != want {
+					if want := wantPair(ttl, old); pair != want {
 						t.Errorf("call %d on %s (ttl %d) got pair reply %v, want %v", h, key, ttl, pair, want)
 					}
 				case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
@@ -326,23 +315,7 @@ func TestFastStressRedis(t *testing.T) {
 		}
 	}
 
-	stop := make(chan struct{})
-	var kills atomic.Int32
-	var killer sync.WaitGroup
-	killer.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Duration(5+rand.IntN(20)) * time.Millisecond):
-			}
-			if addr := fastAddr(s); addr != "" {
-				if a.Do(ctx, a.B().ClientKill().Addr(addr).Build()).Error() == nil {
-					kills.Add(1)
-				}
-			}
-		}
-	})
+	stopKilling := killFastConns(ctx, a, s)
 
 	var mu sync.Mutex
 	var recorded []string // pairs set by calls that returned nil
@@ -395,21 +368,12 @@ func TestFastStressRedis(t *testing.T) {
 					if want := strconv.Itoa(j*1000 + 7); sentinel.kind != kindString || sentinel.str != want {
 						t.Errorf("call reading sentinel %d got %v, want %q", j, sentinel, want)
 					}
-					var want reply
-					switch {
-					case ttl < 0 && old:
-						want = reply{kind: kindInt, n: 1}
-					case ttl < 0:
-						want = reply{kind: kindInt, n: 0}
-					case old:
-						want = reply{kind: kindNil}
-					default:
-						want = reply{kind: kindString, str: "OK"}
+					if ttl >= 0 && !old {
 						mu.Lock()
 						recorded = append(recorded, key)
 						mu.Unlock()
 					}
-					if pair != want {
+					if want := wantPair(ttl, old); pair != want {
 						t.Errorf("call on %s (ttl %d) got pair reply %v, want %v", key, ttl, pair, want)
 					}
 				case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
@@ -426,10 +390,9 @@ func TestFastStressRedis(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	killer.Wait()
-	t.Logf("%d connections killed; %d calls answered, %d gave up, %d failed", kills.Load(), ok.Load(), ctxErr.Load(), failed.Load())
-	if kills.Load() < 10 || ok.Load() == 0 || ctxErr.Load() == 0 || failed.Load() == 0 {
+	kills := stopKilling()
+	t.Logf("%d connections killed; %d calls answered, %d gave up, %d failed", kills, ok.Load(), ctxErr.Load(), failed.Load())
+	if kills < 10 || ok.Load() == 0 || ctxErr.Load() == 0 || failed.Load() == 0 {
 		t.Error("the test did not test")
 	}
 	for _, key := range recorded {

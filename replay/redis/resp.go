@@ -165,9 +165,7 @@ func clip(b []byte) []byte {
 func appendCommand(b []byte, args ...[]byte) []byte {
 	b = appendHeader(b, '*', len(args))
 	for _, a := range args {
-		b = appendHeader(b, '$', len(a))
-		b = append(b, a...)
-		b = append(b, '\r', '\n')
+		b = appendBulk(b, a)
 	}
 	return b
 }
@@ -179,7 +177,7 @@ func appendHeader(b []byte, t byte, n int) []byte {
 }
 
 // appendBulk appends a bulk string.
-func appendBulk(b []byte, s string) []byte {
+func appendBulk[S string | []byte](b []byte, s S) []byte {
 	b = appendHeader(b, '$', len(s))
 	b = append(b, s...)
 	return append(b, '\r', '\n')
@@ -188,8 +186,5 @@ func appendBulk(b []byte, s string) []byte {
 // appendBulkInt appends n as a bulk string.
 func appendBulkInt(b []byte, n int64) []byte {
 	var buf [20]byte
-	digits := strconv.AppendInt(buf[:0], n, 10)
-	b = appendHeader(b, '$', len(digits))
-	b = append(b, digits...)
-	return append(b, '\r', '\n')
+	return appendBulk(b, strconv.AppendInt(buf[:0], n, 10))
 }

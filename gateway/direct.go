@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/signet-dev/signet/internal/peek"
 )
 
 // directTransport forwards the plain-HTTP/1.1 requests of one upstream on
@@ -81,7 +83,7 @@ type pooledTransport interface {
 // host, or t itself when no request to it could go directly.
 func newDirectTransport(t *http.Transport, scheme, host string) pooledTransport {
 	if scheme != "http" || t.MaxConnsPerHost > 0 || t.DialContext == nil || t.DisableKeepAlives ||
-		t.Proxy != nil || !livenessSupported || directMode == "off" {
+		t.Proxy != nil || !peek.Supported || directMode == "off" {
 		return t
 	}
 	maxIdle := t.MaxIdleConnsPerHost
@@ -440,7 +442,7 @@ func (t *directTransport) conn(ctx context.Context) (*directConn, error) {
 			c.close()
 			continue
 		}
-		if directMode != "nopeek" && !alive(c.raw) {
+		if directMode != "nopeek" && peek.Idle(c.raw) != nil {
 			// Closed by the upstream (or it sent what nobody asked
 			// for): http.Transport's reader would have seen it.
 			c.close()

@@ -5,13 +5,17 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/signet-dev/signet/internal/peek"
 )
 
 // A pipe is the fast path of Remember on a single server: the calls of
@@ -591,4 +595,28 @@ func (c *conn) fail(err error) {
 	// in stays: a reader may be reading into it still.
 	c.queue, c.qh, c.reading = nil, 0, false
 	c.out, c.spare = nil, nil
+}
+
+// checkIdle returns an error if the server closed nc or sent something
+// unasked, without waiting. No reader may be reading nc. Through TLS
+// (no syscall.Conn) it cannot tell.
+func checkIdle(nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// A deadline past would fail the peek before it is tried.
+	nc.SetReadDeadline(time.Time{})
+	switch err := peek.Idle(rc); {
+	case err == io.EOF:
+		return fmt.Errorf("closed by the server: %w", io.EOF)
+	case err == peek.ErrUnasked:
+		return fmt.Errorf("%w: the server sent a reply to no command", errProtocol)
+	default:
+		return err
+	}
 }

@@ -1,0 +1,5 @@
+//go:build race
+
+package peek_test
+
+const raceEnabled = true

@@ -532,10 +532,8 @@ func validHeader(req *http.Request) error {
 			return fmt.Errorf("net/http: invalid header field name %q", k)
 		}
 		for _, v := range vv {
-			for i := 0; i < len(v); i++ {
-				if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-					return fmt.Errorf("net/http: invalid header field value for %q", k)
-				}
+			if !plainValue(v) {
+				return fmt.Errorf("net/http: invalid header field value for %q", k)
 			}
 		}
 	}

@@ -64,7 +64,7 @@ func appendRequestHead(dst []byte, req *http.Request) ([]byte, bool) {
 	if method == "" {
 		method = "GET"
 	}
-	if method == "CONNECT" || !headToken(method) {
+	if method == "CONNECT" || !isToken(method) {
 		return dst, false
 	}
 	host := req.Host
@@ -82,7 +82,7 @@ func appendRequestHead(dst []byte, req *http.Request) ([]byte, bool) {
 	var fields [headMaxFields]headField
 	n := 0
 	for k, vv := range req.Header {
-		if !headToken(k) {
+		if !isToken(k) {
 			return dst, false
 		}
 		for _, v := range vv {
@@ -205,7 +205,8 @@ var headClass = func() (t [256]uint8) {
 	return t
 }()
 
-func headToken(s string) bool { return s != "" && allOf(s, classToken) }
+// isToken reports whether s is an RFC 9110 token: a method or field name.
+func isToken(s string) bool { return s != "" && allOf(s, classToken) }
 
 // plainPath reports whether url.URL writes path p as it is.
 func plainPath(p string) bool { return allOf(p, classPath) }

@@ -429,13 +429,13 @@ func checkHead(t *testing.T, head []byte) {
 	lines := strings.Split(s, "\r\n")
 	method, rest, _ := strings.Cut(lines[0], " ")
 	target, proto, _ := strings.Cut(rest, " ")
-	if !headToken(method) || target == "" || !visible(target) || proto != "HTTP/1.1" {
+	if !isToken(method) || target == "" || !visible(target) || proto != "HTTP/1.1" {
 		t.Fatalf("request line %q", lines[0])
 	}
 	hosts := 0
 	for _, l := range lines[1:] {
 		name, value, found := strings.Cut(l, ": ")
-		if !found || !headToken(name) || !plainValue(value) || strings.ContainsAny(value, "\r\n") ||
+		if !found || !isToken(name) || !plainValue(value) || strings.ContainsAny(value, "\r\n") ||
 			strings.TrimLeft(value, " \t") != value || strings.TrimRight(value, " \t") != value {
 			t.Fatalf("field line %q in %q", l, head)
 		}

@@ -277,7 +277,7 @@ func (c *verifyCall) request(ctx context.Context) (*http.Request, string) {
 	case len(c.Headers) > maxVerifyFields:
 		return nil, fmt.Sprintf("headers holds more than %d field lines", maxVerifyFields)
 	}
-	if !printable(c.Target) || !printable(c.Authority) {
+	if !visible(c.Target) || !visible(c.Authority) {
 		return nil, "target and authority must be printable ASCII"
 	}
 	h := make(http.Header, len(c.Headers))
@@ -335,33 +335,6 @@ func latin1Bytes(s string) (string, bool) {
 		b = append(b, byte(c))
 	}
 	return string(b), true
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// isToken reports whether s is an RFC 9110 token: a method or field name.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(isAlnum(c) || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func isAlnum(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // verdictFields returns the fields f adds to an answer, under the names

@@ -318,6 +318,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		pr.Out.URL = new(url.URL)
 	}
 	setUpstreamURL(pr.Out.URL, rt.upstream.URL, path, query, hasQuery)
+	// The clone keeps the client's RequestURI, which the transports
+	// ignore but the gateway's signature (signUpstream) would cover in
+	// place of the target written from pr.Out.URL, under the upstream
+	// URL's base path and query.
+	pr.Out.RequestURI = ""
 	pr.Out.Host = pr.In.Host // the upstream sees the host the client asked for
 	if pr.Out.Body != nil && pr.In.GetBody != nil {
 		// The body is in memory (verified or buffered), but ReverseProxy

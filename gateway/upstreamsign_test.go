@@ -697,3 +697,59 @@ func TestUpstreamSigningWebSocket(t *testing.T) {
 		t.Fatalf("direct upgrade: %v %v", resp, err)
 	}
 }
+
+// TestUpstreamSigningCoversWrittenTarget: under an upstream URL with a
+// base path or a query, the gateway's signature covers the target it
+// writes (the base path and query with the client's), not the client's
+// target alone: the upstream verifies it, and a request moved out of the
+// base path, or stripped of the URL's query, on the way is refused.
+func TestUpstreamSigningCoversWrittenTarget(t *testing.T) {
+	ring, err := keyring.New(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust, err := middleware.TrustGateway(middleware.TrustOptions{Keys: map[string]ed25519.PublicKey{ring.Keys[0].ID: ring.Keys[0].Public()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(trust(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.RequestURI)
+	})))
+	defer up.Close()
+	upURL, _ := url.Parse(up.URL)
+	// A party between the gateway and the upstream, which may write
+	// another target than the gateway wrote.
+	var moved atomic.Pointer[string]
+	between := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		u := *upURL
+		u.Opaque, u.RawQuery = pr.In.URL.EscapedPath(), pr.In.URL.RawQuery
+		if p := moved.Load(); p != nil {
+			u.Opaque, u.RawQuery, _ = strings.Cut(*p, "?")
+		}
+		pr.Out.URL = &u
+		pr.Out.Host = pr.In.Host
+	}})
+	defer between.Close()
+	for _, tc := range []struct{ base, want string }{
+		{"/api", "/api/v1/orders?x=1"},
+		{"/api/", "/api/v1/orders?x=1"},
+		{"/?tenant=7", "/v1/orders?tenant=7&x=1"},
+		{"/api?tenant=7", "/api/v1/orders?tenant=7&x=1"},
+	} {
+		e := newEnv(t, func(c *gateway.Config) {
+			c.Upstream, _ = url.Parse(between.URL + tc.base)
+			c.Keyring, c.UpstreamSigning = ring, true
+		})
+		moved.Store(nil)
+		if resp, body := e.send(t, e.hmac, "GET", "/v1/orders?x=1", "", nil); resp.StatusCode != 200 || body != tc.want {
+			t.Errorf("upstream %s: %d %s, want 200 %s", tc.base, resp.StatusCode, body, tc.want)
+		}
+		// The client's own target, as signed by the client: not what the
+		// gateway forwarded.
+		target := "/v1/orders?x=1"
+		moved.Store(&target)
+		if resp, body := e.send(t, e.hmac, "GET", "/v1/orders?x=1", "", nil); resp.StatusCode != 401 || problemReason([]byte(body)) != "bad-signature" {
+			t.Errorf("upstream %s, moved to %s on the way: %d %s, want 401 bad-signature", tc.base, target, resp.StatusCode, body)
+		}
+	}
+}

@@ -266,6 +266,13 @@ func New(cfg Config) (*Gateway, error) {
 		Transport:    roundTrip{},
 		ErrorHandler: g.upstreamError,
 		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode < 100 {
+				// net/http's reader takes any three digits; ResponseWriter
+				// panics on a status below 100, which would drop the client
+				// without an answer and leave the upstream's connection
+				// open. ReverseProxy closes the body and answers 502.
+				return fmt.Errorf("gateway: the upstream answered with status %03d", resp.StatusCode)
+			}
 			corsResponse(resp)
 			return modifyResponse(resp)
 		},

@@ -16,11 +16,18 @@ import (
 const ReasonUpgradeNotAccepted httpsig.Reason = "upgrade-not-accepted"
 
 // checkForward refuses, before anything is verified or read, an Upgrade
-// to anything but WebSocket, then routes the request.
+// to anything but WebSocket and a CONNECT, then routes the request.
 func (g *Gateway) checkForward() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if up := r.Header["Upgrade"]; len(up) > 0 && (len(up) > 1 || !strings.EqualFold(strings.TrimSpace(up[0]), "websocket")) {
 			g.refuse(w, r, ReasonUpgradeNotAccepted, "Upgrade not accepted", "the gateway switches only to websocket")
+			return
+		}
+		if r.Method == http.MethodConnect {
+			// A 2xx answer would make the upstream connection a tunnel
+			// (RFC 9110 §9.3.6), which the pool would hand the next
+			// request.
+			g.refuse(w, r, middleware.ReasonInvalidTarget, "Invalid request target", "CONNECT asks for a tunnel, which the gateway does not open")
 			return
 		}
 		if isKeysRequest(r) && g.respKeys.Load() != nil {

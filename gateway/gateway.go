@@ -28,8 +28,8 @@
 // are removed if Config.StripSignature is set. Before anything is verified
 // or read, the gateway refuses (400) a target that cannot be forwarded as
 // it will be verified (a fragment, the absolute form, a dot-segment under
-// a base path, one that cannot be written byte for byte) and an Upgrade to anything but
-// WebSocket; the rest of the checks are [middleware.Verify]'s. The
+// a base path, one that cannot be written byte for byte), a CONNECT and
+// an Upgrade to anything but WebSocket; the rest of the checks are [middleware.Verify]'s. The
 // upstream must be reachable only through the gateway, since it trusts
 // the identity fields, unless the gateway signs what it forwards
 // (upstream_signing, Config.UpstreamSigning; see signUpstream) and the

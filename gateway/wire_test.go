@@ -409,6 +409,18 @@ func TestWireRepeatedCoveredField(t *testing.T) {
 	}
 }
 
+// TestWireConnect: CONNECT, which asks the upstream for a tunnel (after a
+// 2xx, the connection is no longer HTTP), is refused before anything is
+// verified, in origin form as in authority form.
+func TestWireConnect(t *testing.T) {
+	e := newWireEnv(t, "", nil)
+	e.send(t, e.sign(t, "CONNECT /v1/orders HTTP/1.1\r\nHost: HOST\r\n\r\n"), 400, "invalid-target")
+	for _, target := range []string{"/v1/orders", "HOST"} {
+		e.send(t, e.host("CONNECT "+target+" HTTP/1.1\r\nHost: HOST\r\n\r\n"), 400, "invalid-target")
+	}
+	e.send(t, e.sign(t, "GET /v1/orders HTTP/1.1\r\nHost: HOST\r\n\r\n"), 200, "")
+}
+
 // TestWireUpgrade: only WebSocket upgrades are let through.
 func TestWireUpgrade(t *testing.T) {
 	e := newWireEnv(t, "", nil)

@@ -46,10 +46,10 @@ func (g *Gateway) withCORS(next http.Handler) http.Handler {
 			return
 		}
 		h := w.Header()
-		h.Add("Vary", "Origin")
 		origins := r.Header["Origin"]
 		allowed := len(origins) == 1 && c.Allows(origins[0])
 		if r.Method == http.MethodOptions && len(origins) > 0 && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Add("Vary", "Origin")
 			h.Add("Vary", "Access-Control-Request-Method, Access-Control-Request-Headers")
 			if !allowed {
 				g.writeProblem(w, http.StatusForbidden, ReasonOriginNotAllowed, "Origin not allowed", "pages of this origin may not call this gateway")
@@ -62,12 +62,19 @@ func (g *Gateway) withCORS(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		if allowed {
-			h.Set("Access-Control-Allow-Origin", origins[0])
-			h.Set("Access-Control-Expose-Headers", corsExposed)
-		}
+		setCORS(h, origins, allowed)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), corsKey, allowed)))
 	})
+}
+
+// setCORS sets the CORS fields of the response (not to a preflight) to a
+// request from origins, with CORS on.
+func setCORS(h http.Header, origins []string, allowed bool) {
+	h.Add("Vary", "Origin")
+	if allowed {
+		h.Set("Access-Control-Allow-Origin", origins[0])
+		h.Set("Access-Control-Expose-Headers", corsExposed)
+	}
 }
 
 // allowHeaders returns the fields a preflight allows: corsHeaders and the

@@ -273,6 +273,7 @@ func New(cfg Config) (*Gateway, error) {
 				// open. ReverseProxy closes the body and answers 502.
 				return fmt.Errorf("gateway: the upstream answered with status %03d", resp.StatusCode)
 			}
+			restoreFields(resp.Request)
 			corsResponse(resp)
 			return modifyResponse(resp)
 		},
@@ -480,6 +481,7 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	if s, ok := r.Context().Value(signerKey{}).(*respsign.Signer); ok {
 		s.Own(r) // the gateway's answer, not the upstream's
 	}
+	restoreFields(r) // the upstream may have sent a 1xx before it failed
 	if g.signFailed(w, err) {
 		return
 	}
@@ -549,6 +551,38 @@ func withRequestID(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// restoreFields puts back the fields the gateway set in the client's
+// response header before it forwarded r (X-Request-Id, the CORS fields,
+// the rate limits) when a 1xx response of the upstream took them:
+// httputil.ReverseProxy passes a 1xx on with the header it finds, the
+// gateway's fields and the 1xx's, then empties the header for the final
+// response. It runs before the proxy copies the upstream's final header
+// or the gateway writes its own answer, so the gateway's fields come
+// first, as they would have, and where the gateway replaces the
+// upstream's (corsResponse) it still does.
+func restoreFields(r *http.Request) {
+	if r == nil {
+		return
+	}
+	rt := routedOf(r)
+	if rt == nil || rt.header == nil || len(rt.header) > 0 {
+		// Never empty otherwise: withRequestID always sets X-Request-Id.
+		return
+	}
+	h := rt.header
+	// withRequestID put the response's X-Request-Id first in the request,
+	// which the proxy's outgoing request r copies.
+	if id := r.Header[HeaderRequestID]; len(id) > 0 {
+		h[HeaderRequestID] = []string{id[0]}
+	}
+	if allowed, ok := r.Context().Value(corsKey).(bool); ok {
+		setCORS(h, r.Header["Origin"], allowed)
+	}
+	if rt.limits != nil {
+		rt.limits.AddTo(h)
+	}
 }
 
 // Request ids are a random prefix per process and a counter: unique

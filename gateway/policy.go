@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/limit"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/policy"
 )
@@ -49,6 +50,12 @@ type routed struct {
 	route    *policy.Route
 	upstream *upstream
 	key      limitedKey // the key resolved to verify the request, if any
+
+	// header is the client's response header, and limits the rate limit
+	// fields the usage controls set in it (until they return): for
+	// restoreFields.
+	header http.Header
+	limits *limit.Fields
 }
 
 var routedKey = &struct{ name string }{"routed"}
@@ -70,9 +77,9 @@ type routedRequest struct {
 }
 
 // withRouted returns a shallow copy of r whose context is a routed of s,
-// route and up, extending r's.
-func withRouted(r *http.Request, s *snapshot, route *policy.Route, up *upstream) *http.Request {
-	rr := &routedRequest{rt: routed{Context: r.Context(), snap: s, route: route, upstream: up}}
+// route and up, extending r's, that answers in the header h.
+func withRouted(r *http.Request, h http.Header, s *snapshot, route *policy.Route, up *upstream) *http.Request {
+	rr := &routedRequest{rt: routed{Context: r.Context(), snap: s, route: route, upstream: up, header: h}}
 	// WithContext's copy stays on the stack: only this one is kept.
 	rr.req = *r.WithContext(&rr.rt)
 	return &rr.req
@@ -301,7 +308,7 @@ func (g *Gateway) serveRouted(w http.ResponseWriter, r *http.Request) {
 		// which the copies below would not see, unless the map is shared.
 		r.Trailer = http.Header{}
 	}
-	r = withRouted(r, s, route, up)
+	r = withRouted(r, w.Header(), s, route, up)
 	if origin.Forwarded {
 		r = middleware.WithOrigin(r, middleware.Origin{Scheme: origin.Scheme, Authority: origin.Authority, PathPrefix: origin.Prefix})
 	}

@@ -156,7 +156,11 @@ func (g *Gateway) usage(route *policy.Route, next http.Handler) http.Handler {
 			return
 		}
 		f := fieldsPool.Get().(*limit.Fields)
+		rt := routedOf(r)
 		defer func() {
+			if rt != nil {
+				rt.limits = nil
+			}
 			f.Reset()
 			fieldsPool.Put(f)
 		}()
@@ -171,6 +175,9 @@ func (g *Gateway) usage(route *policy.Route, next http.Handler) http.Handler {
 			return
 		}
 		f.AddTo(w.Header())
+		if rt != nil {
+			rt.limits = f // for restoreFields
+		}
 		g.accepted(r, id.KeyID, meterRoute)
 		next.ServeHTTP(w, r)
 	})

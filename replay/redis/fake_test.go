@@ -383,14 +383,14 @@ func rawServer(t *testing.T) (p *pipe, server <-chan net.Conn) {
 	return p, ch
 }
 
-// waitConn waits until the pipe's connection has n calls queued and,
-// if reading, a reader.
+// waitConn waits until the pipe's connection has n calls queued, no
+// writer and, if reading, a reader.
 func waitConn(t *testing.T, p *pipe, n int, reading bool) {
 	t.Helper()
 	for range 2000 {
 		c := p.cur
 		c.mu.Lock()
-		ok := len(c.queue)-c.qh == n && (!reading || c.reading)
+		ok := len(c.queue)-c.qh == n && !c.writing && (!reading || c.reading)
 		c.mu.Unlock()
 		if ok {
 			return
@@ -411,12 +411,13 @@ func readCommands(t *testing.T, nc net.Conn, r *bufio.Reader, n int) {
 	}
 }
 
-// TestFastBatchInFlight: calls that come while the replies of a write are
-// awaited are not written one by one as they come, but together, once
-// the replies have come, so that Redis reads them in one go.
+// TestFastBatchInFlight: a call that comes while one call awaits its
+// replies is written at once; calls that come while two or more do are
+// not written one by one as they come, but together, once replies have
+// come, so that Redis reads them in one go.
 func TestFastBatchInFlight(t *testing.T) {
 	p, server := rawServer(t)
-	first := make(chan error, 1)
+	first := make(chan error, 2)
 	go func() {
 		_, _, err := callFake(p, 2*time.Second)
 		first <- err
@@ -425,6 +426,11 @@ func TestFastBatchInFlight(t *testing.T) {
 	r := bufio.NewReader(nc)
 	readCommands(t, nc, r, 2)
 	waitConn(t, p, 1, true)
+	go func() {
+		_, _, err := callFake(p, 2*time.Second)
+		first <- err
+	}()
+	readCommands(t, nc, r, 2) // behind a lone call: written at once
 	const calls = 8
 	errs := make(chan error, calls)
 	for range calls {
@@ -433,15 +439,12 @@ func TestFastBatchInFlight(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitConn(t, p, 1+calls, true)
+	waitConn(t, p, 2+calls, true)
 	nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := r.Peek(1); err == nil {
-		t.Fatal("commands written while the replies of the first call were awaited")
+		t.Fatal("commands written while the replies of two calls were awaited")
 	}
 	nc.Write([]byte(good))
-	if err := <-first; err != nil {
-		t.Fatalf("first call = %v", err)
-	}
 	// One write, read at once.
 	nc.SetReadDeadline(time.Now().Add(time.Second))
 	buf := make([]byte, 64<<10)
@@ -455,7 +458,12 @@ func TestFastBatchInFlight(t *testing.T) {
 			t.Fatalf("the first read after the reply held %d commands of %d: %v", i, 2*calls, err)
 		}
 	}
-	nc.Write([]byte(strings.Repeat(good, calls)))
+	nc.Write([]byte(strings.Repeat(good, 1+calls)))
+	for range 2 {
+		if err := <-first; err != nil {
+			t.Errorf("first calls = %v", err)
+		}
+	}
 	for range calls {
 		if err := <-errs; err != nil {
 			t.Errorf("call = %v", err)
@@ -463,10 +471,10 @@ func TestFastBatchInFlight(t *testing.T) {
 	}
 }
 
-// TestFastQueuedWrittenWhenReaderLeaves: a call that comes while the
-// reader waits, and gives up before anyone writes its commands, still has
-// them written when the reader gives up too, though no call comes after:
-// no commands stay in the buffer with no one to write them.
+// TestFastQueuedWrittenWhenReaderLeaves: a call that comes while calls
+// await their replies, and gives up before anyone writes its commands,
+// still has them written when the reader gives up too, though no call
+// comes after: no commands stay in the buffer with no one to write them.
 func TestFastQueuedWrittenWhenReaderLeaves(t *testing.T) {
 	p, server := rawServer(t)
 	first := make(chan error, 1)
@@ -478,32 +486,38 @@ func TestFastQueuedWrittenWhenReaderLeaves(t *testing.T) {
 	r := bufio.NewReader(nc)
 	readCommands(t, nc, r, 2)
 	waitConn(t, p, 1, true)
-	ctx, cancel := context.WithCancel(context.Background())
-	second := make(chan error, 1)
-	go func() {
-		_, _, err := p.remember(ctx, "k", 1000, "s", 1)
-		second <- err
-	}()
-	waitConn(t, p, 2, true)
-	cancel()
-	if err := <-second; !errors.Is(err, context.Canceled) {
-		t.Fatalf("second call = %v, want canceled", err)
+	giveUp := func(n int) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := p.remember(ctx, "k", 1000, "s", 1)
+			done <- err
+		}()
+		waitConn(t, p, n, true)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("call = %v, want canceled", err)
+		}
 	}
+	giveUp(2)
+	readCommands(t, nc, r, 2) // written at once
+	giveUp(3)                 // waits to be written
 	if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("first call = %v, want a deadline error", err)
 	}
-	readCommands(t, nc, r, 2) // the second call's
-	// The connection still serves: both replies, then a third call's.
-	nc.Write([]byte(good + good))
-	third := make(chan error, 1)
+	readCommands(t, nc, r, 2) // the third call's
+	// The connection still serves: the three replies, then a fourth
+	// call's.
+	nc.Write([]byte(good + good + good))
+	fourth := make(chan error, 1)
 	go func() {
 		_, _, err := callFake(p, 2*time.Second)
-		third <- err
+		fourth <- err
 	}()
 	readCommands(t, nc, r, 2)
 	nc.Write([]byte(good))
-	if err := <-third; err != nil {
-		t.Fatalf("third call = %v", err)
+	if err := <-fourth; err != nil {
+		t.Fatalf("fourth call = %v", err)
 	}
 }
 
@@ -516,7 +530,7 @@ func TestFastStallFromWrite(t *testing.T) {
 		switch call {
 		case 0:
 			time.Sleep(250 * time.Millisecond)
-		case 1:
+		case 2:
 			time.Sleep(200 * time.Millisecond)
 		}
 		return good
@@ -527,25 +541,29 @@ func TestFastStallFromWrite(t *testing.T) {
 	if _, err := p.get(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	first := make(chan error, 1)
-	go func() {
-		_, _, err := callFake(p, time.Second)
-		first <- err
-	}()
-	waitConn(t, p, 1, true)
+	first := make(chan error, 2)
+	for n := range 2 {
+		go func() {
+			_, _, err := callFake(p, time.Second)
+			first <- err
+		}()
+		waitConn(t, p, n+1, true)
+	}
 	// Written at about 250 ms, when the first reply comes; answered at
 	// about 450 ms. Its deadline, at 400 ms, finds it 150 ms overdue
 	// since written: not stalled.
 	if _, _, err := callFake(p, 400*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second call = %v, want a deadline error", err)
+		t.Fatalf("third call = %v, want a deadline error", err)
 	}
-	if err := <-first; err != nil {
-		t.Fatalf("first call = %v", err)
+	for range 2 {
+		if err := <-first; err != nil {
+			t.Fatalf("first calls = %v", err)
+		}
 	}
 	if _, _, err := callFake(p, time.Second); err != nil {
-		t.Fatalf("third call = %v", err)
+		t.Fatalf("fourth call = %v", err)
 	}
 	if n := f.conns.Load(); n != 1 {
-		t.Errorf("%d connections, want 1: the second call was not stalled", n)
+		t.Errorf("%d connections, want 1: the third call was not stalled", n)
 	}
 }

@@ -402,8 +402,9 @@ func (c *conn) do(ctx context.Context, w *waiter) (sent bool, err error) {
 }
 
 // flush writes out until it is empty; c.mu is held, and released while
-// writing. A caller that finds no one reading writes its commands itself;
-// otherwise the reader writes them: before it waits for replies, so that
+// writing. A caller that finds no one reading, or fewer than deferAt
+// calls awaiting replies, writes its commands itself; otherwise the
+// reader writes them: before it waits for replies, so that
 // it never waits while commands wait to be written, and before it hands
 // the reading on or leaves. The commands of the calls that come while it
 // waits are thus written when the replies it waited for come in, or when
@@ -420,7 +421,7 @@ func (c *conn) flush() {
 		}
 		c.unsent = len(c.queue)
 		c.mu.Unlock()
-		c.nc.SetWriteDeadline(time.Now().Add(c.p.timeout))
+		c.nc.SetWriteDeadline(now.Add(c.p.timeout))
 		_, err := c.nc.Write(b)
 		c.mu.Lock()
 		if cap(b) <= maxKeep {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -353,5 +354,216 @@ func TestFastQueueOfLeavers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// rawServer accepts one connection of a pipe and hands it to the test,
+// which plays Redis on it by hand.
+func rawServer(t *testing.T) (p *pipe, server <-chan net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan net.Conn, 1)
+	go func() {
+		nc, err := ln.Accept()
+		ln.Close()
+		if err == nil {
+			t.Cleanup(func() { nc.Close() })
+			ch <- nc
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	p = fakePipe(&fakeServer{ln: ln}, time.Second)
+	t.Cleanup(p.close)
+	if _, err := p.get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return p, ch
+}
+
+// waitConn waits until the pipe's connection has n calls queued, no
+// writer and, if reading, a reader.
+func waitConn(t *testing.T, p *pipe, n int, reading bool) {
+	t.Helper()
+	for range 2000 {
+		c := p.cur
+		c.mu.Lock()
+		ok := len(c.queue)-c.qh == n && !c.writing && (!reading || c.reading)
+		c.mu.Unlock()
+		if ok {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatalf("never %d calls queued (reading %v)", n, reading)
+}
+
+// readCommands reads n commands from r, within a second.
+func readCommands(t *testing.T, nc net.Conn, r *bufio.Reader, n int) {
+	t.Helper()
+	nc.SetReadDeadline(time.Now().Add(time.Second))
+	for i := range n {
+		if err := skipCommand(r); err != nil {
+			t.Fatalf("reading command %d of %d: %v", i+1, n, err)
+		}
+	}
+}
+
+// TestFastBatchInFlight: a call that comes while one call awaits its
+// replies is written at once; calls that come while two or more do are
+// not written one by one as they come, but together, once replies have
+// come, so that Redis reads them in one go.
+func TestFastBatchInFlight(t *testing.T) {
+	p, server := rawServer(t)
+	first := make(chan error, 2)
+	go func() {
+		_, _, err := callFake(p, 2*time.Second)
+		first <- err
+	}()
+	nc := <-server
+	r := bufio.NewReader(nc)
+	readCommands(t, nc, r, 2)
+	waitConn(t, p, 1, true)
+	go func() {
+		_, _, err := callFake(p, 2*time.Second)
+		first <- err
+	}()
+	readCommands(t, nc, r, 2) // behind a lone call: written at once
+	const calls = 8
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			_, _, err := callFake(p, 2*time.Second)
+			errs <- err
+		}()
+	}
+	waitConn(t, p, 2+calls, true)
+	nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, err := r.Peek(1); err == nil {
+		t.Fatal("commands written while the replies of two calls were awaited")
+	}
+	nc.Write([]byte(good))
+	// One write, read at once.
+	nc.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 64<<10)
+	n, err := nc.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := bufio.NewReader(bytes.NewReader(buf[:n]))
+	for i := range 2 * calls {
+		if err := skipCommand(rb); err != nil {
+			t.Fatalf("the first read after the reply held %d commands of %d: %v", i, 2*calls, err)
+		}
+	}
+	nc.Write([]byte(strings.Repeat(good, 1+calls)))
+	for range 2 {
+		if err := <-first; err != nil {
+			t.Errorf("first calls = %v", err)
+		}
+	}
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Errorf("call = %v", err)
+		}
+	}
+}
+
+// TestFastQueuedWrittenWhenReaderLeaves: a call that comes while calls
+// await their replies, and gives up before anyone writes its commands,
+// still has them written when the reader gives up too, though no call
+// comes after: no commands stay in the buffer with no one to write them.
+func TestFastQueuedWrittenWhenReaderLeaves(t *testing.T) {
+	p, server := rawServer(t)
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := callFake(p, 100*time.Millisecond)
+		first <- err
+	}()
+	nc := <-server
+	r := bufio.NewReader(nc)
+	readCommands(t, nc, r, 2)
+	waitConn(t, p, 1, true)
+	giveUp := func(n int) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := p.remember(ctx, "k", 1000, "s", 1)
+			done <- err
+		}()
+		waitConn(t, p, n, true)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("call = %v, want canceled", err)
+		}
+	}
+	giveUp(2)
+	readCommands(t, nc, r, 2) // written at once
+	giveUp(3)                 // waits to be written
+	if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first call = %v, want a deadline error", err)
+	}
+	readCommands(t, nc, r, 2) // the third call's
+	// The connection still serves: the three replies, then a fourth
+	// call's.
+	nc.Write([]byte(good + good + good))
+	fourth := make(chan error, 1)
+	go func() {
+		_, _, err := callFake(p, 2*time.Second)
+		fourth <- err
+	}()
+	readCommands(t, nc, r, 2)
+	nc.Write([]byte(good))
+	if err := <-fourth; err != nil {
+		t.Fatalf("fourth call = %v", err)
+	}
+}
+
+// TestFastStallFromWrite: a call whose commands waited to be written
+// while the replies of others were awaited counts its stall from when
+// they were written, not from when it came, so that a connection is not
+// closed for the time the call spent waiting on this side.
+func TestFastStallFromWrite(t *testing.T) {
+	f := startFake(t, func(conn, call int) string {
+		switch call {
+		case 0:
+			time.Sleep(250 * time.Millisecond)
+		case 2:
+			time.Sleep(200 * time.Millisecond)
+		}
+		return good
+	})
+	p := fakePipe(f, time.Second)
+	p.stall = 300 * time.Millisecond
+	defer p.close()
+	if _, err := p.get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan error, 2)
+	for n := range 2 {
+		go func() {
+			_, _, err := callFake(p, time.Second)
+			first <- err
+		}()
+		waitConn(t, p, n+1, true)
+	}
+	// Written at about 250 ms, when the first reply comes; answered at
+	// about 450 ms. Its deadline, at 400 ms, finds it 150 ms overdue
+	// since written: not stalled.
+	if _, _, err := callFake(p, 400*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("third call = %v, want a deadline error", err)
+	}
+	for range 2 {
+		if err := <-first; err != nil {
+			t.Fatalf("first calls = %v", err)
+		}
+	}
+	if _, _, err := callFake(p, time.Second); err != nil {
+		t.Fatalf("fourth call = %v", err)
+	}
+	if n := f.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1: the third call was not stalled", n)
 	}
 }

@@ -193,12 +193,7 @@ func TestCORSIdentityEncoding(t *testing.T) {
 	t.Cleanup(up.Close)
 	ve := &verifyEnv{keys: &keyTable{keys: map[string]testKey{}, state: map[string]error{}}}
 	client := ve.hmacKey("sk_client", "orders:read")
-	file := filepath.Join(t.TempDir(), "signet.yaml")
-	writePolicy(t, file, fmt.Sprintf("upstream: %q\n%s", up.URL, corsPolicy))
-	p, err := policy.Load(file, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadPolicy(t, fmt.Sprintf("upstream: %q\n%s", up.URL, corsPolicy))
 	ring, err := keyring.New(time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -20,7 +19,6 @@ import (
 	"github.com/signet-dev/signet/keyring"
 	limitmemory "github.com/signet-dev/signet/limit/memory"
 	"github.com/signet-dev/signet/middleware"
-	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
@@ -57,12 +55,7 @@ func TestInformationalGatewayFields(t *testing.T) {
 	t.Cleanup(up.Close)
 	ve := &verifyEnv{keys: &keyTable{keys: map[string]testKey{}, state: map[string]error{}}}
 	client := ve.hmacKey("sk_client", "orders:read")
-	file := filepath.Join(t.TempDir(), "signet.yaml")
-	writePolicy(t, file, fmt.Sprintf("upstream: %q\n%sroutes:\n  - {name: api, match: \"/\", rate: {limit: 1000/m}}\n", up.URL, corsPolicy))
-	p, err := policy.Load(file, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadPolicy(t, fmt.Sprintf("upstream: %q\n%sroutes:\n  - {name: api, match: \"/\", rate: {limit: 1000/m}}\n", up.URL, corsPolicy))
 	ring, err := keyring.New(time.Now())
 	if err != nil {
 		t.Fatal(err)

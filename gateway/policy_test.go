@@ -85,7 +85,20 @@ func newPolicyEnv(t *testing.T, extra string) *policyEnv {
 	return e
 }
 
-func writePolicy(t *testing.T, path, content string) {
+// loadPolicy loads a policy file of content, written in a test's own
+// directory.
+func loadPolicy(t testing.TB, content string) *policy.Policy {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "signet.yaml")
+	writePolicy(t, file, content)
+	p, err := policy.Load(file, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func writePolicy(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path+".new", []byte(content), 0o644); err != nil {
 		t.Fatal(err)

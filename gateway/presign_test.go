@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +19,6 @@ import (
 	"github.com/signet-dev/signet/httpsig"
 	"github.com/signet-dev/signet/keyring"
 	"github.com/signet-dev/signet/middleware"
-	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
@@ -63,12 +61,7 @@ func newPresignEnv(t *testing.T, extra string) *presignEnv {
 		keys.keys[id] = testKey{k, "owner-" + id, scopes}
 		e.signers[id] = &httpsig.Signer{Key: k, KeyID: id}
 	}
-	file := filepath.Join(t.TempDir(), "signet.yaml")
-	writePolicy(t, file, fmt.Sprintf(presignPolicy, e.api.srv.URL, extra))
-	p, err := policy.Load(file, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadPolicy(t, fmt.Sprintf(presignPolicy, e.api.srv.URL, extra))
 	ring, err := keyring.New(time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -173,12 +173,7 @@ func newTrustEnv(t *testing.T, src keySource, kind string) *trustEnv {
 	keys.keys["sk_nobody"] = testKey{hk, "", nil} // no owner, no scopes: empty identity fields
 	e.nobody = &httpsig.Signer{Key: hk, KeyID: "sk_nobody"}
 
-	file := filepath.Join(t.TempDir(), "signet.yaml")
-	writePolicy(t, file, fmt.Sprintf(trustPolicy, between.URL))
-	p, err := policy.Load(file, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadPolicy(t, fmt.Sprintf(trustPolicy, between.URL))
 	e.g, err = gateway.New(gateway.Config{
 		Policy:  p,
 		Keyring: ring,

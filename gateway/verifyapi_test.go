@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +21,6 @@ import (
 	"github.com/signet-dev/signet/limit"
 	limitmemory "github.com/signet-dev/signet/limit/memory"
 	"github.com/signet-dev/signet/middleware"
-	"github.com/signet-dev/signet/policy"
 	"github.com/signet-dev/signet/replay/memory"
 )
 
@@ -59,14 +56,7 @@ func newVerifyEnvWith(t testing.TB, change func(*gateway.Config)) *verifyEnv {
 	e.writer = e.hmacKey("sk_writer", "orders:write")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
 	t.Cleanup(up.Close)
-	file := filepath.Join(t.TempDir(), "signet.yaml")
-	if err := os.WriteFile(file, []byte(fmt.Sprintf(verifyPolicy, up.URL)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := policy.Load(file, policy.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadPolicy(t, fmt.Sprintf(verifyPolicy, up.URL))
 	cfg := gateway.Config{
 		Policy: p,
 		Verify: middleware.Options{Verifier: httpsig.Verifier{Keys: e.keys, Nonces: memory.New(memory.Options{})}},

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,91 +14,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/signet-dev/signet/internal/testtime"
+	"github.com/signet-dev/signet/internal/wiretest"
 )
-
-// rawUpstream is a loopback HTTP/1.1 server written on raw sockets, so
-// that a test decides exactly what each connection gets: serve is called
-// for each request read, and the connection is closed once it returns
-// false.
-type rawUpstream struct {
-	ln    net.Listener
-	conns atomic.Int32 // accepted
-	reqs  atomic.Int32 // read
-	mu    sync.Mutex
-	raw   [][]byte // each request as received
-	open  []net.Conn
-}
-
-func newRawUpstream(t *testing.T, serve func(conn int, c net.Conn, req *http.Request) bool) *rawUpstream {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &rawUpstream{ln: ln}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		u.mu.Lock()
-		for _, c := range u.open {
-			c.Close()
-		}
-		u.mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u.mu.Lock()
-			u.open = append(u.open, c)
-			u.mu.Unlock()
-			n := int(u.conns.Add(1))
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				var rec bytes.Buffer
-				br := bufio.NewReader(io.TeeReader(c, &rec))
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					u.mu.Lock()
-					u.raw = append(u.raw, bytes.Clone(rec.Bytes()[:rec.Len()-br.Buffered()]))
-					rec.Next(rec.Len() - br.Buffered())
-					u.mu.Unlock()
-					u.reqs.Add(1)
-					if !serve(n, c, req) {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return u
-}
-
-func (u *rawUpstream) url() string { return "http://" + u.ln.Addr().String() }
-
-func (u *rawUpstream) last(t *testing.T) string {
-	t.Helper()
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if len(u.raw) == 0 {
-		t.Fatal("the upstream got no request")
-	}
-	return string(u.raw[len(u.raw)-1])
-}
 
 // ok answers 200 with a body, keeping the connection.
 func ok(_ int, c net.Conn, req *http.Request) bool {
@@ -112,13 +31,13 @@ func ok(_ int, c net.Conn, req *http.Request) bool {
 	return true
 }
 
-func newTestDirect(t *testing.T, u *rawUpstream, mutate func(*http.Transport)) *directTransport {
+func newTestDirect(t *testing.T, u *wiretest.Scripted, mutate func(*http.Transport)) *directTransport {
 	t.Helper()
 	tr := NewTransport()
 	if mutate != nil {
 		mutate(tr)
 	}
-	pu, _ := url.Parse(u.url())
+	pu, _ := url.Parse(u.URL(""))
 	d, isDirect := newDirectTransport(tr, pu.Scheme, pu.Host).(*directTransport)
 	if !isDirect {
 		t.Fatal("no direct transport for an http upstream")
@@ -167,11 +86,11 @@ func idleCount(d *directTransport) int {
 // exactly what it receives from http.Transport, for the requests the
 // gateway forwards (targets written as given, bodies, HEAD, Te).
 func TestDirectSameBytes(t *testing.T) {
-	u := newRawUpstream(t, ok)
+	u := wiretest.NewScripted(t, ok)
 	d := newTestDirect(t, u, nil)
 	std := NewTransport()
 	defer std.CloseIdleConnections()
-	host := u.ln.Addr().String()
+	host := u.Addr()
 	type tc struct {
 		method, path, rawQuery string
 		body                   string
@@ -207,39 +126,39 @@ func TestDirectSameBytes(t *testing.T) {
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			got[i] = u.last(t)
+			got[i] = string(u.Last(t))
 		}
 		if got[0] != got[1] {
 			t.Errorf("%s %s:\nhttp.Transport wrote\n%q\nthe direct transport\n%q", c.method, c.path, got[0], got[1])
 		}
 	}
 	// The one difference: no Accept-Encoding of its own.
-	mustGet(t, d, "GET", u.url()+"/ae", "", "ok")
-	req, _ := http.NewRequest("GET", u.url()+"/ae", nil)
+	mustGet(t, d, "GET", u.URL("/ae"), "", "ok")
+	req, _ := http.NewRequest("GET", u.URL("/ae"), nil)
 	resp, err := d.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if strings.Contains(strings.ToLower(u.last(t)), "accept-encoding") {
-		t.Errorf("the direct transport asked for an encoding:\n%s", u.last(t))
+	if strings.Contains(strings.ToLower(string(u.Last(t))), "accept-encoding") {
+		t.Errorf("the direct transport asked for an encoding:\n%s", string(u.Last(t)))
 	}
 }
 
 // TestDirectRefusesInvalidFields: what http.Transport refuses to send,
 // the direct transport refuses too.
 func TestDirectRefusesInvalidFields(t *testing.T) {
-	u := newRawUpstream(t, ok)
+	u := wiretest.NewScripted(t, ok)
 	d := newTestDirect(t, u, nil)
 	for _, h := range []http.Header{{"X-Bad": {"a\r\nX-Signet-Owner: evil"}}, {"X Bad": {"a"}}, {"X-Nul": {"a\x00"}}} {
-		req, _ := http.NewRequest("GET", u.url()+"/", nil)
+		req, _ := http.NewRequest("GET", u.URL("/"), nil)
 		req.Header = h
 		if _, err := d.RoundTrip(req); err == nil {
 			t.Errorf("%q was sent", h)
 		}
 	}
-	if n := u.reqs.Load(); n != 0 {
+	if n := u.Count(); n != 0 {
 		t.Fatalf("the upstream got %d requests", n)
 	}
 }
@@ -247,10 +166,10 @@ func TestDirectRefusesInvalidFields(t *testing.T) {
 // TestDirectFallback: what the direct transport does not write goes to
 // http.Transport.
 func TestDirectFallback(t *testing.T) {
-	u := newRawUpstream(t, ok)
+	u := wiretest.NewScripted(t, ok)
 	d := newTestDirect(t, u, nil)
 	mk := func(f func(*http.Request)) *http.Request {
-		req, _ := http.NewRequest("POST", u.url()+"/", strings.NewReader("abc"))
+		req, _ := http.NewRequest("POST", u.URL("/"), strings.NewReader("abc"))
 		f(req)
 		return req
 	}
@@ -285,13 +204,13 @@ func TestDirectFallback(t *testing.T) {
 		t.Error("MaxConnsPerHost: direct")
 	}
 	// An upgrade really reaches the upstream through http.Transport.
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 }
 
 // TestDirectReuse: keep-alive connections are reused, one per request
 // at a time, HEAD and 204 included.
 func TestDirectReuse(t *testing.T) {
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		switch req.URL.Path {
 		case "/head":
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
@@ -306,19 +225,19 @@ func TestDirectReuse(t *testing.T) {
 	})
 	d := newTestDirect(t, u, nil)
 	for range 3 {
-		mustGet(t, d, "GET", u.url()+"/", "", "ok")
-		mustGet(t, d, "POST", u.url()+"/", "body", "ok")
-		mustGet(t, d, "HEAD", u.url()+"/head", "", "")
-		resp, _, err := get(t, d, "GET", u.url()+"/204", "")
+		mustGet(t, d, "GET", u.URL("/"), "", "ok")
+		mustGet(t, d, "POST", u.URL("/"), "body", "ok")
+		mustGet(t, d, "HEAD", u.URL("/head"), "", "")
+		resp, _, err := get(t, d, "GET", u.URL("/204"), "")
 		if err != nil || resp.StatusCode != 204 {
 			t.Fatal(resp, err)
 		}
-		resp, _, err = get(t, d, "GET", u.url()+"/chunked", "")
+		resp, _, err = get(t, d, "GET", u.URL("/chunked"), "")
 		if err != nil || resp.Trailer.Get("X-T") != "1" {
 			t.Fatal(resp, err)
 		}
 	}
-	if n := u.conns.Load(); n != 1 {
+	if n := u.Conns(); n != 1 {
 		t.Fatalf("%d connections for 15 requests in turn, want 1", n)
 	}
 	if n := idleCount(d); n != 1 {
@@ -330,17 +249,17 @@ func TestDirectReuse(t *testing.T) {
 // not used: the next request, GET or POST, goes on a new one, as with
 // http.Transport, whose reader notices the close.
 func TestDirectStale(t *testing.T) {
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		ok(0, c, req)
 		return false // close once answered, without saying so
 	})
 	d := newTestDirect(t, u, nil)
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 	time.Sleep(50 * time.Millisecond) // the FIN arrives
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 	time.Sleep(50 * time.Millisecond)
-	mustGet(t, d, "POST", u.url()+"/", "body", "ok")
-	if n := u.conns.Load(); n != 3 {
+	mustGet(t, d, "POST", u.URL("/"), "body", "ok")
+	if n := u.Conns(); n != 3 {
 		t.Fatalf("%d connections, want 3", n)
 	}
 }
@@ -353,24 +272,24 @@ func TestDirectStale(t *testing.T) {
 func TestDirectStaleRace(t *testing.T) {
 	directMode = "nopeek"
 	defer func() { directMode = "" }()
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		ok(0, c, req)
 		return false
 	})
 	d := newTestDirect(t, u, nil)
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 	time.Sleep(50 * time.Millisecond)
-	mustGet(t, d, "GET", u.url()+"/", "", "ok") // sent twice: the first one got EOF
+	mustGet(t, d, "GET", u.URL("/"), "", "ok") // sent twice: the first one got EOF
 	time.Sleep(50 * time.Millisecond)
-	if _, _, err := get(t, d, "POST", u.url()+"/", "body"); err == nil {
+	if _, _, err := get(t, d, "POST", u.URL("/"), "body"); err == nil {
 		t.Fatal("a POST on a connection the upstream had closed: no error")
 	}
 	time.Sleep(50 * time.Millisecond)
 	// With an Idempotency-Key, and a body it can send again, it is sent
 	// again.
-	req, _ := http.NewRequest("POST", u.url()+"/", strings.NewReader("body"))
+	req, _ := http.NewRequest("POST", u.URL("/"), strings.NewReader("body"))
 	req.Header.Set("Idempotency-Key", "k1")
-	mustGet(t, d, "GET", u.url()+"/", "", "ok") // a connection to go stale
+	mustGet(t, d, "GET", u.URL("/"), "", "ok") // a connection to go stale
 	time.Sleep(50 * time.Millisecond)
 	resp, err := d.RoundTrip(req)
 	if err != nil {
@@ -379,7 +298,7 @@ func TestDirectStaleRace(t *testing.T) {
 	resp.Body.Close()
 	// Read: the 2 GETs, the GET that left a connection to go stale, and
 	// the POST sent again; not the requests sent on closed connections.
-	if n := u.reqs.Load(); n != 4 {
+	if n := u.Count(); n != 4 {
 		t.Fatalf("the upstream read %d requests, want 4", n)
 	}
 }
@@ -387,16 +306,16 @@ func TestDirectStaleRace(t *testing.T) {
 // TestDirectUnsolicited: an idle connection on which the upstream sent
 // something nobody asked for (a 408, say) is not used.
 func TestDirectUnsolicited(t *testing.T) {
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		ok(0, c, req)
 		io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
 		return true
 	})
 	d := newTestDirect(t, u, nil)
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 	time.Sleep(50 * time.Millisecond)
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
-	if n := u.conns.Load(); n != 2 {
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
+	if n := u.Conns(); n != 2 {
 		t.Fatalf("%d connections, want 2", n)
 	}
 }
@@ -411,16 +330,16 @@ func TestDirectConnectionClose(t *testing.T) {
 		"no length": "HTTP/1.1 200 OK\r\n\r\nok",
 	} {
 		t.Run(name, func(t *testing.T) {
-			u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+			u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 				io.WriteString(c, answer)
 				return false
 			})
 			d := newTestDirect(t, u, nil)
 			for range 3 {
-				mustGet(t, d, "GET", u.url()+"/", "", "ok")
-				mustGet(t, d, "POST", u.url()+"/", "x", "ok")
+				mustGet(t, d, "GET", u.URL("/"), "", "ok")
+				mustGet(t, d, "POST", u.URL("/"), "x", "ok")
 			}
-			if n := u.conns.Load(); n != 6 {
+			if n := u.Conns(); n != 6 {
 				t.Fatalf("%d connections, want 6", n)
 			}
 			if n := idleCount(d); n != 0 {
@@ -433,7 +352,7 @@ func TestDirectConnectionClose(t *testing.T) {
 // TestDirectBodyCut: a body cut short fails, and its connection is not
 // kept; one closed before its end is not kept either.
 func TestDirectBodyCut(t *testing.T) {
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		if req.URL.Path == "/cut" {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok")
 			return false
@@ -442,10 +361,10 @@ func TestDirectBodyCut(t *testing.T) {
 		return true
 	})
 	d := newTestDirect(t, u, nil)
-	if _, _, err := get(t, d, "GET", u.url()+"/cut", ""); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, _, err := get(t, d, "GET", u.URL("/cut"), ""); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("a cut body: %v", err)
 	}
-	req, _ := http.NewRequest("GET", u.url()+"/", nil)
+	req, _ := http.NewRequest("GET", u.URL("/"), nil)
 	resp, err := d.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -458,17 +377,17 @@ func TestDirectBodyCut(t *testing.T) {
 	if n := idleCount(d); n != 0 {
 		t.Fatalf("%d idle after a body closed early", n)
 	}
-	mustGet(t, d, "GET", u.url()+"/", "", "0123456789")
-	if n := u.conns.Load(); n != 3 {
+	mustGet(t, d, "GET", u.URL("/"), "", "0123456789")
+	if n := u.Conns(); n != 3 {
 		t.Fatalf("%d connections, want 3", n)
 	}
 }
 
 // heldUp answers nothing to /hold until released, and "ok" to the rest.
-func heldUp(t *testing.T) (*rawUpstream, func()) {
+func heldUp(t *testing.T) (*wiretest.Scripted, func()) {
 	release := make(chan struct{})
 	var once sync.Once
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		switch req.URL.Path {
 		case "/hold":
 			<-release
@@ -497,10 +416,10 @@ func TestDirectCancel(t *testing.T) {
 	u, release := heldUp(t)
 	defer release()
 	d := newTestDirect(t, u, nil)
-	mustGet(t, d, "GET", u.url()+"/", "", "ok") // an idle connection, reused below
+	mustGet(t, d, "GET", u.URL("/"), "", "ok") // an idle connection, reused below
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", u.url()+"/hold", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", u.URL("/hold"), nil)
 	start := time.Now()
 	_, err := d.RoundTrip(req)
 	if !errors.Is(err, context.Canceled) || time.Since(start) > 2*time.Second {
@@ -508,13 +427,13 @@ func TestDirectCancel(t *testing.T) {
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	req, _ = http.NewRequestWithContext(ctx, "GET", u.url()+"/hold", nil)
+	req, _ = http.NewRequestWithContext(ctx, "GET", u.URL("/hold"), nil)
 	if _, err = d.RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline while waiting: %v", err)
 	}
 	// Canceled while the body is read.
 	ctx, cancel = context.WithCancel(context.Background())
-	req, _ = http.NewRequestWithContext(ctx, "GET", u.url()+"/slowbody", nil)
+	req, _ = http.NewRequestWithContext(ctx, "GET", u.URL("/slowbody"), nil)
 	resp, err := d.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -525,18 +444,18 @@ func TestDirectCancel(t *testing.T) {
 	}
 	resp.Body.Close()
 	// Already canceled: nothing is sent.
-	before := u.reqs.Load()
-	req, _ = http.NewRequestWithContext(ctx, "GET", u.url()+"/", nil)
+	before := u.Count()
+	req, _ = http.NewRequestWithContext(ctx, "GET", u.URL("/"), nil)
 	if _, err := d.RoundTrip(req); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled before: %v", err)
 	}
-	if u.reqs.Load() != before {
+	if u.Count() != before {
 		t.Fatal("a canceled request was sent")
 	}
 	// The connections are left fit: the next requests succeed.
 	release()
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
-	mustGet(t, d, "GET", u.url()+"/slowbody", "", "okok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
+	mustGet(t, d, "GET", u.URL("/slowbody"), "", "okok")
 }
 
 // TestDirectHeaderTimeout: ResponseHeaderTimeout bounds the wait for the
@@ -547,21 +466,21 @@ func TestDirectHeaderTimeout(t *testing.T) {
 	defer release()
 	d := newTestDirect(t, u, func(tr *http.Transport) { tr.ResponseHeaderTimeout = 100 * time.Millisecond })
 	start := time.Now()
-	_, _, err := get(t, d, "GET", u.url()+"/hold", "")
+	_, _, err := get(t, d, "GET", u.URL("/hold"), "")
 	var ne net.Error
 	if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() || time.Since(start) > 2*time.Second {
 		t.Fatalf("%v after %v", err, time.Since(start))
 	}
 	// The body takes 300ms, beyond the header timeout: it is read.
-	mustGet(t, d, "GET", u.url()+"/slowbody", "", "okok")
-	mustGet(t, d, "GET", u.url()+"/slowbody", "", "okok") // reused: no deadline left over
+	mustGet(t, d, "GET", u.URL("/slowbody"), "", "okok")
+	mustGet(t, d, "GET", u.URL("/slowbody"), "", "okok") // reused: no deadline left over
 }
 
 // TestDirectInformational: 1xx responses before the final one are
 // skipped, and passed to a ClientTrace that asks for them, as
 // ReverseProxy does to pass 103 Early Hints on to the client.
 func TestDirectInformational(t *testing.T) {
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
 		io.WriteString(c, "HTTP/1.1 102 Processing\r\n\r\n")
 		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\n")
@@ -569,13 +488,13 @@ func TestDirectInformational(t *testing.T) {
 		return true
 	})
 	d := newTestDirect(t, u, nil)
-	mustGet(t, d, "GET", u.url()+"/", "", "ok") // no trace: skipped
+	mustGet(t, d, "GET", u.URL("/"), "", "ok") // no trace: skipped
 	var got []string
 	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
 		got = append(got, fmt.Sprint(code, h.Get("Link")))
 		return nil
 	}}
-	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", u.url()+"/", nil)
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", u.URL("/"), nil)
 	resp, err := d.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
@@ -588,7 +507,7 @@ func TestDirectInformational(t *testing.T) {
 
 	// Through a ReverseProxy, the client gets the 103.
 	proxy := httptest.NewServer(&httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: u.ln.Addr().String()}) },
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(&url.URL{Scheme: "http", Host: u.Addr()}) },
 		Transport: d,
 	})
 	defer proxy.Close()
@@ -610,13 +529,13 @@ func TestDirectCloseIdle(t *testing.T) {
 	u, release := heldUp(t)
 	defer release()
 	d := newTestDirect(t, u, nil)
-	req, _ := http.NewRequest("GET", u.url()+"/slowbody", nil)
+	req, _ := http.NewRequest("GET", u.URL("/slowbody"), nil)
 	resp, err := d.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 	if n := idleCount(d); n != 1 {
 		t.Fatalf("%d idle", n)
 	}
@@ -629,55 +548,30 @@ func TestDirectCloseIdle(t *testing.T) {
 	if n := idleCount(d); n != 0 {
 		t.Fatalf("a connection in use became idle after CloseIdleConnections")
 	}
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 	if n := idleCount(d); n != 1 {
 		t.Fatalf("%d idle after a new request", n)
 	}
-	if n := u.conns.Load(); n != 3 {
+	if n := u.Conns(); n != 3 {
 		t.Fatalf("%d connections, want 3", n)
 	}
 }
 
 // TestDirectIdleTimeout: a connection idle for IdleConnTimeout is closed.
 func TestDirectIdleTimeout(t *testing.T) {
-	closed := make(chan struct{}, 4)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						closed <- struct{}{}
-						return
-					}
-					ok(0, c, req)
-				}
-			}()
-		}
-	}()
-	u := &rawUpstream{ln: ln}
+	u := wiretest.NewScripted(t, ok)
 	d := newTestDirect(t, u, func(tr *http.Transport) { tr.IdleConnTimeout = 100 * time.Millisecond })
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
-	select {
-	case <-closed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the idle connection was not closed")
-	}
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
+	testtime.Eventually(t, 5*time.Second, func() error {
+		if u.Ended() == 0 {
+			return errors.New("the idle connection was not closed")
+		}
+		return nil
+	})
 	if n := idleCount(d); n != 0 {
 		t.Fatalf("%d idle", n)
 	}
-	mustGet(t, d, "GET", u.url()+"/", "", "ok")
+	mustGet(t, d, "GET", u.URL("/"), "", "ok")
 }
 
 // TestDirectMaxIdle: the pool keeps at most MaxIdleConnsPerHost idle
@@ -686,7 +580,7 @@ func TestDirectMaxIdle(t *testing.T) {
 	const n = 5
 	var arrived sync.WaitGroup
 	arrived.Add(n)
-	u := newRawUpstream(t, func(_ int, c net.Conn, req *http.Request) bool {
+	u := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
 		if req.URL.Path == "/together" {
 			arrived.Done()
 			arrived.Wait()
@@ -700,7 +594,7 @@ func TestDirectMaxIdle(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, _, err := get(t, d, "GET", u.url()+"/together", ""); err != nil {
+			if _, _, err := get(t, d, "GET", u.URL("/together"), ""); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -709,7 +603,7 @@ func TestDirectMaxIdle(t *testing.T) {
 	if got := idleCount(d); got != 2 {
 		t.Fatalf("%d idle, want 2", got)
 	}
-	if got := u.conns.Load(); got != n {
+	if got := u.Conns(); got != n {
 		t.Fatalf("%d connections, want %d", got, n)
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/signet-dev/signet/gateway"
 	"github.com/signet-dev/signet/httpsig"
+	"github.com/signet-dev/signet/internal/wiretest"
 	"github.com/signet-dev/signet/middleware"
 	"github.com/signet-dev/signet/replay/memory"
 )
@@ -404,41 +405,18 @@ func TestUpstreamDown(t *testing.T) {
 // gateway goes on (over the gateway's own connection pool and over
 // net/http's transport).
 func TestUpstreamStatusBelow100(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var conns atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					status := "200 OK"
-					if s := strings.TrimPrefix(req.URL.Path, "/status/"); s != req.URL.Path {
-						status = s + " Odd"
-					}
-					io.WriteString(c, "HTTP/1.1 "+status+"\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+	up := wiretest.NewScripted(t, func(_ int, c net.Conn, req *http.Request) bool {
+		status := "200 OK"
+		if s := strings.TrimPrefix(req.URL.Path, "/status/"); s != req.URL.Path {
+			status = s + " Odd"
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 "+status+"\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
 	for name, tr := range map[string]http.RoundTripper{"direct": nil, "net/http": gateway.NewTransport()} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, func(c *gateway.Config) {
-				c.Upstream, _ = url.Parse("http://" + ln.Addr().String())
+				c.Upstream, _ = url.Parse(up.URL(""))
 				c.Transport = tr
 			})
 			// An idle connection, which the request below takes.
@@ -446,14 +424,14 @@ func TestUpstreamStatusBelow100(t *testing.T) {
 				t.Fatalf("%d %s", resp.StatusCode, body)
 			}
 			for _, status := range []string{"000", "099", "042"} {
-				before := conns.Load()
+				before := up.Conns()
 				resp, body := e.send(t, e.hmac, "GET", "/status/"+status, "", nil)
 				if resp.StatusCode != 502 || reasonOf(t, resp, body) != "upstream-unavailable" {
 					t.Fatalf("upstream status %s: %d %s", status, resp.StatusCode, body)
 				}
 				// The connection it came on is not used again.
-				if resp, body := e.send(t, e.hmac, "GET", "/", "", nil); resp.StatusCode != 200 || body != "ok" || conns.Load() == before {
-					t.Fatalf("after status %s: %d %s, %d connections before, %d after", status, resp.StatusCode, body, before, conns.Load())
+				if resp, body := e.send(t, e.hmac, "GET", "/", "", nil); resp.StatusCode != 200 || body != "ok" || up.Conns() == before {
+					t.Fatalf("after status %s: %d %s, %d connections before, %d after", status, resp.StatusCode, body, before, up.Conns())
 				}
 			}
 		})

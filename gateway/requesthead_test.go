@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
+
+	"github.com/signet-dev/signet/internal/wiretest"
 )
 
 // gatewayRequest is a request as the gateway forwards it: the reference
@@ -232,7 +234,7 @@ func set(k, v string) func(*http.Request) *http.Request {
 // is refused, or written by Request.Write, which makes the Host empty.
 // What is checked is every byte written on the connections.
 func TestDirectControlBytesNeverSent(t *testing.T) {
-	u := newRawUpstream(t, ok)
+	u := wiretest.NewScripted(t, ok)
 	var mu sync.Mutex
 	var sent bytes.Buffer
 	d := newTestDirect(t, u, func(tr *http.Transport) {
@@ -264,7 +266,7 @@ func TestDirectControlBytesNeverSent(t *testing.T) {
 			if method == "POST" {
 				body = strings.NewReader("body")
 			}
-			req, _ := http.NewRequest(method, u.url()+"/v1/orders", body)
+			req, _ := http.NewRequest(method, u.URL("/v1/orders"), body)
 			mod(req)
 			if !d.direct(req) {
 				t.Fatalf("%s %s: not sent directly", name, method)
@@ -490,7 +492,7 @@ func BenchmarkRequestHead(b *testing.B) {
 // body in memory (as the gateway hands it on) in one write, and the head
 // ahead of a body that is not, as Request.Write does.
 func TestDirectRequestInOneWrite(t *testing.T) {
-	u := newRawUpstream(t, ok)
+	u := wiretest.NewScripted(t, ok)
 	var writes atomic.Int64
 	d := newTestDirect(t, u, func(tr *http.Transport) {
 		dial := tr.DialContext
@@ -511,7 +513,7 @@ func TestDirectRequestInOneWrite(t *testing.T) {
 		"not in memory": {func() io.Reader { return iotest.HalfReader(strings.NewReader(body)) }, 2},
 	} {
 		for range 2 { // on a new connection, then on the same
-			req, _ := http.NewRequest("POST", u.url()+"/v1/orders", io.NopCloser(c.body()))
+			req, _ := http.NewRequest("POST", u.URL("/v1/orders"), io.NopCloser(c.body()))
 			req.ContentLength = int64(len(body))
 			before := writes.Load()
 			resp, err := d.RoundTrip(req)

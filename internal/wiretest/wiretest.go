@@ -3,8 +3,10 @@
 // of the tests that check that what Signet passes on is what it verified.
 //
 // [Upstream] is a raw TCP server (not net/http, which would normalise what
-// it reads); [Sign] signs a raw request the way a server that parses it
-// verifies it; [Send] writes a raw request and reads the response.
+// it reads); [Scripted] is one whose answers the test writes, byte for
+// byte, connection by connection; [Sign] signs a raw request the way a
+// server that parses it verifies it; [Send] writes a raw request and reads
+// the response.
 package wiretest
 
 import (
@@ -18,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,21 +30,58 @@ import (
 // Upstream records the requests it receives, each exactly as it arrived,
 // and answers each with 200 and closes the connection.
 type Upstream struct {
-	ln   net.Listener
-	mu   sync.Mutex
-	reqs [][]byte
+	*listener
+	received
 }
 
 // NewUpstream starts an Upstream on loopback, stopped when t ends.
 func NewUpstream(t testing.TB) *Upstream {
 	t.Helper()
+	u := &Upstream{}
+	u.listener = listen(t, func(_ int, c net.Conn) { u.serve(c) })
+	return u
+}
+
+func (u *Upstream) serve(c net.Conn) {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := newTee(c)
+	if err := readMessage(r.br, c); err != nil {
+		return
+	}
+	u.add(r.take())
+	io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+}
+
+// listener is the loopback side of [Upstream] and [Scripted]: it serves
+// each connection it accepts on a goroutine of its own, and when the test
+// ends closes, with every connection still open, and waits for them.
+type listener struct {
+	ln    net.Listener
+	conns atomic.Int32 // accepted
+	ended atomic.Int32 // served and closed
+	mu    sync.Mutex
+	open  []net.Conn
+}
+
+// listen starts a listener that calls serve with each connection and its
+// number (from 1), and closes the connection once serve returns.
+func listen(t testing.TB, serve func(n int, c net.Conn)) *listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &Upstream{ln: ln}
+	l := &listener{ln: ln}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() {
+		ln.Close()
+		l.mu.Lock()
+		for _, c := range l.open {
+			c.Close()
+		}
+		l.mu.Unlock()
+		wg.Wait()
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -50,57 +90,91 @@ func NewUpstream(t testing.TB) *Upstream {
 			if err != nil {
 				return
 			}
+			l.mu.Lock()
+			l.open = append(l.open, c)
+			l.mu.Unlock()
+			n := int(l.conns.Add(1))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				u.serve(c)
+				serve(n, c)
+				c.Close()
+				l.ended.Add(1)
 			}()
 		}
 	}()
-	return u
+	return l
 }
 
 // URL returns the upstream's http:// URL, with path appended.
-func (u *Upstream) URL(path string) string { return "http://" + u.ln.Addr().String() + path }
+func (l *listener) URL(path string) string { return "http://" + l.Addr() + path }
+
+// Addr returns the host:port the upstream listens on.
+func (l *listener) Addr() string { return l.ln.Addr().String() }
+
+// Conns returns how many connections the upstream accepted.
+func (l *listener) Conns() int { return int(l.conns.Load()) }
+
+// Ended returns how many of its connections the upstream has closed,
+// because the peer closed its side or the upstream was done with it.
+func (l *listener) Ended() int { return int(l.ended.Load()) }
+
+// received records requests as they arrived.
+type received struct {
+	mu   sync.Mutex
+	reqs [][]byte
+}
+
+func (r *received) add(req []byte) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req)
+	r.mu.Unlock()
+}
 
 // Requests returns the requests received so far, as received.
-func (u *Upstream) Requests() [][]byte {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([][]byte(nil), u.reqs...)
+func (r *received) Requests() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.reqs...)
 }
 
 // Count returns how many requests were received.
-func (u *Upstream) Count() int {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.reqs)
+func (r *received) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.reqs)
 }
 
 // Last returns the last request received; it fails t if there is none.
-func (u *Upstream) Last(t testing.TB) []byte {
+func (r *received) Last(t testing.TB) []byte {
 	t.Helper()
-	reqs := u.Requests()
+	reqs := r.Requests()
 	if len(reqs) == 0 {
 		t.Fatal("the upstream received no request")
 	}
 	return reqs[len(reqs)-1]
 }
 
-func (u *Upstream) serve(c net.Conn) {
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	var raw bytes.Buffer
-	br := bufio.NewReader(io.TeeReader(c, &raw))
-	if err := readMessage(br, c); err != nil {
-		return
-	}
-	// Only what the parser consumed belongs to the request.
-	req := raw.Bytes()[:raw.Len()-br.Buffered()]
-	u.mu.Lock()
-	u.reqs = append(u.reqs, bytes.Clone(req))
-	u.mu.Unlock()
-	io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+// tee reads messages from a connection and keeps the bytes each was read
+// from, as they arrived.
+type tee struct {
+	raw bytes.Buffer
+	br  *bufio.Reader
+}
+
+func newTee(c net.Conn) *tee {
+	r := &tee{}
+	r.br = bufio.NewReader(io.TeeReader(c, &r.raw))
+	return r
+}
+
+// take returns the bytes the messages read since the last take came
+// from: only what the parser consumed, not what it buffered beyond.
+func (r *tee) take() []byte {
+	n := r.raw.Len() - r.br.Buffered()
+	b := bytes.Clone(r.raw.Bytes()[:n])
+	r.raw.Next(n)
+	return b
 }
 
 // readMessage reads one request: its head, and a body framed by

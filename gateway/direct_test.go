@@ -74,8 +74,8 @@ func mustGet(t *testing.T, rt http.RoundTripper, method, target, body, want stri
 	}
 }
 
-// waitIdle waits until d holds n idle connections (a body read to its
-// end hands its connection back before Read returns, so this is at once).
+// idleCount returns how many idle connections d holds (a body read to its
+// end hands its connection back before Read returns, so at once).
 func idleCount(d *directTransport) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()

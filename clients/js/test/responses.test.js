@@ -52,7 +52,7 @@ const gwKey = await importKey(GW.privateKey);
 const gwJwk = { ...(await (await import('node:crypto')).createPublicKey(GW.publicKey).export({ format: 'jwk' })), use: 'sig', alg: 'EdDSA' };
 const GW_KID = await jwkThumbprint(gwJwk);
 const CLIENT_SECRET = Buffer.alloc(32, 3).toString('base64');
-const BIG = 24 << 20;
+const BIG = 96 << 20;
 const CHUNK = Buffer.alloc(64 << 10, 'x');
 const BIG_DIGEST = (() => {
   const h = createHash('sha256');
@@ -253,7 +253,7 @@ test("the gateway's own signed refusal corrects the clock; a Date altered on the
   }
 });
 
-test('a 24 MiB response streams through the check without being held (node entry point)', async (t) => {
+test('a 96 MiB response streams through the check without being held (node entry point)', async (t) => {
   // Live memory, not garbage not yet collected: collect before each look.
   v8.setFlagsFromString('--expose_gc');
   const gc = vm.runInNewContext('gc');
@@ -276,8 +276,11 @@ test('a 24 MiB response streams through the check without being held (node entry
   assert.equal(n, BIG);
   assert.equal(`sha-256=:${h.digest('base64')}:`, BIG_DIGEST);
   t.diagnostic(`live memory peak ${(peak / 2 ** 20).toFixed(1)} MiB above the start`);
-  // Holding it would take 24 MiB and more; buffers of fetch take a few.
-  assert.ok(peak < 16 << 20, `memory grew by ${(peak / 2 ** 20).toFixed(1)} MiB`);
+  // Holding it would take 96 MiB and more. fetch itself reads ahead of a
+  // slow reader: plain fetch of the same body, read the same way, peaks
+  // anywhere from 0 to about 32 MiB from run to run, which is why the body
+  // is this large and the bound this loose.
+  assert.ok(peak < 48 << 20, `memory grew by ${(peak / 2 ** 20).toFixed(1)} MiB`);
 });
 
 test('the portable core holds content to check it, up to a bound', async () => {

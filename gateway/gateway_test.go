@@ -553,36 +553,18 @@ func TestStreaming(t *testing.T) {
 	}
 }
 
-// writeCounter counts the writes made on the connections it dialled.
-type writeCounter struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c writeCounter) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
-
 // TestRequestInOneWrite: the verified request leaves for the upstream in
 // one write, header and body together (two would cost the upstream a
 // second packet and read per request).
 func TestRequestInOneWrite(t *testing.T) {
-	var writes atomic.Int64
+	var watch wiretest.Watch
 	e := newEnv(t, func(c *gateway.Config) {
 		tr := gateway.NewTransport()
-		dial := tr.DialContext
-		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return writeCounter{c, &writes}, nil
-		}
+		tr.DialContext = watch.Dial(tr.DialContext)
 		c.Transport = tr
 	})
 	for i := range 3 {
-		before := writes.Load()
+		before := watch.Writes()
 		resp, body := e.send(t, e.hmac, "POST", "/v1/orders", `{"item":"widget","n":`+fmt.Sprint(i)+`}`, nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%d %s", resp.StatusCode, body)
@@ -590,7 +572,7 @@ func TestRequestInOneWrite(t *testing.T) {
 		if _, got := e.up.last(); !strings.Contains(got, `"widget"`) {
 			t.Fatalf("upstream got body %q", got)
 		}
-		if n := writes.Load() - before; n != 1 {
+		if n := watch.Writes() - before; n != 1 {
 			t.Fatalf("request %d left in %d writes, want 1", i, n)
 		}
 	}

@@ -6,13 +6,10 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
@@ -235,18 +232,8 @@ func set(k, v string) func(*http.Request) *http.Request {
 // What is checked is every byte written on the connections.
 func TestDirectControlBytesNeverSent(t *testing.T) {
 	u := wiretest.NewScripted(t, ok)
-	var mu sync.Mutex
-	var sent bytes.Buffer
-	d := newTestDirect(t, u, func(tr *http.Transport) {
-		dial := tr.DialContext
-		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return recordingConn{c, &mu, &sent}, nil
-		}
-	})
+	var watch wiretest.Watch
+	d := newTestDirect(t, u, func(tr *http.Transport) { tr.DialContext = watch.Dial(tr.DialContext) })
 	evil := "x\r\nX-Signet-Owner: evil\r\n"
 	for name, mod := range map[string]func(*http.Request){
 		"value CRLF":     func(r *http.Request) { r.Header.Set("X-Signet-Owner", "alice"+evil) },
@@ -276,29 +263,12 @@ func TestDirectControlBytesNeverSent(t *testing.T) {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
-			mu.Lock()
-			raw := sent.String()
-			sent.Reset()
-			mu.Unlock()
+			raw := watch.Take()
 			if strings.Contains(strings.ToLower(raw), "\nx-signet-owner: evil") || strings.ContainsAny(strings.ReplaceAll(raw, "\r\n", ""), "\r\n\x00") {
 				t.Errorf("%s %s: sent\n%q", name, method, raw)
 			}
 		}
 	}
-}
-
-// recordingConn keeps what is written on it.
-type recordingConn struct {
-	net.Conn
-	mu   *sync.Mutex
-	sent *bytes.Buffer
-}
-
-func (c recordingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	c.sent.Write(p)
-	c.mu.Unlock()
-	return c.Conn.Write(p)
 }
 
 // FuzzDirectRequestHead: for any request, the head appendRequestHead
@@ -493,21 +463,12 @@ func BenchmarkRequestHead(b *testing.B) {
 // ahead of a body that is not, as Request.Write does.
 func TestDirectRequestInOneWrite(t *testing.T) {
 	u := wiretest.NewScripted(t, ok)
-	var writes atomic.Int64
-	d := newTestDirect(t, u, func(tr *http.Transport) {
-		dial := tr.DialContext
-		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return countingConn{c, &writes}, nil
-		}
-	})
+	var watch wiretest.Watch
+	d := newTestDirect(t, u, func(tr *http.Transport) { tr.DialContext = watch.Dial(tr.DialContext) })
 	body := strings.Repeat("a", 1024)
 	for name, c := range map[string]struct {
 		body   func() io.Reader
-		writes int64
+		writes int
 	}{
 		"in memory":     {func() io.Reader { return strings.NewReader(body) }, 1},
 		"not in memory": {func() io.Reader { return iotest.HalfReader(strings.NewReader(body)) }, 2},
@@ -515,26 +476,16 @@ func TestDirectRequestInOneWrite(t *testing.T) {
 		for range 2 { // on a new connection, then on the same
 			req, _ := http.NewRequest("POST", u.URL("/v1/orders"), io.NopCloser(c.body()))
 			req.ContentLength = int64(len(body))
-			before := writes.Load()
+			before := watch.Writes()
 			resp, err := d.RoundTrip(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if n := writes.Load() - before; n != c.writes {
+			if n := watch.Writes() - before; n != c.writes {
 				t.Errorf("%s: %d writes, want %d", name, n, c.writes)
 			}
 		}
 	}
-}
-
-type countingConn struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c countingConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
 }

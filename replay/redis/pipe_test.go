@@ -247,12 +247,7 @@ func TestFastServerKilled(t *testing.T) {
 	killed.Store(true)
 	wg.Wait()
 	r.Restart()
-	eventually(t, "Remember once Redis is back", func() error {
-		return s.Remember(ctx, "sk_1", "after-"+strconv.Itoa(rand.IntN(1e9)), time.Now(), until)
-	})
-	if err := s.Remember(ctx, "sk_1", "before", now, until); !errors.Is(err, httpsig.ErrReplayed) {
-		t.Errorf("replay of a pair recorded before the kill = %v, want ErrReplayed", err)
-	}
+	recovers(t, s, "before", now, until)
 }
 
 // TestFastServerHangs stops the server (SIGSTOP), longer than the time
@@ -304,12 +299,7 @@ func TestFastServerHangs(t *testing.T) {
 	resumed = true
 	<-waited
 	t.Logf("%d calls failed while Redis was stopped", calls.Load())
-	eventually(t, "Remember once Redis goes on", func() error {
-		return s.Remember(ctx, "sk_1", "after-"+strconv.Itoa(rand.IntN(1e9)), time.Now(), until)
-	})
-	if err := s.Remember(ctx, "sk_1", "before", now, until); !errors.Is(err, httpsig.ErrReplayed) {
-		t.Errorf("replay of a pair recorded before the hang = %v, want ErrReplayed", err)
-	}
+	recovers(t, s, "before", now, until)
 }
 
 // TestFastAuth checks that the fast connection logs in and selects the
@@ -513,4 +503,17 @@ func wantPair(ttl int64, old bool) reply {
 		return reply{kind: kindNil}
 	}
 	return reply{kind: kindString, str: "OK"}
+}
+
+// recovers checks that, once Redis is back after a fault, calls succeed
+// again, and the pair of sk_1 and nonce recorded before it is still there.
+func recovers(t *testing.T, s *Store, nonce string, created, until time.Time) {
+	t.Helper()
+	ctx := t.Context()
+	eventually(t, "Remember once Redis is back", func() error {
+		return s.Remember(ctx, "sk_1", "after-"+strconv.Itoa(rand.IntN(1e9)), time.Now(), until)
+	})
+	if err := s.Remember(ctx, "sk_1", nonce, created, until); !errors.Is(err, httpsig.ErrReplayed) {
+		t.Errorf("replay of a pair recorded before the fault = %v, want ErrReplayed", err)
+	}
 }

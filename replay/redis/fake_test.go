@@ -44,7 +44,7 @@ func startFake(t *testing.T, script func(conn, call int) string) *fakeServer {
 				r := bufio.NewReader(nc)
 				for call := 0; ; call++ {
 					for range 2 {
-						if err := skipCommand(r); err != nil {
+						if _, err := readCommand(r); err != nil {
 							return
 						}
 					}
@@ -70,26 +70,6 @@ func startFake(t *testing.T, script func(conn, call int) string) *fakeServer {
 		}
 	})
 	return f
-}
-
-// skipCommand reads a command, an array of bulk strings.
-func skipCommand(r *bufio.Reader) error {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return err
-	}
-	n, _ := strconv.Atoi(line[1 : len(line)-2])
-	for range n {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return err
-		}
-		l, _ := strconv.Atoi(line[1 : len(line)-2])
-		if _, err := r.Discard(l + 2); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func fakePipe(f *fakeServer, timeout time.Duration) *pipe {
@@ -405,7 +385,7 @@ func readCommands(t *testing.T, nc net.Conn, r *bufio.Reader, n int) {
 	t.Helper()
 	nc.SetReadDeadline(time.Now().Add(time.Second))
 	for i := range n {
-		if err := skipCommand(r); err != nil {
+		if _, err := readCommand(r); err != nil {
 			t.Fatalf("reading command %d of %d: %v", i+1, n, err)
 		}
 	}
@@ -454,7 +434,7 @@ func TestFastBatchInFlight(t *testing.T) {
 	}
 	rb := bufio.NewReader(bytes.NewReader(buf[:n]))
 	for i := range 2 * calls {
-		if err := skipCommand(rb); err != nil {
+		if _, err := readCommand(rb); err != nil {
 			t.Fatalf("the first read after the reply held %d commands of %d: %v", i, 2*calls, err)
 		}
 	}
